@@ -1,0 +1,5 @@
+import sys
+
+from iml_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""The agent interface: what the learning loop asks of any agent, LLM or not.
+
+The loop (iml_core.learner) owns the order of phases, momentum, the word cap and all bookkeeping;
+an agent only answers three questions: what is this sample (infer), what did this batch of
+experience have in common (induce), and how should the notes read now (revise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from iml_core.tasks import Observation
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str | None  # None when the output named no class; it then counts as wrong
+    raw: str
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    observation: Observation
+    prediction: Prediction
+    correct: bool
+    # What the environment told after the action: the right class in `label` feedback mode,
+    # nothing (None) in `binary` mode, where `correct` is all the agent learns.
+    true_label: str | None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Where in a run a call happens; agents use it to log model calls and to seed random choices."""
+    run_seed: int
+    step: int
+    name: str  # "train", "induce", "revise" or "eval"
+
+
+@dataclass
+class ModelCall:
+    phase: str
+    prompt: str
+    response: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens_cached: int = 0
+    duration_ms: float = 0.0
+    cached: bool = False
+    error: str | None = None
+
+
+class Agent(Protocol):
+    # How the agent is named wherever it appears (the offline learner says it is no LLM).
+    description: str
+
+    def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]: ...
+
+    def induce(self, notes: str, trajectories: Sequence[Trajectory], phase: Phase) -> str: ...
+
+    def revise(self, notes: str, batch_notes: Sequence[str], required_prefix: str, max_words: int,
+               phase: Phase) -> str:
+        """New notes. They should begin with `required_prefix` (the momentum prefix); the loop
+        repairs them when they do not and records that the agent did not keep it by itself."""
+        ...
+
+    def drain_calls(self) -> list[ModelCall]:
+        """The model calls made since the last drain, for the step's record."""
+        ...

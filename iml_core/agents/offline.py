@@ -1,0 +1,283 @@
+"""The offline rule learner: In-Memory Learning with counting instead of a language model.
+
+It keeps everything it knows in the notes, in plain English, one line per class:
+
+    - Florp: wing type is feathered (100%), diet is plants (90%).
+
+"90%" is the share of the class's recent examples that had the trait; traits below LISTED_SHARE
+are left out. It reads those lines back to classify (a naive-Bayes score over the listed traits),
+writes batch notes that count the traits of each class in a batch (induction), and revises by
+moving each class's shares a fixed step (ALPHA) toward what the batch notes say. Like an LLM, a
+revision sees only the old notes and the batch notes in front of it, never a hidden history: so
+small batches make noisy revisions, accumulation averages them out, and momentum leaves stale
+lines in place that later lines must override (the last line about a class is the one that counts).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from typing import Sequence
+
+from iml_core.agents import ModelCall, Phase, Prediction, Trajectory
+from iml_core.diff import take_words, word_count, words
+from iml_core.tasks import Attribute, Observation
+
+ALPHA = 0.25  # how far one revision moves a class's shares toward the batch's
+# The notes name a trait when its share beats an even split of its attribute by this many points.
+LISTED_MARGIN = 10
+# Under momentum the learner corrects an attribute only when its share moved this many points
+# (or a trait became typical or stopped being so): kept notes are amended, not restated.
+CORRECTION = 5
+SMOOTHING = 0.05  # a trait the notes rule out still gets this much weight, so one miss is not fatal
+TIE = 1e-9
+NO_TRAIT = "no typical trait yet."
+
+
+def _percent(share: float) -> int:
+    return int(math.floor(share * 100 + 0.5))
+
+Rule = dict[str, dict[str, int]]  # attribute -> value -> percent of the class's examples
+Counts = dict[str, dict[str, int]]  # attribute -> value -> examples with it
+
+
+class OfflineRuleLearner:
+    description = "rule learner (no LLM)"
+
+    def __init__(self, attributes: Sequence[Attribute], classes: Sequence[str]):
+        self.attributes = tuple(attributes)
+        self.classes = tuple(classes)
+        self._values = {a.name: a.values for a in self.attributes}
+        # Longest first, so "red-brown" is not read as "red".
+        traits = sorted(((a.name, v) for a in self.attributes for v in a.values),
+                        key=lambda t: -len(f"{t[0]} is {t[1]}"))
+        self._trait_lookup = {f"{a} is {v}": (a, v) for a, v in traits}
+        alternatives = "|".join(re.escape(phrase) for phrase in self._trait_lookup)
+        self._share_pattern = re.compile(rf"({alternatives}) \((\d{{1,3}})%\)")
+        self._count_pattern = re.compile(rf"({alternatives}) \((\d+) of (\d+)\)")
+        self._classes_longest_first = sorted(self.classes, key=len, reverse=True)
+
+    # --- reading and writing notes -----------------------------------------------------
+
+    def _class_of_line(self, line: str) -> tuple[str, str] | None:
+        """The class a notes line is about and the rest of the line, if it is one of ours."""
+        body = line.strip()
+        if not body.startswith("- "):
+            return None
+        body = body[2:]
+        for name in self._classes_longest_first:
+            if body.startswith(name + ":") or body.startswith(name + ","):
+                return name, body[len(name) + 1:]
+        return None
+
+    def parse_notes(self, notes: str) -> dict[str, Rule]:
+        rules: dict[str, Rule] = {}
+        for line in notes.splitlines():
+            parsed = self._class_of_line(line)
+            if parsed is None:
+                continue
+            name, rest = parsed
+            mentioned: Rule = {}
+            for match in self._share_pattern.finditer(rest):
+                attribute, value = self._trait_lookup[match.group(1)]
+                mentioned.setdefault(attribute, {})[value] = min(100, int(match.group(2)))
+            # A later line about a class corrects the attributes it mentions; one that names no
+            # trait says the class has none yet.
+            rules[name] = {} if rest.strip() == NO_TRAIT else {**rules.get(name, {}), **mentioned}
+        return rules
+
+    def _distribution(self, attribute: str, listed: dict[str, float]) -> dict[str, float]:
+        """Shares of every value of an attribute: the listed ones as written, the rest of the mass
+        spread evenly over the values the notes do not name."""
+        values = self._values[attribute]
+        total = sum(listed.values())
+        if total > 1:
+            return {v: listed.get(v, 0.0) / total for v in values}
+        unnamed = [v for v in values if v not in listed]
+        rest = (1 - total) / len(unnamed) if unnamed else 0.0
+        return {v: listed.get(v, rest) for v in values}
+
+    # --- inference -------------------------------------------------------------------------
+
+    def _score(self, rule: Rule | None, observation: Observation) -> float:
+        score = 0.0
+        for attribute in self.attributes:
+            share = self._shares(rule, attribute.name).get(observation.features.get(attribute.name), 0.0)
+            score += math.log((share + SMOOTHING) / (1 + SMOOTHING * len(attribute.values)))
+        return score
+
+    def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]:
+        rules = self.parse_notes(notes)
+        predictions = []
+        for observation in observations:
+            scores = {name: self._score(rules.get(name), observation) for name in self.classes}
+            best = max(scores.values())
+            tied = [name for name in self.classes if scores[name] >= best - TIE]
+            # Ties (always so with empty notes) are broken at random, reproducibly from the seed.
+            rng = random.Random(f"{phase.run_seed}/{phase.step}/{phase.name}/{observation.id}")
+            label = tied[0] if len(tied) == 1 else rng.choice(tied)
+            predictions.append(Prediction(label, label))
+        return predictions
+
+    # --- induction -------------------------------------------------------------------------
+
+    def induce(self, notes: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        right = sum(t.correct for t in trajectories)
+        told = all(t.true_label is not None for t in trajectories)
+        by_class: dict[str, list[Observation]] = {}
+        for t in trajectories:
+            # With only right/wrong feedback, a sample is evidence for a class only when the
+            # answer was right; a wrong answer says what it is not, which this learner leaves out.
+            name = t.true_label if told else (t.prediction.label if t.correct else None)
+            if name is not None:
+                by_class.setdefault(name, []).append(t.observation)
+        if told:
+            lines = [f"{len(trajectories)} samples, {right} answered right."]
+            seen = "samples"
+        else:
+            lines = [f"{len(trajectories)} samples, {right} answered right; the class of the others was not told."]
+            seen = "answered right"
+        for name in self.classes:
+            examples = by_class.get(name)
+            if not examples:
+                continue
+            counts = []
+            for attribute in self.attributes:
+                for value in attribute.values:
+                    k = sum(o.features.get(attribute.name) == value for o in examples)
+                    if k:
+                        counts.append(f"{attribute.name} is {value} ({k} of {len(examples)})")
+            lines.append(f"- {name}, {len(examples)} {seen}: " + ", ".join(counts) + ".")
+        return "\n".join(lines)
+
+    def _parse_batch_note(self, text: str) -> dict[str, tuple[int, Counts]]:
+        evidence: dict[str, tuple[int, Counts]] = {}
+        for line in text.splitlines():
+            parsed = self._class_of_line(line)
+            if parsed is None:
+                continue
+            name, rest = parsed
+            counts: Counts = {}
+            total = 0
+            for match in self._count_pattern.finditer(rest):
+                attribute, value = self._trait_lookup[match.group(1)]
+                counts.setdefault(attribute, {})[value] = int(match.group(2))
+                total = max(total, int(match.group(3)))
+            if total:
+                evidence[name] = (total, counts)
+        return evidence
+
+    # --- revision --------------------------------------------------------------------------
+
+    def _updated_rules(self, written: dict[str, Rule], batch_notes: Sequence[str]) -> dict[str, Rule]:
+        """Every value's share (in percent) for each class the batch notes speak of, moved ALPHA of
+        the way from what the notes say toward what the batches saw; other classes as written."""
+        pooled: dict[str, tuple[int, Counts]] = {}
+        for text in batch_notes:
+            for name, (n, counts) in self._parse_batch_note(text).items():
+                total, merged = pooled.get(name, (0, {}))
+                for attribute, by_value in counts.items():
+                    for value, k in by_value.items():
+                        merged.setdefault(attribute, {})[value] = merged.get(attribute, {}).get(value, 0) + k
+                pooled[name] = (total + n, merged)
+        rules = dict(written)
+        for name, (n, counts) in pooled.items():
+            rule: Rule = {}
+            for attribute in self.attributes:
+                batch = {v: counts.get(attribute.name, {}).get(v, 0) / n for v in attribute.values}
+                # A class the notes do not know yet starts from no opinion: every value equally likely.
+                before = self._shares(written.get(name), attribute.name)
+                rule[attribute.name] = {v: _percent((1 - ALPHA) * before[v] + ALPHA * batch[v])
+                                        for v in attribute.values}
+            rules[name] = rule
+        return rules
+
+    def _shares(self, rule: Rule | None, attribute: str) -> dict[str, float]:
+        return self._distribution(attribute, {v: s / 100 for v, s in (rule or {}).get(attribute, {}).items()})
+
+    def _listed(self, rule: Rule | None, attribute: str) -> dict[str, int]:
+        bar = 100 / len(self._values[attribute]) + LISTED_MARGIN
+        return {v: round(s * 100) for v, s in self._shares(rule, attribute).items() if s * 100 >= bar}
+
+    def render_line(self, name: str, rule: Rule, attributes: Sequence[str] | None = None) -> str:
+        """The line for a class naming its typical traits, most typical first. Given `attributes`,
+        a correction of just those, which states a share below the bar when none is typical."""
+        traits = []
+        for position, attribute in enumerate(attributes or [a.name for a in self.attributes]):
+            typical = self._listed(rule, attribute)
+            if not typical and attributes:
+                shares = self._shares(rule, attribute)
+                top = max(shares, key=shares.get)
+                typical = {top: round(shares[top] * 100)}
+            traits += [(share, position, attribute, value) for value, share in typical.items()]
+        if not traits:
+            return f"- {name}: {NO_TRAIT}"
+        traits.sort(key=lambda t: (-t[0], t[1]))
+        return f"- {name}: " + ", ".join(f"{a} is {v} ({s}%)" for s, _, a, v in traits) + "."
+
+    def revise(self, notes: str, batch_notes: Sequence[str], required_prefix: str, max_words: int,
+               phase: Phase) -> str:
+        wanted = self._updated_rules(self.parse_notes(notes), batch_notes)
+        if not required_prefix.strip():
+            return "\n".join(self.render_line(name, wanted[name]) for name in self.classes if name in wanted)
+        # Momentum: the beginning of the notes stays, so the learner amends instead of restating.
+        # It appends correction lines, the most needed first, writing no more words than momentum
+        # leaves free (the old words after the required prefix). When the cap leaves no room, it
+        # gives up that free tail and writes the corrections the prefix alone needs there.
+        free = word_count(notes) - word_count(required_prefix)
+        amended = self._amend(notes, wanted, min(free, max_words - word_count(notes)))
+        if amended is None:
+            base = self._complete_cut_line(required_prefix, wanted)
+            amended = self._amend(base, wanted, min(free, max_words - word_count(base)))
+        return notes if amended is None else amended
+
+    def _amend(self, text: str, wanted: dict[str, Rule], room: int) -> str | None:
+        """`text` with the corrections that fit in `room` words (whole lines only: a cut correction
+        would say something else), or None when none fits."""
+        spent = 0
+        for line in self._corrections(text, wanted):
+            if spent + word_count(line) > room:
+                continue
+            text = (text + "\n" if text and not text.endswith("\n") else text) + line
+            spent += word_count(line)
+        return text if spent else None
+
+    def _complete_cut_line(self, prefix: str, wanted: dict[str, Rule]) -> str:
+        """When the prefix ends inside a class's line and the wanted line begins the same way, finish it."""
+        cut_line = prefix.rsplit("\n", 1)[-1]
+        about = self._class_of_line(cut_line)
+        if about is None or about[0] not in wanted:
+            return prefix
+        line, n = self.render_line(about[0], wanted[about[0]]), word_count(cut_line)
+        if words(line)[:n] == words(cut_line):
+            return prefix + line[len(take_words(line, n)):]
+        return prefix
+
+    def _corrections(self, text: str, wanted: dict[str, Rule]) -> list[str]:
+        """Lines that make `text` say what the learner wants, the largest correction first: a class
+        the text does not know yet, then attributes whose share moved by CORRECTION points or more
+        or whose typical value changed."""
+        written = self.parse_notes(text)
+        ranked = []
+        for position, name in enumerate(self.classes):
+            if name not in wanted:
+                continue
+            if name not in written:
+                ranked.append((float("inf"), position, self.render_line(name, wanted[name])))
+                continue
+            moves = {}
+            for attribute in self.attributes:
+                before, after = self._shares(written[name], attribute.name), self._shares(wanted[name], attribute.name)
+                move = max(abs(before[v] - after[v]) for v in before) * 100
+                listing_changed = self._listed(written[name], attribute.name).keys() != \
+                    self._listed(wanted[name], attribute.name).keys()
+                if listing_changed or move >= CORRECTION:
+                    moves[attribute.name] = move
+            if moves:
+                ranked.append((sum(moves.values()), position, self.render_line(name, wanted[name], list(moves))))
+        ranked.sort(key=lambda r: (-r[0], r[1]))
+        return [line for _, _, line in ranked]
+
+    def drain_calls(self) -> list[ModelCall]:
+        return []  # no model, so no calls to log

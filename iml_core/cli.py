@@ -1,0 +1,187 @@
+"""The command line: python -m iml_core {run,runs,show,notes,data}.
+
+Exit codes: 0 success, 1 a run that failed, 2 bad input (one line naming the problem and the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from iml_core.config import AGENTS, FEEDBACK_MODES, SETTINGS, RunConfig
+from iml_core.errors import UserError
+from iml_core.store import DEFAULT_DB, Store
+from iml_core.tasks import DATA_DIR, PRESETS, benchmark_files, write_benchmark
+
+BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        # One line, not argparse's usage block: the message names the flag and the problem.
+        raise UserError(f"{message} (see `python -m iml_core {self.prog.split()[-1]} --help`)")
+
+
+def _db_path(args) -> Path:
+    return Path(args.db or os.environ.get("IML_DB") or DEFAULT_DB)
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help=f"DuckDB file (default: $IML_DB or {DEFAULT_DB.relative_to(Path.cwd()) if DEFAULT_DB.is_relative_to(Path.cwd()) else DEFAULT_DB})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="iml", description="IML Studio: In-Memory Learning runs from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="one learning run")
+    defaults = RunConfig()
+    run.add_argument("--task", default=defaults.task,
+                     help=f"a preset ({', '.join(PRESETS)}) or the path of a CSV file")
+    run.add_argument("--label-column", default=defaults.label_column, help="the CSV column that holds the classes")
+    run.add_argument("--label-noise", type=float, default=None,
+                     help="share of benchmark labels replaced by a wrong class (presets only)")
+    run.add_argument("--agent", choices=AGENTS, default=defaults.agent,
+                     help="offline: the rule learner (no LLM); llm: a language model")
+    for name, setting in SETTINGS.items():
+        kind = int if isinstance(setting.low, int) else float
+        run.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
+                         help=f"{setting.help} ({setting.low} to {setting.high}; default {getattr(defaults, name)})")
+    run.add_argument("--feedback", choices=FEEDBACK_MODES, default=defaults.feedback,
+                     help="label: the environment tells the right class; binary: only right or wrong")
+    run.add_argument("--json", action="store_true", help="print one JSON summary at the end instead of a table")
+    _add_db(run)
+
+    runs = commands.add_parser("runs", help="the runs in a database, one line each")
+    _add_db(runs)
+
+    show = commands.add_parser("show", help="a run's settings, accuracy per step and final notes")
+    show.add_argument("run_id", type=int)
+    _add_db(show)
+
+    notes = commands.add_parser("notes", help="the notes of a run at one step")
+    notes.add_argument("run_id", type=int)
+    notes.add_argument("--step", type=int, help="the step (default: the last)")
+    _add_db(notes)
+
+    data = commands.add_parser("data", help="write the benchmark files (CSV and rule card) into data/")
+    data.add_argument("--if-missing", action="store_true", help="only write files that are not there yet")
+    data.add_argument("--dir", default=str(DATA_DIR), help="where to write them")
+    _add_db(data)
+    return parser
+
+
+def _percent(value: float | None) -> str:
+    return "    -" if value is None else f"{100 * value:5.1f}"
+
+
+def cmd_run(args) -> int:
+    config = RunConfig(
+        task=args.task, agent=args.agent, feedback=args.feedback, label_column=args.label_column,
+        label_noise=args.label_noise, **{name: getattr(args, name) for name in SETTINGS}).check()
+    from iml_core.runner import create_run, execute_run  # after the flags are known good
+    from tqdm import tqdm
+
+    with Store(_db_path(args)) as store:
+        run_id = create_run(store, config)
+        with tqdm(total=config.steps, desc=f"run {run_id}", unit="step", file=sys.stderr,
+                  disable=None, dynamic_ncols=True) as bar:
+            best = [None]
+
+            def progress(record) -> None:
+                if record.step == 0:
+                    return
+                if record.eval_accuracy is not None:
+                    best[0] = max(best[0] or 0.0, record.eval_accuracy)
+                bar.set_postfix(train=f"{record.train_accuracy:.2f}",
+                                eval="-" if record.eval_accuracy is None else f"{record.eval_accuracy:.2f}",
+                                notes=f"{record.notes_words}w")
+                bar.update(1)
+
+            try:
+                summary = execute_run(store, run_id, on_step=progress)
+            except KeyboardInterrupt:
+                print(f"run {run_id} stopped; its completed steps are in {store.path}", file=sys.stderr)
+                return 130
+            except UserError as e:
+                from iml_core.runner import run_summary
+                summary = run_summary(store, run_id)
+                print(f"run {run_id} failed: {e}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"run {summary['run_id']} {summary['status']}: {summary['steps']} steps, "
+              f"final eval accuracy {_percent(summary['final_eval_accuracy']).strip()}%, "
+              f"best {_percent(summary['best_eval_accuracy']).strip()}% ({summary['db']})")
+    return 0 if summary["status"] == "completed" else 1
+
+
+def cmd_runs(args) -> int:
+    with Store(_db_path(args)) as store:
+        rows = store.runs()
+    if not rows:
+        print(f"no runs in {_db_path(args)}; start one with `python -m iml_core run`")
+        return 0
+    print(f"{'id':>4}  {'status':<11} {'task':<10} {'agent':<22} {'m':>4} {'K':>3} {'B':>4} "
+          f"{'steps':>9}  {'final':>5}  {'best':>5}  started")
+    for r in rows:
+        config = json.loads(r["config"])
+        started = r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "-"
+        print(f"{r['id']:>4}  {r['status']:<11} {r['task'][:10]:<10} {r['agent_description'][:22]:<22} "
+              f"{config['momentum']:>4} {config['accumulation']:>3} {config['batch_size']:>4} "
+              f"{r['steps_done']:>4}/{r['steps_total']:<4}  {_percent(r['final_eval_accuracy'])}  "
+              f"{_percent(r['best_eval_accuracy'])}  {started}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    with Store(_db_path(args)) as store:
+        run = store.run(args.run_id)
+        steps = store.steps(args.run_id)
+    print(f"run {run['id']}: {run['status']}" + (f" ({run['error']})" if run["error"] else ""))
+    print(f"task {run['task']}, agent {run['agent_description']}")
+    for name, value in run["config"].items():
+        if name != "initial_notes" or value:
+            print(f"  {name:<15} {value}")
+    print(f"\n{'step':>5}  {'train':>5}  {'eval':>5}  {'words':>5}  {'changed':>7}")
+    for s in steps:
+        print(f"{s['step']:>5}  {_percent(s['train_accuracy'])}  {_percent(s['eval_accuracy'])}  "
+              f"{s['notes_words']:>5}  {s['words_changed']:>7}")
+    if steps:
+        print(f"\nnotes after step {steps[-1]['step']}:\n{steps[-1]['notes']}")
+    return 0
+
+
+def cmd_notes(args) -> int:
+    with Store(_db_path(args)) as store:
+        step = args.step
+        if step is None:
+            steps = store.steps(args.run_id) or [{"step": 0}]
+            step = steps[-1]["step"]
+        print(store.notes_at(args.run_id, step))
+    return 0
+
+
+def cmd_data(args) -> int:
+    directory = Path(args.dir)
+    for preset in PRESETS:
+        if args.if_missing and all(p.exists() for p in benchmark_files(preset, directory)):
+            continue
+        for path in write_benchmark(preset, directory):
+            print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"iml: error: {e}", file=sys.stderr)
+        return BAD_INPUT

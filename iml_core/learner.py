@@ -1,0 +1,216 @@
+"""The In-Memory Learning loop, written once for every agent (DESIGN.md section 1).
+
+    for k in 1..K:                       accumulation
+        minibatch = next B samples of the training stream
+        trajectories = (observation, infer(notes, observation), feedback) for each sample
+        batch_notes[k] = induce(notes, trajectories)
+    notes = revise(notes, batch_notes) with the first ceil(m * W) old words kept   momentum
+    every E steps (and after the last): eval accuracy of infer(notes, held-out samples)
+
+Everything random derives from the run's seed and the step number, never from state carried
+between steps, so a run resumed at step s continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterator, Sequence
+
+from iml_core.agents import Agent, ModelCall, Phase, Prediction, Trajectory
+from iml_core.config import RunConfig
+from iml_core.diff import take_words, word_count, words, words_changed
+from iml_core.tasks import Sample, Task
+
+
+# --- momentum and the word cap ------------------------------------------------------------
+
+def prefix_word_count(momentum: float, notes_words: int, max_words: int) -> int:
+    """ceil(m * W), computed on the decimal the user typed (0.3 * 10 is 3, not 3.0000000000000004),
+    and never more than the cap: when the cap and the prefix collide, the cap wins."""
+    return min(math.ceil(Fraction(str(momentum)) * notes_words), max_words)
+
+
+def momentum_prefix(notes: str, momentum: float, max_words: int) -> str:
+    return take_words(notes, prefix_word_count(momentum, word_count(notes), max_words))
+
+
+@dataclass(frozen=True)
+class Revision:
+    notes: str
+    prefix_words: int
+    kept_by_model: bool | None  # None when momentum required nothing
+    words_truncated: int
+
+
+def enforce_revision(prefix: str, revised: str, max_words: int) -> Revision:
+    """The notes a revision may leave: they begin with the momentum prefix (when the agent dropped
+    it, the rule is: the prefix, then everything the agent wrote) and hold at most max_words words."""
+    required = words(prefix)
+    kept = words(revised)[:len(required)] == required
+    notes = revised if kept else prefix + ("\n" + revised.strip() if revised.strip() else "")
+    total = word_count(notes)
+    if total > max_words:
+        notes = take_words(notes, max_words)
+    return Revision(notes, len(required), kept if required else None, max(0, total - max_words))
+
+
+# --- where the samples come from ------------------------------------------------------------
+
+class SampleStream:
+    """A seeded held-out eval split, and a training stream that walks the rest in a fresh seeded
+    order each epoch. Minibatch g is a pure function of (seed, g)."""
+
+    def __init__(self, task: Task, seed: int, eval_size: int):
+        order = list(range(len(task.samples)))
+        random.Random(f"{seed}/split").shuffle(order)
+        self.eval = [task.samples[i] for i in order[:eval_size]]
+        self.train = [task.samples[i] for i in order[eval_size:]]
+        self.seed = seed
+        self._epochs: dict[int, list[int]] = {}
+
+    def _epoch(self, epoch: int) -> list[int]:
+        if epoch not in self._epochs:
+            self._epochs = {epoch: random.Random(f"{self.seed}/epoch/{epoch}").sample(
+                range(len(self.train)), len(self.train))}
+        return self._epochs[epoch]
+
+    def minibatch(self, index: int, size: int) -> list[Sample]:
+        n = len(self.train)
+        return [self.train[self._epoch(p // n)[p % n]] for p in range(index * size, (index + 1) * size)]
+
+
+# --- one step's record ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    phase: str  # "train" or "eval"
+    minibatch: int | None  # which of the K minibatches; None for eval
+    sample_id: int
+    predicted: str | None
+    label: str
+    correct: bool
+    raw: str
+
+
+@dataclass
+class StepRecord:
+    step: int
+    notes: str
+    train_accuracy: float | None = None
+    train_invalid: int = 0
+    eval_accuracy: float | None = None
+    eval_invalid: int = 0
+    per_class: dict = field(default_factory=dict)  # {"train"|"eval": {class: [right, total]}}
+    notes_words: int = 0
+    words_changed: int = 0
+    prefix_words: int = 0
+    prefix_kept_by_model: bool | None = None
+    words_truncated: int = 0
+    batch_notes: list[str] = field(default_factory=list)
+    predictions: list[PredictionRecord] = field(default_factory=list)
+    calls: list[tuple[str, ModelCall]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def tokens(self, kind: str) -> int:
+        return sum(getattr(call, f"tokens_{kind}") for _, call in self.calls)
+
+
+def _score(task: Task, phase: str, minibatch: int | None, samples: Sequence[Sample],
+           predictions: Sequence[Prediction]) -> tuple[list[PredictionRecord], float, int, dict]:
+    records, per_class = [], defaultdict(lambda: [0, 0])
+    for sample, prediction in zip(samples, predictions, strict=True):
+        predicted = prediction.label if prediction.label in task.classes else None
+        correct = predicted == sample.label
+        records.append(PredictionRecord(phase, minibatch, sample.id, predicted, sample.label, correct, prediction.raw))
+        per_class[sample.label][0] += correct
+        per_class[sample.label][1] += 1
+    right = sum(r.correct for r in records)
+    invalid = sum(r.predicted is None for r in records)
+    return records, right / len(records), invalid, dict(per_class)
+
+
+class _Clock:
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def time(self, phase: str, call, *args):
+        start = time.perf_counter()
+        try:
+            return call(*args)
+        finally:
+            self.seconds[phase] += time.perf_counter() - start
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
+                   after_step: int = 0, notes: str | None = None) -> Iterator[StepRecord]:
+    """Yields step 0 (the starting notes, evaluated) and then one record per learning step.
+    To resume, pass the last committed step and its notes."""
+    stream = SampleStream(task, config.seed, config.eval_size)
+    notes = config.initial_notes if notes is None else notes
+    eval_observations = [s.observation for s in stream.eval]
+
+    def evaluate(record: StepRecord, clock: _Clock) -> None:
+        predictions = clock.time("eval", agent.infer, record.notes, eval_observations,
+                                 Phase(config.seed, record.step, "eval"))
+        records, record.eval_accuracy, record.eval_invalid, record.per_class["eval"] = _score(
+            task, "eval", None, stream.eval, predictions)
+        record.predictions.extend(records)
+
+    def drain(record: StepRecord, phase: str) -> None:
+        record.calls.extend((phase, call) for call in agent.drain_calls())
+
+    if after_step == 0:
+        clock, start = _Clock(), StepRecord(0, notes, notes_words=word_count(notes))
+        evaluate(start, clock)
+        drain(start, "eval")
+        start.seconds = dict(clock.seconds)
+        yield start
+
+    for step in range(after_step + 1, config.steps + 1):
+        clock, record = _Clock(), StepRecord(step, notes)
+        train_samples: list[Sample] = []
+        train_predictions: list[Prediction] = []
+        for k in range(config.accumulation):
+            minibatch = stream.minibatch((step - 1) * config.accumulation + k, config.batch_size)
+            predictions = clock.time("infer", agent.infer, notes, [s.observation for s in minibatch],
+                                     Phase(config.seed, step, "train"))
+            drain(record, "train")
+            scored, _, _, _ = _score(task, "train", k, minibatch, predictions)
+            trajectories = [
+                Trajectory(s.observation, p, r.correct, s.label if config.feedback == "label" else None)
+                for s, p, r in zip(minibatch, predictions, scored)]
+            record.batch_notes.append(clock.time("induce", agent.induce, notes, trajectories,
+                                                 Phase(config.seed, step, "induce")))
+            drain(record, "induce")
+            record.predictions.extend(scored)
+            train_samples += minibatch
+            train_predictions += predictions
+
+        _, record.train_accuracy, record.train_invalid, record.per_class["train"] = _score(
+            task, "train", None, train_samples, train_predictions)
+
+        prefix = momentum_prefix(notes, config.momentum, config.max_note_words)
+        revised = clock.time("revise", agent.revise, notes, record.batch_notes, prefix,
+                             config.max_note_words, Phase(config.seed, step, "revise"))
+        drain(record, "revise")
+        revision = enforce_revision(prefix, revised, config.max_note_words)
+        record.notes = revision.notes
+        record.notes_words = word_count(revision.notes)
+        record.words_changed = words_changed(notes, revision.notes)
+        record.prefix_words = revision.prefix_words
+        record.prefix_kept_by_model = revision.kept_by_model
+        record.words_truncated = revision.words_truncated
+
+        if step % config.eval_every == 0 or step == config.steps:
+            evaluate(record, clock)
+            drain(record, "eval")
+        record.seconds = dict(clock.seconds)
+        yield record
+        notes = revision.notes

@@ -1,0 +1,304 @@
+"""Runs, steps, notes, predictions and model calls in one DuckDB file.
+
+DuckDB lets one process open a file read-write and then refuses every other process, so one
+Store per process owns the file; threads share it, each through its own cursor. Each learning
+step is written in one transaction: a crash loses at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from iml_core.config import RunConfig
+from iml_core.errors import DatabaseLocked, UserError
+from iml_core.learner import StepRecord
+
+DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "iml.duckdb"
+
+# Numbered migrations: each runs once, in order, in its own transaction, and is recorded in
+# schema_migrations. Never edit one that has shipped; add the next number.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "runs, steps, batch notes and predictions", """
+        CREATE SEQUENCE run_ids START 1;
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY DEFAULT nextval('run_ids'),
+            task VARCHAR NOT NULL,
+            task_source JSON NOT NULL,
+            agent VARCHAR NOT NULL,
+            agent_description VARCHAR NOT NULL,
+            config JSON NOT NULL,
+            status VARCHAR NOT NULL,
+            error VARCHAR,
+            steps_total INTEGER NOT NULL,
+            steps_done INTEGER NOT NULL DEFAULT 0,
+            final_eval_accuracy DOUBLE,
+            best_eval_accuracy DOUBLE,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            started_at TIMESTAMP,
+            finished_at TIMESTAMP
+        );
+        CREATE TABLE steps (
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            notes VARCHAR NOT NULL,
+            train_accuracy DOUBLE,
+            train_invalid INTEGER NOT NULL,
+            eval_accuracy DOUBLE,
+            eval_invalid INTEGER NOT NULL,
+            per_class JSON NOT NULL,
+            notes_words INTEGER NOT NULL,
+            words_changed INTEGER NOT NULL,
+            prefix_words INTEGER NOT NULL,
+            prefix_kept_by_model BOOLEAN,
+            words_truncated INTEGER NOT NULL,
+            seconds_infer DOUBLE NOT NULL,
+            seconds_induce DOUBLE NOT NULL,
+            seconds_revise DOUBLE NOT NULL,
+            seconds_eval DOUBLE NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, step)
+        );
+        CREATE TABLE batch_notes (
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            minibatch INTEGER NOT NULL,
+            text VARCHAR NOT NULL,
+            PRIMARY KEY (run_id, step, minibatch)
+        );
+        CREATE TABLE predictions (
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            phase VARCHAR NOT NULL,
+            minibatch INTEGER,
+            sample_id INTEGER NOT NULL,
+            predicted VARCHAR,
+            label VARCHAR NOT NULL,
+            correct BOOLEAN NOT NULL,
+            raw VARCHAR NOT NULL
+        );
+    """),
+    (2, "model call log and token totals", """
+        CREATE SEQUENCE call_ids START 1;
+        CREATE TABLE model_calls (
+            id BIGINT PRIMARY KEY DEFAULT nextval('call_ids'),
+            run_id INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            phase VARCHAR NOT NULL,
+            prompt VARCHAR NOT NULL,
+            response VARCHAR NOT NULL,
+            tokens_in INTEGER NOT NULL,
+            tokens_out INTEGER NOT NULL,
+            tokens_cached INTEGER NOT NULL,
+            duration_ms DOUBLE NOT NULL,
+            cached BOOLEAN NOT NULL,
+            error VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        ALTER TABLE steps ADD COLUMN tokens_in INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE steps ADD COLUMN tokens_out INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE steps ADD COLUMN tokens_cached INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN tokens_in BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN tokens_out BIGINT NOT NULL DEFAULT 0;
+    """),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+TERMINAL = ("completed", "failed", "cancelled", "interrupted")
+STATUSES = ("queued", "running") + TERMINAL
+
+_PREDICTION_SCHEMA = pa.schema([
+    ("run_id", pa.int32()), ("step", pa.int32()), ("phase", pa.string()), ("minibatch", pa.int32()),
+    ("sample_id", pa.int32()), ("predicted", pa.string()), ("label", pa.string()), ("correct", pa.bool_()),
+    ("raw", pa.string()),
+])
+
+
+def _open(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as e:
+        message = str(e)
+        if "lock" in message.lower():
+            holder = re.search(r"PID (\d+)", message)
+            who = f"process {holder.group(1)}" if holder else "another process"
+            raise DatabaseLocked(
+                f"the database {path} is in use by {who} (DuckDB lets one process open a file); "
+                f"stop that process (often the dashboard) or pass --db with another file") from None
+        raise UserError(f"cannot open the database {path}: {message}") from None
+    except duckdb.Error as e:
+        raise UserError(f"{path} is not a usable DuckDB database ({e}); pass --db with another file") from None
+
+
+class Store:
+    def __init__(self, path: str | Path = DEFAULT_DB, *, migrate_to: int = SCHEMA_VERSION):
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise UserError(f"the database path {self.path} is a folder; give a file name such as runs.duckdb")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = _open(self.path)
+        self._local = threading.local()
+        self._migrate(migrate_to)
+
+    # Each thread gets its own cursor: one DuckDB connection object used from two threads at
+    # once fails with "connection is busy".
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._connection.cursor()
+        return cursor
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def _migrate(self, target: int) -> None:
+        cursor = self._cursor()
+        cursor.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,
+            applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""")
+        done = {row[0] for row in cursor.execute("SELECT version FROM schema_migrations").fetchall()}
+        for version, name, sql in MIGRATIONS:
+            if version in done or version > target:
+                continue
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                cursor.execute(sql)
+                cursor.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+                cursor.execute("COMMIT")
+            except Exception:
+                cursor.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        return self._cursor().execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str) -> int:
+        return self._cursor().execute(
+            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total)
+               VALUES (?, ?, ?, ?, ?, 'queued', ?) RETURNING id""",
+            [task_name, json.dumps(task_source), config.agent, agent_description,
+             json.dumps(config.to_dict()), config.steps]).fetchone()[0]
+
+    def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
+        assert status in STATUSES, status
+        self._cursor().execute(
+            f"""UPDATE runs SET status = ?, error = ?,
+                   started_at = CASE WHEN ? = 'running' THEN coalesce(started_at, current_timestamp) ELSE started_at END,
+                   finished_at = CASE WHEN ? IN {TERMINAL} THEN current_timestamp ELSE NULL END
+                WHERE id = ?""",
+            [status, error, status, status, run_id])
+
+    def save_step(self, run_id: int, record: StepRecord) -> None:
+        """All of a step or nothing of it: the step row, its batch notes, predictions, model calls
+        and the run's running totals commit together."""
+        cursor = self._cursor()
+        predictions = pa.Table.from_pylist([
+            {"run_id": run_id, "step": record.step, "phase": p.phase, "minibatch": p.minibatch,
+             "sample_id": p.sample_id, "predicted": p.predicted, "label": p.label, "correct": p.correct,
+             "raw": p.raw} for p in record.predictions], schema=_PREDICTION_SCHEMA)
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            cursor.execute(
+                """INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
+                       eval_invalid, per_class, notes_words, words_changed, prefix_words,
+                       prefix_kept_by_model, words_truncated, seconds_infer, seconds_induce,
+                       seconds_revise, seconds_eval, tokens_in, tokens_out, tokens_cached)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
+                 record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
+                 record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
+                 record.words_truncated, *(record.seconds.get(p, 0.0) for p in ("infer", "induce", "revise", "eval")),
+                 record.tokens("in"), record.tokens("out"), record.tokens("cached")])
+            if record.batch_notes:
+                cursor.executemany(
+                    "INSERT INTO batch_notes VALUES (?, ?, ?, ?)",
+                    [[run_id, record.step, k, text] for k, text in enumerate(record.batch_notes)])
+            if predictions.num_rows:
+                cursor.register("incoming_predictions", predictions)
+                cursor.execute("INSERT INTO predictions SELECT * FROM incoming_predictions")
+                cursor.unregister("incoming_predictions")
+            if record.calls:
+                cursor.executemany(
+                    """INSERT INTO model_calls (run_id, step, phase, prompt, response, tokens_in, tokens_out,
+                           tokens_cached, duration_ms, cached, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [[run_id, record.step, phase, c.prompt, c.response, c.tokens_in, c.tokens_out,
+                      c.tokens_cached, c.duration_ms, c.cached, c.error] for phase, c in record.calls])
+            cursor.execute(
+                """UPDATE runs SET steps_done = greatest(steps_done, ?),
+                       final_eval_accuracy = coalesce(?, final_eval_accuracy),
+                       best_eval_accuracy = greatest(best_eval_accuracy, ?),
+                       tokens_in = tokens_in + ?, tokens_out = tokens_out + ?
+                   WHERE id = ?""",
+                [record.step, record.eval_accuracy, record.eval_accuracy,
+                 record.tokens("in"), record.tokens("out"), run_id])
+            cursor.execute("COMMIT")
+        except Exception:
+            cursor.execute("ROLLBACK")
+            raise
+
+    def mark_interrupted(self) -> int:
+        """Runs a previous process left `running` or `queued`: they can no longer be going."""
+        return len(self._cursor().execute(
+            """UPDATE runs SET status = 'interrupted', finished_at = current_timestamp
+               WHERE status IN ('running', 'queued') RETURNING id""").fetchall())
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _rows(self, sql: str, params: list | None = None) -> list[dict]:
+        cursor = self._cursor().execute(sql, params or [])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def runs(self) -> list[dict]:
+        return self._rows("SELECT * FROM runs ORDER BY id")
+
+    def run(self, run_id: int) -> dict:
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
+        if not rows:
+            raise UserError(f"there is no run {run_id} in {self.path}; `python -m iml_core runs` lists the runs")
+        row = rows[0]
+        row["config"] = json.loads(row["config"])
+        row["task_source"] = json.loads(row["task_source"])
+        return row
+
+    def steps(self, run_id: int) -> list[dict]:
+        return self._rows("SELECT * FROM steps WHERE run_id = ? ORDER BY step", [run_id])
+
+    def notes_at(self, run_id: int, step: int) -> str:
+        self.run(run_id)
+        row = self._cursor().execute(
+            "SELECT notes FROM steps WHERE run_id = ? AND step = ?", [run_id, step]).fetchone()
+        if row is None:
+            last = self._cursor().execute(
+                "SELECT max(step) FROM steps WHERE run_id = ?", [run_id]).fetchone()[0]
+            span = "it has no steps yet" if last is None else f"its steps go from 0 to {last}"
+            raise UserError(f"run {run_id} has no step {step}; {span}")
+        return row[0]
+
+    def batch_notes(self, run_id: int, step: int) -> list[str]:
+        return [r["text"] for r in self._rows(
+            "SELECT text FROM batch_notes WHERE run_id = ? AND step = ? ORDER BY minibatch", [run_id, step])]
+
+    def predictions(self, run_id: int, step: int | None = None) -> list[dict]:
+        if step is None:
+            return self._rows("SELECT * FROM predictions WHERE run_id = ? ORDER BY step, phase, minibatch", [run_id])
+        return self._rows("SELECT * FROM predictions WHERE run_id = ? AND step = ? ORDER BY phase, minibatch",
+                          [run_id, step])
+
+    def model_calls(self, run_id: int) -> list[dict]:
+        return self._rows("SELECT * FROM model_calls WHERE run_id = ? ORDER BY id", [run_id])

@@ -1,0 +1,29 @@
+import pytest
+
+from iml_core.agents.offline import OfflineRuleLearner
+from iml_core.config import RunConfig
+from iml_core.learner import learning_steps
+from iml_core.store import Store
+from iml_core.tasks import load_task
+
+_tasks = {}
+
+
+def task_for(config: RunConfig):
+    key = (config.task, config.label_noise)
+    if key not in _tasks:
+        _tasks[key] = load_task(config.task, label_noise=config.label_noise)
+    return _tasks[key]
+
+
+def offline_history(**settings):
+    """Every step record of an offline run with these settings (no database)."""
+    config = RunConfig(**settings).check()
+    task = task_for(config)
+    return list(learning_steps(task, OfflineRuleLearner(task.attributes, task.classes), config))
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "runs.duckdb") as s:
+        yield s
