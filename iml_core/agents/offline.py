@@ -100,18 +100,21 @@ class OfflineRuleLearner:
 
     # --- inference -------------------------------------------------------------------------
 
-    def _score(self, rule: Rule | None, observation: Observation) -> float:
-        score = 0.0
-        for attribute in self.attributes:
-            share = self._shares(rule, attribute.name).get(observation.features.get(attribute.name), 0.0)
-            score += math.log((share + SMOOTHING) / (1 + SMOOTHING * len(attribute.values)))
-        return score
+    def _log_shares(self, rule: Rule | None) -> dict[str, dict[str, float]]:
+        """log P(value | class) per attribute, as the notes say; smoothed so one miss is not fatal."""
+        return {
+            a.name: {v: math.log((share + SMOOTHING) / (1 + SMOOTHING * len(a.values)))
+                     for v, share in self._shares(rule, a.name).items()}
+            for a in self.attributes}
 
     def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]:
         rules = self.parse_notes(notes)
+        tables = {name: self._log_shares(rules.get(name)) for name in self.classes}
+        floor = math.log(SMOOTHING / (1 + SMOOTHING))  # a value the task never listed
         predictions = []
         for observation in observations:
-            scores = {name: self._score(rules.get(name), observation) for name in self.classes}
+            scores = {name: sum(table[a].get(v, floor) for a, v in observation.features.items() if a in table)
+                      for name, table in tables.items()}
             best = max(scores.values())
             tied = [name for name in self.classes if scores[name] >= best - TIE]
             # Ties (always so with empty notes) are broken at random, reproducibly from the seed.

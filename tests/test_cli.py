@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from test_store import hold_lock
+
+
+def iml(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "iml_core", *args], capture_output=True, text=True, env=env)
+
+
+def test_run_json_prints_one_summary_and_the_run_is_stored(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    result = iml("run", "--steps", "5", "--batch-size", "8", "--eval-size", "50", "--seed", "3", "--db", str(db), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["run_id"] == 1 and summary["status"] == "completed" and summary["steps"] == 5
+    assert 0 <= summary["final_eval_accuracy"] <= summary["best_eval_accuracy"] <= 1
+    assert summary["db"] == str(db)
+
+    runs = iml("runs", "--db", str(db))
+    assert runs.returncode == 0
+    assert "rule learner (no LLM)" in runs.stdout and "completed" in runs.stdout
+
+    show = iml("show", "1", "--db", str(db))
+    assert show.returncode == 0
+    assert "momentum" in show.stdout and "notes after step 5" in show.stdout
+
+    notes = iml("notes", "1", "--step", "5", "--db", str(db))
+    assert notes.returncode == 0
+    assert notes.stdout.strip() and notes.stdout.strip() in show.stdout
+
+
+@pytest.mark.parametrize("flags, problem", [
+    (["--momentum", "1.5"], "momentum must be between 0.0 and 1.0, got 1.5"),
+    (["--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+    (["--batch-size", "0"], "batch_size must be between 1 and 1024, got 0"),
+    (["--agent", "gpt"], "argument --agent: invalid choice: 'gpt'"),
+    (["--task", "nope.csv"], "no such task file: nope.csv"),
+    (["--eval-size", "3190"], "use an eval_size of at most 3184"),
+])
+def test_bad_flags_exit_2_with_one_line_naming_the_problem(tmp_path, flags, problem):
+    db = tmp_path / "bad.duckdb"
+    result = iml("run", *flags, "--db", str(db))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and problem in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_input_writes_no_run(tmp_path):
+    db = tmp_path / "bad.duckdb"
+    assert iml("run", "--momentum", "-1", "--db", str(db)).returncode == 2
+    assert iml("run", "--eval-size", "4000", "--db", str(db)).returncode == 2
+    assert "no runs" in iml("runs", "--db", str(db)).stdout
+
+
+def test_unknown_run_id_is_bad_input(tmp_path):
+    result = iml("show", "7", "--db", str(tmp_path / "x.duckdb"))
+    assert result.returncode == 2 and "there is no run 7" in result.stderr
+
+
+def test_a_locked_database_names_the_holder_and_the_way_out(tmp_path):
+    db = tmp_path / "locked.duckdb"
+    holder = hold_lock(db)
+    try:
+        result = iml("run", "--steps", "1", "--db", str(db))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    assert f"in use by process {holder.pid}" in result.stderr and "--db" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_iml_db_environment_variable_chooses_the_file(tmp_path):
+    import os
+    env = {**os.environ, "IML_DB": str(tmp_path / "env.duckdb")}
+    assert iml("run", "--steps", "1", "--eval-size", "20", "--json", env=env).returncode == 0
+    assert (tmp_path / "env.duckdb").exists()

@@ -1,0 +1,113 @@
+import json
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+from iml_core.config import RunConfig
+from iml_core.errors import DatabaseLocked, UserError
+from iml_core.learner import PredictionRecord
+from iml_core.runner import create_run, execute_run
+from iml_core.store import SCHEMA_VERSION, Store
+
+from conftest import offline_history
+
+
+def test_a_run_is_written_and_read_back(store):
+    config = RunConfig(steps=4, eval_every=2, eval_size=40)
+    run_id = create_run(store, config)
+    summary = execute_run(store, run_id)
+    run = store.run(run_id)
+    assert run["status"] == summary["status"] == "completed"
+    assert run["config"] == config.to_dict()
+    assert run["agent_description"] == "rule learner (no LLM)"
+    assert run["task_source"] == {"preset": "paper", "seed": 0, "label_noise": 0.0}
+    steps = store.steps(run_id)
+    expected = offline_history(steps=4, eval_every=2, eval_size=40)
+    assert [s["notes"] for s in steps] == [r.notes for r in expected]
+    assert [s["eval_accuracy"] for s in steps] == [r.eval_accuracy for r in expected]
+    assert run["steps_done"] == 4
+    assert run["final_eval_accuracy"] == expected[-1].eval_accuracy
+    assert run["best_eval_accuracy"] == max(r.eval_accuracy for r in expected if r.eval_accuracy is not None)
+    assert store.notes_at(run_id, 3) == expected[3].notes
+    assert store.batch_notes(run_id, 2) == expected[2].batch_notes
+    train = [p for p in store.predictions(run_id, 1) if p["phase"] == "train"]
+    assert len(train) == 16 and sum(p["correct"] for p in train) == round(16 * expected[1].train_accuracy)
+    assert json.loads(steps[1]["per_class"])["train"] == {k: list(v) for k, v in expected[1].per_class["train"].items()}
+    assert store.model_calls(run_id) == []  # the rule learner calls no model
+
+
+def test_unknown_run_and_step_name_the_way_out(store):
+    with pytest.raises(UserError, match="no run 42.*runs"):
+        store.run(42)
+    run_id = create_run(store, RunConfig(steps=2, eval_size=20))
+    execute_run(store, run_id)
+    with pytest.raises(UserError, match="no step 9; its steps go from 0 to 2"):
+        store.notes_at(run_id, 9)
+
+
+def test_migrations_apply_to_an_empty_file(tmp_path):
+    with Store(tmp_path / "new.duckdb") as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        versions = [r["version"] for r in store._rows("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_migrations_upgrade_an_older_file_and_keep_its_runs(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with Store(path, migrate_to=1) as old:
+        assert old.schema_version() == 1
+        run_id = old.create_run(RunConfig(), task_name="paper", task_source={}, agent_description="x")
+        with pytest.raises(duckdb.CatalogException):
+            old._rows("SELECT * FROM model_calls")
+    with Store(path) as upgraded:
+        assert upgraded.schema_version() == SCHEMA_VERSION
+        assert upgraded.run(run_id)["tokens_in"] == 0
+        assert upgraded.model_calls(run_id) == []
+
+
+def test_a_step_is_all_or_nothing(store):
+    run_id = create_run(store, RunConfig(steps=1, eval_size=20))
+    record = offline_history(steps=1, eval_size=20)[1]
+    # A prediction without a label violates the schema after the step row is already inserted.
+    record.predictions.append(PredictionRecord("train", 0, 1, "Florp", None, False, "Florp"))
+    with pytest.raises(duckdb.ConstraintException):
+        store.save_step(run_id, record)
+    assert store.steps(run_id) == []
+    assert store.batch_notes(run_id, 1) == []
+    assert store.predictions(run_id) == []
+    assert store.run(run_id)["steps_done"] == 0
+
+
+def test_interrupted_runs_are_marked_at_start_up(tmp_path):
+    path = tmp_path / "crash.duckdb"
+    with Store(path) as store:
+        run_id = create_run(store, RunConfig(steps=2, eval_size=20))
+        store.set_status(run_id, "running")
+    with Store(path) as store:
+        assert store.mark_interrupted() == 1
+        assert store.run(run_id)["status"] == "interrupted"
+
+
+def hold_lock(path):
+    """Another process that opens the file and keeps it, as the dashboard would."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); "
+                               "print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def test_a_file_locked_by_another_process_is_refused_plainly(tmp_path):
+    path = tmp_path / "busy.duckdb"
+    holder = hold_lock(path)
+    try:
+        with pytest.raises(DatabaseLocked) as caught:
+            Store(path)
+        message = str(caught.value)
+        assert f"process {holder.pid}" in message and "--db" in message
+    finally:
+        holder.kill()
+        holder.wait()
