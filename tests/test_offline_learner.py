@@ -2,6 +2,8 @@
 
 import statistics
 
+import pytest
+
 from iml_core.agents import Phase
 from iml_core.agents.offline import OfflineRuleLearner
 from iml_core.tasks import generate_benchmark
@@ -15,17 +17,18 @@ def test_reaches_95_percent_on_the_paper_benchmark_within_20_steps():
     assert records[0].eval_accuracy < 0.4  # it starts at chance: the notes do the work
 
 
-def test_accumulation_steadies_learning_under_label_noise():
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_accumulation_steadies_learning_under_label_noise(momentum):
     def spread(accumulation):
         spreads = []
         for seed in range(5):
             records = offline_history(task="paper", label_noise=0.1, batch_size=4, accumulation=accumulation,
-                                      seed=seed, steps=40)
+                                      momentum=momentum, seed=seed, steps=40)
             spreads.append(statistics.pstdev(r.eval_accuracy for r in records[-10:]))
         return statistics.mean(spreads)
 
     one, four = spread(1), spread(4)
-    assert four < 0.75 * one, (one, four)
+    assert four < 0.6 * one, (one, four)
 
 
 def test_high_momentum_changes_fewer_words_per_step():

@@ -226,24 +226,25 @@ class OfflineRuleLearner:
             return "\n".join(self.render_line(name, wanted[name]) for name in self.classes if name in wanted)
         # Momentum: the beginning of the notes stays, so the learner amends instead of restating.
         # It appends correction lines, the most needed first, writing no more words than momentum
-        # leaves free (the old words after the required prefix). When the cap leaves no room, it
-        # gives up that free tail and writes the corrections the prefix alone needs there.
+        # leaves free (the old words after the required prefix), though always its most needed
+        # correction, so high momentum slows learning rather than stopping it. When the cap leaves
+        # no room, it gives up that free tail and writes the corrections the prefix alone needs.
         free = word_count(notes) - word_count(required_prefix)
-        amended = self._amend(notes, wanted, min(free, max_words - word_count(notes)))
+        amended = self._amend(notes, wanted, free, max_words)
         if amended is None:
-            base = self._complete_cut_line(required_prefix, wanted)
-            amended = self._amend(base, wanted, min(free, max_words - word_count(base)))
+            amended = self._amend(self._complete_cut_line(required_prefix, wanted), wanted, free, max_words)
         return notes if amended is None else amended
 
-    def _amend(self, text: str, wanted: dict[str, Rule], room: int) -> str | None:
-        """`text` with the corrections that fit in `room` words (whole lines only: a cut correction
-        would say something else), or None when none fits."""
+    def _amend(self, text: str, wanted: dict[str, Rule], budget: int, max_words: int) -> str | None:
+        """`text` with the corrections that fit the budget and the cap (whole lines only: a cut
+        correction would say something else), or None when none fits under the cap."""
         spent = 0
         for line in self._corrections(text, wanted):
-            if spent + word_count(line) > room:
+            cost = word_count(line)
+            if (spent and spent + cost > budget) or word_count(text) + cost > max_words:
                 continue
             text = (text + "\n" if text and not text.endswith("\n") else text) + line
-            spent += word_count(line)
+            spent += cost
         return text if spent else None
 
     def _complete_cut_line(self, prefix: str, wanted: dict[str, Rule]) -> str:
