@@ -130,7 +130,8 @@ def _open(path: Path) -> duckdb.DuckDBPyConnection:
             raise DatabaseLocked(
                 f"the database {path} is in use by {who} (DuckDB lets one process open a file); "
                 f"stop that process (often the dashboard) or pass --db with another file") from None
-        raise UserError(f"cannot open the database {path}: {message}") from None
+        raise UserError(f"cannot open the database {path} ({message}); "
+                        "pass --db with a DuckDB file or the name of a new one") from None
     except duckdb.Error as e:
         raise UserError(f"{path} is not a usable DuckDB database ({e}); pass --db with another file") from None
 
