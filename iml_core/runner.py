@@ -7,7 +7,8 @@ of its server process (DESIGN.md section 4) through RunManager.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+import time
+from typing import Callable, Sequence
 
 from iml_core.agents import Agent
 from iml_core.agents.offline import OfflineRuleLearner
@@ -89,42 +90,98 @@ def run_summary(store: Store, run_id: int) -> dict:
     }
 
 
-class RunManager:
-    """Runs in worker threads of this process, each writing through the shared store."""
+def check_run(config: RunConfig) -> list[str]:
+    """Everything wrong with a config, the task-dependent checks included; [] when it can run."""
+    problems = config.problems()
+    if problems:
+        return problems
+    try:
+        build_agent(config, build_task(config))
+    except UserError as e:
+        return [str(e)]
+    return []
 
-    def __init__(self, store: Store):
+
+def sweep_configs(base: RunConfig, momenta: Sequence[float], accumulations: Sequence[int],
+                  seeds: Sequence[int]) -> list[RunConfig]:
+    """The grid momentum x accumulation x seed around a base config, seeds innermost."""
+    return [base.replace(momentum=m, accumulation=k, seed=s)
+            for m in momenta for k in accumulations for s in seeds]
+
+
+class RunManager:
+    """Runs in worker threads of this process, each writing through the shared store. Submitted
+    runs wait as `queued` until fewer than `max_parallel` are running."""
+
+    def __init__(self, store: Store, max_parallel: int = 2):
         self.store = store
+        self.max_parallel = max_parallel
+        self._queue: list[int] = []
         self._threads: dict[int, threading.Thread] = {}
         self._cancels: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def start(self, config: RunConfig) -> int:
-        run_id = create_run(self.store, config)
-        cancel = threading.Event()
-        thread = threading.Thread(target=self._work, args=(run_id, cancel), name=f"iml-run-{run_id}", daemon=True)
+    def submit(self, configs: Sequence[RunConfig]) -> list[int]:
+        """Creates the runs (all checked first: one bad config queues none) and starts what may start."""
+        for config in configs:
+            problems = check_run(config)
+            if problems:
+                raise UserError("; ".join(problems))
+        run_ids = [create_run(self.store, config) for config in configs]
         with self._lock:
-            self._threads[run_id], self._cancels[run_id] = thread, cancel
-        thread.start()
-        return run_id
+            self._queue.extend(run_ids)
+        self._dispatch()
+        return run_ids
+
+    def start(self, config: RunConfig) -> int:
+        return self.submit([config])[0]
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            while self._queue and sum(t.is_alive() for t in self._threads.values()) < self.max_parallel:
+                run_id = self._queue.pop(0)
+                cancel = threading.Event()
+                thread = threading.Thread(target=self._work, args=(run_id, cancel), name=f"iml-run-{run_id}",
+                                          daemon=True)
+                self._threads[run_id], self._cancels[run_id] = thread, cancel
+                thread.start()
 
     def _work(self, run_id: int, cancel: threading.Event) -> None:
         try:
             execute_run(self.store, run_id, cancel=cancel)
         except Exception:
             pass  # execute_run stored the failure with its message on the run
+        finally:
+            with self._lock:
+                self._threads.pop(run_id, None)
+            self._dispatch()
 
     def cancel(self, run_id: int) -> None:
+        """A queued run is cancelled at once; a running one after the step in flight."""
         with self._lock:
+            if run_id in self._queue:
+                self._queue.remove(run_id)
+                self.store.set_status(run_id, "cancelled")
+                return
             event = self._cancels.get(run_id)
         if event is not None:
             event.set()
 
-    def active(self) -> list[int]:
+    def busy(self) -> list[int]:
+        """Runs queued or running in this process."""
         with self._lock:
-            return [run_id for run_id, thread in self._threads.items() if thread.is_alive()]
+            return list(self._queue) + [i for i, t in self._threads.items() if t.is_alive()]
 
     def join(self, timeout: float | None = None) -> None:
-        with self._lock:
-            threads = list(self._threads.values())
-        for thread in threads:
-            thread.join(timeout)
+        """Waits for every submitted run, queued ones included, to finish."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._threads.values())
+                waiting = bool(self._queue)
+            if not threads and not waiting:
+                return
+            for thread in threads:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline:
+                return

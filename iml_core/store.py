@@ -303,3 +303,49 @@ class Store:
 
     def model_calls(self, run_id: int) -> list[dict]:
         return self._rows("SELECT * FROM model_calls WHERE run_id = ? ORDER BY id", [run_id])
+
+    # --- for the dashboard: frames, not rows ---------------------------------------------------
+
+    def runs_frame(self):
+        """One row per run with the settings a table sorts and groups by pulled out of the config."""
+        return self._cursor().execute("""
+            SELECT id, status, task, agent, agent_description,
+                   CAST(config->>'momentum' AS DOUBLE) AS momentum,
+                   CAST(config->>'accumulation' AS INTEGER) AS accumulation,
+                   CAST(config->>'batch_size' AS INTEGER) AS batch_size,
+                   CAST(config->>'seed' AS INTEGER) AS seed,
+                   config->>'feedback' AS feedback,
+                   CAST(config->>'max_note_words' AS INTEGER) AS max_note_words,
+                   steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
+                   tokens_in, tokens_out, error, created_at, started_at, finished_at
+            FROM runs ORDER BY id DESC""").df()
+
+    def steps_frame(self, run_ids):
+        if not run_ids:
+            run_ids = [-1]
+        return self._cursor().execute(f"""
+            SELECT run_id, step, train_accuracy, eval_accuracy, train_invalid, eval_invalid, notes_words,
+                   words_changed, prefix_words, prefix_kept_by_model, words_truncated,
+                   seconds_infer, seconds_induce, seconds_revise, seconds_eval,
+                   tokens_in, tokens_out, tokens_cached, per_class, created_at
+            FROM steps WHERE run_id IN ({", ".join("?" * len(run_ids))}) ORDER BY run_id, step""",
+            list(run_ids)).df()
+
+    def confusion(self, run_id: int, step: int):
+        """Eval predictions at a step counted by (label, predicted); predicted is NULL for invalid output."""
+        return self._cursor().execute("""
+            SELECT label, coalesce(predicted, '(invalid)') AS predicted, count(*) AS n
+            FROM predictions WHERE run_id = ? AND step = ? AND phase = 'eval'
+            GROUP BY ALL ORDER BY ALL""", [run_id, step]).df()
+
+    def delete_runs(self, run_ids) -> None:
+        cursor = self._cursor()
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            for table, column in (("model_calls", "run_id"), ("predictions", "run_id"), ("batch_notes", "run_id"),
+                                  ("steps", "run_id"), ("runs", "id")):
+                cursor.executemany(f"DELETE FROM {table} WHERE {column} = ?", [[i] for i in run_ids])
+            cursor.execute("COMMIT")
+        except Exception:
+            cursor.execute("ROLLBACK")
+            raise

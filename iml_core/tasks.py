@@ -8,17 +8,20 @@ and the truth table, so notes can later be scored against the truth.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import itertools
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from iml_core.errors import UserError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+TASKS_DIR = DATA_DIR / "tasks"  # CSV tasks saved from the dashboard
 BENCHMARK_SEED = 0  # the seed of the files shipped in data/
 
 
@@ -161,8 +164,10 @@ def creature_sentence(attributes: tuple[Attribute, ...], features: dict[str, str
     return f"This {noun} {', '.join(phrases[:-1])} and {phrases[-1]}."
 
 
+@functools.lru_cache(maxsize=16)
 def generate_benchmark(preset: str, seed: int = BENCHMARK_SEED, label_noise: float | None = None) -> Task:
-    """Generates a preset; the same (preset, seed, label_noise) gives the same task, byte for byte."""
+    """Generates a preset; the same (preset, seed, label_noise) gives the same task, byte for byte.
+    Cached: tasks are read, never changed, and every run and check of a preset needs one."""
     if preset not in PRESETS:
         raise UserError(f"unknown task preset {preset!r}; choose one of {', '.join(PRESETS)} or give a CSV path")
     spec = PRESETS[preset]
@@ -344,3 +349,22 @@ def load_task(spec: str, label_column: str = "label", label_noise: float | None 
     if spec.lower().endswith(".csv") or Path(spec).exists():
         return load_csv_task(spec, label_column)
     raise UserError(f"unknown task {spec!r}; choose a preset ({', '.join(PRESETS)}) or the path of a CSV file")
+
+
+def saved_tasks(directory: Path = TASKS_DIR) -> list[Path]:
+    return sorted(directory.glob("*.csv")) if directory.is_dir() else []
+
+
+def save_task(task: Task, name: str, directory: Path = TASKS_DIR) -> Path:
+    """Writes a parsed CSV task in the shipped layout (id, attributes, label, text), which loads
+    back as the same task; refuses to overwrite."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+        raise UserError(f"task name {name!r} may use letters, digits, '-' and '_' (up to 64, starting with a letter or digit)")
+    if name in PRESETS:
+        raise UserError(f"{name!r} is a preset's name; choose another")
+    path = directory / f"{name}.csv"
+    if path.exists():
+        raise UserError(f"a task named {name!r} exists already; choose another name")
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(task_csv_text(task), encoding="utf-8")
+    return path

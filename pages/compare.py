@@ -1,0 +1,36 @@
+import streamlit as st
+
+from iml_core import analysis
+from studio import charts
+from studio.ui import SELECTED, current, run_label
+
+store, _ = current()
+st.title("Compare")
+
+runs = store.runs_frame()
+finished = runs[runs["steps_done"] > 0]
+if finished.empty:
+    st.info("No runs to compare yet. A sweep on the New run page makes a good start.")
+    st.stop()
+
+labels = {row["id"]: run_label(row) for _, row in finished.iterrows()}
+preselected = [i for i in st.session_state.get(SELECTED, []) if i in labels] or list(labels)
+chosen = st.multiselect("Runs", list(labels), preselected, format_func=labels.get, key="compare_runs")
+by = st.selectbox("Group by", ["momentum", "accumulation", "batch_size", "feedback", "task", "id"], key="compare_by",
+                  help="runs that share this setting form one curve: its mean, and its spread as a band")
+if not chosen:
+    st.stop()
+
+selected = finished[finished["id"].isin(chosen)]
+steps = store.steps_frame(chosen)
+st.plotly_chart(charts.grouped_curves(analysis.grouped_curves(selected, steps, by), by), key="compare_curves")
+
+final, unstable = analysis.heatmaps(selected, steps)
+if final.size > 1:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.heatmap(final, "Final eval accuracy", "Viridis"), key="heat_final")
+    right.plotly_chart(charts.heatmap(
+        unstable, f"Instability: spread of eval accuracy over the last {analysis.INSTABILITY_WINDOW} evals", "Reds"),
+        key="heat_instability")
+else:
+    st.caption("Heat maps appear when the runs cover more than one momentum x accumulation cell.")

@@ -1,0 +1,69 @@
+import csv
+import io
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from iml_core.errors import UserError
+from iml_core.tasks import PRESETS, generate_benchmark, parse_csv_task, save_task, saved_tasks
+from studio import render
+
+st.title("Data")
+preset_tab, upload_tab = st.tabs(["Benchmark presets", "Your CSV"])
+
+with preset_tab:
+    name = st.selectbox("Preset", list(PRESETS), key="data_preset")
+    task = generate_benchmark(name)
+    st.write(PRESETS[name].description)
+    card = task.rule_card
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**Rule card**: the class depends on {', '.join(card['relevant'])} only.")
+        st.dataframe(pd.DataFrame([{**row["when"], "class": row["class"]} for row in card["table"]]),
+                     hide_index=True, key="rule_table")
+    with right:
+        balance = pd.Series([s.label for s in task.samples]).value_counts().sort_index()
+        figure = go.Figure(go.Bar(x=balance.index, y=balance.values))
+        figure.update_layout(title=f"Class balance ({len(task.samples)} samples)", height=300,
+                             margin=dict(l=40, r=10, t=40, b=30))
+        st.plotly_chart(figure, key="balance")
+    st.dataframe(pd.DataFrame([{"id": s.id, "sentence": s.text, "label": s.label} for s in task.samples[:50]]),
+                 hide_index=True, key="preset_samples")
+
+with upload_tab:
+    st.caption("One column holds the class; the others are attributes. An `id` column names samples, a "
+               "`text` column, if there is one, is the sentence the agent reads.")
+    upload = st.file_uploader("CSV file", type=["csv"], key="csv_upload")
+    if upload is not None:
+        data = upload.getvalue()
+        try:
+            header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"))), [])
+        except UnicodeDecodeError:
+            header = []
+        columns = [h.strip() for h in header if h.strip()] or ["label"]
+        label_column = st.selectbox("Label column", columns,
+                                    index=columns.index("label") if "label" in columns else len(columns) - 1,
+                                    key="csv_label")
+        try:
+            parsed = parse_csv_task(data, upload.name, label_column)
+        except UserError as e:
+            st.error(f"{e}. Nothing was saved.")
+        else:
+            st.success(f"{len(parsed.samples)} samples, {len(parsed.classes)} classes, "
+                       f"{len(parsed.attributes)} attributes.")
+            st.markdown("**How the agent will read the first rows**")
+            for sample in parsed.samples[:5]:
+                st.html(render.escaped_block(f"{sample.text}  →  {sample.label}"))
+            name = st.text_input("Save as task", value=parsed.name, key="csv_name",
+                                 help="letters, digits, - and _; it then appears on the New run page")
+            if st.button("Save task", key="csv_save"):
+                try:
+                    path = save_task(parsed, name)
+                except UserError as e:
+                    st.error(str(e))
+                else:
+                    st.success(f"Saved as {path.name}; pick it on the New run page.")
+    saved = saved_tasks()
+    if saved:
+        st.caption("Saved tasks: " + ", ".join(p.stem for p in saved))

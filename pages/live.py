@@ -1,0 +1,57 @@
+import streamlit as st
+
+from iml_core import analysis
+from studio import charts
+from studio.ui import SELECTED, current, percent, pick_run
+
+store, manager = current()
+st.title("Live")
+
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    runs = store.runs_frame()
+    if runs.empty:
+        st.info("No runs yet. Start one on the New run page.")
+        return
+    going = runs[runs["status"].isin(["running", "queued"])]
+    st.caption(f"{len(going)} run(s) going · refreshes every second")
+    run_id = pick_run(going if not going.empty else runs, key="live_run")
+    run = store.run(run_id)
+    steps = store.steps_frame([run_id])
+
+    done, total = run["steps_done"], run["steps_total"]
+    left = analysis.seconds_left(run, steps) if run["status"] == "running" else None
+    eta = "" if left is None else f" · about {left:.0f} s left"
+    st.progress(done / total if total else 0.0, text=f"{run['status']}: step {done} of {total}{eta}")
+    if run["error"]:
+        st.error(f"Run {run_id} stopped: {run['error']}")
+
+    a, b, c, d = st.columns(4)
+    last_train = steps["train_accuracy"].dropna()
+    a.metric("Train accuracy (last step)", percent(last_train.iloc[-1] if len(last_train) else None))
+    b.metric("Eval accuracy (final)", percent(run["final_eval_accuracy"]))
+    c.metric("Best eval accuracy", percent(run["best_eval_accuracy"]))
+    if run["tokens_in"] or run["tokens_out"]:
+        seconds = steps[["seconds_infer", "seconds_induce", "seconds_revise", "seconds_eval"]].sum().sum()
+        d.metric("Tokens per second", f"{(run['tokens_in'] + run['tokens_out']) / max(seconds, 1e-9):.0f}")
+    else:
+        d.metric("Model tokens", "none (no LLM)")
+
+    if run["status"] in ("running", "queued"):
+        if st.button("Cancel after the step in flight", key=f"cancel_{run_id}"):
+            manager.cancel(run_id)
+            st.toast(f"Run {run_id} will stop after its current step.")
+
+    st.plotly_chart(charts.accuracy_curves(steps), key="live_curve")
+    evaluated = steps.dropna(subset=["eval_accuracy"])
+    if not evaluated.empty:
+        latest = evaluated.iloc[-1]
+        left_col, right_col = st.columns(2)
+        left_col.plotly_chart(charts.per_class(analysis.per_class_accuracy(latest["per_class"])), key="live_classes")
+        counts = store.confusion(run_id, int(latest["step"]))
+        classes = sorted(set(counts["label"]))
+        right_col.plotly_chart(charts.confusion(counts, classes), key="live_confusion")
+
+
+live()

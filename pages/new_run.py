@@ -1,0 +1,85 @@
+import itertools
+
+import streamlit as st
+
+from iml_core.config import FEEDBACK_MODES, SETTINGS, RunConfig
+from iml_core.errors import UserError
+from iml_core.runner import check_run, sweep_configs
+from iml_core.tasks import PRESETS, saved_tasks
+from studio.ui import SELECTED, current
+
+store, manager = current()
+defaults = RunConfig()
+st.title("New run")
+st.caption("Every setting has its valid range; a run starts only when all of them hold.")
+
+tasks = {name: f"{name} (preset)" for name in PRESETS} | {str(p): f"{p.stem} (CSV)" for p in saved_tasks()}
+left, right = st.columns(2)
+task = left.selectbox("Task", list(tasks), format_func=tasks.get, key="task",
+                      help="a benchmark preset, or a CSV task saved on the Data page")
+agents = {"offline": "Offline rule learner (no LLM)"}
+agent = right.selectbox("Agent", list(agents), format_func=agents.get, key="agent",
+                        help="the rule learner counts traits; LLM agents appear here once a backend is configured")
+
+
+def slider(column, name, low, high, step=1):
+    setting = SETTINGS[name]
+    return column.slider(name.replace("_", " ").capitalize(), low, high, getattr(defaults, name), step,
+                         key=name, help=f"{setting.help} (valid: {setting.low} to {setting.high})")
+
+
+left, middle, right = st.columns(3)
+momentum = slider(left, "momentum", 0.0, 1.0, 0.05)
+accumulation = slider(middle, "accumulation", 1, 16)
+batch_size = slider(right, "batch_size", 1, 128)
+steps = left.number_input("Steps", value=defaults.steps, step=1, key="steps", help=SETTINGS["steps"].help)
+eval_size = middle.number_input("Eval size", value=defaults.eval_size, step=10, key="eval_size",
+                                help=SETTINGS["eval_size"].help)
+eval_every = right.number_input("Eval every", value=defaults.eval_every, step=1, key="eval_every",
+                                help=SETTINGS["eval_every"].help)
+max_note_words = left.number_input("Max note words", value=defaults.max_note_words, step=10, key="max_note_words",
+                                   help=SETTINGS["max_note_words"].help)
+seed = middle.number_input("Seed", value=defaults.seed, step=1, key="seed", help=SETTINGS["seed"].help)
+feedback = right.radio("Feedback", FEEDBACK_MODES, horizontal=True, key="feedback",
+                       help="label: the environment names the right class; binary: only right or wrong")
+label_noise = None
+if task in PRESETS:
+    label_noise = left.slider("Label noise", 0.0, 0.5, PRESETS[task].label_noise, 0.05, key="label_noise",
+                              help="share of the preset's labels replaced by a wrong class")
+
+base = RunConfig(task=task, agent=agent, momentum=float(momentum), accumulation=int(accumulation),
+                 batch_size=int(batch_size), steps=int(steps), eval_size=int(eval_size), eval_every=int(eval_every),
+                 max_note_words=int(max_note_words), seed=int(seed), feedback=feedback, label_noise=label_noise)
+
+st.divider()
+sweep = st.toggle("Sweep: a grid of momentum x accumulation x seeds", key="sweep")
+if sweep:
+    left, middle, right = st.columns(3)
+    momenta = left.multiselect("Momentum values", [0.0, 0.25, 0.5, 0.75, 0.9, 1.0], [0.0, 0.5, 0.9], key="sweep_momenta")
+    accumulations = middle.multiselect("Accumulation values", [1, 2, 4, 8], [1, 4], key="sweep_accumulations")
+    seed_count = right.number_input("Seeds per cell", 1, 20, 3, key="sweep_seeds",
+                                    help="seeds start at the Seed above")
+    parallel = left.number_input("Runs at once", 1, 8, manager.max_parallel, key="sweep_parallel",
+                                 help="queued runs wait until fewer than this many are running")
+    configs = sweep_configs(base, momenta, accumulations, range(int(seed), int(seed) + int(seed_count)))
+else:
+    configs = [base]
+
+problems = list(dict.fromkeys(itertools.chain.from_iterable(check_run(c) for c in configs[:1] + configs[-1:])))
+if sweep and not configs:
+    problems.append("pick at least one momentum and one accumulation value")
+for problem in problems:
+    st.error(problem)
+
+label = f"Queue {len(configs)} runs" if sweep else "Start run"
+if st.button(label, type="primary", disabled=bool(problems), key="launch"):
+    try:
+        if sweep:
+            manager.max_parallel = int(parallel)
+        run_ids = manager.submit(configs)
+    except UserError as e:
+        st.error(str(e))
+    else:
+        st.session_state[SELECTED] = run_ids
+        st.success(f"Queued runs {run_ids[0]}–{run_ids[-1]}." if len(run_ids) > 1 else f"Run {run_ids[0]} started.")
+        st.page_link("pages/live.py", label="Watch it on the Live page")

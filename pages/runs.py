@@ -1,0 +1,59 @@
+import streamlit as st
+
+from iml_core import export
+from studio.ui import SELECTED, current
+
+store, manager = current()
+st.title("Runs")
+
+runs = store.runs_frame()
+if runs.empty:
+    st.info("No runs yet. Start one on the New run page.")
+    st.stop()
+
+shown = runs[["id", "status", "task", "agent_description", "momentum", "accumulation", "batch_size", "seed",
+              "steps_done", "steps_total", "final_eval_accuracy", "best_eval_accuracy", "tokens_in",
+              "tokens_out", "started_at"]]
+picked = st.dataframe(
+    shown, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
+    column_config={
+        "agent_description": "agent",
+        "batch_size": "batch",
+        "steps_done": "steps",
+        "steps_total": "of",
+        "final_eval_accuracy": st.column_config.NumberColumn("final eval", format="percent"),
+        "best_eval_accuracy": st.column_config.NumberColumn("best eval", format="percent"),
+        "tokens_in": "tokens in",
+        "tokens_out": "tokens out",
+    })
+chosen = [int(shown.iloc[i]["id"]) for i in picked.selection.rows]
+st.caption("Click column headers to sort; tick rows to act on them. Cost appears with LLM runs.")
+if not chosen:
+    st.stop()
+
+st.session_state[SELECTED] = chosen
+st.write(f"Selected: {', '.join(f'run {i}' for i in chosen)}")
+open_col, compare_col, delete_col = st.columns(3)
+if open_col.button("Open notes", key="open_notes"):
+    st.switch_page("pages/notes.py")
+if compare_col.button("Compare", key="compare_runs"):
+    st.switch_page("pages/compare.py")
+busy = set(manager.busy()) & set(chosen)
+confirm = delete_col.checkbox("Yes, delete these runs and all their steps", key="confirm_delete",
+                              disabled=bool(busy), help="runs still going cannot be deleted; cancel them first")
+if delete_col.button("Delete", disabled=not confirm or bool(busy), key="delete_runs"):
+    store.delete_runs(chosen)
+    st.session_state[SELECTED] = []
+    st.success(f"Deleted {len(chosen)} run(s).")
+    st.rerun()
+
+st.subheader("Export")
+steps, predictions = export.steps_frame(store, chosen), export.predictions_frame(store, chosen)
+a, b, c, d = st.columns(4)
+a.download_button("Steps (CSV)", export.to_csv(steps), "steps.csv", "text/csv", key="steps_csv")
+b.download_button("Steps (Parquet)", export.to_parquet(steps), "steps.parquet", key="steps_parquet")
+c.download_button("Predictions (CSV)", export.to_csv(predictions), "predictions.csv", "text/csv", key="pred_csv")
+d.download_button("Predictions (Parquet)", export.to_parquet(predictions), "predictions.parquet", key="pred_parquet")
+for run_id in chosen:
+    st.download_button(f"Notes history of run {run_id} (Markdown)", export.notes_markdown(store, run_id),
+                       f"run-{run_id}-notes.md", "text/markdown", key=f"notes_md_{run_id}")

@@ -1,0 +1,73 @@
+"""Plotly figures of stored runs. Names in legends and titles come from our own settings, not from
+model text, but are escaped anyway by Plotly's own text handling."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+LAYOUT = dict(margin=dict(l=40, r=10, t=40, b=40), height=320, legend=dict(orientation="h", y=-0.25))
+
+
+def accuracy_curves(steps: pd.DataFrame, title: str = "Accuracy per step") -> go.Figure:
+    figure = go.Figure()
+    for run_id, run_steps in steps.groupby("run_id"):
+        train = run_steps.dropna(subset=["train_accuracy"])
+        evaluated = run_steps.dropna(subset=["eval_accuracy"])
+        figure.add_scatter(x=train["step"], y=train["train_accuracy"], mode="lines", name=f"run {run_id} train",
+                           line=dict(dash="dot"))
+        figure.add_scatter(x=evaluated["step"], y=evaluated["eval_accuracy"], mode="lines+markers",
+                           name=f"run {run_id} eval")
+    figure.update_layout(title=title, xaxis_title="step", yaxis=dict(title="accuracy", range=[0, 1.02]), **LAYOUT)
+    return figure
+
+
+def grouped_curves(curves: pd.DataFrame, by: str) -> go.Figure:
+    figure = go.Figure()
+    for group, rows in curves.groupby("group"):
+        upper, lower = rows["mean"] + rows["std"].fillna(0), rows["mean"] - rows["std"].fillna(0)
+        figure.add_scatter(x=list(rows["step"]) + list(rows["step"])[::-1], y=list(upper) + list(lower)[::-1],
+                           fill="toself", line=dict(width=0), opacity=0.2, showlegend=False, hoverinfo="skip")
+        figure.add_scatter(x=rows["step"], y=rows["mean"], mode="lines", name=f"{by} = {group}")
+    figure.update_layout(title=f"Eval accuracy by {by}: mean and spread over runs", xaxis_title="step",
+                         yaxis=dict(title="eval accuracy", range=[0, 1.02]), **LAYOUT)
+    return figure
+
+
+def heatmap(table: pd.DataFrame, title: str, colorscale: str) -> go.Figure:
+    figure = go.Figure(go.Heatmap(
+        z=table.values, x=[str(c) for c in table.columns], y=[str(i) for i in table.index], colorscale=colorscale,
+        text=[[f"{v:.3f}" for v in row] for row in table.values], texttemplate="%{text}"))
+    figure.update_layout(title=title, xaxis_title="accumulation", yaxis_title="momentum", **LAYOUT)
+    return figure
+
+
+def stability(steps: pd.DataFrame) -> go.Figure:
+    """Words changed and notes length per step next to eval accuracy, for one run."""
+    figure = go.Figure()
+    figure.add_bar(x=steps["step"], y=steps["words_changed"], name="words changed", opacity=0.6)
+    figure.add_scatter(x=steps["step"], y=steps["notes_words"], mode="lines", name="notes length (words)")
+    evaluated = steps.dropna(subset=["eval_accuracy"])
+    figure.add_scatter(x=evaluated["step"], y=evaluated["eval_accuracy"], mode="lines+markers",
+                       name="eval accuracy", yaxis="y2")
+    figure.update_layout(title="Churn and length of the notes next to accuracy", xaxis_title="step",
+                         yaxis=dict(title="words"),
+                         yaxis2=dict(title="eval accuracy", overlaying="y", side="right", range=[0, 1.02]), **LAYOUT)
+    return figure
+
+
+def confusion(counts: pd.DataFrame, classes: list[str]) -> go.Figure:
+    predicted = classes + sorted(set(counts["predicted"]) - set(classes))
+    table = counts.pivot_table(index="label", columns="predicted", values="n", aggfunc="sum", fill_value=0)
+    table = table.reindex(index=classes, columns=predicted, fill_value=0)
+    figure = go.Figure(go.Heatmap(z=table.values, x=predicted, y=classes, colorscale="Blues",
+                                  text=table.values, texttemplate="%{text}"))
+    figure.update_layout(title="Confusion at the latest eval", xaxis_title="predicted", yaxis_title="true",
+                         **{**LAYOUT, "height": 300})
+    return figure
+
+
+def per_class(table: pd.DataFrame) -> go.Figure:
+    figure = go.Figure(go.Bar(x=table["class"], y=table["accuracy"]))
+    figure.update_layout(title="Per-class eval accuracy", yaxis=dict(range=[0, 1.02]), **{**LAYOUT, "height": 300})
+    return figure

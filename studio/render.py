@@ -1,0 +1,51 @@
+"""HTML for model- and user-written text. Every piece of such text goes through html.escape and
+sits inside markup of our own; it is shown with st.html, which runs no script."""
+
+from __future__ import annotations
+
+import html
+
+from iml_core.diff import take_words, word_diff
+
+STYLE = """<style>
+.iml-text { white-space: pre-wrap; font-family: ui-monospace, Menlo, monospace; font-size: 0.85rem;
+            line-height: 1.5; padding: 0.6rem 0.8rem; border: 1px solid #e3e6ea; border-radius: 6px; }
+.iml-text ins { background: #d9f2dd; text-decoration: none; }
+.iml-text del { background: #f8d7da; color: #7a2a31; }
+.iml-text mark.kept { background: #e8eefb; border-bottom: 2px solid #3b6ea8; }
+.iml-legend { font-size: 0.8rem; color: #555; }
+</style>"""
+
+
+def escaped_block(text: str) -> str:
+    return f'{STYLE}<div class="iml-text">{html.escape(text)}</div>'
+
+
+def inline_diff(old: str, new: str) -> str:
+    """One text: deleted words struck in red, inserted words green."""
+    parts = []
+    for segment in word_diff(old, new):
+        text = html.escape(segment.text)
+        parts.append({"insert": f"<ins>{text}</ins>", "delete": f"<del>{text}</del>"}.get(segment.op, text))
+    return f'{STYLE}<div class="iml-text" data-view="inline">{"".join(parts)}</div>'
+
+
+def side_by_side(old: str, new: str) -> tuple[str, str]:
+    """The old text with its deletions marked, and the new text with its insertions marked."""
+    left, right = [], []
+    for segment in word_diff(old, new):
+        text = html.escape(segment.text)
+        if segment.op != "insert":
+            left.append(f"<del>{text}</del>" if segment.op == "delete" else text)
+        if segment.op != "delete":
+            right.append(f"<ins>{text}</ins>" if segment.op == "insert" else text)
+    return (f'{STYLE}<div class="iml-text" data-view="old">{"".join(left)}</div>',
+            f'{STYLE}<div class="iml-text" data-view="new">{"".join(right)}</div>')
+
+
+def notes_with_kept_prefix(notes: str, prefix_words: int) -> str:
+    """The notes with the words momentum made the revision keep marked."""
+    kept = take_words(notes, prefix_words)
+    rest = notes[len(kept):]
+    marked = f'<mark class="kept" title="kept by momentum">{html.escape(kept)}</mark>' if kept else ""
+    return f'{STYLE}<div class="iml-text">{marked}{html.escape(rest)}</div>'

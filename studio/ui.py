@@ -1,0 +1,36 @@
+"""Small pieces several pages share."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from iml_core.store import Store
+from studio.engine import database_path, engine
+
+# Which runs the user picked on one page, for the next (Runs -> Notes, Runs -> Compare, New run -> Live).
+SELECTED = "selected_runs"
+
+
+def current() -> tuple[Store, object]:
+    return engine(database_path())
+
+
+def run_label(row) -> str:
+    return (f"run {row['id']} · {row['task']} · m={row['momentum']:g} K={row['accumulation']} "
+            f"B={row['batch_size']} seed={row['seed']} · {row['status']}")
+
+
+def pick_run(runs: pd.DataFrame, key: str, label: str = "Run") -> int | None:
+    """A selectbox over runs, starting at the run picked on another page if there is one."""
+    if runs.empty:
+        return None
+    ids = runs["id"].tolist()
+    labels = {row["id"]: run_label(row) for _, row in runs.iterrows()}
+    chosen = st.session_state.get(SELECTED) or []
+    index = ids.index(chosen[0]) if chosen and chosen[0] in ids else 0
+    return st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
+
+
+def percent(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{100 * value:.1f}%"

@@ -1,0 +1,157 @@
+"""The dashboard's pages with Streamlit's AppTest: each against its own database file."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from iml_core.config import RunConfig
+from studio import render
+from studio.engine import engine
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGES = ["pages/new_run.py", "pages/live.py", "pages/runs.py", "pages/notes.py", "pages/compare.py",
+         "pages/data.py", "pages/models.py"]
+HOSTILE = ("<script>alert('x')</script> <img src=x onerror=alert(1)> "
+           "[click](javascript:alert(2)) :red[red] **bold**")
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    # st.cache_resource is shared by every AppTest in this process: each test gets its own file.
+    path = str(tmp_path / "dash.duckdb")
+    monkeypatch.setenv("IML_DB", path)
+    yield path
+    # A run thread still inside DuckDB when the interpreter exits aborts it: join them all.
+    engine(path)[1].join(timeout=120)
+
+
+def app_at(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def with_runs(db, *configs):
+    store, manager = engine(db)
+    run_ids = manager.submit(list(configs))
+    manager.join(timeout=120)
+    return store, run_ids
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_database(db, page):
+    at = app_at(page)
+    assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_runs(db, page):
+    with_runs(db, RunConfig(steps=4, eval_size=40, momentum=0.0), RunConfig(steps=4, eval_size=40, accumulation=2))
+    at = app_at(page)
+    assert not at.exception, at.exception
+    if page in ("pages/live.py", "pages/notes.py", "pages/compare.py"):
+        assert at.get("plotly_chart"), page
+
+
+def test_new_run_launches_a_run_whose_steps_are_stored(db):
+    at = app_at()
+    at.slider(key="momentum").set_value(0.25)
+    at.slider(key="accumulation").set_value(2)
+    at.number_input(key="steps").set_value(3)
+    at.number_input(key="eval_size").set_value(50)
+    at.button(key="launch").click()
+    at.run()
+    assert not at.exception
+    assert any("Run 1 started" in s.value for s in at.success)
+    store, manager = engine(db)
+    manager.join(timeout=60)
+    run = store.run(1)
+    assert run["status"] == "completed"
+    assert (run["config"]["momentum"], run["config"]["accumulation"], run["config"]["eval_size"]) == (0.25, 2, 50)
+    assert [s["step"] for s in store.steps(1)] == [0, 1, 2, 3]
+
+
+def test_a_sweep_queues_the_grid(db):
+    at = app_at()
+    at.number_input(key="steps").set_value(2)
+    at.number_input(key="eval_size").set_value(20)
+    at.toggle(key="sweep").set_value(True)
+    at.run()
+    at.multiselect(key="sweep_momenta").set_value([0.0, 0.9])
+    at.multiselect(key="sweep_accumulations").set_value([1, 4])
+    at.number_input(key="sweep_seeds").set_value(2)
+    at.number_input(key="sweep_parallel").set_value(3)
+    at.run()
+    assert at.button(key="launch").label == "Queue 8 runs"
+    at.button(key="launch").click()
+    at.run()
+    assert not at.exception
+    store, manager = engine(db)
+    assert manager.max_parallel == 3
+    manager.join(timeout=120)
+    grid = sorted((r["config"]["momentum"], r["config"]["accumulation"], r["config"]["seed"])
+                  for r in (store.run(row["id"]) for row in store.runs()))
+    assert grid == sorted((m, k, s) for m in (0.0, 0.9) for k in (1, 4) for s in (0, 1))
+    assert {row["status"] for row in store.runs()} == {"completed"}
+
+
+def test_invalid_settings_are_explained_and_launch_nothing(db):
+    at = app_at()
+    at.number_input(key="eval_size").set_value(5000)
+    at.number_input(key="steps").set_value(0)
+    at.run()
+    errors = " ".join(e.value for e in at.error)
+    assert "steps must be between 1 and 10000, got 0" in errors
+    assert at.button(key="launch").disabled
+    at.number_input(key="steps").set_value(5)
+    at.run()
+    assert "use an eval_size of at most 3184" in " ".join(e.value for e in at.error)
+    assert at.button(key="launch").disabled
+    assert engine(db)[0].runs() == []
+
+
+def test_the_word_diff_marks_exactly_the_changed_words():
+    body = render.inline_diff("- Florp: colour is red (80%).", "- Florp: colour is blue (90%).")
+    assert re.findall(r"<del>(.*?)</del>", body) == ["red (80%)."]
+    assert re.findall(r"<ins>(.*?)</ins>", body) == ["blue (90%)."]
+    old, new = render.side_by_side("a b c", "a x c")
+    assert "<del>b</del>" in old and "<ins>" not in old
+    assert "<ins>x</ins>" in new and "<del>" not in new
+
+
+def test_hostile_note_text_renders_as_literal_text(db):
+    store, (run_id,) = with_runs(db, RunConfig(steps=2, eval_size=20, momentum=0.9, initial_notes=HOSTILE))
+    at = app_at("pages/notes.py")
+    assert not at.exception
+    bodies = [h.proto.body for h in at.get("html")]
+    assert bodies
+    for body in bodies:
+        assert "<script" not in body and "<img" not in body
+    assert any("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in b for b in bodies)
+    assert any("[click](javascript:alert(2))" in b for b in bodies)  # shown as typed, not a link
+    assert all("<a " not in b for b in bodies)
+
+
+def test_runs_page_deletes_selected_runs_only_after_confirmation(db):
+    store, run_ids = with_runs(db, RunConfig(steps=2, eval_size=20), RunConfig(steps=2, eval_size=20, seed=1))
+    at = app_at("pages/runs.py")
+    table = at.dataframe[0]
+    assert sorted(table.value["id"].tolist()) == sorted(run_ids)
+    # AppTest cannot tick dataframe rows; the selection arrives through session state like a click.
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not at.exception
+    chosen = int(table.value["id"].iloc[0])
+    assert at.button(key="delete_runs").disabled  # not before the confirmation
+    at.checkbox(key="confirm_delete").check()
+    at.run()
+    at.button(key="delete_runs").click()
+    at.run()
+    assert [r["id"] for r in store.runs()] == [i for i in run_ids if i != chosen]
+    assert store.steps(chosen) == []
