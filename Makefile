@@ -25,6 +25,7 @@ run: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev
+	scripts/ensure-chromium
 	$(PY) -m pytest -q
 
 data: $(VENV)/.runtime

@@ -62,8 +62,8 @@ def confusion(counts: pd.DataFrame, classes: list[str]) -> go.Figure:
     table = table.reindex(index=classes, columns=predicted, fill_value=0)
     figure = go.Figure(go.Heatmap(z=table.values, x=predicted, y=classes, colorscale="Blues",
                                   text=table.values, texttemplate="%{text}"))
-    figure.update_layout(title="Confusion at the latest eval", xaxis_title="predicted", yaxis_title="true",
-                         **{**LAYOUT, "height": 300})
+    figure.update_layout(title="Confusion at the latest eval", xaxis_title="predicted",
+                         yaxis=dict(title="true", autorange="reversed"), **{**LAYOUT, "height": 300})
     return figure
 
 

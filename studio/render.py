@@ -12,6 +12,7 @@ STYLE = """<style>
             line-height: 1.5; padding: 0.6rem 0.8rem; border: 1px solid #e3e6ea; border-radius: 6px; }
 .iml-text ins { background: #d9f2dd; text-decoration: none; }
 .iml-text del { background: #f8d7da; color: #7a2a31; }
+.iml-text del + ins, .iml-text ins + del { margin-left: 3px; }
 .iml-text mark.kept { background: #e8eefb; border-bottom: 2px solid #3b6ea8; }
 .iml-legend { font-size: 0.8rem; color: #555; }
 </style>"""
