@@ -14,7 +14,7 @@ def live() -> None:
     if runs.empty:
         st.info("No runs yet. Start one on the New run page.")
         return
-    going = runs[runs["status"].isin(["running", "queued"])]
+    going = runs[runs["status"].isin(["running", "queued"])].sort_values(["status", "id"], ascending=[False, True])
     st.caption(f"{len(going)} run(s) going · refreshes every second")
     run_id = pick_run(going if not going.empty else runs, key="live_run")
     run = store.run(run_id)
@@ -22,7 +22,7 @@ def live() -> None:
 
     done, total = run["steps_done"], run["steps_total"]
     left = analysis.seconds_left(run, steps) if run["status"] == "running" else None
-    eta = "" if left is None else f" · about {left:.0f} s left"
+    eta = "" if left is None else f" · about {left:.1f} s left" if left < 10 else f" · about {left:.0f} s left"
     st.progress(done / total if total else 0.0, text=f"{run['status']}: step {done} of {total}{eta}")
     if run["error"]:
         st.error(f"Run {run_id} stopped: {run['error']}")

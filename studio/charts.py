@@ -38,7 +38,8 @@ def heatmap(table: pd.DataFrame, title: str, colorscale: str) -> go.Figure:
     figure = go.Figure(go.Heatmap(
         z=table.values, x=[str(c) for c in table.columns], y=[str(i) for i in table.index], colorscale=colorscale,
         text=[[f"{v:.3f}" for v in row] for row in table.values], texttemplate="%{text}"))
-    figure.update_layout(title=title, xaxis_title="accumulation", yaxis_title="momentum", **LAYOUT)
+    figure.update_layout(title=title, xaxis=dict(title="accumulation", type="category"),
+                         yaxis=dict(title="momentum", type="category"), **LAYOUT)
     return figure
 
 
