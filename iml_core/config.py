@@ -16,12 +16,17 @@ AGENTS = ("offline", "llm")
 FEEDBACK_MODES = ("label", "binary")
 
 
+BACKENDS = ("llama-cpp", "openai")
+STRUCTURED_OUTPUT = ("auto", "json_schema", "json_object", "text")
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
     low: float
     high: float
     help: str
+    llm_only: bool = False
 
 
 SETTINGS = {
@@ -35,6 +40,15 @@ SETTINGS = {
         Setting("eval_size", 1, 100_000, "held-out samples scored after each evaluated step"),
         Setting("eval_every", 1, 10_000, "evaluate every E steps (and always after the last)"),
         Setting("max_note_words", 5, 20_000, "word cap on the notes; it wins over the momentum prefix"),
+        Setting("temperature", 0.0, 2.0, "sampling temperature of the model", True),
+        Setting("n_gpu_layers", -1, 10_000, "llama.cpp layers on the GPU: -1 all, 0 none (CPU)", True),
+        Setting("n_ctx", 256, 1_048_576, "llama.cpp context size in tokens", True),
+        Setting("n_threads", 0, 1024, "llama.cpp CPU threads; 0 lets llama.cpp choose", True),
+        Setting("max_parallel", 1, 256, "requests sent at once in the inference phase (OpenAI-compatible)", True),
+        Setting("timeout", 1.0, 3600.0, "seconds to wait for one answer before retrying", True),
+        Setting("max_retries", 0, 20, "retries with backoff after a 429, a 5xx or a timeout", True),
+        Setting("price_in", 0.0, 1000.0, "price per million input tokens, for the cost column", True),
+        Setting("price_out", 0.0, 1000.0, "price per million output tokens, for the cost column", True),
     )
 }
 
@@ -55,6 +69,22 @@ class RunConfig:
     label_column: str = "label"
     label_noise: float | None = None  # None: the preset's own
     initial_notes: str = ""
+    # The LLM agent's model. No key here: keys come from the environment and are never stored.
+    backend: str = ""
+    model: str = ""  # a GGUF path for llama-cpp, a model name for openai
+    base_url: str = ""  # openai only; empty means OpenAI itself
+    chat_format: str = ""  # llama-cpp only; empty means the template inside the GGUF
+    structured_output: str = "auto"
+    temperature: float = 0.2
+    n_gpu_layers: int = -1
+    n_ctx: int = 4096
+    n_threads: int = 0
+    max_parallel: int = 8
+    timeout: float = 60.0
+    max_retries: int = 3
+    price_in: float = 0.0
+    price_out: float = 0.0
+    cache: bool = True  # answer repeated calls from the response cache
 
     def problems(self) -> list[str]:
         """Every invalid setting, each as a sentence naming the setting, its range and the value given."""
@@ -77,6 +107,13 @@ class RunConfig:
         if self.label_noise is not None and not (
                 isinstance(self.label_noise, (int, float)) and 0 <= self.label_noise < 1):
             found.append(f"label_noise must be at least 0 and below 1, got {self.label_noise!r}")
+        if self.agent == "llm":
+            if self.backend not in BACKENDS:
+                found.append(f"an LLM run needs a backend: {' or '.join(BACKENDS)}, got {self.backend!r}")
+            if not self.model.strip():
+                found.append("an LLM run needs a model: a .gguf path for llama-cpp, a model name for openai")
+        if self.structured_output not in STRUCTURED_OUTPUT:
+            found.append(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT)}, got {self.structured_output!r}")
         if not self.task or not str(self.task).strip():
             found.append("task is empty; give a preset name or the path of a CSV file")
         return found

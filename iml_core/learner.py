@@ -119,6 +119,9 @@ class StepRecord:
     def tokens(self, kind: str) -> int:
         return sum(getattr(call, f"tokens_{kind}") for _, call in self.calls)
 
+    def cost(self) -> float:
+        return sum(call.cost for _, call in self.calls)
+
 
 def _score(task: Task, phase: str, minibatch: int | None, samples: Sequence[Sample],
            predictions: Sequence[Prediction]) -> tuple[list[PredictionRecord], float, int, dict]:

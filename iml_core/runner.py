@@ -6,6 +6,7 @@ of its server process (DESIGN.md section 4) through RunManager.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Callable, Sequence
@@ -15,6 +16,7 @@ from iml_core.agents.offline import OfflineRuleLearner
 from iml_core.config import RunConfig
 from iml_core.errors import UserError
 from iml_core.learner import StepRecord, learning_steps
+from iml_core.prompts import PROMPTS
 from iml_core.store import Store
 from iml_core.tasks import Task, load_task
 
@@ -29,10 +31,24 @@ def build_task(config: RunConfig) -> Task:
     return task
 
 
-def build_agent(config: RunConfig, task: Task) -> Agent:
+def build_backend(config: RunConfig):
+    if config.backend == "llama-cpp":
+        from iml_core.backends.llama_cpp import LlamaCppBackend
+        return LlamaCppBackend(config.model, n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx,
+                               n_threads=config.n_threads or None, chat_format=config.chat_format or None)
+    from iml_core.backends.openai_compat import OpenAICompatBackend
+    return OpenAICompatBackend(config.model, base_url=config.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
+                               timeout=config.timeout, max_retries=config.max_retries,
+                               max_parallel=config.max_parallel, structured_output=config.structured_output,
+                               price_in=config.price_in, price_out=config.price_out)
+
+
+def build_agent(config: RunConfig, task: Task, cache=None) -> Agent:
     if config.agent == "offline":
         return OfflineRuleLearner(task.attributes, task.classes)
-    raise UserError("the LLM agent needs a model backend, which this version does not have yet; use --agent offline")
+    from iml_core.agents.llm import LLMAgent
+    return LLMAgent(task, build_backend(config), temperature=config.temperature,
+                    cache=cache if config.cache else None)
 
 
 def create_run(store: Store, config: RunConfig) -> int:
@@ -41,7 +57,8 @@ def create_run(store: Store, config: RunConfig) -> int:
     task = build_task(config)
     agent = build_agent(config, task)
     return store.create_run(config, task_name=task.name, task_source=task.source,
-                            agent_description=agent.description)
+                            agent_description=agent.description,
+                            prompts=PROMPTS if config.agent == "llm" else None)
 
 
 def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = None,
@@ -55,7 +72,7 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
     store.set_status(run_id, "running")
     try:
         task = build_task(config)
-        agent = build_agent(config, task)
+        agent = build_agent(config, task, cache=store)
         if not done or after_step < config.steps:
             for record in learning_steps(task, agent, config, after_step=after_step, notes=notes):
                 store.save_step(run_id, record)

@@ -106,6 +106,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE runs ADD COLUMN tokens_in BIGINT NOT NULL DEFAULT 0;
         ALTER TABLE runs ADD COLUMN tokens_out BIGINT NOT NULL DEFAULT 0;
     """),
+    (3, "response cache, prompts kept with runs, cost", """
+        CREATE TABLE response_cache (
+            key VARCHAR PRIMARY KEY,
+            raw VARCHAR NOT NULL,
+            text VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        ALTER TABLE runs ADD COLUMN prompts JSON;
+        ALTER TABLE runs ADD COLUMN cost DOUBLE NOT NULL DEFAULT 0;
+        ALTER TABLE steps ADD COLUMN cost DOUBLE NOT NULL DEFAULT 0;
+        ALTER TABLE model_calls ADD COLUMN cost DOUBLE NOT NULL DEFAULT 0;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -188,12 +200,13 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str) -> int:
+    def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str,
+                   prompts: dict | None = None) -> int:
         return self._cursor().execute(
-            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total)
-               VALUES (?, ?, ?, ?, ?, 'queued', ?) RETURNING id""",
+            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total, prompts)
+               VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id""",
             [task_name, json.dumps(task_source), config.agent, agent_description,
-             json.dumps(config.to_dict()), config.steps]).fetchone()[0]
+             json.dumps(config.to_dict()), config.steps, None if prompts is None else json.dumps(prompts)]).fetchone()[0]
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         assert status in STATUSES, status
@@ -218,13 +231,13 @@ class Store:
                 """INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
                        eval_invalid, per_class, notes_words, words_changed, prefix_words,
                        prefix_kept_by_model, words_truncated, seconds_infer, seconds_induce,
-                       seconds_revise, seconds_eval, tokens_in, tokens_out, tokens_cached)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       seconds_revise, seconds_eval, tokens_in, tokens_out, tokens_cached, cost)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
                  record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
                  record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
                  record.words_truncated, *(record.seconds.get(p, 0.0) for p in ("infer", "induce", "revise", "eval")),
-                 record.tokens("in"), record.tokens("out"), record.tokens("cached")])
+                 record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost()])
             if record.batch_notes:
                 cursor.executemany(
                     "INSERT INTO batch_notes VALUES (?, ?, ?, ?)",
@@ -236,17 +249,17 @@ class Store:
             if record.calls:
                 cursor.executemany(
                     """INSERT INTO model_calls (run_id, step, phase, prompt, response, tokens_in, tokens_out,
-                           tokens_cached, duration_ms, cached, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                           tokens_cached, duration_ms, cached, error, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [[run_id, record.step, phase, c.prompt, c.response, c.tokens_in, c.tokens_out,
-                      c.tokens_cached, c.duration_ms, c.cached, c.error] for phase, c in record.calls])
+                      c.tokens_cached, c.duration_ms, c.cached, c.error, c.cost] for phase, c in record.calls])
             cursor.execute(
                 """UPDATE runs SET steps_done = greatest(steps_done, ?),
                        final_eval_accuracy = coalesce(?, final_eval_accuracy),
                        best_eval_accuracy = greatest(best_eval_accuracy, ?),
-                       tokens_in = tokens_in + ?, tokens_out = tokens_out + ?
+                       tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost = cost + ?
                    WHERE id = ?""",
                 [record.step, record.eval_accuracy, record.eval_accuracy,
-                 record.tokens("in"), record.tokens("out"), run_id])
+                 record.tokens("in"), record.tokens("out"), record.cost(), run_id])
             cursor.execute("COMMIT")
         except Exception:
             cursor.execute("ROLLBACK")
@@ -275,6 +288,7 @@ class Store:
         row = rows[0]
         row["config"] = json.loads(row["config"])
         row["task_source"] = json.loads(row["task_source"])
+        row["prompts"] = None if row.get("prompts") is None else json.loads(row["prompts"])
         return row
 
     def steps(self, run_id: int) -> list[dict]:
@@ -304,6 +318,19 @@ class Store:
     def model_calls(self, run_id: int) -> list[dict]:
         return self._rows("SELECT * FROM model_calls WHERE run_id = ? ORDER BY id", [run_id])
 
+    # --- the response cache: a repeated call costs nothing -----------------------------------
+
+    def get(self, key: str) -> dict | None:
+        row = self._cursor().execute("SELECT raw, text FROM response_cache WHERE key = ?", [key]).fetchone()
+        return None if row is None else {"raw": row[0], "text": row[1]}
+
+    def put(self, key: str, value: dict) -> None:
+        try:
+            self._cursor().execute("INSERT OR IGNORE INTO response_cache (key, raw, text) VALUES (?, ?, ?)",
+                                   [key, value["raw"], value["text"]])
+        except duckdb.TransactionException:
+            pass  # another thread stored the same answer at the same moment
+
     # --- for the dashboard: frames, not rows ---------------------------------------------------
 
     def runs_frame(self):
@@ -317,7 +344,7 @@ class Store:
                    config->>'feedback' AS feedback,
                    CAST(config->>'max_note_words' AS INTEGER) AS max_note_words,
                    steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
-                   tokens_in, tokens_out, error, created_at, started_at, finished_at
+                   tokens_in, tokens_out, cost, error, created_at, started_at, finished_at
             FROM runs ORDER BY id DESC""").df()
 
     def steps_frame(self, run_ids):
@@ -327,7 +354,7 @@ class Store:
             SELECT run_id, step, train_accuracy, eval_accuracy, train_invalid, eval_invalid, notes_words,
                    words_changed, prefix_words, prefix_kept_by_model, words_truncated,
                    seconds_infer, seconds_induce, seconds_revise, seconds_eval,
-                   tokens_in, tokens_out, tokens_cached, per_class, created_at
+                   tokens_in, tokens_out, tokens_cached, cost, per_class, created_at
             FROM steps WHERE run_id IN ({", ".join("?" * len(run_ids))}) ORDER BY run_id, step""",
             list(run_ids)).df()
 

@@ -58,12 +58,17 @@ def test_migrations_upgrade_an_older_file_and_keep_its_runs(tmp_path):
     path = tmp_path / "old.duckdb"
     with Store(path, migrate_to=1) as old:
         assert old.schema_version() == 1
-        run_id = old.create_run(RunConfig(), task_name="paper", task_source={}, agent_description="x")
+        # A run as version 1 wrote it (create_run today writes columns version 1 lacks).
+        run_id = old._cursor().execute(
+            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total)
+               VALUES ('paper', '{}', 'offline', 'x', ?, 'completed', 30) RETURNING id""",
+            [json.dumps(RunConfig().to_dict())]).fetchone()[0]
         with pytest.raises(duckdb.CatalogException):
             old._rows("SELECT * FROM model_calls")
     with Store(path) as upgraded:
         assert upgraded.schema_version() == SCHEMA_VERSION
-        assert upgraded.run(run_id)["tokens_in"] == 0
+        assert upgraded.run(run_id)["tokens_in"] == 0 and upgraded.run(run_id)["cost"] == 0
+        assert upgraded.run(run_id)["prompts"] is None
         assert upgraded.model_calls(run_id) == []
 
 

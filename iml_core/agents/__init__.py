@@ -46,8 +46,9 @@ class ModelCall:
     tokens_out: int = 0
     tokens_cached: int = 0
     duration_ms: float = 0.0
-    cached: bool = False
+    cached: bool = False  # answered from the response cache: no model was called
     error: str | None = None
+    cost: float = 0.0
 
 
 class Agent(Protocol):

@@ -1,0 +1,125 @@
+"""The LLM agent: the three IML phases as prompts (iml_core.prompts) over any backend.
+
+Every call goes through `_call`, which consults the response cache, times the call, and logs it
+for the step's record. Output that cannot be used is kept raw in the log and handled by a rule:
+- inference: an answer that is not one of the classes counts as invalid (and wrong);
+- induction: an empty summary becomes the batch note "(empty)";
+- revision: an empty rewrite keeps the old notes; one over the word cap is cut by the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, Sequence
+
+from iml_core.agents import ModelCall, Phase, Prediction, Trajectory
+from iml_core.backends import Backend, BackendError, Completion
+from iml_core.prompts import PROMPTS, fill
+from iml_core.tasks import Observation, Task
+
+LABEL_TOKENS = 16
+INDUCE_TOKENS = 256
+TOKENS_PER_WORD = 2  # room for the revised notes: a word is about 1.3 tokens in English; a margin
+
+
+class ResponseCache(Protocol):
+    def get(self, key: str) -> dict | None: ...
+
+    def put(self, key: str, value: dict) -> None: ...
+
+
+class LLMAgent:
+    def __init__(self, task: Task, backend: Backend, *, temperature: float = 0.2, cache: ResponseCache | None = None):
+        self.task, self.backend, self.temperature, self.cache = task, backend, temperature, cache
+        self.description = backend.description
+        self._shared = {"noun": task.noun, "classes": ", ".join(task.classes)}
+        self._calls: list[ModelCall] = []
+        self._calls_lock = threading.Lock()
+
+    # --- calls -------------------------------------------------------------------------------
+
+    def _call(self, phase: Phase, kind: str, messages, *, key_extra: dict, call) -> Completion:
+        prompt = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+        seed = int(hashlib.sha256(json.dumps([phase.run_seed, phase.step, phase.name, key_extra],
+                                             sort_keys=True).encode()).hexdigest()[:8], 16)
+        key = hashlib.sha256(json.dumps(
+            {"backend": self.backend.identity, "kind": kind, "messages": messages, "seed": seed,
+             "temperature": self.temperature, **key_extra}, sort_keys=True).encode()).hexdigest()
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._log(ModelCall(phase.name, prompt, hit["raw"], cached=True))
+                return Completion(hit["raw"], hit["text"])
+        started = time.perf_counter()
+        try:
+            result = call(seed)
+        except BackendError as e:
+            self._log(ModelCall(phase.name, prompt, "", duration_ms=1000 * (time.perf_counter() - started), error=str(e)))
+            raise
+        self._log(ModelCall(phase.name, prompt, result.raw, result.tokens_in, result.tokens_out, result.tokens_cached,
+                            1000 * (time.perf_counter() - started),
+                            cost=self.backend.cost(result.tokens_in, result.tokens_out)))
+        if self.cache is not None:
+            self.cache.put(key, {"raw": result.raw, "text": result.text})
+        return result
+
+    def _log(self, call: ModelCall) -> None:
+        with self._calls_lock:
+            self._calls.append(call)
+
+    def drain_calls(self) -> list[ModelCall]:
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        return calls
+
+    # --- the three phases ------------------------------------------------------------------------
+
+    def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]:
+        system = fill("infer_system", **self._shared, notes=notes.strip() or PROMPTS["no_notes"])
+
+        def one(observation: Observation) -> Prediction:
+            messages = [{"role": "system", "content": system},
+                        {"role": "user", "content": fill("infer_user", observation=observation.text)}]
+            out = self._call(phase, "label", messages, key_extra={"sample": observation.id, "labels": self.task.classes},
+                             call=lambda seed: self.backend.label(messages, self.task.classes, temperature=self.temperature,
+                                                                  seed=seed, max_tokens=LABEL_TOKENS))
+            return Prediction(out.text or None, out.raw)
+
+        if self.backend.max_parallel <= 1:
+            return [one(o) for o in observations]
+        with ThreadPoolExecutor(max_workers=min(self.backend.max_parallel, len(observations))) as pool:
+            return list(pool.map(one, observations))  # map keeps the samples' order
+
+    def induce(self, notes: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        lines = []
+        for t in trajectories:
+            answer = t.prediction.label or f"something that is no class ({t.prediction.raw.strip()[:40]!r})"
+            if t.true_label is not None:
+                lines.append(fill("trajectory_label", observation=t.observation.text, answer=answer, label=t.true_label))
+            else:
+                lines.append(fill("trajectory_binary", observation=t.observation.text, answer=answer,
+                                  verdict="right" if t.correct else "wrong"))
+        messages = [{"role": "system", "content": fill("induce_system", **self._shared)},
+                    {"role": "user", "content": fill("induce_user", notes=notes.strip() or PROMPTS["no_notes"],
+                                                     trajectories="\n".join(lines))}]
+        out = self._call(phase, "text", messages, key_extra={"batch": [t.observation.id for t in trajectories]},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=INDUCE_TOKENS))
+        return out.text.strip() or "(empty)"
+
+    def revise(self, notes: str, batch_notes: Sequence[str], required_prefix: str, max_words: int,
+               phase: Phase) -> str:
+        keep = fill("revise_keep", prefix=required_prefix) if required_prefix.strip() else ""
+        messages = [{"role": "system", "content": fill("revise_system", **self._shared)},
+                    {"role": "user", "content": fill(
+                        "revise_user", notes=notes.strip() or PROMPTS["no_notes"], max_words=max_words, keep=keep,
+                        batch_notes="\n\n".join(f"Batch {k}:\n{text}" for k, text in enumerate(batch_notes, 1)))}]
+        out = self._call(phase, "text", messages, key_extra={"prefix": required_prefix, "max_words": max_words},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=TOKENS_PER_WORD * max_words,
+                                                             prefix=required_prefix))
+        return out.text if out.text.strip() else notes

@@ -1,0 +1,149 @@
+"""A GGUF model run in this process by llama.cpp (llama-cpp-python).
+
+We render the chat ourselves with the model's own template and send raw completions, which lets
+us (1) force a revision to begin with the momentum prefix by appending it to the rendered prompt,
+(2) force labels with a GBNF grammar, and (3) count how many prompt tokens llama.cpp reuses from
+its KV cache (the longest common prefix with the previous prompt).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from iml_core.backends import BackendError, Completion, Messages
+from iml_core.errors import UserError
+
+GGUF_MAGIC = b"GGUF"
+
+_models: dict[tuple, tuple[object, threading.Lock]] = {}
+_models_lock = threading.Lock()
+
+
+def check_model_file(path: str | Path) -> Path:
+    """Refuses, before any run starts, a path that is missing, a folder, unreadable or not GGUF."""
+    path = Path(path).expanduser()
+    if not str(path).strip() or not path.exists():
+        raise UserError(f"no model file at {path}; give the path of a .gguf file")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the path of a .gguf file inside it")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise UserError(f"cannot read the model file {path} ({e.strerror}); check its permissions") from None
+    if magic != GGUF_MAGIC:
+        raise UserError(f"{path} is not a GGUF model (it does not start with 'GGUF'); "
+                        "llama.cpp needs a .gguf file, e.g. a Q4_K_M quantization")
+    return path
+
+
+def gbnf_literal(text: str) -> str:
+    """A GBNF string literal that matches `text` exactly, whatever quotes or backslashes it holds."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+def label_grammar(labels: Sequence[str]) -> str:
+    return "root ::= " + " | ".join(gbnf_literal(label) for label in labels)
+
+
+def _formatter(llm, chat_format: str | None):
+    from llama_cpp import llama_chat_format
+
+    if chat_format:
+        for name in (chat_format.replace("-", "_"), chat_format.replace("-", "")):
+            function = getattr(llama_chat_format, f"format_{name}", None)
+            if function is not None:
+                return lambda messages: function(messages=messages).prompt
+        raise UserError(f"unknown chat format {chat_format!r}; try llama-2, llama-3, chatml or mistral-instruct")
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise UserError("this GGUF file has no chat template; pass a chat format (e.g. llama-2) for old files")
+    bos = llm.detokenize([llm.token_bos()], special=True).decode("utf-8", "replace") if llm.token_bos() >= 0 else ""
+    eos = llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "replace") if llm.token_eos() >= 0 else ""
+    formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+    return lambda messages: formatter(messages=messages).prompt
+
+
+class LlamaCppBackend:
+    forces_prefix = True
+    max_parallel = 1  # one model, one KV cache: samples go in order so the shared prefix is reused
+
+    def __init__(self, model_path: str, *, n_gpu_layers: int = -1, n_ctx: int = 4096, n_threads: int | None = None,
+                 chat_format: str | None = None):
+        self.path = check_model_file(model_path)
+        self.settings = {"n_gpu_layers": n_gpu_layers, "n_ctx": n_ctx, "n_threads": n_threads,
+                         "chat_format": chat_format or None}
+        stat = self.path.stat()
+        # The file's size and time stand in for its content: hashing 40 GB per run is too slow.
+        self.identity = {"backend": "llama-cpp", "model": str(self.path.resolve()), "size": stat.st_size,
+                         "mtime": int(stat.st_mtime), "chat_format": chat_format or None}
+        self.description = f"llama.cpp: {self.path.name}"
+        self._llm, self._lock = self._load()
+        self._render = _formatter(self._llm, chat_format)
+
+    def _load(self):
+        """One model per file and settings per process, shared by every run that uses it."""
+        key = (str(self.path.resolve()), *self.settings.values())
+        with _models_lock:
+            if key not in _models:
+                try:
+                    from llama_cpp import Llama
+                except ImportError as e:
+                    raise UserError(f"llama-cpp-python is not installed ({e}); run `make run` or `make test` "
+                                    "to set up the environment") from None
+                try:
+                    llm = Llama(model_path=str(self.path), n_gpu_layers=self.settings["n_gpu_layers"],
+                                n_ctx=self.settings["n_ctx"], n_threads=self.settings["n_threads"],
+                                seed=0, verbose=False)
+                except (ValueError, RuntimeError) as e:
+                    raise UserError(f"llama.cpp could not load {self.path} ({e}); is it a complete GGUF "
+                                    "file of a supported architecture?") from None
+                _models[key] = (llm, threading.Lock())
+            return _models[key]
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return 0.0  # local compute: no price per token
+
+    def _complete(self, prompt: str, *, max_tokens: int, temperature: float, seed: int, grammar=None) -> Completion:
+        with self._lock:
+            llm = self._llm
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            if len(tokens) + max_tokens > llm.n_ctx():
+                raise BackendError(
+                    f"the prompt has {len(tokens)} tokens and the answer may take {max_tokens}, more than the "
+                    f"context of {llm.n_ctx()}; raise n_ctx or lower the note word cap")
+            previous = list(llm.input_ids[:llm.n_tokens])
+            reused = 0
+            for a, b in zip(previous, tokens):
+                if a != b:
+                    break
+                reused += 1
+            result = llm.create_completion(tokens, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                                           grammar=grammar)
+        text = result["choices"][0]["text"]
+        usage = result["usage"]
+        return Completion(text, text, usage["prompt_tokens"], usage["completion_tokens"], min(reused, len(tokens) - 1))
+
+    def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
+              max_tokens: int) -> Completion:
+        from llama_cpp import LlamaGrammar
+
+        grammar = LlamaGrammar.from_string(label_grammar(labels), verbose=False)
+        out = self._complete(self._render(messages), max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             grammar=grammar)
+        label = out.raw.strip()
+        return Completion(out.raw, label if label in labels else "", out.tokens_in, out.tokens_out, out.tokens_cached)
+
+    def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
+             prefix: str = "") -> Completion:
+        # The prefix is appended to the rendered prompt, so the model continues after it: it
+        # cannot drop it, and the answer is the prefix plus what it wrote. A space after a prefix
+        # that ends inside a line keeps the model from gluing its first word onto the last one kept.
+        if prefix and not prefix[-1].isspace():
+            prefix += " "
+        out = self._complete(self._render(messages) + prefix, max_tokens=max_tokens, temperature=temperature,
+                             seed=seed)
+        return Completion(out.raw, prefix + out.raw, out.tokens_in, out.tokens_out, out.tokens_cached)

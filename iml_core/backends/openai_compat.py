@@ -1,0 +1,152 @@
+"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, the llama.cpp server) through the
+`openai` client. The key comes from the environment (or the dashboard's secrets) and is kept only
+in the client: never in a setting, a log line, the database or an error message."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Sequence
+from urllib.parse import urlparse
+
+from iml_core.backends import BackendError, Completion, Messages
+from iml_core.errors import UserError
+
+STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
+
+
+def check_base_url(base_url: str) -> str:
+    if not base_url:
+        return ""
+    parsed = urlparse(base_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UserError(f"base URL {base_url!r} is not an http(s) URL; e.g. http://127.0.0.1:8000/v1")
+    return base_url.rstrip("/")
+
+
+class OpenAICompatBackend:
+    forces_prefix = False  # chat APIs cannot be made to continue a given text
+
+    def __init__(self, model: str, *, base_url: str = "", api_key: str | None = None, timeout: float = 60.0,
+                 max_retries: int = 3, max_parallel: int = 8, structured_output: str = "auto",
+                 price_in: float = 0.0, price_out: float = 0.0):
+        import openai
+
+        if not model:
+            raise UserError("an OpenAI-compatible backend needs a model name (--model)")
+        if structured_output not in STRUCTURED_MODES:
+            raise UserError(f"structured output must be one of {', '.join(STRUCTURED_MODES)}, got {structured_output!r}")
+        self.base_url = check_base_url(base_url)
+        self.model = model
+        self.max_parallel = max_parallel
+        self.price_in, self.price_out = price_in, price_out
+        self._secret = api_key or ""
+        # Local servers take any key; the client insists on one.
+        self._client = openai.OpenAI(api_key=api_key or "not-needed", base_url=self.base_url or None,
+                                     timeout=timeout, max_retries=max_retries)
+        self._probe = openai.OpenAI(api_key=api_key or "not-needed", base_url=self.base_url or None,
+                                    timeout=timeout, max_retries=0)
+        self._mode = None if structured_output == "auto" else structured_output
+        self._mode_lock = threading.Lock()
+        self.identity = {"backend": "openai", "base_url": self.base_url or "https://api.openai.com/v1",
+                         "model": model, "structured_output": structured_output}
+        self.description = f"OpenAI-compatible: {model}" + (f" at {self.base_url}" if self.base_url else "")
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
+
+    def _scrub(self, message: str) -> str:
+        return message.replace(self._secret, "***") if self._secret else message
+
+    def _create(self, client, **kwargs):
+        import openai
+
+        try:
+            return client.chat.completions.create(model=self.model, **kwargs)
+        except openai.APIStatusError as e:
+            raise BackendError(self._scrub(
+                f"the model server answered HTTP {e.status_code}: {_server_message(e)}")) from None
+        except openai.APITimeoutError:
+            raise BackendError(f"the model server at {self.identity['base_url']} did not answer in time "
+                               "(after retries); is it overloaded? raise the timeout or lower parallel requests") from None
+        except openai.APIConnectionError:
+            raise BackendError(f"cannot reach the model server at {self.identity['base_url']}; "
+                               "is it running, and is the base URL right?") from None
+
+    @staticmethod
+    def _usage(response) -> tuple[int, int, int]:
+        usage = response.usage
+        if usage is None:
+            return 0, 0, 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", 0) or 0
+        return usage.prompt_tokens or 0, usage.completion_tokens or 0, cached
+
+    def _label_formats(self, labels: Sequence[str]) -> dict:
+        schema = {"type": "object", "properties": {"label": {"type": "string", "enum": list(labels)}},
+                  "required": ["label"], "additionalProperties": False}
+        return {
+            "json_schema": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}},
+            "json_object": {"type": "json_object", "schema": schema},
+        }
+
+    def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
+              max_tokens: int) -> Completion:
+        formats = self._label_formats(labels)
+        kwargs = dict(messages=messages, temperature=temperature, seed=seed, max_tokens=max_tokens + 16)
+        with self._mode_lock:
+            mode = self._mode
+        if mode is None:
+            mode = self._discover(formats, kwargs)
+        if mode == "text":
+            response = self._create(self._client, **kwargs)
+        else:
+            response = self._create(self._client, response_format=formats[mode], **kwargs)
+        raw = response.choices[0].message.content or ""
+        return Completion(raw, _parse_label(raw, labels, mode), *self._usage(response))
+
+    def _discover(self, formats: dict, kwargs: dict) -> str:
+        """json_schema where the server takes it, else json_object with the schema (what the
+        llama.cpp server accepts), else plain text; tried once, without retries, then kept."""
+        with self._mode_lock:
+            if self._mode is not None:
+                return self._mode
+            for mode in ("json_schema", "json_object"):
+                try:
+                    self._create(self._probe, response_format=formats[mode], **{**kwargs, "max_tokens": 32})
+                except BackendError as e:
+                    if "HTTP 4" in str(e) or "HTTP 5" in str(e):
+                        continue
+                    raise
+                self._mode = mode
+                return mode
+            self._mode = "text"
+            return "text"
+
+    def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
+             prefix: str = "") -> Completion:
+        response = self._create(self._client, messages=messages, temperature=temperature, seed=seed,
+                                max_tokens=max_tokens)
+        raw = response.choices[0].message.content or ""
+        return Completion(raw, raw, *self._usage(response))
+
+
+def _server_message(error) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return str(getattr(error, "message", error))[:300]
+
+
+def _parse_label(raw: str, labels: Sequence[str], mode: str) -> str:
+    """The label in a structured answer, or a plain answer that is exactly one label; else ''."""
+    text = raw.strip()
+    if mode != "text":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return ""
+        text = str(value.get("label", "")) if isinstance(value, dict) else ""
+    return text if text in labels else ""
