@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from iml_core.config import AGENTS, FEEDBACK_MODES, SETTINGS, RunConfig
+from iml_core.config import AGENTS, BACKENDS, FEEDBACK_MODES, SETTINGS, STRUCTURED_OUTPUT, RunConfig
 from iml_core.errors import UserError
 from iml_core.store import DEFAULT_DB, Store
 from iml_core.tasks import DATA_DIR, PRESETS, benchmark_files, write_benchmark
@@ -46,12 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of benchmark labels replaced by a wrong class (presets only)")
     run.add_argument("--agent", choices=AGENTS, default=defaults.agent,
                      help="offline: the rule learner (no LLM); llm: a language model")
+    llm_settings = run.add_argument_group("LLM settings")
     for name, setting in SETTINGS.items():
         kind = int if isinstance(setting.low, int) else float
-        run.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
+        (llm_settings if setting.llm_only else run).add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
                          help=f"{setting.help} ({setting.low} to {setting.high}; default {getattr(defaults, name)})")
     run.add_argument("--feedback", choices=FEEDBACK_MODES, default=defaults.feedback,
                      help="label: the environment tells the right class; binary: only right or wrong")
+    llm = run.add_argument_group("LLM agent (--agent llm); the key comes from $OPENAI_API_KEY, never a flag")
+    llm.add_argument("--backend", choices=BACKENDS, default=defaults.backend or None,
+                     help="llama-cpp: a GGUF file run here; openai: any OpenAI-compatible server")
+    llm.add_argument("--model", default=defaults.model, help="the .gguf path (llama-cpp) or the model name (openai)")
+    llm.add_argument("--base-url", default=defaults.base_url, help="the server's /v1 URL (openai; empty: OpenAI)")
+    llm.add_argument("--chat-format", default=defaults.chat_format,
+                     help="llama-cpp: override the GGUF's chat template for old files (e.g. llama-2)")
+    llm.add_argument("--structured-output", choices=STRUCTURED_OUTPUT, default=defaults.structured_output,
+                     help="how labels are forced on an OpenAI-compatible server (auto: the best it accepts)")
+    llm.add_argument("--no-cache", action="store_true", help="call the model even for calls answered before")
     run.add_argument("--json", action="store_true", help="print one JSON summary at the end instead of a table")
     _add_db(run)
 
@@ -67,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     notes.add_argument("--step", type=int, help="the step (default: the last)")
     _add_db(notes)
 
+    doctor = commands.add_parser("doctor", help="what this machine can run: llama.cpp, GPU offload, a server")
+    doctor.add_argument("--base-url", help="an OpenAI-compatible server to ask for its models")
+    doctor.add_argument("--timeout", type=float, default=5.0)
+
     data = commands.add_parser("data", help="write the benchmark files (CSV and rule card) into data/")
     data.add_argument("--if-missing", action="store_true", help="only write files that are not there yet")
     data.add_argument("--dir", default=str(DATA_DIR), help="where to write them")
@@ -81,7 +96,9 @@ def _percent(value: float | None) -> str:
 def cmd_run(args) -> int:
     config = RunConfig(
         task=args.task, agent=args.agent, feedback=args.feedback, label_column=args.label_column,
-        label_noise=args.label_noise, **{name: getattr(args, name) for name in SETTINGS}).check()
+        label_noise=args.label_noise, backend=args.backend or "", model=args.model, base_url=args.base_url,
+        chat_format=args.chat_format, structured_output=args.structured_output, cache=not args.no_cache,
+        **{name: getattr(args, name) for name in SETTINGS}).check()
     from iml_core.runner import create_run, execute_run  # after the flags are known good
     from tqdm import tqdm
 
@@ -175,7 +192,32 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
+def cmd_doctor(args) -> int:
+    try:
+        import llama_cpp
+        print(f"llama-cpp-python {llama_cpp.__version__}: importable")
+        offload = llama_cpp.llama_supports_gpu_offload()
+        print(f"GPU offload: {'built in' if offload else 'not built in (CPU only); see the README to build with CUDA'}")
+    except ImportError as e:
+        print(f"llama-cpp-python: not importable ({e}); `make run` installs it")
+    print(f"OPENAI_API_KEY: {'set' if os.environ.get('OPENAI_API_KEY') else 'not set'}")
+    if args.base_url:
+        from iml_core.backends.openai_compat import check_base_url
+        import openai
+
+        url = check_base_url(args.base_url)
+        client = openai.OpenAI(api_key=os.environ.get("OPENAI_API_KEY") or "not-needed", base_url=url,
+                               timeout=args.timeout, max_retries=0)
+        try:
+            models = [m.id for m in client.models.list()]
+        except openai.APIError as e:
+            print(f"server {url}: no answer ({type(e).__name__}); is it running, and is the URL right?")
+            return 1
+        print(f"server {url}: answers; models: {', '.join(models) or '(none listed)'}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,3 +27,10 @@ def offline_history(**settings):
 def store(tmp_path):
     with Store(tmp_path / "runs.duckdb") as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny random-weight LLaMA GGUF written by the tests themselves (nothing downloaded)."""
+    from tiny_gguf import write_tiny_llama
+    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama.gguf")

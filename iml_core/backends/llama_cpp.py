@@ -8,6 +8,7 @@ its KV cache (the longest common prefix with the previous prompt).
 
 from __future__ import annotations
 
+import atexit
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,16 @@ GGUF_MAGIC = b"GGUF"
 
 _models: dict[tuple, tuple[object, threading.Lock]] = {}
 _models_lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    # Freed by the garbage collector after llama_cpp's own module is torn down, a model prints a
+    # TypeError at exit; closing them first keeps the exit quiet.
+    with _models_lock:
+        for llm, _ in _models.values():
+            llm.close()
+        _models.clear()
 
 
 def check_model_file(path: str | Path) -> Path:

@@ -1,0 +1,91 @@
+"""The LLM agent on the real llama.cpp with a tiny random-weight model: its output is gibberish,
+so these tests check structure: valid labels, the forced prefix, logged calls, reused KV cache,
+and the response cache."""
+
+import pytest
+
+from iml_core.config import RunConfig
+from iml_core.diff import words
+from iml_core.errors import UserError
+from iml_core.backends.llama_cpp import check_model_file, label_grammar
+from iml_core.prompts import PROMPTS
+from iml_core.runner import create_run, execute_run
+from iml_core.tasks import parse_csv_task
+
+
+def llm_config(model, **settings):
+    defaults = dict(agent="llm", backend="llama-cpp", model=str(model), n_ctx=4096, batch_size=4, eval_size=8,
+                    max_note_words=60, momentum=0.5, temperature=0.8)
+    return RunConfig(**{**defaults, **settings})
+
+
+def test_a_three_step_run_keeps_every_structural_promise(store, tiny_model):
+    run_id = create_run(store, llm_config(tiny_model, steps=3))
+    summary = execute_run(store, run_id)
+    assert summary["status"] == "completed" and summary["steps"] == 3
+    run = store.run(run_id)
+    assert run["agent_description"] == "llama.cpp: tiny-llama.gguf"
+    assert run["prompts"] == PROMPTS  # the exact prompt texts travel with the run
+
+    predictions = store.predictions(run_id)
+    assert len(predictions) == 3 * 4 + 4 * 8  # train samples, and eval at steps 0..3
+    classes = {"Florp", "Zindle", "Quarrow", "Brimlet"}
+    assert all(p["predicted"] in classes for p in predictions), "the grammar allows only class names"
+
+    steps = store.steps(run_id)
+    for before, after in zip(steps, steps[1:]):
+        n = after["prefix_words"]
+        assert words(after["notes"])[:n] == words(before["notes"])[:n]
+        if n:
+            assert after["prefix_kept_by_model"] is True  # forced by continuing the prompt
+    assert any(s["prefix_words"] > 0 for s in steps[2:])
+
+    calls = store.model_calls(run_id)
+    assert {c["phase"] for c in calls} == {"train", "induce", "revise", "eval"}
+    assert all(c["tokens_in"] > 0 and c["tokens_out"] > 0 and not c["cached"] for c in calls)
+    assert sum(s["tokens_in"] for s in steps) == sum(c["tokens_in"] for c in calls) == run["tokens_in"]
+    # The samples of a step share the notes: from the second on, llama.cpp reuses that prefix.
+    train_1 = [c for c in calls if c["step"] == 1 and c["phase"] == "train"]
+    assert train_1[0]["prompt"].split("[user]")[0] == train_1[1]["prompt"].split("[user]")[0]
+    assert all(c["tokens_cached"] > 0.5 * c["tokens_in"] for c in train_1[1:])
+
+
+def test_a_repeated_run_is_answered_by_the_response_cache(store, tiny_model):
+    first = create_run(store, llm_config(tiny_model, steps=2, seed=4))
+    execute_run(store, first)
+    second = create_run(store, llm_config(tiny_model, steps=2, seed=4))
+    execute_run(store, second)
+    calls = store.model_calls(second)
+    assert calls and all(c["cached"] for c in calls), "no model call the second time"
+    assert store.run(second)["tokens_in"] == 0
+    assert [s["notes"] for s in store.steps(second)] == [s["notes"] for s in store.steps(first)]
+    assert [p["predicted"] for p in store.predictions(second)] == [p["predicted"] for p in store.predictions(first)]
+
+    uncached = create_run(store, llm_config(tiny_model, steps=1, seed=4, cache=False))
+    execute_run(store, uncached)
+    assert not any(c["cached"] for c in store.model_calls(uncached))
+
+
+def test_class_names_with_quotes_and_backslashes_still_come_out_exactly(store, tiny_model, tmp_path):
+    rows = "colour,label\n" + "".join(f"{c},{l}\n" for c, l in
+                                       [("red", '"a""b"'), ("blue", "c\\d"), ("green", "e: f")] * 6)
+    task = parse_csv_task(rows.encode(), "odd.csv")
+    assert set(task.classes) == {'a"b', "c\\d", "e: f"}
+    path = tmp_path / "odd.csv"
+    path.write_text(rows)
+    run_id = create_run(store, llm_config(tiny_model, task=str(path), steps=1, eval_size=6, batch_size=6))
+    execute_run(store, run_id)
+    assert {p["predicted"] for p in store.predictions(run_id)} <= set(task.classes)
+    assert all(p["predicted"] is not None for p in store.predictions(run_id))
+    assert label_grammar(['a"b', "c\\d"]) == 'root ::= "a\\"b" | "c\\\\d"'
+
+
+def test_bad_model_paths_are_refused_before_a_run_starts(store, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    for path, problem in [(tmp_path / "missing.gguf", "no model file"), (tmp_path, "is a folder"),
+                          (tmp_path / "notes.txt", "is not a GGUF model")]:
+        with pytest.raises(UserError, match=problem):
+            check_model_file(path)
+        with pytest.raises(UserError, match=problem):
+            create_run(store, llm_config(path, steps=1))
+    assert store.runs() == []

@@ -1,0 +1,155 @@
+"""The OpenAI-compatible backend with the real `openai` client: against the real llama.cpp server
+on 127.0.0.1, and against a fault-injecting fake for 429s, 500s, hangs and keys in errors."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import duckdb
+import pytest
+
+from iml_core.agents import Phase
+from iml_core.agents.llm import LLMAgent
+from iml_core.backends.openai_compat import OpenAICompatBackend
+from iml_core.config import RunConfig
+from iml_core.errors import UserError
+from iml_core.runner import create_run, execute_run
+from iml_core.tasks import generate_benchmark
+
+from fault_server import FaultServer
+
+SECRET = "sk-iml-test-SECRET-7f3a9c"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_model):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "4096", "--model_alias", "tiny"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "llama_cpp.server did not start"
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def openai_config(url, **settings):
+    defaults = dict(agent="llm", backend="openai", base_url=url, model="tiny", batch_size=4, eval_size=8,
+                    max_note_words=40, temperature=0.8, max_retries=3, timeout=30.0)
+    return RunConfig(**{**defaults, **settings})
+
+
+def test_a_run_against_the_llama_cpp_server_gives_valid_labels(store, llama_server):
+    run_id = create_run(store, openai_config(llama_server, steps=2))
+    summary = execute_run(store, run_id)
+    assert summary["status"] == "completed", summary
+    assert all(p["predicted"] in {"Florp", "Zindle", "Quarrow", "Brimlet"} for p in store.predictions(run_id))
+    calls = store.model_calls(run_id)
+    label_calls = [c for c in calls if c["phase"] in ("train", "eval")]
+    assert all('"label"' in c["response"] for c in label_calls)  # structured output, not free text
+    assert all(c["tokens_in"] > 0 for c in calls)
+
+
+def test_parallel_requests_keep_the_samples_order(llama_server):
+    task = generate_benchmark("paper")
+    observations = [s.observation for s in task.samples[:12]]
+
+    def labels(parallel):
+        backend = OpenAICompatBackend("tiny", base_url=llama_server, max_parallel=parallel)
+        agent = LLMAgent(task, backend, temperature=1.0)
+        return [p.raw for p in agent.infer("", observations, Phase(0, 1, "eval"))]
+
+    sequential = labels(1)
+    assert labels(6) == sequential
+    assert len(set(sequential)) > 1  # different answers, so a shuffled order would show
+
+
+def test_429_and_500_are_retried_until_the_server_recovers(store):
+    with FaultServer(["429", "500", "429"]) as server:
+        run_id = create_run(store, openai_config(server.url, steps=1, eval_size=4, max_retries=3,
+                                                 structured_output="json_object"))
+        summary = execute_run(store, run_id)
+    assert summary["status"] == "completed"
+    assert len(server.requests) == 3 + 4 + 4 + 1 + 1 + 4  # 3 failures, eval@0, 4 train, induce, revise, eval@1
+
+
+def test_a_server_that_stays_down_fails_the_run_and_keeps_completed_steps(store):
+    # Enough answers for step 0 and step 1 (4 eval, 4 train, induce, revise, 4 eval), then 500s.
+    with FaultServer(["ok"] * 14, then="500") as server:
+        run_id = create_run(store, openai_config(server.url, steps=3, eval_size=4, max_retries=1,
+                                                 structured_output="json_object"))
+        with pytest.raises(UserError, match="HTTP 500"):
+            execute_run(store, run_id)
+    run = store.run(run_id)
+    assert run["status"] == "failed" and "the model server answered HTTP 500: injected 500" in run["error"]
+    assert [s["step"] for s in store.steps(run_id)] == [0, 1]
+
+
+def test_a_hang_past_the_timeout_is_retried_then_reported(store):
+    with FaultServer([], then="hang", hang_seconds=3) as server:
+        run_id = create_run(store, openai_config(server.url, steps=1, eval_size=2, timeout=1.0, max_retries=1,
+                                                 structured_output="json_object"))
+        with pytest.raises(UserError, match="did not answer in time"):
+            execute_run(store, run_id)
+    assert len(server.requests) == 2 * 2  # both eval samples, each tried once more after its timeout
+    assert store.run(run_id)["status"] == "failed"
+
+
+def test_a_server_that_is_not_there_is_named(store):
+    run_id = create_run(store, openai_config(f"http://127.0.0.1:{free_port()}/v1", steps=1, max_retries=0,
+                                             structured_output="json_object"))
+    with pytest.raises(UserError, match="cannot reach the model server"):
+        execute_run(store, run_id)
+
+
+def test_structured_output_falls_back_when_the_server_refuses_json_schema(llama_server):
+    backend = OpenAICompatBackend("tiny", base_url=llama_server)
+    out = backend.label([{"role": "user", "content": "pick"}], ["yes", "no"], temperature=0.5, seed=1, max_tokens=8)
+    assert backend._mode == "json_object"  # the llama.cpp server answers json_schema with HTTP 500
+    assert out.text in ("yes", "no")
+
+
+def test_the_key_reaches_the_server_and_nothing_else(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    db = tmp_path / "keys.duckdb"
+    # The server echoes the key in its error, as OpenAI does for a wrong key.
+    with FaultServer(["ok"] * 5, then="401", error_body={"error": {"message": f"Incorrect API key: {SECRET}"}}) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "iml_core", "run", "--agent", "llm", "--backend", "openai", "--base-url", server.url,
+             "--model", "fault-model", "--steps", "2", "--batch-size", "2", "--eval-size", "2", "--max-retries", "0",
+             "--structured-output", "json_object", "--db", str(db), "--json"],
+            capture_output=True, text=True, env={**os.environ, "OPENAI_API_KEY": SECRET})
+    assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {SECRET}"
+               for h in server.headers), "the key was not sent"
+    assert result.returncode == 1
+    assert SECRET not in result.stdout + result.stderr
+    assert "HTTP 401" in result.stderr and "***" in result.stderr
+    connection = duckdb.connect(str(db), read_only=True)
+    tables = [r[0] for r in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+    for table in tables:
+        columns = [r[0] for r in connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()]
+        for column in columns:
+            hits = connection.execute(
+                f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) LIKE ?', [f"%{SECRET}%"]).fetchone()[0]
+            assert hits == 0, (table, column)
+    connection.close()
+    assert SECRET.encode() not in db.read_bytes()
