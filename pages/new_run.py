@@ -6,7 +6,7 @@ from iml_core.config import FEEDBACK_MODES, SETTINGS, RunConfig
 from iml_core.errors import UserError
 from iml_core.runner import check_run, sweep_configs
 from iml_core.tasks import PRESETS, saved_tasks
-from studio.ui import SELECTED, current
+from studio.ui import SELECTED, current, model_settings
 
 store, manager = current()
 defaults = RunConfig()
@@ -17,9 +17,9 @@ tasks = {name: f"{name} (preset)" for name in PRESETS} | {str(p): f"{p.stem} (CS
 left, right = st.columns(2)
 task = left.selectbox("Task", list(tasks), format_func=tasks.get, key="task",
                       help="a benchmark preset, or a CSV task saved on the Data page")
-agents = {"offline": "Offline rule learner (no LLM)"}
+agents = {"offline": "Offline rule learner (no LLM)", "llm": "LLM (llama.cpp or OpenAI-compatible)"}
 agent = right.selectbox("Agent", list(agents), format_func=agents.get, key="agent",
-                        help="the rule learner counts traits; LLM agents appear here once a backend is configured")
+                        help="the rule learner counts traits; an LLM agent uses the model set on the Models page")
 
 
 def slider(column, name, low, high, step=1):
@@ -47,9 +47,18 @@ if task in PRESETS:
     label_noise = left.slider("Label noise", 0.0, 0.5, PRESETS[task].label_noise, 0.05, key="label_noise",
                               help="share of the preset's labels replaced by a wrong class")
 
+model = model_settings() if agent == "llm" else {}
+if agent == "llm":
+    st.caption(f"Model: {model.get('backend') or 'none'} · {model.get('model') or 'no model set'} "
+               "(change it on the Models page)")
+    use_cache = st.checkbox("Answer repeated calls from the response cache", True, key="use_cache",
+                            help="a repeated identical call costs nothing; switch off to measure the model afresh")
+    model["cache"] = use_cache
+
 base = RunConfig(task=task, agent=agent, momentum=float(momentum), accumulation=int(accumulation),
                  batch_size=int(batch_size), steps=int(steps), eval_size=int(eval_size), eval_every=int(eval_every),
-                 max_note_words=int(max_note_words), seed=int(seed), feedback=feedback, label_noise=label_noise)
+                 max_note_words=int(max_note_words), seed=int(seed), feedback=feedback, label_noise=label_noise,
+                 **model)
 
 st.divider()
 sweep = st.toggle("Sweep: a grid of momentum x accumulation x seeds", key="sweep")

@@ -10,10 +10,24 @@ def database_path() -> str:
     return os.environ.get("IML_DB") or str(DEFAULT_DB)
 
 
+def key_from_secrets() -> None:
+    """The engine reads OPENAI_API_KEY from the environment; a key kept in Streamlit secrets is put
+    there (never into a setting, the database or the page)."""
+    if os.environ.get("OPENAI_API_KEY"):
+        return
+    try:
+        key = st.secrets.get("OPENAI_API_KEY")
+    except Exception:  # no secrets file at all is the common case
+        return
+    if key:
+        os.environ["OPENAI_API_KEY"] = str(key)
+
+
 @st.cache_resource
 def engine(db_path: str) -> tuple[Store, RunManager]:
     """One store and one run manager per server process and database file: this process owns
     the file, and runs started from any tab go on in its worker threads."""
+    key_from_secrets()
     store = Store(db_path)
     store.mark_interrupted()  # whatever a previous server left running is not running any more
     return store, RunManager(store)

@@ -10,6 +10,12 @@ from studio.engine import database_path, engine
 
 # Which runs the user picked on one page, for the next (Runs -> Notes, Runs -> Compare, New run -> Live).
 SELECTED = "selected_runs"
+# The model settings made on the Models page, used by New run (a RunConfig's LLM fields; no key).
+MODEL = "model_settings"
+
+
+def model_settings() -> dict:
+    return dict(st.session_state.get(MODEL, {}))
 
 
 def current() -> tuple[Store, object]:

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from fault_server import FaultServer
 from test_store import hold_lock
 
 
@@ -81,3 +82,15 @@ def test_iml_db_environment_variable_chooses_the_file(tmp_path):
     env = {**os.environ, "IML_DB": str(tmp_path / "env.duckdb")}
     assert iml("run", "--steps", "1", "--eval-size", "20", "--json", env=env).returncode == 0
     assert (tmp_path / "env.duckdb").exists()
+
+
+def test_doctor_reports_llama_cpp_gpu_offload_and_a_server(tmp_path):
+    with FaultServer([]) as server:
+        result = iml("doctor", "--base-url", server.url)
+    assert result.returncode == 0, result.stderr
+    assert "llama-cpp-python 0.3.36: importable" in result.stdout
+    assert "GPU offload: " in result.stdout
+    assert f"server {server.url}: answers; models: fault-model" in result.stdout
+    down = iml("doctor", "--base-url", "http://127.0.0.1:9/v1", "--timeout", "2")
+    assert down.returncode == 1 and "no answer" in down.stdout
+    assert iml("doctor", "--base-url", "not a url").returncode == 2

@@ -155,3 +155,42 @@ def test_runs_page_deletes_selected_runs_only_after_confirmation(db):
     at.run()
     assert [r["id"] for r in store.runs()] == [i for i in run_ids if i != chosen]
     assert store.steps(chosen) == []
+
+
+def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):
+    at = app_at("pages/models.py")
+    at.text_input(key="model_path").set_value(str(tiny_model))
+    at.run()
+    at.button(key="model_test").click()
+    at.run()
+    assert not at.exception
+    assert any("llama.cpp: tiny-llama.gguf answered in" in s.value for s in at.success)
+    at.text_input(key="model_path").set_value(str(tiny_model) + ".missing")
+    at.run()
+    at.button(key="model_test").click()
+    at.run()
+    assert any("no model file" in e.value for e in at.error)
+
+
+def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_model):
+    at = app_at("pages/models.py")
+    at.text_input(key="model_path").set_value(str(tiny_model))
+    at.run()
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.number_input(key="steps").set_value(1)
+    at.slider(key="batch_size").set_value(2)
+    at.number_input(key="eval_size").set_value(4)
+    at.number_input(key="max_note_words").set_value(30)
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    at.button(key="launch").click()
+    at.run()
+    assert not at.exception
+    store, manager = engine(db)
+    manager.join(timeout=120)
+    run = store.runs()[0]
+    assert run["status"] == "completed" and run["agent_description"] == "llama.cpp: tiny-llama.gguf"
+    assert store.run(run["id"])["config"]["backend"] == "llama-cpp"
+    assert len(store.model_calls(run["id"])) > 0
