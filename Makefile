@@ -4,6 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 PORT ?= 8501
+# llama-cpp-python has no wheel on the registry and uv rebuilds its sdist whenever the registry's
+# headers change, so the wheel built once (about 5 minutes) is kept here, outside the checkout.
+WHEELS ?= $(HOME)/.cache/iml-studio/wheels
+LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
 
 .PHONY: run test data bench clean-venv
 
@@ -13,11 +17,14 @@ $(UV):
 	$(VENV)/bin/pip install --quiet uv
 
 $(VENV)/.runtime: requirements.txt | $(UV)
-	$(UV) pip install --quiet --python $(PY) -r requirements.txt
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "Building llama-cpp-python $(LLAMA_VERSION) once (about 5 minutes on 2 cores)..."; \
+	  $(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(WHEELS) llama-cpp-python==$(LLAMA_VERSION); }
+	$(UV) pip install --quiet --python $(PY) --find-links $(WHEELS) -r requirements.txt
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
-	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt
+	$(UV) pip install --quiet --python $(PY) --find-links $(WHEELS) -r requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.runtime
