@@ -221,10 +221,13 @@ class Store:
         """All of a step or nothing of it: the step row, its batch notes, predictions, model calls
         and the run's running totals commit together."""
         cursor = self._cursor()
-        predictions = pa.Table.from_pylist([
-            {"run_id": run_id, "step": record.step, "phase": p.phase, "minibatch": p.minibatch,
-             "sample_id": p.sample_id, "predicted": p.predicted, "label": p.label, "correct": p.correct,
-             "raw": p.raw} for p in record.predictions], schema=_PREDICTION_SCHEMA)
+        rows = record.predictions
+        incoming_predictions = pa.Table.from_arrays([  # noqa: F841 (read by DuckDB's replacement scan)
+            pa.array([run_id] * len(rows), pa.int32()), pa.array([record.step] * len(rows), pa.int32()),
+            pa.array([p.phase for p in rows], pa.string()), pa.array([p.minibatch for p in rows], pa.int32()),
+            pa.array([p.sample_id for p in rows], pa.int32()), pa.array([p.predicted for p in rows], pa.string()),
+            pa.array([p.label for p in rows], pa.string()), pa.array([p.correct for p in rows], pa.bool_()),
+            pa.array([p.raw for p in rows], pa.string())], schema=_PREDICTION_SCHEMA)
         cursor.execute("BEGIN TRANSACTION")
         try:
             cursor.execute(
@@ -239,13 +242,11 @@ class Store:
                  record.words_truncated, *(record.seconds.get(p, 0.0) for p in ("infer", "induce", "revise", "eval")),
                  record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost()])
             if record.batch_notes:
-                cursor.executemany(
-                    "INSERT INTO batch_notes VALUES (?, ?, ?, ?)",
-                    [[run_id, record.step, k, text] for k, text in enumerate(record.batch_notes)])
-            if predictions.num_rows:
-                cursor.register("incoming_predictions", predictions)
+                cursor.execute(
+                    "INSERT INTO batch_notes VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(record.batch_notes)),
+                    [value for k, text in enumerate(record.batch_notes) for value in (run_id, record.step, k, text)])
+            if rows:
                 cursor.execute("INSERT INTO predictions SELECT * FROM incoming_predictions")
-                cursor.unregister("incoming_predictions")
             if record.calls:
                 cursor.executemany(
                     """INSERT INTO model_calls (run_id, step, phase, prompt, response, tokens_in, tokens_out,
