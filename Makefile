@@ -10,6 +10,7 @@ WHEELS ?= $(HOME)/.cache/iml-studio/wheels
 LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
 
 .PHONY: run test data bench clean-venv
+BENCHES := $(filter-out bench/common.py,$(wildcard bench/*.py))
 
 # uv is bootstrapped with pip inside the venv so nothing lands in the system Python.
 $(UV):
@@ -34,6 +35,10 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	scripts/ensure-chromium
 	$(PY) -m pytest -q
+
+# One JSON line per figure; fails when any figure misses its target.
+bench: $(VENV)/.dev
+	@status=0; for script in $(BENCHES); do $(PY) $$script || status=1; done; exit $$status
 
 data: $(VENV)/.runtime
 	$(PY) -m iml_core data

@@ -25,9 +25,19 @@ LLAMA2_CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}"
 )
 
-WORDS = ("the is a of and to in it that with for on as are this has eats lives class notes "
-         "wings diet habitat size colour tail call skin eyes red blue long short small large "
-         "answer sample samples right wrong step rule").split()
+def _words() -> list[str]:
+    """English words of the benchmark and the prompts, so they tokenize to about one token each, as
+    with a real model's vocabulary (letters alone would make every sentence several times longer)."""
+    from iml_core.prompts import PROMPTS
+    from iml_core.tasks import CREATURE_ATTRIBUTES, MULTI_VALUED_ATTRIBUTES, SPECIES
+
+    text = " ".join([*PROMPTS.values(), *SPECIES, "This creature", "Your notes", "Which class is it"]
+                    + [p for a in CREATURE_ATTRIBUTES + MULTI_VALUED_ATTRIBUTES for p in a.phrases]
+                    + [f"{a.name} is {v}" for a in CREATURE_ATTRIBUTES + MULTI_VALUED_ATTRIBUTES for v in a.values])
+    return sorted({w for w in "".join(c if c.isalpha() else " " for c in text).split() if len(w) > 1})
+
+
+WORDS = _words()
 
 
 def vocabulary() -> tuple[list[str], list[float], list[int]]:
@@ -40,7 +50,9 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
         types.append(gguf.TokenType.UNUSED if byte >= 0x80 else gguf.TokenType.BYTE)
     pieces = ["▁"] + list(string.ascii_letters + string.digits + string.punctuation)
     pieces += ["▁" + c for c in string.ascii_letters + string.digits + string.punctuation]
-    pieces += ["▁" + w for w in WORDS] + WORDS
+    # llama.cpp's SentencePiece tokenizer builds a word by merging neighbours that are themselves
+    # tokens, so every beginning of a word must be one too.
+    pieces += [word[:end] for w in WORDS for word in ("▁" + w, w) for end in range(2, len(word) + 1)]
     for piece in dict.fromkeys(pieces):
         tokens.append(piece)
         types.append(gguf.TokenType.NORMAL)

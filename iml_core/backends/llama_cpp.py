@@ -9,6 +9,7 @@ its KV cache (the longest common prefix with the previous prompt).
 from __future__ import annotations
 
 import atexit
+import functools
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -138,13 +139,16 @@ class LlamaCppBackend:
         usage = result["usage"]
         return Completion(text, text, usage["prompt_tokens"], usage["completion_tokens"], min(reused, len(tokens) - 1))
 
+    @functools.lru_cache(maxsize=8)
+    def _grammar(self, labels: tuple[str, ...]):
+        """Compiled once per label set: every sample of a run asks with the same classes."""
+        from llama_cpp import LlamaGrammar
+        return LlamaGrammar.from_string(label_grammar(labels), verbose=False)
+
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
               max_tokens: int) -> Completion:
-        from llama_cpp import LlamaGrammar
-
-        grammar = LlamaGrammar.from_string(label_grammar(labels), verbose=False)
         out = self._complete(self._render(messages), max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             grammar=grammar)
+                             grammar=self._grammar(tuple(labels)))
         label = out.raw.strip()
         return Completion(out.raw, label if label in labels else "", out.tokens_in, out.tokens_out, out.tokens_cached)
 
