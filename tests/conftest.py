@@ -34,3 +34,27 @@ def tiny_model(tmp_path_factory):
     """A tiny random-weight LLaMA GGUF written by the tests themselves (nothing downloaded)."""
     from tiny_gguf import write_tiny_llama
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama.gguf")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_answers(url: str, process, what: str, log_path=None, seconds: float = 60) -> None:
+    """Polls a local server's URL until it answers; fails with its log if it dies or takes too long."""
+    import time
+    import urllib.request
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                log = log_path.read_text() if log_path else ""
+                raise AssertionError(f"{what} did not start: {log}")
+            time.sleep(0.3)

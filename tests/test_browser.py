@@ -5,11 +5,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,17 +17,13 @@ from iml_core.config import RunConfig
 from iml_core.runner import create_run, execute_run
 from iml_core.store import Store
 
+from conftest import free_port, wait_until_answers
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOSTILE = "<script>alert('x')</script> <img src=x onerror=alert(1)> [click](javascript:alert(2)) :red[red]"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -45,16 +39,7 @@ def server(tmp_path):
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env={**os.environ, "IML_DB": str(db)}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise AssertionError(f"streamlit did not start: {(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.3)
+    wait_until_answers(f"{url}/_stcore/health", process, "streamlit", tmp_path / "server.log")
     yield url, tmp_path
     process.send_signal(signal.SIGTERM)
     try:

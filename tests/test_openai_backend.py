@@ -2,11 +2,8 @@
 on 127.0.0.1, and against a fault-injecting fake for 429s, 500s, hangs and keys in errors."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import duckdb
 import pytest
@@ -19,15 +16,10 @@ from iml_core.errors import UserError
 from iml_core.runner import create_run, execute_run
 from iml_core.tasks import generate_benchmark
 
+from conftest import free_port, wait_until_answers
 from fault_server import FaultServer
 
 SECRET = "sk-iml-test-SECRET-7f3a9c"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +30,7 @@ def llama_server(tiny_model):
          "--port", str(port), "--n_ctx", "4096", "--model_alias", "tiny"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2)
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "llama_cpp.server did not start"
-            time.sleep(0.3)
+    wait_until_answers(f"{url}/models", process, "llama_cpp.server")
     yield url
     process.terminate()
     process.wait(timeout=20)
