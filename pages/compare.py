@@ -4,6 +4,7 @@ from iml_core import analysis
 from studio import charts
 from studio.ui import SELECTED, current, run_label
 
+NEWEST = 24
 store, _ = current()
 st.title("Compare")
 
@@ -14,7 +15,8 @@ if finished.empty:
     st.stop()
 
 labels = {row["id"]: run_label(row) for _, row in finished.iterrows()}
-preselected = [i for i in st.session_state.get(SELECTED, []) if i in labels] or list(labels)
+# The runs picked elsewhere, else the newest ones: a sweep just finished is what one compares.
+preselected = [i for i in st.session_state.get(SELECTED, []) if i in labels] or list(labels)[:NEWEST]
 chosen = st.multiselect("Runs", list(labels), preselected, format_func=labels.get, key="compare_runs")
 by = st.selectbox("Group by", ["momentum", "accumulation", "batch_size", "feedback", "task", "id"], key="compare_by",
                   help="runs that share this setting form one curve: its mean, and its spread as a band")
