@@ -4,13 +4,14 @@ It keeps everything it knows in the notes, in plain English, one line per class:
 
     - Florp: wing type is feathered (100%), diet is plants (90%).
 
-"90%" is the share of the class's recent examples that had the trait; traits below LISTED_SHARE
-are left out. It reads those lines back to classify (a naive-Bayes score over the listed traits),
-writes batch notes that count the traits of each class in a batch (induction), and revises by
-moving each class's shares a fixed step (ALPHA) toward what the batch notes say. Like an LLM, a
-revision sees only the old notes and the batch notes in front of it, never a hidden history: so
-small batches make noisy revisions, accumulation averages them out, and momentum leaves stale
-lines in place that later lines must override (the last line about a class is the one that counts).
+"90%" is the share of the class's recent examples that had the trait; traits that do not beat an
+even split by LISTED_MARGIN points are left out. It reads those lines back to classify (a
+naive-Bayes score over what the notes say), writes batch notes that count the traits of each class
+in a batch (induction), and revises by moving each class's shares a fixed step (ALPHA) toward what
+the batch notes say. Like an LLM, a revision sees only the old notes and the batch notes in front
+of it, never a hidden history: so small batches make noisy revisions and accumulation averages
+them out. Under momentum it appends correction lines instead of restating; a later line about a
+class corrects the attributes it mentions in earlier ones.
 """
 
 from __future__ import annotations
