@@ -150,9 +150,6 @@ class RunManager:
         self._dispatch()
         return run_ids
 
-    def start(self, config: RunConfig) -> int:
-        return self.submit([config])[0]
-
     def _dispatch(self) -> None:
         with self._lock:
             while self._queue and sum(t.is_alive() for t in self._threads.values()) < self.max_parallel:

@@ -112,3 +112,17 @@ def test_missing_csv_and_unknown_preset_name_the_way_out(tmp_path):
         load_task("papper")
     with pytest.raises(UserError, match="folder"):
         load_csv_task(tmp_path)
+
+
+def test_a_saved_csv_task_loads_back_the_same_and_is_never_overwritten(tmp_path):
+    from iml_core.tasks import save_task
+    task = parse_csv_task(b"colour,kind\nred,apple\n\"green, pale\",pear\n", "fruit.csv", "kind")
+    path = save_task(task, "fruit", tmp_path)
+    again = load_csv_task(path)
+    assert [(s.features, s.text, s.label) for s in again.samples] == [(s.features, s.text, s.label) for s in task.samples]
+    with pytest.raises(UserError, match="exists already"):
+        save_task(task, "fruit", tmp_path)
+    with pytest.raises(UserError, match="may use letters"):
+        save_task(task, "../escape", tmp_path)
+    with pytest.raises(UserError, match="preset"):
+        save_task(task, "paper", tmp_path)
