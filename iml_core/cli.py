@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON summary at the end instead of a table")
     _add_db(run)
 
+    resume = commands.add_parser("resume", help="go on with an interrupted, cancelled or failed run")
+    resume.add_argument("run_id", type=int)
+    resume.add_argument("--json", action="store_true", help="print one JSON summary at the end")
+    _add_db(resume)
+
     runs = commands.add_parser("runs", help="the runs in a database, one line each")
     _add_db(runs)
 
@@ -94,40 +99,56 @@ def _percent(value: float | None) -> str:
 
 
 def cmd_run(args) -> int:
-    config = RunConfig(
+    config = _config_from(args)
+    from iml_core.runner import create_run  # after the flags are known good
+
+    with Store(_db_path(args)) as store:
+        run_id = create_run(store, config)
+        return _execute(store, run_id, config.steps, args.json)
+
+
+def cmd_resume(args) -> int:
+    from iml_core.runner import check_resumable
+
+    with Store(_db_path(args)) as store:
+        check_resumable(store, args.run_id)
+        return _execute(store, args.run_id, store.run(args.run_id)["steps_total"], args.json)
+
+
+def _config_from(args) -> RunConfig:
+    return RunConfig(
         task=args.task, agent=args.agent, feedback=args.feedback, label_column=args.label_column,
         label_noise=args.label_noise, backend=args.backend or "", model=args.model, base_url=args.base_url,
         chat_format=args.chat_format, structured_output=args.structured_output, cache=not args.no_cache,
         **{name: getattr(args, name) for name in SETTINGS}).check()
-    from iml_core.runner import create_run, execute_run  # after the flags are known good
+
+
+def _execute(store: Store, run_id: int, total_steps: int, as_json: bool) -> int:
+    from iml_core.runner import execute_run, run_summary
     from tqdm import tqdm
 
-    with Store(_db_path(args)) as store:
-        run_id = create_run(store, config)
-        with tqdm(total=config.steps, desc=f"run {run_id}", unit="step", file=sys.stderr,
-                  disable=None, dynamic_ncols=True) as bar:
-            best = [None]
+    already = max(0, len(store.steps(run_id)) - 1)  # step 0 is the starting point, not a step
+    with tqdm(total=total_steps, initial=already, desc=f"run {run_id}", unit="step", file=sys.stderr,
+              disable=None, dynamic_ncols=True) as bar:
 
-            def progress(record) -> None:
-                if record.step == 0:
-                    return
-                if record.eval_accuracy is not None:
-                    best[0] = max(best[0] or 0.0, record.eval_accuracy)
-                bar.set_postfix(train=f"{record.train_accuracy:.2f}",
-                                eval="-" if record.eval_accuracy is None else f"{record.eval_accuracy:.2f}",
-                                notes=f"{record.notes_words}w")
-                bar.update(1)
+        def progress(record) -> None:
+            if record.step == 0:
+                return
+            bar.set_postfix(train=f"{record.train_accuracy:.2f}",
+                            eval="-" if record.eval_accuracy is None else f"{record.eval_accuracy:.2f}",
+                            notes=f"{record.notes_words}w")
+            bar.update(1)
 
-            try:
-                summary = execute_run(store, run_id, on_step=progress)
-            except KeyboardInterrupt:
-                print(f"run {run_id} stopped; its completed steps are in {store.path}", file=sys.stderr)
-                return 130
-            except UserError as e:
-                from iml_core.runner import run_summary
-                summary = run_summary(store, run_id)
-                print(f"run {run_id} failed: {e}", file=sys.stderr)
-    if args.json:
+        try:
+            summary = execute_run(store, run_id, on_step=progress)
+        except KeyboardInterrupt:
+            print(f"run {run_id} stopped; its completed steps are in {store.path}; "
+                  f"`python -m iml_core resume {run_id}` goes on", file=sys.stderr)
+            return 130
+        except UserError as e:
+            summary = run_summary(store, run_id)
+            print(f"run {run_id} failed: {e}", file=sys.stderr)
+    if as_json:
         print(json.dumps(summary))
     else:
         print(f"run {summary['run_id']} {summary['status']}: {summary['steps']} steps, "
@@ -217,7 +238,7 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,9 +152,9 @@ class _Clock:
 # --- the loop ------------------------------------------------------------------------------------
 
 def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
-                   after_step: int = 0, notes: str | None = None) -> Iterator[StepRecord]:
+                   after_step: int | None = None, notes: str | None = None) -> Iterator[StepRecord]:
     """Yields step 0 (the starting notes, evaluated) and then one record per learning step.
-    To resume, pass the last committed step and its notes."""
+    To resume, pass the last committed step (0 included) and its notes."""
     stream = SampleStream(task, config.seed, config.eval_size)
     notes = config.initial_notes if notes is None else notes
     eval_observations = [s.observation for s in stream.eval]
@@ -169,12 +169,13 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
     def drain(record: StepRecord, phase: str) -> None:
         record.calls.extend((phase, call) for call in agent.drain_calls())
 
-    if after_step == 0:
+    if after_step is None:
         clock, start = _Clock(), StepRecord(0, notes, notes_words=word_count(notes))
         evaluate(start, clock)
         drain(start, "eval")
         start.seconds = dict(clock.seconds)
         yield start
+        after_step = 0
 
     for step in range(after_step + 1, config.steps + 1):
         clock, record = _Clock(), StepRecord(step, notes)

@@ -68,12 +68,12 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
     run = store.run(run_id)
     config = RunConfig.from_dict(run["config"])
     done = store.steps(run_id)
-    after_step, notes = (done[-1]["step"], done[-1]["notes"]) if done else (0, None)
+    after_step, notes = (done[-1]["step"], done[-1]["notes"]) if done else (None, None)
     store.set_status(run_id, "running")
     try:
         task = build_task(config)
         agent = build_agent(config, task, cache=store)
-        if not done or after_step < config.steps:
+        if after_step is None or after_step < config.steps:
             for record in learning_steps(task, agent, config, after_step=after_step, notes=notes):
                 store.save_step(run_id, record)
                 if on_step is not None:
@@ -92,6 +92,15 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
         raise
     store.set_status(run_id, "completed")
     return run_summary(store, run_id)
+
+
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+
+def check_resumable(store: Store, run_id: int) -> None:
+    status = store.run(run_id)["status"]
+    if status not in RESUMABLE:
+        raise UserError(f"run {run_id} is {status}; only {', '.join(RESUMABLE)} runs can be resumed")
 
 
 def run_summary(store: Store, run_id: int) -> dict:
@@ -149,6 +158,16 @@ class RunManager:
             self._queue.extend(run_ids)
         self._dispatch()
         return run_ids
+
+    def resume(self, run_ids: Sequence[int]) -> None:
+        """Queues stopped runs again; each goes on from its last committed step."""
+        for run_id in run_ids:
+            check_resumable(self.store, run_id)
+        for run_id in run_ids:
+            self.store.set_status(run_id, "queued")
+        with self._lock:
+            self._queue.extend(run_ids)
+        self._dispatch()
 
     def _dispatch(self) -> None:
         with self._lock:

@@ -1,6 +1,7 @@
 import streamlit as st
 
 from iml_core import export
+from iml_core.runner import RESUMABLE
 from studio.ui import SELECTED, current
 
 store, manager = current()
@@ -33,7 +34,12 @@ if not chosen:
 
 st.session_state[SELECTED] = chosen
 st.write(f"Selected: {', '.join(f'run {i}' for i in chosen)}")
-open_col, compare_col, delete_col = st.columns(3)
+open_col, compare_col, resume_col, delete_col = st.columns(4)
+stopped = [int(i) for i in shown[shown["id"].isin(chosen) & shown["status"].isin(RESUMABLE)]["id"]]
+if resume_col.button("Resume", disabled=not stopped, key="resume_runs",
+                     help="interrupted, cancelled or failed runs go on from their last committed step"):
+    manager.resume(stopped)
+    st.success(f"Resumed {', '.join(f'run {i}' for i in stopped)}.")
 if open_col.button("Open notes", key="open_notes"):
     st.switch_page("pages/notes.py")
 if compare_col.button("Compare", key="compare_runs"):

@@ -194,3 +194,23 @@ def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_m
     assert run["status"] == "completed" and run["agent_description"] == "llama.cpp: tiny-llama.gguf"
     assert store.run(run["id"])["config"]["backend"] == "llama-cpp"
     assert len(store.model_calls(run["id"])) > 0
+
+
+def test_a_cancelled_run_resumes_from_the_runs_page(db):
+    import threading
+    from iml_core.runner import create_run, execute_run
+    store, manager = engine(db)
+    stop = threading.Event()
+    stop.set()
+    run_id = create_run(store, RunConfig(steps=5, eval_size=20))
+    execute_run(store, run_id, cancel=stop)  # stops after step 0
+    assert store.run(run_id)["status"] == "cancelled"
+    at = app_at("pages/runs.py")
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.button(key="resume_runs").click()
+    at.run()
+    assert not at.exception
+    manager.join(timeout=60)
+    assert store.run(run_id)["status"] == "completed"
+    assert [s["step"] for s in store.steps(run_id)] == [0, 1, 2, 3, 4, 5]

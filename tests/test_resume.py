@@ -1,0 +1,68 @@
+"""A run killed with SIGKILL loses at most the step in flight and, resumed, ends exactly as a run
+that was never stopped."""
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from iml_core.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = dict(steps=30, batch_size=8, eval_size=100, seed=7, momentum=0.5)
+
+# A real process running a real run, printing each committed step so the test knows when to kill it.
+RUNNER = """
+import sys
+from iml_core.config import RunConfig
+from iml_core.runner import create_run, execute_run
+from iml_core.store import Store
+with Store(sys.argv[1]) as store:
+    run_id = create_run(store, RunConfig(**{settings}))
+    execute_run(store, run_id, on_step=lambda r: print(r.step, flush=True))
+"""
+
+
+def iml(*args):
+    return subprocess.run([sys.executable, "-m", "iml_core", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def history(db, run_id):
+    with Store(db) as store:
+        return [(s["step"], s["notes"], s["eval_accuracy"], s["train_accuracy"]) for s in store.steps(run_id)]
+
+
+def test_kill_9_after_step_12_then_resume_matches_an_uninterrupted_run(tmp_path):
+    killed_db, whole_db = tmp_path / "killed.duckdb", tmp_path / "whole.duckdb"
+    process = subprocess.Popen([sys.executable, "-c", RUNNER.format(settings=SETTINGS), str(killed_db)],
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in process.stdout:
+        if int(line) == 12:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    with Store(killed_db) as store:
+        store.mark_interrupted()  # what the dashboard does at start-up
+        kept = len(store.steps(1)) - 1
+    assert 12 <= kept < 30, kept  # at most the step in flight was lost
+
+    resumed = iml("resume", "1", "--db", str(killed_db), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["status"] == "completed" and summary["steps"] == 30
+
+    whole = iml("run", *[f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()], "--db", str(whole_db), "--json")
+    assert whole.returncode == 0, whole.stderr
+    assert history(killed_db, 1) == history(whole_db, 1)
+    assert json.loads(whole.stdout)["final_eval_accuracy"] == summary["final_eval_accuracy"]
+
+
+def test_only_stopped_runs_resume(tmp_path):
+    db = tmp_path / "done.duckdb"
+    assert iml("run", "--steps", "2", "--eval-size", "20", "--db", str(db)).returncode == 0
+    result = iml("resume", "1", "--db", str(db))
+    assert result.returncode == 2 and "run 1 is completed; only interrupted, cancelled, failed" in result.stderr
+    assert iml("resume", "5", "--db", str(db)).returncode == 2
