@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON summary at the end instead of a table")
     _add_db(run)
 
+    fork = commands.add_parser("fork", help="a new run from a run's notes at a step, with changed settings")
+    fork.add_argument("run_id", type=int)
+    fork.add_argument("--step", type=int, required=True, help="start from the notes after this step")
+    for name, setting in SETTINGS.items():
+        fork.add_argument("--" + name.replace("_", "-"), type=int if isinstance(setting.low, int) else float,
+                          help=f"{setting.help} (default: the old run's)")
+    fork.add_argument("--feedback", choices=FEEDBACK_MODES, help="default: the old run's")
+    fork.add_argument("--json", action="store_true", help="print one JSON summary at the end")
+    _add_db(fork)
+
     resume = commands.add_parser("resume", help="go on with an interrupted, cancelled or failed run")
     resume.add_argument("run_id", type=int)
     resume.add_argument("--json", action="store_true", help="print one JSON summary at the end")
@@ -104,6 +114,16 @@ def cmd_run(args) -> int:
 
     with Store(_db_path(args)) as store:
         run_id = create_run(store, config)
+        return _execute(store, run_id, config.steps, args.json)
+
+
+def cmd_fork(args) -> int:
+    from iml_core.runner import create_run, fork_config
+
+    changes = {name: getattr(args, name) for name in [*SETTINGS, "feedback"] if getattr(args, name) is not None}
+    with Store(_db_path(args)) as store:
+        config = fork_config(store, args.run_id, args.step, **changes).check()
+        run_id = create_run(store, config, parent=(args.run_id, args.step))
         return _execute(store, run_id, config.steps, args.json)
 
 
@@ -238,7 +258,7 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
+COMMANDS = {"run": cmd_run, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

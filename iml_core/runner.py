@@ -51,14 +51,20 @@ def build_agent(config: RunConfig, task: Task, cache=None) -> Agent:
                     cache=cache if config.cache else None)
 
 
-def create_run(store: Store, config: RunConfig) -> int:
+def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None = None) -> int:
     """Checks everything that can be checked before a run starts; a bad setting writes nothing."""
     config.check()
     task = build_task(config)
     agent = build_agent(config, task)
     return store.create_run(config, task_name=task.name, task_source=task.source,
                             agent_description=agent.description,
-                            prompts=PROMPTS if config.agent == "llm" else None)
+                            prompts=PROMPTS if config.agent == "llm" else None, parent=parent)
+
+
+def fork_config(store: Store, run_id: int, step: int, **changes) -> RunConfig:
+    """A new run's settings: the old run's, changed as asked, starting from its notes at `step`."""
+    old = RunConfig.from_dict(store.run(run_id)["config"])
+    return old.replace(initial_notes=store.notes_at(run_id, step), **changes)
 
 
 def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = None,

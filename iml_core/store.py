@@ -118,6 +118,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE steps ADD COLUMN cost DOUBLE NOT NULL DEFAULT 0;
         ALTER TABLE model_calls ADD COLUMN cost DOUBLE NOT NULL DEFAULT 0;
     """),
+    (4, "forks remember their parent run and step", """
+        ALTER TABLE runs ADD COLUMN parent_run_id INTEGER;
+        ALTER TABLE runs ADD COLUMN parent_step INTEGER;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -201,12 +205,14 @@ class Store:
     # --- writing ------------------------------------------------------------------------------
 
     def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str,
-                   prompts: dict | None = None) -> int:
+                   prompts: dict | None = None, parent: tuple[int, int] | None = None) -> int:
+        parent_run_id, parent_step = parent or (None, None)
         return self._cursor().execute(
-            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total, prompts)
-               VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id""",
-            [task_name, json.dumps(task_source), config.agent, agent_description,
-             json.dumps(config.to_dict()), config.steps, None if prompts is None else json.dumps(prompts)]).fetchone()[0]
+            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total, prompts,
+                                 parent_run_id, parent_step)
+               VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) RETURNING id""",
+            [task_name, json.dumps(task_source), config.agent, agent_description, json.dumps(config.to_dict()),
+             config.steps, None if prompts is None else json.dumps(prompts), parent_run_id, parent_step]).fetchone()[0]
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         assert status in STATUSES, status

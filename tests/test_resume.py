@@ -66,3 +66,19 @@ def test_only_stopped_runs_resume(tmp_path):
     result = iml("resume", "1", "--db", str(db))
     assert result.returncode == 2 and "run 1 is completed; only interrupted, cancelled, failed" in result.stderr
     assert iml("resume", "5", "--db", str(db)).returncode == 2
+
+
+def test_fork_starts_from_the_notes_at_a_step_and_remembers_its_parent(tmp_path):
+    db = tmp_path / "fork.duckdb"
+    assert iml("run", "--steps", "6", "--eval-size", "40", "--momentum", "0", "--db", str(db)).returncode == 0
+    forked = iml("fork", "1", "--step", "3", "--momentum", "0.9", "--steps", "4", "--db", str(db), "--json")
+    assert forked.returncode == 0, forked.stderr
+    assert json.loads(forked.stdout)["run_id"] == 2
+    with Store(db) as store:
+        child = store.run(2)
+        assert (child["parent_run_id"], child["parent_step"]) == (1, 3)
+        assert child["config"]["momentum"] == 0.9 and child["config"]["steps"] == 4
+        assert child["config"]["seed"] == store.run(1)["config"]["seed"]
+        assert store.notes_at(2, 0) == store.notes_at(1, 3)
+    bad = iml("fork", "1", "--step", "9", "--db", str(db))
+    assert bad.returncode == 2 and "run 1 has no step 9" in bad.stderr
