@@ -30,7 +30,7 @@ def _db_path(args) -> Path:
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", help=f"DuckDB file (default: $IML_DB or {DEFAULT_DB.relative_to(Path.cwd()) if DEFAULT_DB.is_relative_to(Path.cwd()) else DEFAULT_DB})")
+    parser.add_argument("--db", help="DuckDB file (default: $IML_DB, else data/iml.duckdb)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,12 +2,11 @@ import csv
 import io
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from iml_core.errors import UserError
 from iml_core.tasks import PRESETS, generate_benchmark, parse_csv_task, save_task, saved_tasks
-from studio import render
+from studio import charts, render
 
 st.title("Data")
 preset_tab, upload_tab = st.tabs(["Benchmark presets", "Your CSV"])
@@ -23,11 +22,7 @@ with preset_tab:
         st.dataframe(pd.DataFrame([{**row["when"], "class": row["class"]} for row in card["table"]]),
                      hide_index=True, key="rule_table")
     with right:
-        balance = pd.Series([s.label for s in task.samples]).value_counts().sort_index()
-        figure = go.Figure(go.Bar(x=balance.index, y=balance.values))
-        figure.update_layout(title=f"Class balance ({len(task.samples)} samples)", height=300,
-                             margin=dict(l=40, r=10, t=40, b=30))
-        st.plotly_chart(figure, key="balance")
+        st.plotly_chart(charts.class_balance(pd.Series([s.label for s in task.samples])), key="balance")
     st.dataframe(pd.DataFrame([{"id": s.id, "sentence": s.text, "label": s.label} for s in task.samples[:50]]),
                  hide_index=True, key="preset_samples")
 

@@ -2,7 +2,7 @@ import streamlit as st
 
 from iml_core import analysis
 from studio import charts
-from studio.ui import SELECTED, current, percent, pick_run
+from studio.ui import current, percent, pick_run
 
 store, manager = current()
 st.title("Live")

@@ -72,3 +72,10 @@ def per_class(table: pd.DataFrame) -> go.Figure:
     figure = go.Figure(go.Bar(x=table["class"], y=table["accuracy"]))
     figure.update_layout(title="Per-class eval accuracy", yaxis=dict(range=[0, 1.02]), **{**LAYOUT, "height": 300})
     return figure
+
+
+def class_balance(labels: pd.Series) -> go.Figure:
+    counts = labels.value_counts().sort_index()
+    figure = go.Figure(go.Bar(x=counts.index, y=counts.values))
+    figure.update_layout(title=f"Class balance ({len(labels)} samples)", **{**LAYOUT, "height": 300})
+    return figure

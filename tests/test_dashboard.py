@@ -1,6 +1,5 @@
 """The dashboard's pages with Streamlit's AppTest: each against its own database file."""
 
-import json
 import re
 from pathlib import Path
 
