@@ -79,6 +79,9 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
     try:
         task = build_task(config)
         agent = build_agent(config, task, cache=store)
+        backend = getattr(agent, "backend", None)
+        if backend is not None and hasattr(backend, "on_retry"):
+            backend.on_retry = lambda notice: store.set_retrying(run_id, notice)
         if after_step is None or after_step < config.steps:
             for record in learning_steps(task, agent, config, after_step=after_step, notes=notes):
                 store.save_step(run_id, record)

@@ -122,11 +122,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE runs ADD COLUMN parent_run_id INTEGER;
         ALTER TABLE runs ADD COLUMN parent_step INTEGER;
     """),
+    (5, "what a running run is waiting on", """
+        ALTER TABLE runs ADD COLUMN notice VARCHAR;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TERMINAL = ("completed", "failed", "cancelled", "interrupted")
-STATUSES = ("queued", "running") + TERMINAL
+GOING = ("queued", "running", "retrying")  # `retrying`: running, but waiting on a failing model server
+STATUSES = GOING + TERMINAL
 
 _PREDICTION_SCHEMA = pa.schema([
     ("run_id", pa.int32()), ("step", pa.int32()), ("phase", pa.string()), ("minibatch", pa.int32()),
@@ -160,6 +164,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = _open(self.path)
         self._local = threading.local()
+        self._notice_lock = threading.Lock()
         self._migrate(migrate_to)
 
     # Each thread gets its own cursor: one DuckDB connection object used from two threads at
@@ -217,11 +222,20 @@ class Store:
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         assert status in STATUSES, status
         self._cursor().execute(
-            f"""UPDATE runs SET status = ?, error = ?,
+            f"""UPDATE runs SET status = ?, error = ?, notice = NULL,
                    started_at = CASE WHEN ? = 'running' THEN coalesce(started_at, current_timestamp) ELSE started_at END,
                    finished_at = CASE WHEN ? IN {TERMINAL} THEN current_timestamp ELSE NULL END
                 WHERE id = ?""",
             [status, error, status, status, run_id])
+
+    def set_retrying(self, run_id: int, notice: str | None) -> None:
+        """`retrying` with what the run waits for, or back to `running` (notice None); a run that
+        has meanwhile stopped keeps its status. Parallel requests of one run report at once, and
+        DuckDB refuses two concurrent updates of one row: they take turns."""
+        with self._notice_lock:
+            self._cursor().execute(
+                """UPDATE runs SET status = CASE WHEN ? IS NULL THEN 'running' ELSE 'retrying' END, notice = ?
+                   WHERE id = ? AND status IN ('running', 'retrying')""", [notice, notice, run_id])
 
     def save_step(self, run_id: int, record: StepRecord) -> None:
         """All of a step or nothing of it: the step row, its batch notes, predictions, model calls
@@ -276,7 +290,7 @@ class Store:
         """Runs a previous process left `running` or `queued`: they can no longer be going."""
         return len(self._cursor().execute(
             """UPDATE runs SET status = 'interrupted', finished_at = current_timestamp
-               WHERE status IN ('running', 'queued') RETURNING id""").fetchall())
+               WHERE status IN ('queued', 'running', 'retrying') RETURNING id""").fetchall())
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -351,7 +365,7 @@ class Store:
                    config->>'feedback' AS feedback,
                    CAST(config->>'max_note_words' AS INTEGER) AS max_note_words,
                    steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
-                   tokens_in, tokens_out, cost, error, created_at, started_at, finished_at
+                   tokens_in, tokens_out, cost, error, notice, created_at, started_at, finished_at
             FROM runs ORDER BY id DESC""").df()
 
     def steps_frame(self, run_ids):

@@ -7,6 +7,7 @@ import streamlit as st
 from iml_core.errors import UserError
 from iml_core.tasks import PRESETS, generate_benchmark, parse_csv_task, save_task, saved_tasks
 from studio import charts, render
+from studio.ui import show_problem
 
 st.title("Data")
 preset_tab, upload_tab = st.tabs(["Benchmark presets", "Your CSV"])
@@ -43,7 +44,7 @@ with upload_tab:
         try:
             parsed = parse_csv_task(data, upload.name, label_column)
         except UserError as e:
-            st.error(f"{e}. Nothing was saved.")
+            show_problem(f"{e}. Nothing was saved.")
         else:
             st.success(f"{len(parsed.samples)} samples, {len(parsed.classes)} classes, "
                        f"{len(parsed.attributes)} attributes.")
@@ -56,7 +57,7 @@ with upload_tab:
                 try:
                     path = save_task(parsed, name)
                 except UserError as e:
-                    st.error(str(e))
+                    show_problem(str(e))
                 else:
                     st.success(f"Saved as {path.name}; pick it on the New run page.")
     saved = saved_tasks()

@@ -1,8 +1,9 @@
 import streamlit as st
 
 from iml_core import analysis
+from iml_core.store import GOING
 from studio import charts
-from studio.ui import current, percent, pick_run
+from studio.ui import current, percent, pick_run, show_problem
 
 store, manager = current()
 st.title("Live")
@@ -14,18 +15,20 @@ def live() -> None:
     if runs.empty:
         st.info("No runs yet. Start one on the New run page.")
         return
-    going = runs[runs["status"].isin(["running", "queued"])].sort_values(["status", "id"], ascending=[False, True])
+    going = runs[runs["status"].isin(GOING)].sort_values(["status", "id"], ascending=[False, True])
     st.caption(f"{len(going)} run(s) going · refreshes every second")
     run_id = pick_run(going if not going.empty else runs, key="live_run")
     run = store.run(run_id)
     steps = store.steps_frame([run_id])
 
     done, total = run["steps_done"], run["steps_total"]
-    left = analysis.seconds_left(run, steps) if run["status"] == "running" else None
+    left = analysis.seconds_left(run, steps) if run["status"] in ("running", "retrying") else None
     eta = "" if left is None else f" · about {left:.1f} s left" if left < 10 else f" · about {left:.0f} s left"
     st.progress(done / total if total else 0.0, text=f"{run['status']}: step {done} of {total}{eta}")
+    if run["notice"]:
+        show_problem(f"Run {run_id} is retrying: {run['notice']}", "warning")
     if run["error"]:
-        st.error(f"Run {run_id} stopped: {run['error']}")
+        show_problem(f"Run {run_id} stopped: {run['error']}")
 
     a, b, c, d = st.columns(4)
     last_train = steps["train_accuracy"].dropna()
@@ -38,7 +41,7 @@ def live() -> None:
     else:
         d.metric("Model tokens", "none (no LLM)")
 
-    if run["status"] in ("running", "queued"):
+    if run["status"] in GOING:
         if st.button("Cancel after the step in flight", key=f"cancel_{run_id}"):
             manager.cancel(run_id)
             st.toast(f"Run {run_id} will stop after its current step.")

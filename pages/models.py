@@ -7,7 +7,7 @@ from iml_core.config import SETTINGS, STRUCTURED_OUTPUT, RunConfig
 from iml_core.errors import UserError
 from iml_core.runner import build_backend
 from studio import render
-from studio.ui import MODEL, model_settings
+from studio.ui import MODEL, model_settings, show_problem
 
 st.title("Models")
 st.subheader("Offline rule learner (no LLM)")
@@ -55,7 +55,7 @@ st.session_state[MODEL] = settings
 
 problems = RunConfig(agent="llm", **settings).problems()
 for problem in problems:
-    st.error(problem)
+    show_problem(problem)
 if st.button("Test: one real call", disabled=bool(problems), key="model_test"):
     with st.spinner("Loading the model and asking it once..."):
         try:
@@ -65,7 +65,7 @@ if st.button("Test: one real call", disabled=bool(problems), key="model_test"):
                               temperature=0.0, seed=0, max_tokens=8)
             latency = time.perf_counter() - started
         except UserError as e:
-            st.error(str(e))
+            show_problem(str(e))
         else:
             st.success(f"{model.description} answered in {latency:.2f} s "
                        f"({out.tokens_in} tokens in, {out.tokens_out} out).")

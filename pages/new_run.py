@@ -6,7 +6,7 @@ from iml_core.config import FEEDBACK_MODES, SETTINGS, RunConfig
 from iml_core.errors import UserError
 from iml_core.runner import check_run, sweep_configs
 from iml_core.tasks import PRESETS, saved_tasks
-from studio.ui import SELECTED, current, model_settings
+from studio.ui import SELECTED, current, model_settings, show_problem
 
 store, manager = current()
 defaults = RunConfig()
@@ -78,7 +78,7 @@ problems = list(dict.fromkeys(itertools.chain.from_iterable(check_run(c) for c i
 if sweep and not configs:
     problems.append("pick at least one momentum and one accumulation value")
 for problem in problems:
-    st.error(problem)
+    show_problem(problem)
 
 label = f"Queue {len(configs)} runs" if sweep else "Start run"
 if st.button(label, type="primary", disabled=bool(problems), key="launch"):
@@ -87,7 +87,7 @@ if st.button(label, type="primary", disabled=bool(problems), key="launch"):
             manager.max_parallel = int(parallel)
         run_ids = manager.submit(configs)
     except UserError as e:
-        st.error(str(e))
+        show_problem(str(e))
     else:
         st.session_state[SELECTED] = run_ids
         st.success(f"Queued runs {run_ids[0]}–{run_ids[-1]}." if len(run_ids) > 1 else f"Run {run_ids[0]} started.")

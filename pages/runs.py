@@ -14,7 +14,7 @@ if runs.empty:
 
 shown = runs[["id", "status", "task", "agent_description", "momentum", "accumulation", "batch_size", "seed",
               "steps_done", "steps_total", "final_eval_accuracy", "best_eval_accuracy", "tokens_in",
-              "tokens_out", "started_at"]]
+              "tokens_out", "started_at", "notice", "error"]]
 picked = st.dataframe(
     shown, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
     column_config={

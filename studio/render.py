@@ -15,11 +15,20 @@ STYLE = """<style>
 .iml-text del + ins, .iml-text ins + del { margin-left: 3px; }
 .iml-text mark.kept { background: #e8eefb; border-bottom: 2px solid #3b6ea8; }
 .iml-legend { font-size: 0.8rem; color: #555; }
+.iml-alert { padding: 0.75rem 1rem; border-radius: 0.5rem; white-space: pre-wrap; overflow-wrap: anywhere; }
+.iml-alert.error { background: #fdecea; color: #7d1a1a; }
+.iml-alert.warning { background: #fff6dc; color: #6b4e00; }
 </style>"""
 
 
 def escaped_block(text: str) -> str:
     return f'{STYLE}<div class="iml-text">{html.escape(text)}</div>'
+
+
+def alert(text: str, kind: str = "error") -> str:
+    """A message that quotes model, server or file text: st.error would read it as Markdown."""
+    assert kind in ("error", "warning"), kind
+    return f'{STYLE}<div class="iml-alert {kind}" role="alert">{html.escape(text)}</div>'
 
 
 def inline_diff(old: str, new: str) -> str:

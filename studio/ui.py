@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from iml_core.store import Store
+from studio import render
 from studio.engine import database_path, engine
 
 # Which runs the user picked on one page, for the next (Runs -> Notes, Runs -> Compare, New run -> Live).
@@ -40,3 +41,8 @@ def pick_run(runs: pd.DataFrame, key: str, label: str = "Run") -> int | None:
 
 def percent(value) -> str:
     return "–" if value is None or pd.isna(value) else f"{100 * value:.1f}%"
+
+
+def show_problem(text: str, kind: str = "error") -> None:
+    """Problems quote settings, file names, CSV headers and server answers: shown escaped."""
+    st.html(render.alert(text, kind))

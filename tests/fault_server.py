@@ -11,8 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FaultServer:
-    def __init__(self, script: list, then: str = "ok", hang_seconds: float = 5.0, error_body: dict | None = None):
+    def __init__(self, script: list, then: str = "ok", hang_seconds: float = 5.0, error_body: dict | None = None,
+                 on_request=None):
         self.script, self.then, self.hang_seconds, self.error_body = list(script), then, hang_seconds, error_body
+        self.on_request = on_request  # called with the request's number (0, 1, ...) before it is answered
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self._lock = threading.Lock()
@@ -28,6 +30,9 @@ class FaultServer:
                     server.requests.append(body)
                     server.headers.append(dict(self.headers))
                     action = server.script.pop(0) if server.script else server.then
+                    number = len(server.requests) - 1
+                if server.on_request is not None:
+                    server.on_request(number)
                 if action == "hang":
                     time.sleep(server.hang_seconds)
                     action = "ok"

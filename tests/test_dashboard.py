@@ -1,5 +1,6 @@
 """The dashboard's pages with Streamlit's AppTest: each against its own database file."""
 
+import html
 import re
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def app_at(page: str | None = None) -> AppTest:
         at.switch_page(page)
         at.run()
     return at
+
+
+def alerts(at: AppTest) -> list[str]:
+    """The text of the escaped problem boxes (studio.ui.show_problem) on the page."""
+    return [html.unescape(m) for h in at.get("html")
+            for m in re.findall(r'class="iml-alert \w+" role="alert">(.*?)</div>', h.proto.body, re.S)]
 
 
 def with_runs(db, *configs):
@@ -105,12 +112,12 @@ def test_invalid_settings_are_explained_and_launch_nothing(db):
     at.number_input(key="eval_size").set_value(5000)
     at.number_input(key="steps").set_value(0)
     at.run()
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(alerts(at))
     assert "steps must be between 1 and 10000, got 0" in errors
     assert at.button(key="launch").disabled
     at.number_input(key="steps").set_value(5)
     at.run()
-    assert "use an eval_size of at most 3184" in " ".join(e.value for e in at.error)
+    assert "use an eval_size of at most 3184" in " ".join(alerts(at))
     assert at.button(key="launch").disabled
     assert engine(db)[0].runs() == []
 
@@ -168,7 +175,7 @@ def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):
     at.run()
     at.button(key="model_test").click()
     at.run()
-    assert any("no model file" in e.value for e in at.error)
+    assert any("no model file" in a for a in alerts(at))
 
 
 def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_model):
@@ -183,7 +190,7 @@ def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_m
     at.number_input(key="eval_size").set_value(4)
     at.number_input(key="max_note_words").set_value(30)
     at.run()
-    assert not at.error, [e.value for e in at.error]
+    assert not alerts(at)
     at.button(key="launch").click()
     at.run()
     assert not at.exception
@@ -213,3 +220,56 @@ def test_a_cancelled_run_resumes_from_the_runs_page(db):
     manager.join(timeout=60)
     assert store.run(run_id)["status"] == "completed"
     assert [s["step"] for s in store.steps(run_id)] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("bad_path, problem", [
+    ("{tmp}/missing.gguf", "no model file at"),
+    ("{tmp}", "is a folder; give the path of a .gguf file inside it"),
+    ("{tmp}/notes.txt", "is not a GGUF model (it does not start with 'GGUF')"),
+])
+def test_models_page_names_a_bad_model_path(db, tmp_path, bad_path, problem):
+    (tmp_path / "notes.txt").write_text("not a model")
+    at = app_at("pages/models.py")
+    at.text_input(key="model_path").set_value(bad_path.format(tmp=tmp_path))
+    at.run()
+    at.button(key="model_test").click()
+    at.run()
+    assert not at.exception
+    assert any(problem in a for a in alerts(at)), alerts(at)
+    at.switch_page("pages/new_run.py")  # the app stays usable, and nothing was written
+    at.run()
+    assert not at.exception and engine(db)[0].runs() == []
+
+
+@pytest.mark.parametrize("base_url, problem", [
+    ("localhost:8000", "is not an http(s) URL; e.g. http://127.0.0.1:8000/v1"),
+    ("http://127.0.0.1:{port}/v1", "cannot reach the model server at http://127.0.0.1:"),
+])
+def test_models_page_names_a_bad_base_url(db, base_url, problem):
+    from conftest import free_port
+
+    at = app_at("pages/models.py")
+    at.radio(key="model_backend").set_value("openai")
+    at.run()
+    at.text_input(key="model_base_url").set_value(base_url.format(port=free_port()))
+    at.text_input(key="model_name").set_value("some-model")
+    at.run()
+    at.button(key="model_test").click()
+    at.run()
+    assert not at.exception
+    assert any(problem in a for a in alerts(at)), alerts(at)
+    assert engine(db)[0].runs() == []
+
+
+def test_live_shows_a_retrying_run_and_a_failure_as_literal_text(db):
+    store, (run_id,) = with_runs(db, RunConfig(steps=2, eval_size=20))
+    store.set_status(run_id, "running")
+    store.set_retrying(run_id, "HTTP 429 from the model server; retry 1 of 3 in 0.5 s")
+    at = app_at("pages/live.py")
+    assert f"Run {run_id} is retrying: HTTP 429 from the model server; retry 1 of 3 in 0.5 s" in alerts(at)
+    store.set_status(run_id, "failed", f"the model server answered HTTP 500: {HOSTILE}")
+    at.run()
+    assert not at.exception
+    assert f"Run {run_id} stopped: the model server answered HTTP 500: {HOSTILE}" in alerts(at)
+    assert not any("retrying" in a for a in alerts(at))  # a stopped run has nothing to wait for
+    assert all("<script" not in h.proto.body and "<img" not in h.proto.body for h in at.get("html"))

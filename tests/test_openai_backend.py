@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import re
+
 import duckdb
 import pytest
 
@@ -74,6 +76,24 @@ def test_429_and_500_are_retried_until_the_server_recovers(store):
         summary = execute_run(store, run_id)
     assert summary["status"] == "completed"
     assert len(server.requests) == 3 + 4 + 4 + 1 + 1 + 4  # 3 failures, eval@0, 4 train, induce, revise, eval@1
+
+
+def test_a_run_shows_retrying_while_the_server_fails_and_running_once_it_answers(store):
+    seen = {}
+
+    def look(number):
+        if number == 2:  # the second retry of the first request, after two 429s
+            run = store.run(run_id)
+            seen.update(status=run["status"], notice=run["notice"])
+
+    with FaultServer(["429", "429"], on_request=look) as server:
+        run_id = create_run(store, openai_config(server.url, steps=1, eval_size=2, max_retries=3, max_parallel=1,
+                                                 structured_output="json_object"))
+        execute_run(store, run_id)
+    assert seen["status"] == "retrying"
+    assert re.fullmatch(r"HTTP 429 from the model server; retry 2 of 3 in \d\.\d s", seen["notice"])
+    run = store.run(run_id)
+    assert run["status"] == "completed" and run["notice"] is None
 
 
 def test_a_server_that_stays_down_fails_the_run_and_keeps_completed_steps(store):

@@ -5,14 +5,18 @@ in the client: never in a setting, a log line, the database or an error message.
 from __future__ import annotations
 
 import json
+import random
 import threading
-from typing import Sequence
+import time
+from typing import Callable, Sequence
 from urllib.parse import urlparse
 
 from iml_core.backends import BackendError, Completion, Messages
 from iml_core.errors import UserError
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
+RETRYABLE_STATUS = (408, 409, 429)  # and every 5xx
+FIRST_BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER = 0.5, 8.0, 60.0
 
 
 def check_base_url(base_url: str) -> str:
@@ -41,11 +45,14 @@ class OpenAICompatBackend:
         self.max_parallel = max_parallel
         self.price_in, self.price_out = price_in, price_out
         self._secret = api_key or ""
-        # Local servers take any key; the client insists on one.
+        self.max_retries = max_retries
+        # Told "retrying after ..." before each retry and None once a retried request succeeds, so
+        # the run can show that it is waiting on the server rather than stuck.
+        self.on_retry: Callable[[str | None], None] | None = None
+        # Retries are ours, not the client's, so that they can be reported. Local servers take any
+        # key; the client insists on one.
         self._client = openai.OpenAI(api_key=api_key or "not-needed", base_url=self.base_url or None,
-                                     timeout=timeout, max_retries=max_retries)
-        self._probe = openai.OpenAI(api_key=api_key or "not-needed", base_url=self.base_url or None,
-                                    timeout=timeout, max_retries=0)
+                                     timeout=timeout, max_retries=0)
         self._mode = None if structured_output == "auto" else structured_output
         self._mode_lock = threading.Lock()
         self.identity = {"backend": "openai", "base_url": self.base_url or "https://api.openai.com/v1",
@@ -58,20 +65,40 @@ class OpenAICompatBackend:
     def _scrub(self, message: str) -> str:
         return message.replace(self._secret, "***") if self._secret else message
 
-    def _create(self, client, **kwargs):
+    def _create(self, retries: int, **kwargs):
         import openai
 
-        try:
-            return client.chat.completions.create(model=self.model, **kwargs)
-        except openai.APIStatusError as e:
-            raise BackendError(self._scrub(
-                f"the model server answered HTTP {e.status_code}: {_server_message(e)}")) from None
-        except openai.APITimeoutError:
-            raise BackendError(f"the model server at {self.identity['base_url']} did not answer in time "
-                               "(after retries); is it overloaded? raise the timeout or lower parallel requests") from None
-        except openai.APIConnectionError:
-            raise BackendError(f"cannot reach the model server at {self.identity['base_url']}; "
-                               "is it running, and is the base URL right?") from None
+        for attempt in range(retries + 1):
+            retry_after = None
+            try:
+                response = self._client.chat.completions.create(model=self.model, **kwargs)
+                if attempt and self.on_retry is not None:
+                    self.on_retry(None)
+                return response
+            except openai.APIStatusError as e:
+                failure = BackendError(self._scrub(
+                    f"the model server answered HTTP {e.status_code}: {_server_message(e)}"))
+                if not (e.status_code in RETRYABLE_STATUS or e.status_code >= 500) or attempt == retries:
+                    raise failure from None
+                cause = f"HTTP {e.status_code}"
+                retry_after = _retry_after(e.response)
+            except openai.APITimeoutError:
+                if attempt == retries:
+                    raise BackendError(
+                        f"the model server at {self.identity['base_url']} did not answer in time (tried "
+                        f"{retries + 1} times); is it overloaded? raise the timeout or lower parallel requests") from None
+                cause = "no answer in time"
+            except openai.APIConnectionError:
+                if attempt == retries:
+                    raise BackendError(f"cannot reach the model server at {self.identity['base_url']} (tried "
+                                       f"{retries + 1} times); is it running, and is the base URL right?") from None
+                cause = "no connection"
+            wait = retry_after if retry_after is not None else \
+                min(FIRST_BACKOFF * 2 ** attempt, MAX_BACKOFF) * (1 - 0.25 * random.random())
+            if self.on_retry is not None:
+                self.on_retry(f"{cause} from the model server; retry {attempt + 1} of {retries} in {wait:.1f} s")
+            time.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     @staticmethod
     def _usage(response) -> tuple[int, int, int]:
@@ -99,9 +126,9 @@ class OpenAICompatBackend:
         if mode is None:
             mode = self._discover(formats, kwargs)
         if mode == "text":
-            response = self._create(self._client, **kwargs)
+            response = self._create(self.max_retries, **kwargs)
         else:
-            response = self._create(self._client, response_format=formats[mode], **kwargs)
+            response = self._create(self.max_retries, response_format=formats[mode], **kwargs)
         raw = response.choices[0].message.content or ""
         return Completion(raw, _parse_label(raw, labels, mode), *self._usage(response))
 
@@ -113,7 +140,7 @@ class OpenAICompatBackend:
                 return self._mode
             for mode in ("json_schema", "json_object"):
                 try:
-                    self._create(self._probe, response_format=formats[mode], **{**kwargs, "max_tokens": 32})
+                    self._create(0, response_format=formats[mode], **{**kwargs, "max_tokens": 32})
                 except BackendError as e:
                     if "HTTP 4" in str(e) or "HTTP 5" in str(e):
                         continue
@@ -125,7 +152,7 @@ class OpenAICompatBackend:
 
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
              prefix: str = "") -> Completion:
-        response = self._create(self._client, messages=messages, temperature=temperature, seed=seed,
+        response = self._create(self.max_retries, messages=messages, temperature=temperature, seed=seed,
                                 max_tokens=max_tokens)
         raw = response.choices[0].message.content or ""
         return Completion(raw, raw, *self._usage(response))
@@ -138,6 +165,15 @@ def _server_message(error) -> str:
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])[:300]
     return str(getattr(error, "message", error))[:300]
+
+
+def _retry_after(response) -> float | None:
+    """A server's Retry-After in seconds when it is a plain number we are willing to wait."""
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except (AttributeError, ValueError):
+        return None
+    return seconds if 0 <= seconds <= MAX_RETRY_AFTER else None
 
 
 def _parse_label(raw: str, labels: Sequence[str], mode: str) -> str:
