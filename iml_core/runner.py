@@ -91,16 +91,26 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
                     store.set_status(run_id, "cancelled")
                     return run_summary(store, run_id)
     except UserError as e:
-        store.set_status(run_id, "failed", str(e))
+        _record_stop(store, run_id, "failed", str(e))
         raise
     except KeyboardInterrupt:
-        store.set_status(run_id, "cancelled", "stopped with Ctrl-C")
+        _record_stop(store, run_id, "cancelled", "stopped with Ctrl-C")
         raise
     except BaseException as e:
-        store.set_status(run_id, "failed", f"{type(e).__name__}: {e}")
+        _record_stop(store, run_id, "failed", f"{type(e).__name__}: {e}")
         raise
     store.set_status(run_id, "completed")
     return run_summary(store, run_id)
+
+
+def _record_stop(store: Store, run_id: int, status: str, error: str) -> None:
+    """Best effort: when the database itself is what failed (a full disk), the status cannot be
+    written either; the error still reaches the caller, and the next start marks the run
+    `interrupted`, so it can be resumed."""
+    try:
+        store.set_status(run_id, status, error)
+    except Exception:
+        pass
 
 
 RESUMABLE = ("interrupted", "cancelled", "failed")

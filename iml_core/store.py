@@ -7,6 +7,7 @@ step is written in one transaction: a crash loses at most the step in flight.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -139,6 +140,18 @@ _PREDICTION_SCHEMA = pa.schema([
 ])
 
 
+def _disk_problem(error: Exception, path: Path) -> UserError | None:
+    message = str(error)
+    if "No space left on device" in message:
+        return UserError(f"the disk holding the database {path} is full; nothing of the step in flight was "
+                         "written and earlier steps are intact: free some space (or pass --db with a file on "
+                         "another disk) and resume the run")
+    if "Read-only file system" in message or "Permission denied" in message:
+        return UserError(f"the database {path} cannot be written (its file or disk is read-only); make it "
+                         "writable or pass --db with a writable file; nothing in it was changed")
+    return None
+
+
 def _open(path: Path) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path))
@@ -150,6 +163,9 @@ def _open(path: Path) -> duckdb.DuckDBPyConnection:
             raise DatabaseLocked(
                 f"the database {path} is in use by {who} (DuckDB lets one process open a file); "
                 f"stop that process (often the dashboard) or pass --db with another file") from None
+        problem = _disk_problem(e, path)
+        if problem is not None:
+            raise problem from None
         raise UserError(f"cannot open the database {path} ({message}); "
                         "pass --db with a DuckDB file or the name of a new one") from None
     except duckdb.Error as e:
@@ -195,14 +211,26 @@ class Store:
         for version, name, sql in MIGRATIONS:
             if version in done or version > target:
                 continue
-            cursor.execute("BEGIN TRANSACTION")
-            try:
+            with self._transaction() as cursor:
                 cursor.execute(sql)
                 cursor.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
-                cursor.execute("COMMIT")
-            except Exception:
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """All of it or none of it. A write the disk refuses (full, read-only) becomes a message
+        that names the file and the fix; what was committed before is untouched."""
+        cursor = self._cursor()
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            yield cursor
+            cursor.execute("COMMIT")
+        except Exception as e:
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
                 cursor.execute("ROLLBACK")
-                raise
+            problem = _disk_problem(e, self.path)
+            if problem is not None:
+                raise problem from None
+            raise
 
     def schema_version(self) -> int:
         return self._cursor().execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
@@ -240,7 +268,6 @@ class Store:
     def save_step(self, run_id: int, record: StepRecord) -> None:
         """All of a step or nothing of it: the step row, its batch notes, predictions, model calls
         and the run's running totals commit together."""
-        cursor = self._cursor()
         rows = record.predictions
         incoming_predictions = pa.Table.from_arrays([  # noqa: F841 (read by DuckDB's replacement scan)
             pa.array([run_id] * len(rows), pa.int32()), pa.array([record.step] * len(rows), pa.int32()),
@@ -248,8 +275,7 @@ class Store:
             pa.array([p.sample_id for p in rows], pa.int32()), pa.array([p.predicted for p in rows], pa.string()),
             pa.array([p.label for p in rows], pa.string()), pa.array([p.correct for p in rows], pa.bool_()),
             pa.array([p.raw for p in rows], pa.string())], schema=_PREDICTION_SCHEMA)
-        cursor.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction() as cursor:
             cursor.execute(
                 """INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
                        eval_invalid, per_class, notes_words, words_changed, prefix_words,
@@ -281,10 +307,6 @@ class Store:
                    WHERE id = ?""",
                 [record.step, record.eval_accuracy, record.eval_accuracy,
                  record.tokens("in"), record.tokens("out"), record.cost(), run_id])
-            cursor.execute("COMMIT")
-        except Exception:
-            cursor.execute("ROLLBACK")
-            raise
 
     def mark_interrupted(self) -> int:
         """Runs a previous process left `running` or `queued`: they can no longer be going."""
@@ -387,13 +409,7 @@ class Store:
             GROUP BY ALL ORDER BY ALL""", [run_id, step]).df()
 
     def delete_runs(self, run_ids) -> None:
-        cursor = self._cursor()
-        cursor.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction() as cursor:
             for table, column in (("model_calls", "run_id"), ("predictions", "run_id"), ("batch_notes", "run_id"),
                                   ("steps", "run_id"), ("runs", "id")):
                 cursor.executemany(f"DELETE FROM {table} WHERE {column} = ?", [[i] for i in run_ids])
-            cursor.execute("COMMIT")
-        except Exception:
-            cursor.execute("ROLLBACK")
-            raise
