@@ -8,9 +8,7 @@ import re
 import pandas as pd
 
 from iml_core.store import Store
-
-# A spreadsheet runs a cell that starts with one of these as a formula.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+from iml_core.tasks import looks_like_formula
 
 
 def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -19,7 +17,7 @@ def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
             out[column] = out[column].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v)
+                lambda v: "'" + v if isinstance(v, str) and looks_like_formula(v) else v)
     return out
 
 

@@ -246,6 +246,24 @@ def write_benchmark(preset: str, directory: Path = DATA_DIR, seed: int = BENCHMA
 ID_COLUMN, TEXT_COLUMN = "id", "text"
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def looks_like_formula(cell: str) -> bool:
+    return cell.startswith(FORMULA_START)
+
+
+def formula_like_cells(task: Task) -> list[tuple[int, str, str]]:
+    """(sample id, column, cell) of every cell a spreadsheet would run. Harmless here, where cells
+    are only ever read as words, but worth a warning: exports prefix them with an apostrophe."""
+    found = []
+    for sample in task.samples:
+        cells = {**sample.features, "label": sample.label, "text": sample.text}
+        found += [(sample.id, column, cell) for column, cell in cells.items() if looks_like_formula(cell)]
+    return found
+
+
 def parse_csv_task(data: bytes, name: str, label_column: str = "label") -> Task:
     """Turns the bytes of a CSV into a task, or raises UserError naming what is wrong and how to fix it."""
     try:

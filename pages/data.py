@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from iml_core.errors import UserError
-from iml_core.tasks import PRESETS, generate_benchmark, parse_csv_task, save_task, saved_tasks
+from iml_core.tasks import (PRESETS, formula_like_cells, generate_benchmark, parse_csv_task, save_task,
+                            saved_tasks)
 from studio import charts, render
 from studio.ui import show_problem
 
@@ -48,6 +49,13 @@ with upload_tab:
         else:
             st.success(f"{len(parsed.samples)} samples, {len(parsed.classes)} classes, "
                        f"{len(parsed.attributes)} attributes.")
+            formulas = formula_like_cells(parsed)
+            if formulas:
+                shown = "; ".join(f"sample {i}, {column}: {cell}" for i, column, cell in formulas[:3])
+                show_problem(f"{len(formulas)} cell(s) look like spreadsheet formulas ({shown}). They stay plain "
+                             "text here and the agent reads them as words; exports start them with ' so that a "
+                             "spreadsheet does not run them. Fix the file if they were not meant as data.",
+                             "warning")
             st.markdown("**How the agent will read the first rows**")
             for sample in parsed.samples[:5]:
                 st.html(render.escaped_block(f"{sample.text}  →  {sample.label}"))

@@ -59,8 +59,9 @@ def page(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
-        page.dialogs = []
+        page.dialogs, page.console_errors = [], []
         page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
         page.set_default_timeout(30_000)
         yield page, url, tmp_path
         browser.close()
@@ -125,5 +126,35 @@ def test_hostile_notes_show_as_literal_text_and_run_nothing(page):
     assert page.locator("img[src='x']").count() == 0
     assert page.locator("a[href^='javascript']").count() == 0
     page.wait_for_timeout(500)
-    assert page.dialogs == []
+    assert page.dialogs == [] and page.console_errors == []
     page.screenshot(path=tmp_path / "hostile.png", full_page=True)
+
+
+def upload(page, name: str, data: bytes) -> None:
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        {"name": name, "mimeType": "text/csv", "buffer": data})
+
+
+def test_bad_and_hostile_csv_uploads_are_explained_and_shown_literally(page):
+    page, url, tmp_path = page
+    page.goto(url)
+    nav(page, "Data")
+    page.get_by_role("tab", name="Your CSV").click()
+
+    upload(page, "ragged.csv", b"colour,label\nred,a\nblue,b,extra\n")
+    expect(page.get_by_role("alert").filter(has_text="row 3 of ragged.csv has 3 cells but the header has 2")
+           ).to_be_visible()
+    expect(page.get_by_text("Nothing was saved.", exact=False).first).to_be_visible()
+
+    upload(page, "huge.csv", b"colour,label\n" + b"red,a\n" * (21 * 1024 * 1024 // 6))
+    expect(page.get_by_text("File must be 20.0MB or smaller", exact=False).first).to_be_visible()
+
+    hostile = (f'colour,label\n"{HOSTILE}",a\n"=HYPERLINK(""http://x"")",b\nred,a\n').encode()
+    upload(page, "hostile.csv", hostile)
+    expect(page.get_by_role("alert").filter(has_text="look like spreadsheet formulas")).to_be_visible()
+    expect(page.get_by_text("<script>alert('x')</script>", exact=False).first).to_be_visible()
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("a[href^='javascript']").count() == 0
+    page.wait_for_timeout(500)
+    assert page.dialogs == [] and page.console_errors == []
+    page.screenshot(path=tmp_path / "uploads.png", full_page=True)

@@ -125,3 +125,9 @@ def test_a_saved_csv_task_loads_back_the_same_and_is_never_overwritten(tmp_path)
         save_task(task, "../escape", tmp_path)
     with pytest.raises(UserError, match="preset"):
         save_task(task, "paper", tmp_path)
+
+
+def test_formula_like_cells_are_found_in_every_column():
+    from iml_core.tasks import formula_like_cells
+    task = parse_csv_task(b"colour,kind\n=1+2,apple\nred,@SUM(A1)\ngreen,pear\n", "f.csv", "kind")
+    assert formula_like_cells(task) == [(0, "colour", "=1+2"), (1, "label", "@SUM(A1)")]
