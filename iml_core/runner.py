@@ -166,13 +166,14 @@ class RunManager:
         self._cancels: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def submit(self, configs: Sequence[RunConfig]) -> list[int]:
-        """Creates the runs (all checked first: one bad config queues none) and starts what may start."""
+    def submit(self, configs: Sequence[RunConfig], parent: tuple[int, int] | None = None) -> list[int]:
+        """Creates the runs (all checked first: one bad config queues none) and starts what may start.
+        `parent` (run id, step) marks them as forks of that run's notes at that step."""
         for config in configs:
             problems = check_run(config)
             if problems:
                 raise UserError("; ".join(problems))
-        run_ids = [create_run(self.store, config) for config in configs]
+        run_ids = [create_run(self.store, config, parent=parent) for config in configs]
         with self._lock:
             self._queue.extend(run_ids)
         self._dispatch()

@@ -2,11 +2,13 @@ import pandas as pd
 import streamlit as st
 
 from iml_core.config import RunConfig
-from iml_core.runner import build_task
+from iml_core.config import SETTINGS
+from iml_core.errors import UserError
+from iml_core.runner import build_task, check_run, fork_config
 from studio import charts, render
-from studio.ui import current, pick_run
+from studio.ui import SELECTED, current, pick_run, show_problem
 
-store, _ = current()
+store, manager = current()
 st.title("Notes")
 st.caption("What the agent wrote, step by step: green words were added, red ones removed; "
            "blue marks the beginning momentum made a revision keep.")
@@ -43,6 +45,32 @@ with kept:
     st.html(render.notes_with_kept_prefix(new, int(row["prefix_words"] or 0)))
     if row["words_truncated"]:
         st.caption(f"{int(row['words_truncated'])} words over the cap were cut.")
+
+with st.expander(f"Fork: a new run that starts from these notes (step {after})"):
+    old_config = RunConfig.from_dict(store.run(run_id)["config"])
+    a, b, c = st.columns(3)
+    changes = {
+        "momentum": a.slider("Momentum", 0.0, 1.0, old_config.momentum, 0.05, key="fork_momentum",
+                             help=SETTINGS["momentum"].help),
+        "accumulation": b.slider("Accumulation", 1, 16, old_config.accumulation, key="fork_accumulation",
+                                 help=SETTINGS["accumulation"].help),
+        "steps": int(c.number_input("Steps", value=old_config.steps, step=1, key="fork_steps",
+                                    help=SETTINGS["steps"].help)),
+    }
+    fork = fork_config(store, run_id, after, **changes)
+    problems = check_run(fork)
+    for problem in problems:
+        show_problem(problem)
+    st.caption("Everything else as in run {}; the new run records it as its parent.".format(run_id))
+    if st.button("Start the fork", disabled=bool(problems), key="fork_start"):
+        try:
+            (fork_id,) = manager.submit([fork], parent=(run_id, after))
+        except UserError as e:
+            show_problem(str(e))
+        else:
+            st.session_state[SELECTED] = [fork_id]
+            st.success(f"Run {fork_id} started from run {run_id}'s notes at step {after}.")
+            st.page_link("pages/live.py", label="Watch it on the Live page")
 
 if after > 0:
     st.subheader(f"What caused the revision at step {after}")

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: `streamlit run` on a free local port, driven by Debian's
 chromium through Playwright (executable_path: no browser is ever downloaded)."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -26,37 +27,55 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 HOSTILE = "<script>alert('x')</script> <img src=x onerror=alert(1)> [click](javascript:alert(2)) :red[red]"
 
 
+@contextlib.contextmanager
+def dashboard(db: Path, tmp_path: Path):
+    """`streamlit run` on a free port over `db`; on the way out, the server log must hold no traceback."""
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env={**os.environ, "IML_DB": str(db)}, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_answers(f"{url}/_stcore/health", process, "streamlit", log_path)
+            yield url
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    server_log = log_path.read_text()
+    assert "Traceback" not in server_log and "Error" not in server_log, server_log
+
+
 @pytest.fixture
 def server(tmp_path):
     db = tmp_path / "browser.duckdb"
     # A finished run whose notes are hostile, written before the server takes the file.
     with Store(db) as store:
         execute_run(store, create_run(store, RunConfig(steps=2, eval_size=20, momentum=1.0, initial_notes=HOSTILE)))
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**os.environ, "IML_DB": str(db)}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_answers(f"{url}/_stcore/health", process, "streamlit", tmp_path / "server.log")
-    yield url, tmp_path
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
-    server_log = (tmp_path / "server.log").read_text()
-    assert "Traceback" not in server_log, server_log
+    with dashboard(db, tmp_path) as url:
+        yield url, tmp_path
+
+
+@contextlib.contextmanager
+def chromium():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture
 def page(server):
     url, tmp_path = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    with chromium() as browser:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         page.dialogs, page.console_errors = [], []
@@ -64,7 +83,6 @@ def page(server):
         page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
         page.set_default_timeout(30_000)
         yield page, url, tmp_path
-        browser.close()
 
 
 def nav(page, title):
@@ -158,3 +176,58 @@ def test_bad_and_hostile_csv_uploads_are_explained_and_shown_literally(page):
     page.wait_for_timeout(500)
     assert page.dialogs == [] and page.console_errors == []
     page.screenshot(path=tmp_path / "uploads.png", full_page=True)
+
+
+SOAK_SECONDS = float(os.environ.get("IML_SOAK_SECONDS", "45"))  # the issue's ten minutes: IML_SOAK_SECONDS=600
+
+
+def test_four_runs_at_once_and_four_tabs_store_every_step_exactly_once(tmp_path):
+    db = tmp_path / "soak.duckdb"
+    launched = 0
+    with dashboard(db, tmp_path) as url, chromium() as browser:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        tabs, dialogs, console_errors = [context.new_page() for _ in range(4)], [], []
+        for tab in tabs:
+            tab.set_default_timeout(30_000)
+            tab.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            tab.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+            tab.goto(url)
+        launcher, watchers = tabs[0], tabs[1:]
+        expect(launcher.get_by_role("heading", name="New run")).to_be_visible()
+        launcher.get_by_text("Sweep: a grid").click()
+        runs_at_once = launcher.get_by_role("spinbutton", name="Runs at once")
+        runs_at_once.fill("4")
+        runs_at_once.press("Enter")
+        expect(launcher.get_by_role("button", name="Queue 18 runs")).to_be_enabled()
+
+        views, turn, next_launch = ["Live", "Runs", "Compare", "Notes"], 0, 0.0
+        deadline = time.monotonic() + SOAK_SECONDS
+        while time.monotonic() < deadline:
+            if time.monotonic() >= next_launch:  # a sweep of 18 runs, 4 at once, every 15 s
+                launcher.get_by_role("button", name="Queue 18 runs").click()
+                expect(launcher.get_by_text(re.compile(r"Queued runs \d+–\d+\.")).first).to_be_visible()
+                launched += 18
+                next_launch = time.monotonic() + 15
+            for i, tab in enumerate(watchers):
+                nav(tab, views[(turn + i) % len(views)])
+            turn += 1
+        nav(watchers[0], "Live")
+        expect(watchers[0].get_by_text("0 run(s) going")).to_be_visible(timeout=300_000)
+        assert dialogs == [] and console_errors == [], (dialogs, console_errors)
+
+    with Store(db) as store:  # the server has stopped and let go of the file
+        runs = store.runs()
+        assert len(runs) == launched and {r["status"] for r in runs} == {"completed"}
+        for run in runs:
+            config = RunConfig.from_dict(store.run(run["id"])["config"])
+            assert [s["step"] for s in store.steps(run["id"])] == list(range(config.steps + 1))
+        cursor = store._cursor()
+        assert cursor.execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
+                                 FROM predictions GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0] == 0
+        for run in runs:
+            config = RunConfig.from_dict(store.run(run["id"])["config"])
+            evals = len(range(0, config.steps + 1, config.eval_every)) + (config.steps % config.eval_every != 0)
+            expected = evals * config.eval_size + config.steps * config.accumulation * config.batch_size
+            assert len(store.predictions(run["id"])) == expected
+            assert len(cursor.execute("SELECT * FROM batch_notes WHERE run_id = ?", [run["id"]]).fetchall()) == \
+                config.steps * config.accumulation

@@ -273,3 +273,21 @@ def test_live_shows_a_retrying_run_and_a_failure_as_literal_text(db):
     assert f"Run {run_id} stopped: the model server answered HTTP 500: {HOSTILE}" in alerts(at)
     assert not any("retrying" in a for a in alerts(at))  # a stopped run has nothing to wait for
     assert all("<script" not in h.proto.body and "<img" not in h.proto.body for h in at.get("html"))
+
+
+def test_notes_page_forks_a_run_from_the_chosen_step(db):
+    store, (run_id,) = with_runs(db, RunConfig(steps=4, eval_size=40, momentum=0.0))
+    at = app_at("pages/notes.py")
+    at.selectbox(key=f"notes_to_{run_id}").set_value(2)
+    at.slider(key="fork_momentum").set_value(0.5)
+    at.number_input(key="fork_steps").set_value(3)
+    at.run()
+    at.button(key="fork_start").click()
+    at.run()
+    assert not at.exception
+    engine(db)[1].join(timeout=120)
+    fork = store.run(max(r["id"] for r in store.runs()))
+    assert (fork["parent_run_id"], fork["parent_step"]) == (run_id, 2)
+    assert fork["config"]["momentum"] == 0.5 and fork["config"]["steps"] == 3
+    assert fork["status"] == "completed"
+    assert store.notes_at(fork["id"], 0) == store.notes_at(run_id, 2)
