@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible server, and named as such: it exists only to inject the faults a real
 server cannot produce on demand (429, 500, a hang, a key echoed in an error). Each request is
-answered by the next entry of a script: an HTTP status, "hang", or "ok" (a valid chat answer)."""
+answered by the next entry of a script: an HTTP status, "hang", "ok" (a valid chat answer), or
+"say:TEXT" (a well-formed response whose content is TEXT, for garbage answers)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class FaultServer:
                     action = "ok"
                 if action == "ok":
                     self._send(200, server.answer(body))
+                elif action.startswith("say:"):
+                    self._send(200, server.answer(body, action[len("say:"):]))
                 else:
                     self._send(int(action), server.error_body or {"error": {"message": f"injected {action}"}})
 
@@ -61,12 +64,14 @@ class FaultServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @staticmethod
-    def answer(body: dict) -> dict:
+    def answer(body: dict, content: str | None = None) -> dict:
+        """A chat completion saying `content`, or by default a valid answer: the first label when a
+        label was asked for, else a one-line note."""
         response_format = body.get("response_format")
-        if response_format:
+        if content is None and response_format:
             schema = response_format.get("schema") or response_format.get("json_schema", {}).get("schema", {})
             content = json.dumps({"label": schema["properties"]["label"]["enum"][0]})
-        else:
+        elif content is None:
             content = "- Creatures that are red tend to be Florp."
         return {"id": "chatcmpl-fault", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],

@@ -96,6 +96,30 @@ def test_a_run_shows_retrying_while_the_server_fails_and_running_once_it_answers
     assert run["status"] == "completed" and run["notice"] is None
 
 
+def test_garbage_answers_are_kept_raw_counted_wrong_or_handled_by_rule_and_the_run_goes_on(store):
+    long_revision = " ".join(f"word{i}" for i in range(30))
+    script = ["say:not json at all", 'say:{"label": "Zorp"}',  # step 0: eval
+              "say:", 'say:{"label"',  # step 1: train answers empty and cut-off JSON
+              "say:", "say:",  # an empty induction, an empty revision
+              "ok", "ok",  # eval
+              "ok", "ok", "ok", f"say:{long_revision}"]  # step 2: a revision over the cap
+    with FaultServer(script) as server:
+        run_id = create_run(store, openai_config(
+            server.url, steps=2, eval_size=2, batch_size=2, max_parallel=1, momentum=0.0, max_note_words=10,
+            initial_notes="Florp are red.", structured_output="json_object"))
+        assert execute_run(store, run_id)["status"] == "completed"
+    first_eval = [(p["predicted"], p["raw"], p["correct"]) for p in store.predictions(run_id, 0)]
+    assert first_eval == [(None, "not json at all", False), (None, '{"label": "Zorp"}', False)]
+    train = [(p["predicted"], p["raw"], p["correct"]) for p in store.predictions(run_id, 1) if p["phase"] == "train"]
+    assert train == [(None, "", False), (None, '{"label"', False)]
+    steps = store.steps(run_id)
+    assert steps[0]["eval_invalid"] == 2 and steps[1]["train_invalid"] == 2
+    assert store.batch_notes(run_id, 1) == ["(empty)"]
+    assert steps[1]["notes"] == "Florp are red."  # an empty revision keeps the notes
+    assert steps[2]["notes"] == " ".join(f"word{i}" for i in range(10)) and steps[2]["words_truncated"] == 20
+    assert [c["response"] for c in store.model_calls(run_id)][:6] == [s[len("say:"):] for s in script[:6]]
+
+
 def test_a_server_that_stays_down_fails_the_run_and_keeps_completed_steps(store):
     # Enough answers for step 0 and step 1 (4 eval, 4 train, induce, revise, 4 eval), then 500s.
     with FaultServer(["ok"] * 14, then="500") as server:
