@@ -56,3 +56,45 @@ def per_class_accuracy(per_class_json: str, phase: str = "eval") -> pd.DataFrame
     counts = json.loads(per_class_json).get(phase, {})
     return pd.DataFrame([{"class": name, "accuracy": right / total if total else math.nan, "samples": total}
                          for name, (right, total) in sorted(counts.items())])
+
+
+# --- alarms: steps where learning went wrong -----------------------------------------------------
+
+COLLAPSE_SHARE = 0.5  # the notes kept less than this share of their words in one revision
+DROP_POINTS = 0.10  # eval accuracy fell by more than this since the previous eval
+STALL_STEPS = 5  # the notes did not change for this many steps in a row...
+STALL_BELOW = 0.6  # ...while eval accuracy was below this
+ALARM_KINDS = ("collapse", "drop", "stall")
+
+
+def alarms(steps: pd.DataFrame) -> pd.DataFrame:
+    """One row per flagged step (run_id, step, kind, message) of any number of runs. A stall is
+    flagged once, at the step its streak reaches STALL_STEPS."""
+    columns = ["run_id", "step", "kind", "message"]
+    if steps.empty:
+        return pd.DataFrame(columns=columns)
+    frame = steps.sort_values(["run_id", "step"])[["run_id", "step", "notes_words", "words_changed",
+                                                   "eval_accuracy"]].copy()
+    by_run = frame.groupby("run_id", sort=False)
+    frame["words_before"] = by_run["notes_words"].shift()
+    evaluated = frame.dropna(subset=["eval_accuracy"]).copy()
+    evaluated["eval_before"] = evaluated.groupby("run_id", sort=False)["eval_accuracy"].shift()
+    frame["last_eval"] = by_run["eval_accuracy"].ffill()
+    unchanged = (frame["words_changed"] == 0) & (frame["step"] > 0)
+    streak_id = (~unchanged).groupby(frame["run_id"]).cumsum()
+    frame["streak"] = unchanged.groupby([frame["run_id"], streak_id]).cumsum().where(unchanged, 0)
+
+    flags = []
+    collapsed = frame[(frame["words_before"] > 0) & (frame["notes_words"] < COLLAPSE_SHARE * frame["words_before"])]
+    for row in collapsed.itertuples():
+        flags.append((row.run_id, row.step, "collapse",
+                      f"the notes shrank from {int(row.words_before)} to {int(row.notes_words)} words"))
+    dropped = evaluated[evaluated["eval_before"] - evaluated["eval_accuracy"] > DROP_POINTS + 1e-12]
+    for row in dropped.itertuples():
+        flags.append((row.run_id, row.step, "drop", f"eval accuracy fell from {100 * row.eval_before:.1f}% "
+                                                    f"to {100 * row.eval_accuracy:.1f}%"))
+    stalled = frame[(frame["streak"] == STALL_STEPS) & (frame["last_eval"] < STALL_BELOW)]
+    for row in stalled.itertuples():
+        flags.append((row.run_id, row.step, "stall", f"the notes have not changed for {STALL_STEPS} steps while "
+                                                     f"eval accuracy is {100 * row.last_eval:.1f}%"))
+    return pd.DataFrame(flags, columns=columns).sort_values(["run_id", "step"], ignore_index=True)

@@ -10,9 +10,14 @@ PROMPTS = {
     "infer_system": (
         "You sort each {noun} into exactly one of these classes: {classes}.\n"
         "You keep notes of what you learned from earlier answers and their feedback. Use them.\n\n"
-        "Your notes:\n{notes}"
+        "Your notes, one numbered line per sentence:\n{notes}"
     ),
     "infer_user": "{observation}\nWhich class is it? Answer with the class name only.",
+    # With notes, the answer also names the numbered line of the notes it relied on most.
+    "infer_user_line": (
+        "{observation}\nWhich class is it, and which line of your notes did you rely on most? "
+        "Answer with the class name and the line number, like: {example}"
+    ),
     "induce_system": (
         "You are learning to sort each {noun} into one of these classes: {classes}. "
         "You answered some {noun}s and got feedback."

@@ -51,14 +51,16 @@ def build_agent(config: RunConfig, task: Task, cache=None) -> Agent:
                     cache=cache if config.cache else None)
 
 
-def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None = None) -> int:
-    """Checks everything that can be checked before a run starts; a bad setting writes nothing."""
+def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None = None,
+               study: str | None = None) -> int:
+    """Checks everything that can be checked before a run starts; a bad setting writes nothing.
+    `parent` (run id, step) marks a fork; `study` names a group of runs queued together."""
     config.check()
     task = build_task(config)
     agent = build_agent(config, task)
     return store.create_run(config, task_name=task.name, task_source=task.source,
                             agent_description=agent.description,
-                            prompts=PROMPTS if config.agent == "llm" else None, parent=parent)
+                            prompts=PROMPTS if config.agent == "llm" else None, parent=parent, study=study)
 
 
 def fork_config(store: Store, run_id: int, step: int, **changes) -> RunConfig:
@@ -166,14 +168,15 @@ class RunManager:
         self._cancels: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def submit(self, configs: Sequence[RunConfig], parent: tuple[int, int] | None = None) -> list[int]:
+    def submit(self, configs: Sequence[RunConfig], parent: tuple[int, int] | None = None,
+               study: str | None = None) -> list[int]:
         """Creates the runs (all checked first: one bad config queues none) and starts what may start.
         `parent` (run id, step) marks them as forks of that run's notes at that step."""
         for config in configs:
             problems = check_run(config)
             if problems:
                 raise UserError("; ".join(problems))
-        run_ids = [create_run(self.store, config, parent=parent) for config in configs]
+        run_ids = [create_run(self.store, config, parent=parent, study=study) for config in configs]
         with self._lock:
             self._queue.extend(run_ids)
         self._dispatch()

@@ -126,6 +126,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (5, "what a running run is waiting on", """
         ALTER TABLE runs ADD COLUMN notice VARCHAR;
     """),
+    (6, "the notes line each answer relied on; runs grouped in a study", """
+        ALTER TABLE predictions ADD COLUMN note_line INTEGER;
+        ALTER TABLE response_cache ADD COLUMN line INTEGER;
+        ALTER TABLE runs ADD COLUMN study VARCHAR;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -136,7 +141,7 @@ STATUSES = GOING + TERMINAL
 _PREDICTION_SCHEMA = pa.schema([
     ("run_id", pa.int32()), ("step", pa.int32()), ("phase", pa.string()), ("minibatch", pa.int32()),
     ("sample_id", pa.int32()), ("predicted", pa.string()), ("label", pa.string()), ("correct", pa.bool_()),
-    ("raw", pa.string()),
+    ("raw", pa.string()), ("note_line", pa.int32()),
 ])
 
 
@@ -238,14 +243,16 @@ class Store:
     # --- writing ------------------------------------------------------------------------------
 
     def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str,
-                   prompts: dict | None = None, parent: tuple[int, int] | None = None) -> int:
+                   prompts: dict | None = None, parent: tuple[int, int] | None = None,
+                   study: str | None = None) -> int:
         parent_run_id, parent_step = parent or (None, None)
         return self._cursor().execute(
             """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total, prompts,
-                                 parent_run_id, parent_step)
-               VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) RETURNING id""",
+                                 parent_run_id, parent_step, study)
+               VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING id""",
             [task_name, json.dumps(task_source), config.agent, agent_description, json.dumps(config.to_dict()),
-             config.steps, None if prompts is None else json.dumps(prompts), parent_run_id, parent_step]).fetchone()[0]
+             config.steps, None if prompts is None else json.dumps(prompts), parent_run_id, parent_step,
+             study]).fetchone()[0]
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         assert status in STATUSES, status
@@ -274,7 +281,8 @@ class Store:
             pa.array([p.phase for p in rows], pa.string()), pa.array([p.minibatch for p in rows], pa.int32()),
             pa.array([p.sample_id for p in rows], pa.int32()), pa.array([p.predicted for p in rows], pa.string()),
             pa.array([p.label for p in rows], pa.string()), pa.array([p.correct for p in rows], pa.bool_()),
-            pa.array([p.raw for p in rows], pa.string())], schema=_PREDICTION_SCHEMA)
+            pa.array([p.raw for p in rows], pa.string()), pa.array([p.note_line for p in rows], pa.int32())],
+            schema=_PREDICTION_SCHEMA)
         with self._transaction() as cursor:
             cursor.execute(
                 """INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
@@ -364,13 +372,13 @@ class Store:
     # --- the response cache: a repeated call costs nothing -----------------------------------
 
     def get(self, key: str) -> dict | None:
-        row = self._cursor().execute("SELECT raw, text FROM response_cache WHERE key = ?", [key]).fetchone()
-        return None if row is None else {"raw": row[0], "text": row[1]}
+        row = self._cursor().execute("SELECT raw, text, line FROM response_cache WHERE key = ?", [key]).fetchone()
+        return None if row is None else {"raw": row[0], "text": row[1], "line": row[2]}
 
     def put(self, key: str, value: dict) -> None:
         try:
-            self._cursor().execute("INSERT OR IGNORE INTO response_cache (key, raw, text) VALUES (?, ?, ?)",
-                                   [key, value["raw"], value["text"]])
+            self._cursor().execute("INSERT OR IGNORE INTO response_cache (key, raw, text, line) VALUES (?, ?, ?, ?)",
+                                   [key, value["raw"], value["text"], value.get("line")])
         except duckdb.TransactionException:
             pass  # another thread stored the same answer at the same moment
 
@@ -387,7 +395,7 @@ class Store:
                    config->>'feedback' AS feedback,
                    CAST(config->>'max_note_words' AS INTEGER) AS max_note_words,
                    steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
-                   tokens_in, tokens_out, cost, error, notice, created_at, started_at, finished_at
+                   tokens_in, tokens_out, cost, error, notice, study, created_at, started_at, finished_at
             FROM runs ORDER BY id DESC""").df()
 
     def steps_frame(self, run_ids):
@@ -407,6 +415,41 @@ class Store:
             SELECT label, coalesce(predicted, '(invalid)') AS predicted, count(*) AS n
             FROM predictions WHERE run_id = ? AND step = ? AND phase = 'eval'
             GROUP BY ALL ORDER BY ALL""", [run_id, step]).df()
+
+    def line_usage(self, run_id: int, step: int):
+        """How the notes after `step` were used, per unit: by the eval at `step` and by the training
+        answers of the next step (columns note_line, used, right, wrong)."""
+        return self._cursor().execute("""
+            SELECT note_line, count(*) AS used, count(*) FILTER (WHERE correct) AS "right",
+                   count(*) FILTER (WHERE NOT correct) AS wrong
+            FROM predictions
+            WHERE run_id = ? AND note_line IS NOT NULL
+              AND ((phase = 'eval' AND step = ?) OR (phase = 'train' AND step = ? + 1))
+            GROUP BY note_line ORDER BY note_line""", [run_id, step, step]).df()
+
+    def phase_costs(self, run_ids):
+        """Tokens, cost and seconds of every step split by phase: inference (training answers),
+        induction, revision and evaluation. They add up to the steps' and the runs' totals."""
+        if not run_ids:
+            run_ids = [-1]
+        marks = ", ".join("?" * len(run_ids))
+        return self._cursor().execute(f"""
+            WITH calls AS (
+                SELECT run_id, step, phase, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
+                       sum(cost) AS cost
+                FROM model_calls WHERE run_id IN ({marks}) GROUP BY ALL),
+            times AS (
+                UNPIVOT (SELECT run_id, step, seconds_infer AS train, seconds_induce AS induce,
+                                seconds_revise AS revise, seconds_eval AS eval
+                         FROM steps WHERE run_id IN ({marks}))
+                ON train, induce, revise, eval INTO NAME phase VALUE seconds)
+            SELECT t.run_id, t.step,
+                   CASE t.phase WHEN 'train' THEN 'inference' WHEN 'induce' THEN 'induction'
+                                WHEN 'revise' THEN 'revision' ELSE 'evaluation' END AS phase,
+                   coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
+                   coalesce(c.cost, 0) AS cost, t.seconds
+            FROM times t LEFT JOIN calls c USING (run_id, step, phase)
+            ORDER BY t.run_id, t.step, t.phase""", list(run_ids) * 2).df()
 
     def delete_runs(self, run_ids) -> None:
         with self._transaction() as cursor:

@@ -17,11 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, Sequence
 
 from iml_core.agents import ModelCall, Phase, Prediction, Trajectory
-from iml_core.backends import Backend, BackendError, Completion
+from iml_core.attribution import note_units, numbered
+from iml_core.backends import LINE_SEPARATOR, Backend, BackendError, Completion
 from iml_core.prompts import PROMPTS, fill
 from iml_core.tasks import Observation, Task
 
-LABEL_TOKENS = 16
+LABEL_TOKENS = 24  # a class name, then " | line N"
 INDUCE_TOKENS = 256
 TOKENS_PER_WORD = 2  # room for the revised notes: a word is about 1.3 tokens in English; a margin
 
@@ -53,7 +54,7 @@ class LLMAgent:
             hit = self.cache.get(key)
             if hit is not None:
                 self._log(ModelCall(phase.name, prompt, hit["raw"], cached=True))
-                return Completion(hit["raw"], hit["text"])
+                return Completion(hit["raw"], hit["text"], line=hit.get("line"))
         started = time.perf_counter()
         try:
             result = call(seed)
@@ -64,7 +65,7 @@ class LLMAgent:
                             1000 * (time.perf_counter() - started),
                             cost=self.backend.cost(result.tokens_in, result.tokens_out)))
         if self.cache is not None:
-            self.cache.put(key, {"raw": result.raw, "text": result.text})
+            self.cache.put(key, {"raw": result.raw, "text": result.text, "line": result.line})
         return result
 
     def _log(self, call: ModelCall) -> None:
@@ -79,15 +80,18 @@ class LLMAgent:
     # --- the three phases ------------------------------------------------------------------------
 
     def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]:
-        system = fill("infer_system", **self._shared, notes=notes.strip() or PROMPTS["no_notes"])
+        units = note_units(notes)
+        system = fill("infer_system", **self._shared, notes=numbered(units) if units else PROMPTS["no_notes"])
 
         def one(observation: Observation) -> Prediction:
-            messages = [{"role": "system", "content": system},
-                        {"role": "user", "content": fill("infer_user", observation=observation.text)}]
+            ask = (fill("infer_user_line", observation=observation.text,
+                        example=f"{self.task.classes[0]}{LINE_SEPARATOR}1") if units
+                   else fill("infer_user", observation=observation.text))
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": ask}]
             out = self._call(phase, "label", messages, key_extra={"sample": observation.id, "labels": self.task.classes},
                              call=lambda seed: self.backend.label(messages, self.task.classes, temperature=self.temperature,
-                                                                  seed=seed, max_tokens=LABEL_TOKENS))
-            return Prediction(out.text or None, out.raw)
+                                                                  seed=seed, max_tokens=LABEL_TOKENS, lines=len(units)))
+            return Prediction(out.text or None, out.raw, out.line)
 
         if self.backend.max_parallel <= 1:
             return [one(o) for o in observations]

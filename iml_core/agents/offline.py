@@ -22,6 +22,7 @@ import re
 from typing import Sequence
 
 from iml_core.agents import ModelCall, Phase, Prediction, Trajectory
+from iml_core.attribution import note_units
 from iml_core.diff import take_words, word_count, words
 from iml_core.tasks import Attribute, Observation
 
@@ -108,7 +109,26 @@ class OfflineRuleLearner:
                      for v, share in self._shares(rule, a.name).items()}
             for a in self.attributes}
 
+    def _units_by_class(self, notes: str) -> dict[str, list[tuple[int, list[tuple[str, str]]]]]:
+        """Class -> (unit number, the traits the unit states) for every notes unit about it."""
+        found: dict[str, list[tuple[int, list[tuple[str, str]]]]] = {}
+        for number, unit in enumerate(note_units(notes), start=1):
+            parsed = self._class_of_line(unit)
+            if parsed is not None:
+                traits = [self._trait_lookup[m.group(1)] for m in self._share_pattern.finditer(parsed[1])]
+                found.setdefault(parsed[0], []).append((number, traits))
+        return found
+
+    @staticmethod
+    def _matching_unit(units: list[tuple[int, list[tuple[str, str]]]], observation: Observation) -> int | None:
+        """The unit about the chosen class that states most of the observation's traits (the
+        latest one on a tie: later lines correct earlier ones)."""
+        if not units:
+            return None
+        return max(units, key=lambda unit: (sum(observation.features.get(a) == v for a, v in unit[1]), unit[0]))[0]
+
     def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]:
+        units = self._units_by_class(notes)
         rules = self.parse_notes(notes)
         tables = {name: self._log_shares(rules.get(name)) for name in self.classes}
         floor = math.log(SMOOTHING / (1 + SMOOTHING))  # a value the task never listed
@@ -121,7 +141,7 @@ class OfflineRuleLearner:
             # Ties (always so with empty notes) are broken at random, reproducibly from the seed.
             rng = random.Random(f"{phase.run_seed}/{phase.step}/{phase.name}/{observation.id}")
             label = tied[0] if len(tied) == 1 else rng.choice(tied)
-            predictions.append(Prediction(label, label))
+            predictions.append(Prediction(label, label, self._matching_unit(units.get(label, []), observation)))
         return predictions
 
     # --- induction -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from iml_core.backends import BackendError, Completion, Messages
+from iml_core.backends import LINE_SEPARATOR, BackendError, Completion, Messages, split_label_line
 from iml_core.errors import UserError
 
 GGUF_MAGIC = b"GGUF"
@@ -57,8 +57,13 @@ def gbnf_literal(text: str) -> str:
     return f'"{escaped}"'
 
 
-def label_grammar(labels: Sequence[str]) -> str:
-    return "root ::= " + " | ".join(gbnf_literal(label) for label in labels)
+def label_grammar(labels: Sequence[str], lines: int = 0) -> str:
+    """Exactly one label; with `lines`, then " | line " and a unit number from 1 to lines."""
+    grammar = "label ::= " + " | ".join(gbnf_literal(label) for label in labels)
+    if not lines:
+        return "root ::= label\n" + grammar
+    numbers = " | ".join(gbnf_literal(str(n)) for n in range(1, lines + 1))
+    return f"root ::= label {gbnf_literal(LINE_SEPARATOR)} number\n{grammar}\nnumber ::= {numbers}"
 
 
 def _formatter(llm, chat_format: str | None):
@@ -139,18 +144,18 @@ class LlamaCppBackend:
         usage = result["usage"]
         return Completion(text, text, usage["prompt_tokens"], usage["completion_tokens"], min(reused, len(tokens) - 1))
 
-    @functools.lru_cache(maxsize=8)
-    def _grammar(self, labels: tuple[str, ...]):
-        """Compiled once per label set: every sample of a run asks with the same classes."""
+    @functools.lru_cache(maxsize=32)
+    def _grammar(self, labels: tuple[str, ...], lines: int):
+        """Compiled once per label set and notes length: the samples of a step share both."""
         from llama_cpp import LlamaGrammar
-        return LlamaGrammar.from_string(label_grammar(labels), verbose=False)
+        return LlamaGrammar.from_string(label_grammar(labels, lines), verbose=False)
 
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
-              max_tokens: int) -> Completion:
+              max_tokens: int, lines: int = 0) -> Completion:
         out = self._complete(self._render(messages), max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             grammar=self._grammar(tuple(labels)))
-        label = out.raw.strip()
-        return Completion(out.raw, label if label in labels else "", out.tokens_in, out.tokens_out, out.tokens_cached)
+                             grammar=self._grammar(tuple(labels), lines))
+        label, line = split_label_line(out.raw, labels, lines)
+        return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, line)
 
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
              prefix: str = "") -> Completion:

@@ -11,7 +11,7 @@ import time
 from typing import Callable, Sequence
 from urllib.parse import urlparse
 
-from iml_core.backends import BackendError, Completion, Messages
+from iml_core.backends import BackendError, Completion, Messages, split_label_line
 from iml_core.errors import UserError
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
@@ -109,17 +109,20 @@ class OpenAICompatBackend:
         cached = getattr(details, "cached_tokens", 0) or 0
         return usage.prompt_tokens or 0, usage.completion_tokens or 0, cached
 
-    def _label_formats(self, labels: Sequence[str]) -> dict:
-        schema = {"type": "object", "properties": {"label": {"type": "string", "enum": list(labels)}},
-                  "required": ["label"], "additionalProperties": False}
+    def _label_formats(self, labels: Sequence[str], lines: int) -> dict:
+        properties = {"label": {"type": "string", "enum": list(labels)}}
+        if lines:
+            properties["line"] = {"type": "integer", "minimum": 1, "maximum": lines}
+        schema = {"type": "object", "properties": properties, "required": list(properties),
+                  "additionalProperties": False}
         return {
             "json_schema": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}},
             "json_object": {"type": "json_object", "schema": schema},
         }
 
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
-              max_tokens: int) -> Completion:
-        formats = self._label_formats(labels)
+              max_tokens: int, lines: int = 0) -> Completion:
+        formats = self._label_formats(labels, lines)
         kwargs = dict(messages=messages, temperature=temperature, seed=seed, max_tokens=max_tokens + 16)
         with self._mode_lock:
             mode = self._mode
@@ -130,7 +133,8 @@ class OpenAICompatBackend:
         else:
             response = self._create(self.max_retries, response_format=formats[mode], **kwargs)
         raw = response.choices[0].message.content or ""
-        return Completion(raw, _parse_label(raw, labels, mode), *self._usage(response))
+        label, line = _parse_label(raw, labels, lines, mode)
+        return Completion(raw, label, *self._usage(response), line=line)
 
     def _discover(self, formats: dict, kwargs: dict) -> str:
         """json_schema where the server takes it, else json_object with the schema (what the
@@ -176,13 +180,17 @@ def _retry_after(response) -> float | None:
     return seconds if 0 <= seconds <= MAX_RETRY_AFTER else None
 
 
-def _parse_label(raw: str, labels: Sequence[str], mode: str) -> str:
-    """The label in a structured answer, or a plain answer that is exactly one label; else ''."""
-    text = raw.strip()
-    if mode != "text":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            return ""
-        text = str(value.get("label", "")) if isinstance(value, dict) else ""
-    return text if text in labels else ""
+def _parse_label(raw: str, labels: Sequence[str], lines: int, mode: str) -> tuple[str, int | None]:
+    """The label in a structured answer, or a plain answer that is exactly one label (optionally
+    followed by " | line N"); '' when there is none. Then the notes unit it names, if any."""
+    if mode == "text":
+        return split_label_line(raw, labels, lines)
+    try:
+        value = json.loads(raw.strip())
+    except json.JSONDecodeError:
+        return "", None
+    if not isinstance(value, dict):
+        return "", None
+    label, line = str(value.get("label", "")), value.get("line")
+    line = line if isinstance(line, int) and not isinstance(line, bool) and 1 <= line <= lines else None
+    return (label if label in labels else ""), line

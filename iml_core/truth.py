@@ -1,0 +1,132 @@
+"""Scoring notes against a benchmark's rule card: what the notes know, not only how well they score.
+
+For each class, the notes' description of it is every part of a sentence that names it (a sentence
+naming one class belongs to it whole; one naming several is split at each name). In a description,
+an attribute counts as cited when one of its values is, in any of the forms a writer uses: "colour
+is red" (the rule learner), the preset's phrase ("has a long tail"), the phrase without its verb
+("long tail", "long tails") or, where only one attribute has that value, the bare value ("red").
+
+- A relevant attribute *decides* a class when the class's rows of the truth table do not allow
+  every value of it. The notes *recall* it when every value they cite for the class is one the
+  table allows; they get it *wrong* when they cite only values it does not allow.
+- Rule recall is the share of (class, deciding attribute) pairs recalled; distractors are the
+  irrelevant attributes the notes cite for any class.
+
+Negations ("is not red") read as citations: the scorer looks for names, not logic.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from iml_core.tasks import Attribute, Task
+
+# Words that begin a preset phrase without saying which value it is about.
+_LEADING = {"has", "is", "are", "eats", "lives", "walks", "a", "an", "the", "in", "on", "by", "at", "covered"}
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+
+
+def _flexible(phrase: str) -> str:
+    """A regex for a phrase whose words may be plural and are separated by any white space."""
+    return r"\s+".join(re.escape(word) + r"(?:e?s)?" for word in phrase.split())
+
+
+def _value_forms(attribute: Attribute, value: str, ambiguous: bool) -> list[str]:
+    forms = [f"{attribute.name} is {value}", f"{attribute.name}: {value}"]
+    if attribute.phrases:
+        phrase = attribute.phrase(value)
+        words = phrase.split()
+        while words and words[0].lower() in _LEADING:
+            words = words[1:]
+        forms += [phrase, " ".join(words)] if words else [phrase]
+    if not ambiguous:
+        forms.append(value)
+    return [f for f in dict.fromkeys(forms) if f.strip()]
+
+
+@dataclass(frozen=True)
+class ClassVerdict:
+    name: str
+    described: bool  # the notes say something about the class
+    recalled: tuple[str, ...]  # deciding attributes cited with allowed values only
+    wrong: tuple[str, ...]  # deciding attributes cited with values the table does not allow
+    missing: tuple[str, ...]  # deciding attributes not recalled (wrong ones included)
+    distractors: tuple[str, ...]  # irrelevant attributes cited
+
+    @property
+    def verdict(self) -> str:
+        if self.wrong:
+            return "wrong"
+        if not self.missing:
+            return "complete"
+        return "partial" if self.recalled else ("missing" if not self.described else "no rule")
+
+
+@dataclass(frozen=True)
+class TruthScore:
+    rule_recall: float
+    distractors: int
+    classes: tuple[ClassVerdict, ...] = field(default_factory=tuple)
+
+
+class TruthScorer:
+    def __init__(self, task: Task):
+        if not task.rule_card:
+            raise ValueError(f"{task.name} has no rule card to score notes against")
+        card = task.rule_card
+        self.classes = task.classes
+        self.relevant = tuple(card["relevant"])
+        values_seen: dict[str, int] = {}
+        for attribute in task.attributes:
+            for value in attribute.values:
+                values_seen[value.lower()] = values_seen.get(value.lower(), 0) + 1
+        self._patterns = []  # (attribute, value, compiled regex)
+        for attribute in task.attributes:
+            for value in attribute.values:
+                forms = _value_forms(attribute, value, ambiguous=values_seen[value.lower()] > 1)
+                regex = r"(?<![\w-])(?:" + "|".join(_flexible(f) for f in forms) + r")(?![\w-])"
+                self._patterns.append((attribute, value, re.compile(regex, re.IGNORECASE)))
+        names = sorted(self.classes, key=len, reverse=True)
+        self._class_pattern = re.compile(
+            r"(?<![\w-])(" + "|".join(re.escape(n) for n in names) + r")(?:e?s)?(?![\w-])", re.IGNORECASE)
+        self._canonical = {n.lower(): n for n in self.classes}
+        self.allowed: dict[str, dict[str, set[str]]] = {
+            name: {a: {row["when"][a] for row in card["table"] if row["class"] == name} for a in self.relevant}
+            for name in self.classes}
+        all_values = {a.name: set(a.values) for a in task.attributes}
+        self.deciding = {name: tuple(a for a in self.relevant if self.allowed[name][a] != all_values[a])
+                         for name in self.classes}
+
+    def descriptions(self, notes: str) -> dict[str, list[str]]:
+        """The parts of the notes about each class."""
+        found: dict[str, list[str]] = {name: [] for name in self.classes}
+        for sentence in _SENTENCE_END.split(notes):
+            mentions = list(self._class_pattern.finditer(sentence))
+            for i, match in enumerate(mentions):
+                start = 0 if i == 0 else match.start()
+                end = mentions[i + 1].start() if i + 1 < len(mentions) else len(sentence)
+                found[self._canonical[match.group(1).lower()]].append(sentence[start:end])
+        return found
+
+    def cited(self, text: str) -> dict[str, set[str]]:
+        """Attribute -> the values `text` cites."""
+        out: dict[str, set[str]] = {}
+        for attribute, value, pattern in self._patterns:
+            if pattern.search(text):
+                out.setdefault(attribute.name, set()).add(value)
+        return out
+
+    def score(self, notes: str) -> TruthScore:
+        verdicts, pairs, recalled_pairs, distractors = [], 0, 0, set()
+        for name, parts in self.descriptions(notes).items():
+            cited = self.cited(" \n ".join(parts))
+            recalled = tuple(a for a in self.deciding[name] if cited.get(a) and cited[a] <= self.allowed[name][a])
+            wrong = tuple(a for a in self.deciding[name] if cited.get(a) and not cited[a] & self.allowed[name][a])
+            missing = tuple(a for a in self.deciding[name] if a not in recalled)
+            irrelevant = tuple(sorted(a for a in cited if a not in self.relevant))
+            verdicts.append(ClassVerdict(name, bool(parts), recalled, wrong, missing, irrelevant))
+            pairs += len(self.deciding[name])
+            recalled_pairs += len(recalled)
+            distractors.update(irrelevant)
+        return TruthScore(recalled_pairs / pairs if pairs else 1.0, len(distractors), tuple(verdicts))
