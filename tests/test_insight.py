@@ -1,0 +1,135 @@
+"""What the notes know and where learning goes wrong: truth scoring, line attribution, alarms and
+cost by phase, each checked against answers worked out by hand."""
+
+import pandas as pd
+import pytest
+
+from iml_core.agents import Phase
+from iml_core.agents.offline import OfflineRuleLearner
+from iml_core.analysis import STALL_STEPS, alarms
+from iml_core.attribution import note_units
+from iml_core.config import RunConfig
+from iml_core.runner import create_run, execute_run
+from iml_core.tasks import Observation, generate_benchmark
+from iml_core.truth import TruthScorer
+
+from fault_server import FaultServer
+
+PAPER = generate_benchmark("paper")  # Florp: red, long tail; Zindle: red, short; Brimlet: blue, long; Quarrow: blue, short
+
+
+def verdicts(score):
+    return {v.name: v.verdict for v in score.classes}
+
+
+def test_complete_rules_in_any_wording_recall_everything():
+    notes = ("- Florp: colour is red (97%), tail is long (95%).\n"
+             "Zindles are red and have a short tail. Brimlet creatures are blue with long tails.\n"
+             "Quarrow: blue, short tail.")
+    score = TruthScorer(PAPER).score(notes)
+    assert score.rule_recall == 1.0 and score.distractors == 0
+    assert set(verdicts(score).values()) == {"complete"}
+
+
+def test_a_missing_class_and_a_wrong_value_are_named():
+    notes = ("- Florp: colour is red, tail is long.\n- Zindle: colour is red, tail is short.\n"
+             "- Brimlet: colour is red, tail is long.")  # Brimlet is blue; Quarrow is not described
+    score = TruthScorer(PAPER).score(notes)
+    assert verdicts(score) == {"Florp": "complete", "Zindle": "complete", "Brimlet": "wrong", "Quarrow": "missing"}
+    brimlet = next(v for v in score.classes if v.name == "Brimlet")
+    assert brimlet.wrong == ("colour",) and brimlet.recalled == ("tail",)
+    assert score.rule_recall == pytest.approx(5 / 8)  # 2 + 2 + 1 + 0 of 8 (class, deciding attribute) pairs
+
+
+def test_notes_citing_only_distractors_recall_nothing_and_count_them():
+    notes = ("Florp eats plants and lives in the forest. Zindle has feathered wings and sings.\n"
+             "- Brimlet: size is large (70%).")
+    score = TruthScorer(PAPER).score(notes)
+    assert score.rule_recall == 0.0
+    assert score.distractors == 5  # diet, habitat, wing type, call, size
+    assert verdicts(score) == {"Florp": "no rule", "Zindle": "no rule", "Brimlet": "no rule", "Quarrow": "missing"}
+
+
+def test_the_rule_learner_names_the_line_it_matched():
+    learner = OfflineRuleLearner(PAPER.attributes, PAPER.classes)
+    notes = ("- Florp: colour is red (90%), diet is plants (90%).\n"
+             "- Zindle: colour is red (90%), tail is short (90%).\n"
+             "- Brimlet: colour is blue (90%), tail is long (90%).\n"
+             "- Quarrow: colour is blue (90%), tail is short (90%).\n"
+             "- Florp: tail is long (90%).")
+    assert note_units(notes)[4] == "- Florp: tail is long (90%)."
+
+    def observe(**traits):
+        return Observation(0, {a.name: a.values[0] for a in PAPER.attributes} | traits, "")
+
+    # Florp's line 1 agrees with red + plants (2 traits), line 5 with the long tail (1): line 1.
+    # With meat instead of plants both agree with one trait; the later line wins the tie.
+    answers = learner.infer(notes, [observe(colour="red", diet="plants", tail="long"),
+                                    observe(colour="red", diet="meat", tail="long"),
+                                    observe(colour="blue", tail="short")], Phase(0, 1, "eval"))
+    assert [(p.label, p.line) for p in answers] == [("Florp", 1), ("Florp", 5), ("Quarrow", 4)]
+
+
+def test_line_usage_counts_the_eval_and_the_next_steps_training_answers(store):
+    run_id = create_run(store, RunConfig(steps=3, eval_size=12, batch_size=8, momentum=0.0))
+    execute_run(store, run_id)
+    predictions = pd.DataFrame(store.predictions(run_id))
+    step = 1
+    used = predictions[((predictions.phase == "eval") & (predictions.step == step))
+                       | ((predictions.phase == "train") & (predictions.step == step + 1))]
+    assert len(used) == 12 + 8
+    # An answer of a class the notes do not describe yet relies on no line.
+    described = {u.split(":")[0][2:] for u in note_units(store.notes_at(run_id, step))}
+    assert used["note_line"].isna().tolist() == [p not in described for p in used["predicted"]]
+    used = used.dropna(subset=["note_line"])
+    by_hand = {int(line): (len(group), int(group.correct.sum()), int((~group.correct).sum()))
+               for line, group in used.groupby("note_line")}
+    usage = store.line_usage(run_id, step)
+    assert {int(r.note_line): (r.used, r.right, r.wrong) for r in usage.itertuples()} == by_hand
+    units = note_units(store.notes_at(run_id, step))
+    for p in used.itertuples():  # each answer points at a line about the class it chose
+        assert units[int(p.note_line) - 1].startswith(f"- {p.predicted}:")
+
+
+def history(*runs):
+    """Steps of made-up runs: each a list of (notes words, words changed, eval accuracy)."""
+    return pd.DataFrame([{"run_id": run_id, "step": step, "notes_words": w, "words_changed": c, "eval_accuracy": a}
+                         for run_id, rows in enumerate(runs, start=1) for step, (w, c, a) in enumerate(rows)])
+
+
+HEALTHY = [(0, 0, 0.25), (40, 40, 0.5), (45, 12, 0.58), (48, 9, 0.55), (50, 6, 0.7), (52, 4, 0.8),
+           (52, 3, 0.85), (53, 2, 0.86), (53, 1, 0.9), (53, 1, 0.9)]
+
+
+def test_a_healthy_run_raises_no_alarm():
+    assert alarms(history(HEALTHY)).empty
+
+
+def test_each_alarm_fires_at_its_step():
+    collapse = HEALTHY[:5] + [(20, 30, 0.7)] + HEALTHY[6:]  # 50 -> 20 words at step 5
+    drop = HEALTHY[:6] + [(52, 3, 0.69)] + HEALTHY[7:]  # 80% -> 69% at step 6
+    stall = [(0, 0, 0.25), (30, 30, 0.4)] + [(30, 0, 0.4)] * (STALL_STEPS + 2)  # unchanged from step 2
+    found = alarms(history(collapse, drop, stall))
+    assert list(found[["run_id", "step", "kind"]].itertuples(index=False, name=None)) == [
+        (1, 5, "collapse"), (2, 6, "drop"), (3, 1 + STALL_STEPS, "stall")]
+    assert found.iloc[0]["message"] == "the notes shrank from 50 to 20 words"
+    assert found.iloc[1]["message"] == "eval accuracy fell from 80.0% to 69.0%"
+    # The same stall at high accuracy is not a problem: the notes are done.
+    assert alarms(history([(0, 0, 0.25), (30, 30, 0.95)] + [(30, 0, 0.95)] * (STALL_STEPS + 2))).empty
+
+
+def test_phase_costs_add_up_to_the_run_totals(store):
+    with FaultServer([]) as server:
+        run_id = create_run(store, RunConfig(
+            agent="llm", backend="openai", base_url=server.url, model="m", steps=2, batch_size=3, eval_size=4,
+            accumulation=2, max_note_words=40, structured_output="json_object", price_in=2.0, price_out=10.0))
+        execute_run(store, run_id)
+    costs, run, steps = store.phase_costs([run_id]), store.run(run_id), store.steps(run_id)
+    assert set(costs["phase"]) == {"inference", "induction", "revision", "evaluation"}
+    assert costs["tokens_in"].sum() == run["tokens_in"] > 0 and costs["tokens_out"].sum() == run["tokens_out"]
+    assert costs["cost"].sum() == pytest.approx(run["cost"]) and run["cost"] > 0
+    seconds = sum(s[f"seconds_{p}"] for s in steps for p in ("infer", "induce", "revise", "eval"))
+    assert costs["seconds"].sum() == pytest.approx(seconds)
+    per_phase = costs.groupby("phase")["tokens_in"].sum()
+    assert per_phase["induction"] == 2 * 2 * 20  # 2 steps x 2 minibatches x 20 prompt tokens per call
+    assert per_phase["inference"] == 2 * 2 * 3 * 20 and per_phase["evaluation"] == 3 * 4 * 20
