@@ -54,8 +54,8 @@ def seconds_left(run: dict, steps: pd.DataFrame) -> float | None:
 
 def per_class_accuracy(per_class_json: str, phase: str = "eval") -> pd.DataFrame:
     counts = json.loads(per_class_json).get(phase, {})
-    return pd.DataFrame([{"class": name, "accuracy": right / total if total else math.nan, "samples": total}
-                         for name, (right, total) in sorted(counts.items())])
+    return pd.DataFrame([(name, right / total if total else math.nan, total)
+                         for name, (right, total) in sorted(counts.items())], columns=["class", "accuracy", "samples"])
 
 
 # --- alarms: steps where learning went wrong -----------------------------------------------------
@@ -98,3 +98,21 @@ def alarms(steps: pd.DataFrame) -> pd.DataFrame:
         flags.append((row.run_id, row.step, "stall", f"the notes have not changed for {STALL_STEPS} steps while "
                                                      f"eval accuracy is {100 * row.last_eval:.1f}%"))
     return pd.DataFrame(flags, columns=columns).sort_values(["run_id", "step"], ignore_index=True)
+
+
+def alarm_counts(steps: pd.DataFrame) -> pd.Series:
+    """Per run: its alarms as one short text ("2 drop, 1 stall"), for tables."""
+    found = alarms(steps)
+    if found.empty:
+        return pd.Series(dtype=object)
+    counts = found.groupby(["run_id", "kind"]).size()
+    return counts.groupby(level=0).apply(
+        lambda c: ", ".join(f"{n} {kind}" for (_, kind), n in c.items()))
+
+
+def truth_curve(scorer, steps: list[dict]) -> pd.DataFrame:
+    """Rule recall and distractors cited by the notes of every step (scorer: iml_core.truth)."""
+    scores = [(s["step"], scorer.score(s["notes"])) for s in steps]
+    return pd.DataFrame({"step": [step for step, _ in scores],
+                         "rule_recall": [score.rule_recall for _, score in scores],
+                         "distractors": [score.distractors for _, score in scores]})

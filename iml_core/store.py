@@ -409,6 +409,11 @@ class Store:
             FROM steps WHERE run_id IN ({", ".join("?" * len(run_ids))}) ORDER BY run_id, step""",
             list(run_ids)).df()
 
+    def churn_frame(self):
+        """What the alarms read (iml_core.analysis.alarms), for every run at once."""
+        return self._cursor().execute(
+            "SELECT run_id, step, notes_words, words_changed, eval_accuracy FROM steps ORDER BY run_id, step").df()
+
     def confusion(self, run_id: int, step: int):
         """Eval predictions at a step counted by (label, predicted); predicted is NULL for invalid output."""
         return self._cursor().execute("""

@@ -36,3 +36,7 @@ if final.size > 1:
         key="heat_instability")
 else:
     st.caption("Heat maps appear when the runs cover more than one momentum x accumulation cell.")
+
+measure = st.radio("Split by phase", list(charts.PHASE_MEASURES), horizontal=True, key="compare_measure",
+                   format_func=charts.PHASE_MEASURES.get)
+st.plotly_chart(charts.phase_costs(store.phase_costs(chosen), measure, by="run_id"), key="compare_phases")

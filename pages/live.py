@@ -46,7 +46,10 @@ def live() -> None:
             manager.cancel(run_id)
             st.toast(f"Run {run_id} will stop after its current step.")
 
-    st.plotly_chart(charts.accuracy_curves(steps), key="live_curve")
+    flags = analysis.alarms(steps)
+    for flag in flags.itertuples():
+        show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
+    st.plotly_chart(charts.mark_alarms(charts.accuracy_curves(steps), flags), key="live_curve")
     evaluated = steps.dropna(subset=["eval_accuracy"])
     if not evaluated.empty:
         latest = evaluated.iloc[-1]
@@ -55,6 +58,11 @@ def live() -> None:
         counts = store.confusion(run_id, int(latest["step"]))
         classes = sorted(set(counts["label"]))
         right_col.plotly_chart(charts.confusion(counts, classes), key="live_confusion")
+
+    measure = st.radio("Split by phase", list(charts.PHASE_MEASURES), horizontal=True, key="live_measure",
+                       format_func=charts.PHASE_MEASURES.get,
+                       help="inference: training answers; evaluation: the held-out answers")
+    st.plotly_chart(charts.phase_costs(store.phase_costs([run_id]), measure), key="live_phases")
 
 
 live()

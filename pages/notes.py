@@ -1,10 +1,12 @@
 import pandas as pd
 import streamlit as st
 
-from iml_core.config import RunConfig
-from iml_core.config import SETTINGS
+from iml_core import analysis
+from iml_core.attribution import note_units
+from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
 from iml_core.runner import build_task, check_run, fork_config
+from iml_core.truth import TruthScorer
 from studio import charts, render
 from studio.ui import SELECTED, current, pick_run, show_problem
 
@@ -46,6 +48,34 @@ with kept:
     if row["words_truncated"]:
         st.caption(f"{int(row['words_truncated'])} words over the cap were cut.")
 
+run = store.run(run_id)
+task = build_task(RunConfig.from_dict(run["config"]))
+flags = analysis.alarms(steps)
+for flag in flags[flags["step"] == after].itertuples():
+    show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
+
+st.subheader(f"Which lines of the notes at step {after} helped")
+usage = store.line_usage(run_id, after)
+st.caption("Each sentence shaded by the answers that relied on it (the eval at this step and the next step's "
+           "training answers): green when they were right, red when wrong, stronger with more use.")
+st.html(render.line_heatmap(note_units(new), {int(r.note_line): (int(r.right), int(r.wrong))
+                                              for r in usage.itertuples()}))
+
+if task.rule_card:
+    st.subheader("What the notes know")
+    scorer = TruthScorer(task)
+    score = scorer.score(new)
+    st.caption(f"Against the rule card of {task.name}: the class depends on {', '.join(scorer.relevant)}. "
+               f"At step {after} the notes recall {100 * score.rule_recall:.0f}% of the rule and cite "
+               f"{score.distractors} distractor attribute(s).")
+    st.dataframe(pd.DataFrame([{
+        "class": v.name, "verdict": v.verdict, "recalled": ", ".join(v.recalled),
+        "missing": ", ".join(v.missing), "wrong value": ", ".join(v.wrong),
+        "distractors cited": ", ".join(v.distractors)} for v in score.classes]), hide_index=True, key="truth_table")
+    st.plotly_chart(charts.truth_curves(analysis.truth_curve(scorer, store.steps(run_id)), steps), key="truth_curve")
+else:
+    st.caption("This task has no rule card (a CSV task), so the notes cannot be scored against the truth.")
+
 with st.expander(f"Fork: a new run that starts from these notes (step {after})"):
     old_config = RunConfig.from_dict(store.run(run_id)["config"])
     a, b, c = st.columns(3)
@@ -79,8 +109,7 @@ if after > 0:
     for k, text in enumerate(store.batch_notes(run_id, after), start=1):
         st.markdown(f"**Batch note {k}**")
         st.html(render.escaped_block(text))
-    run = store.run(run_id)
-    texts = {s.id: s.text for s in build_task(RunConfig.from_dict(run["config"])).samples}
+    texts = {s.id: s.text for s in task.samples}
     trajectories = pd.DataFrame([
         {"minibatch": p["minibatch"] + 1, "observation": texts.get(p["sample_id"], f"sample {p['sample_id']}"),
          "answer": p["predicted"] if p["predicted"] is not None else f"(invalid) {p['raw']}",
@@ -89,4 +118,4 @@ if after > 0:
     st.markdown("**Trajectories** (observation, answer, feedback)")
     st.dataframe(trajectories, hide_index=True, key="trajectories")
 
-st.plotly_chart(charts.stability(steps), key="notes_stability")
+st.plotly_chart(charts.mark_alarms(charts.stability(steps), flags), key="notes_stability")

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from iml_core import export
+from iml_core import analysis, export
 from iml_core.runner import RESUMABLE
 from studio.ui import SELECTED, current
 
@@ -12,7 +12,9 @@ if runs.empty:
     st.info("No runs yet. Start one on the New run page.")
     st.stop()
 
-shown = runs[["id", "status", "task", "agent_description", "momentum", "accumulation", "batch_size", "seed",
+alarm_text = analysis.alarm_counts(store.churn_frame()).to_dict()
+runs["alarms"] = [alarm_text.get(run_id, "") for run_id in runs["id"]]
+shown = runs[["id", "status", "alarms", "task", "agent_description", "momentum", "accumulation", "batch_size", "seed",
               "steps_done", "steps_total", "final_eval_accuracy", "best_eval_accuracy", "tokens_in",
               "tokens_out", "started_at", "notice", "error"]]
 picked = st.dataframe(

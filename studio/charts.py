@@ -79,3 +79,45 @@ def class_balance(labels: pd.Series) -> go.Figure:
     figure = go.Figure(go.Bar(x=counts.index, y=counts.values))
     figure.update_layout(title=f"Class balance ({len(labels)} samples)", **{**LAYOUT, "height": 300})
     return figure
+
+
+PHASE_ORDER = ["inference", "induction", "revision", "evaluation"]
+PHASE_MEASURES = {"seconds": "seconds", "tokens": "tokens (in + out)", "cost": "cost"}
+
+
+def phase_costs(costs: pd.DataFrame, measure: str, by: str = "step") -> go.Figure:
+    """Stacked bars of a measure per step (one run) or per run, split by phase."""
+    frame = costs.assign(tokens=costs["tokens_in"] + costs["tokens_out"])
+    table = frame.pivot_table(index=by, columns="phase", values=measure, aggfunc="sum", fill_value=0)
+    figure = go.Figure()
+    for phase in [p for p in PHASE_ORDER if p in table.columns]:
+        figure.add_bar(x=[f"run {i}" for i in table.index] if by == "run_id" else table.index, y=table[phase],
+                       name=phase)
+    figure.update_layout(barmode="stack", title=f"{PHASE_MEASURES[measure].capitalize()} by phase",
+                         xaxis_title="run" if by == "run_id" else "step", yaxis_title=PHASE_MEASURES[measure],
+                         **LAYOUT)
+    return figure
+
+
+def truth_curves(truth: pd.DataFrame, steps: pd.DataFrame) -> go.Figure:
+    """Rule recall and distractors cited per step, next to eval accuracy."""
+    figure = go.Figure()
+    evaluated = steps.dropna(subset=["eval_accuracy"])
+    figure.add_scatter(x=evaluated["step"], y=evaluated["eval_accuracy"], mode="lines+markers", name="eval accuracy")
+    figure.add_scatter(x=truth["step"], y=truth["rule_recall"], mode="lines", name="rule recall")
+    figure.add_bar(x=truth["step"], y=truth["distractors"], name="distractors cited", yaxis="y2", opacity=0.35)
+    figure.update_layout(title="What the notes know: the rule card's attributes recalled, distractors cited",
+                         xaxis_title="step", yaxis=dict(title="share", range=[0, 1.02]),
+                         yaxis2=dict(title="distractors", overlaying="y", side="right", rangemode="tozero"), **LAYOUT)
+    return figure
+
+
+def mark_alarms(figure: go.Figure, flags: pd.DataFrame) -> go.Figure:
+    """Vertical marks at the flagged steps of an accuracy chart."""
+    for row in flags.itertuples():
+        figure.add_vline(x=row.step, line=dict(color="#c0392b", dash="dash", width=1))
+    if not flags.empty:
+        figure.add_scatter(x=flags["step"], y=[1.0] * len(flags), mode="markers", name="alarm",
+                           marker=dict(symbol="triangle-down", size=11, color="#c0392b"),
+                           text=flags["kind"] + ": " + flags["message"], hoverinfo="text")
+    return figure

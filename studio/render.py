@@ -18,6 +18,8 @@ STYLE = """<style>
 .iml-alert { padding: 0.75rem 1rem; border-radius: 0.5rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 .iml-alert.error { background: #fdecea; color: #7d1a1a; }
 .iml-alert.warning { background: #fff6dc; color: #6b4e00; }
+.iml-lines .unit { display: block; padding: 0.15rem 0.4rem; margin: 1px 0; border-radius: 3px; }
+.iml-lines .unit small { color: #555; margin-left: 0.6rem; font-family: system-ui, sans-serif; }
 </style>"""
 
 
@@ -29,6 +31,27 @@ def alert(text: str, kind: str = "error") -> str:
     """A message that quotes model, server or file text: st.error would read it as Markdown."""
     assert kind in ("error", "warning"), kind
     return f'{STYLE}<div class="iml-alert {kind}" role="alert">{html.escape(text)}</div>'
+
+
+def line_heatmap(units: list[str], usage: dict[int, tuple[int, int]]) -> str:
+    """The notes, one sentence per row, each shaded by how often answers that relied on it were
+    right (green) or wrong (red); stronger with more use. `usage`: unit number -> (right, wrong)."""
+    most = max((r + w for r, w in usage.values()), default=0) or 1
+    rows = []
+    for number, unit in enumerate(units, start=1):
+        right, wrong = usage.get(number, (0, 0))
+        used = right + wrong
+        if used:
+            share = right / used
+            red, green = int(220 - 110 * share), int(110 + 110 * share)
+            alpha = 0.15 + 0.6 * used / most
+            style = f' style="background: rgba({red}, {green}, 90, {alpha:.2f})"'
+            detail = f"used {used}×: {right} right, {wrong} wrong"
+        else:
+            style, detail = "", "not used"
+        rows.append(f'<span class="unit" data-line="{number}"{style}>[{number}] {html.escape(unit)}'
+                    f"<small>{detail}</small></span>")
+    return f'{STYLE}<div class="iml-text iml-lines">{"".join(rows)}</div>'
 
 
 def inline_diff(old: str, new: str) -> str:

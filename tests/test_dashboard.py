@@ -291,3 +291,39 @@ def test_notes_page_forks_a_run_from_the_chosen_step(db):
     assert fork["config"]["momentum"] == 0.5 and fork["config"]["steps"] == 3
     assert fork["status"] == "completed"
     assert store.notes_at(fork["id"], 0) == store.notes_at(run_id, 2)
+
+
+def test_alarms_show_on_live_and_runs_and_the_notes_page_shows_what_the_notes_know(db):
+    from iml_core.learner import StepRecord
+    from iml_core.runner import create_run
+
+    store, _ = engine(db)
+    run_id = create_run(store, RunConfig(steps=3, eval_size=20))
+    notes = ["", "- Florp: colour is red (90%), tail is long (85%).\n- Zindle: colour is red (80%), diet is meat (70%).",
+             "- Florp: colour is red (92%).", "- Florp: colour is red (92%)."]
+    for step, (text, accuracy) in enumerate(zip(notes, [0.25, 0.8, 0.6, 0.62])):
+        store.save_step(run_id, StepRecord(step, text, eval_accuracy=accuracy, notes_words=len(text.split()),
+                                           words_changed=len(text.split()) if step < 3 else 0))
+    store.set_status(run_id, "completed")
+
+    at = app_at("pages/live.py")
+    assert not at.exception
+    assert "Step 2, drop: eval accuracy fell from 80.0% to 60.0%" in alerts(at)
+    assert any(chart.proto.spec and '"name":"alarm"' in chart.proto.spec.replace(" ", "")
+               for chart in at.get("plotly_chart"))
+
+    at.switch_page("pages/runs.py")
+    at.run()
+    table = at.dataframe[0].value
+    assert table.loc[table["id"] == run_id, "alarms"].item() == "1 collapse, 1 drop"  # 20 -> 5 words at step 2
+
+    at.switch_page("pages/notes.py")
+    at.run()
+    at.selectbox(key=f"notes_to_{run_id}").set_value(1)
+    at.run()
+    assert not at.exception
+    truth = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    verdicts = truth.set_index("class")["verdict"].to_dict()
+    assert verdicts == {"Florp": "complete", "Zindle": "partial", "Quarrow": "missing", "Brimlet": "missing"}
+    heat = next(h.proto.body for h in at.get("html") if "data-line=" in h.proto.body)
+    assert heat.count('class="unit"') == 2 and "[1] - Florp: colour is red (90%), tail is long (85%)." in heat
