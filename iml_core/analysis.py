@@ -116,3 +116,11 @@ def truth_curve(scorer, steps: list[dict]) -> pd.DataFrame:
     return pd.DataFrame({"step": [step for step, _ in scores],
                          "rule_recall": [score.rule_recall for _, score in scores],
                          "distractors": [score.distractors for _, score in scores]})
+
+
+def paper_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's two figures from a study's runs: eval accuracy by momentum (runs with one
+    minibatch per revision) and by accumulation (runs without momentum), mean and spread over seeds."""
+    by_momentum = grouped_curves(runs[runs["accumulation"] == 1], steps, "momentum")
+    by_accumulation = grouped_curves(runs[runs["momentum"] == 0.0], steps, "accumulation")
+    return by_momentum, by_accumulation

@@ -156,6 +156,20 @@ def sweep_configs(base: RunConfig, momenta: Sequence[float], accumulations: Sequ
             for m in momenta for k in accumulations for s in seeds]
 
 
+# The paper's two experiments: momentum none / partial / full (one minibatch per revision), and
+# accumulation of 1, 2, 4 and 8 minibatches (no momentum); each over three seeds.
+PAPER_MOMENTA = (0.0, 0.5, 1.0)
+PAPER_ACCUMULATIONS = (1, 2, 4, 8)
+PAPER_SEEDS = 3
+
+
+def paper_study(base: RunConfig) -> list[RunConfig]:
+    """The runs of both experiments around `base` (its seed first); the run they share is made once."""
+    seeds = range(base.seed, base.seed + PAPER_SEEDS)
+    configs = sweep_configs(base, PAPER_MOMENTA, [1], seeds) + sweep_configs(base, [0.0], PAPER_ACCUMULATIONS, seeds)
+    return list(dict.fromkeys(configs))
+
+
 class RunManager:
     """Runs in worker threads of this process, each writing through the shared store. Submitted
     runs wait as `queued` until fewer than `max_parallel` are running."""

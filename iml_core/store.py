@@ -409,6 +409,11 @@ class Store:
             FROM steps WHERE run_id IN ({", ".join("?" * len(run_ids))}) ORDER BY run_id, step""",
             list(run_ids)).df()
 
+    def studies(self) -> list[str]:
+        """Names of the studies (runs queued together, e.g. by the Paper page), newest first."""
+        return [row[0] for row in self._cursor().execute(
+            "SELECT study FROM runs WHERE study IS NOT NULL GROUP BY study ORDER BY max(id) DESC").fetchall()]
+
     def churn_frame(self):
         """What the alarms read (iml_core.analysis.alarms), for every run at once."""
         return self._cursor().execute(

@@ -13,7 +13,7 @@ from studio.engine import engine
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/new_run.py", "pages/live.py", "pages/runs.py", "pages/notes.py", "pages/compare.py",
-         "pages/data.py", "pages/models.py"]
+         "pages/paper.py", "pages/data.py", "pages/models.py"]
 HOSTILE = ("<script>alert('x')</script> <img src=x onerror=alert(1)> "
            "[click](javascript:alert(2)) :red[red] **bold**")
 
@@ -327,3 +327,28 @@ def test_alarms_show_on_live_and_runs_and_the_notes_page_shows_what_the_notes_kn
     assert verdicts == {"Florp": "complete", "Zindle": "partial", "Quarrow": "missing", "Brimlet": "missing"}
     heat = next(h.proto.body for h in at.get("html") if "data-line=" in h.proto.body)
     assert heat.count('class="unit"') == 2 and "[1] - Florp: colour is red (90%), tail is long (85%)." in heat
+
+
+def test_the_paper_view_queues_both_experiments_and_draws_their_figures(db):
+    at = app_at("pages/paper.py")
+    at.number_input(key="paper_steps").set_value(6)
+    at.number_input(key="paper_eval").set_value(60)
+    at.run()
+    launch = at.button(key="paper_launch")
+    assert launch.label == "Queue the paper's experiments (18 runs)"
+    launch.click()
+    at.run()
+    assert not at.exception
+    store, manager = engine(db)
+    manager.join(timeout=180)
+    runs = store.runs_frame()
+    assert len(runs) == 18 and set(runs["status"]) == {"completed"} and runs["study"].nunique() == 1
+    cells = set(zip(runs["momentum"], runs["accumulation"]))
+    assert cells == {(0.0, 1), (0.5, 1), (1.0, 1), (0.0, 2), (0.0, 4), (0.0, 8)}
+    assert runs.groupby(["momentum", "accumulation"]).size().eq(3).all()  # three seeds per cell
+    at.run()
+    charts = {c.proto.spec for c in at.get("plotly_chart")}
+    assert any("Eval accuracy by momentum" in spec for spec in charts)
+    assert any("Eval accuracy by accumulation" in spec for spec in charts)
+    table = next(d.value for d in at.dataframe if "runs" in d.value.columns)
+    assert len(table) == 6 and table["runs"].eq(3).all()
