@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 from iml_core.agents import Agent
 from iml_core.agents.offline import OfflineRuleLearner
@@ -69,29 +69,53 @@ def fork_config(store: Store, run_id: int, step: int, **changes) -> RunConfig:
     return old.replace(initial_notes=store.notes_at(run_id, step), **changes)
 
 
+class StepSource(Protocol):
+    """Where a run's step records come from: computed here (local_steps) or on a cluster
+    (iml_core.cluster). It yields step `after_step + 1` onwards (step 0 first when None); it may
+    stop early once `cancel` is set."""
+
+    def __call__(self, store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
+                 cancel: threading.Event | None) -> Iterator[StepRecord]: ...
+
+
+def local_steps(store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
+                cancel: threading.Event | None) -> Iterator[StepRecord]:
+    task = build_task(config)
+    agent = build_agent(config, task, cache=store)
+    backend = getattr(agent, "backend", None)
+    if backend is not None and hasattr(backend, "on_retry"):
+        backend.on_retry = lambda notice: store.set_retrying(run_id, notice)
+    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes)
+
+
 def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = None,
-                on_step: Callable[[StepRecord], None] | None = None) -> dict:
-    """Runs (or resumes) a run to its end, committing every step; returns its summary.
-    `cancel` stops it after the step in flight."""
+                on_step: Callable[[StepRecord], None] | None = None, source: StepSource = local_steps) -> dict:
+    """Runs (or resumes) a run to its end, committing every step here, wherever the steps are
+    computed; returns its summary. `cancel` stops it after the step in flight."""
     run = store.run(run_id)
     config = RunConfig.from_dict(run["config"])
     done = store.steps(run_id)
     after_step, notes = (done[-1]["step"], done[-1]["notes"]) if done else (None, None)
     store.set_status(run_id, "running")
+    last = after_step
     try:
-        task = build_task(config)
-        agent = build_agent(config, task, cache=store)
-        backend = getattr(agent, "backend", None)
-        if backend is not None and hasattr(backend, "on_retry"):
-            backend.on_retry = lambda notice: store.set_retrying(run_id, notice)
         if after_step is None or after_step < config.steps:
-            for record in learning_steps(task, agent, config, after_step=after_step, notes=notes):
-                store.save_step(run_id, record)
-                if on_step is not None:
-                    on_step(record)
-                if cancel is not None and cancel.is_set() and record.step < config.steps:
-                    store.set_status(run_id, "cancelled")
-                    return run_summary(store, run_id)
+            steps = source(store, run_id, config, after_step, notes, cancel)
+            try:
+                for record in steps:
+                    store.save_step(run_id, record)
+                    last = record.step
+                    if on_step is not None:
+                        on_step(record)
+                    if cancel is not None and cancel.is_set():
+                        break
+            finally:
+                steps.close()  # a cluster source cancels its remote task here
+        if last is None or last < config.steps:
+            if cancel is None or not cancel.is_set():
+                raise RuntimeError(f"the steps stopped after step {last} of {config.steps} without being cancelled")
+            store.set_status(run_id, "cancelled")
+            return run_summary(store, run_id)
     except UserError as e:
         _record_stop(store, run_id, "failed", str(e))
         raise
