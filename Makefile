@@ -9,7 +9,7 @@ PORT ?= 8501
 WHEELS ?= $(HOME)/.cache/iml-studio/wheels
 LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
 
-.PHONY: run test data bench clean-venv
+.PHONY: run test ray data bench clean-venv
 BENCHES := $(filter-out bench/common.py,$(wildcard bench/*.py))
 
 # uv is bootstrapped with pip inside the venv so nothing lands in the system Python.
@@ -28,16 +28,23 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(UV) pip install --quiet --python $(PY) --find-links $(WHEELS) -r requirements-dev.txt
 	touch $@
 
+# Ray is optional for users (sweeps on a cluster); the tests and benchmarks run a local cluster.
+$(VENV)/.ray: requirements-ray.txt $(VENV)/.runtime
+	$(UV) pip install --quiet --python $(PY) -r requirements-ray.txt
+	touch $@
+
 run: $(VENV)/.runtime
 	$(PY) -m iml_core data --if-missing
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
-test: $(VENV)/.dev
+ray: $(VENV)/.ray
+
+test: $(VENV)/.dev $(VENV)/.ray
 	scripts/ensure-chromium
 	$(PY) -m pytest -q
 
 # One JSON line per figure; fails when any figure misses its target.
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev $(VENV)/.ray
 	@status=0; for script in $(BENCHES); do $(PY) $$script || status=1; done; exit $$status
 
 data: $(VENV)/.runtime

@@ -1,4 +1,4 @@
-"""The command line: python -m iml_core {run,runs,show,notes,data}.
+"""The command line: python -m iml_core {run,sweep,fork,resume,runs,show,notes,doctor,data}.
 
 Exit codes: 0 success, 1 a run that failed, 2 bad input (one line naming the problem and the fix).
 """
@@ -33,38 +33,81 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="DuckDB file (default: $IML_DB, else data/iml.duckdb)")
 
 
+def _list_of(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s") from None
+    parse.__name__ = f"list of {kind.__name__}s"
+    return parse
+
+
+def _add_run_settings(parser: argparse.ArgumentParser, *, lists: bool) -> None:
+    """The flags of a run's settings. For a sweep (`lists`), numbers take comma-separated values,
+    each list an axis of the grid, and nothing has a default here: a grid file may set it."""
+    defaults = RunConfig()
+
+    def default(name):
+        return None if lists else getattr(defaults, name)
+
+    parser.add_argument("--task", default=default("task"),
+                        help=f"a preset ({', '.join(PRESETS)}) or the path of a CSV file")
+    parser.add_argument("--label-column", default=default("label_column"), help="the CSV column that holds the classes")
+    parser.add_argument("--label-noise", type=float, default=None,
+                        help="share of benchmark labels replaced by a wrong class (presets only)")
+    parser.add_argument("--agent", choices=AGENTS, default=default("agent"),
+                        help="offline: the rule learner (no LLM); llm: a language model")
+    llm_settings = parser.add_argument_group("LLM settings")
+    for name, setting in SETTINGS.items():
+        kind = int if isinstance(setting.low, int) else float
+        (llm_settings if setting.llm_only else parser).add_argument(
+            "--" + name.replace("_", "-"), type=_list_of(kind) if lists else kind, default=default(name),
+            help=f"{setting.help} ({setting.low} to {setting.high}; default {getattr(defaults, name)})"
+                 + ("; comma-separated values make an axis" if lists else ""))
+    parser.add_argument("--feedback", choices=FEEDBACK_MODES, default=default("feedback"),
+                        help="label: the environment tells the right class; binary: only right or wrong")
+    llm = parser.add_argument_group("LLM agent (--agent llm); the key comes from $OPENAI_API_KEY, never a flag")
+    llm.add_argument("--backend", choices=BACKENDS, default=defaults.backend or None,
+                     help="llama-cpp: a GGUF file run here; openai: any OpenAI-compatible server")
+    llm.add_argument("--model", default=default("model"), help="the .gguf path (llama-cpp) or the model name (openai)")
+    llm.add_argument("--base-url", default=default("base_url"), help="the server's /v1 URL (openai; empty: OpenAI)")
+    llm.add_argument("--chat-format", default=default("chat_format"),
+                     help="llama-cpp: override the GGUF's chat template for old files (e.g. llama-2)")
+    llm.add_argument("--structured-output", choices=STRUCTURED_OUTPUT, default=default("structured_output"),
+                     help="how labels are forced on an OpenAI-compatible server (auto: the best it accepts)")
+    llm.add_argument("--no-cache", action="store_true", help="call the model even for calls answered before")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="iml", description="IML Studio: In-Memory Learning runs from the command line.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="one learning run")
-    defaults = RunConfig()
-    run.add_argument("--task", default=defaults.task,
-                     help=f"a preset ({', '.join(PRESETS)}) or the path of a CSV file")
-    run.add_argument("--label-column", default=defaults.label_column, help="the CSV column that holds the classes")
-    run.add_argument("--label-noise", type=float, default=None,
-                     help="share of benchmark labels replaced by a wrong class (presets only)")
-    run.add_argument("--agent", choices=AGENTS, default=defaults.agent,
-                     help="offline: the rule learner (no LLM); llm: a language model")
-    llm_settings = run.add_argument_group("LLM settings")
-    for name, setting in SETTINGS.items():
-        kind = int if isinstance(setting.low, int) else float
-        (llm_settings if setting.llm_only else run).add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
-                         help=f"{setting.help} ({setting.low} to {setting.high}; default {getattr(defaults, name)})")
-    run.add_argument("--feedback", choices=FEEDBACK_MODES, default=defaults.feedback,
-                     help="label: the environment tells the right class; binary: only right or wrong")
-    llm = run.add_argument_group("LLM agent (--agent llm); the key comes from $OPENAI_API_KEY, never a flag")
-    llm.add_argument("--backend", choices=BACKENDS, default=defaults.backend or None,
-                     help="llama-cpp: a GGUF file run here; openai: any OpenAI-compatible server")
-    llm.add_argument("--model", default=defaults.model, help="the .gguf path (llama-cpp) or the model name (openai)")
-    llm.add_argument("--base-url", default=defaults.base_url, help="the server's /v1 URL (openai; empty: OpenAI)")
-    llm.add_argument("--chat-format", default=defaults.chat_format,
-                     help="llama-cpp: override the GGUF's chat template for old files (e.g. llama-2)")
-    llm.add_argument("--structured-output", choices=STRUCTURED_OUTPUT, default=defaults.structured_output,
-                     help="how labels are forced on an OpenAI-compatible server (auto: the best it accepts)")
-    llm.add_argument("--no-cache", action="store_true", help="call the model even for calls answered before")
+    _add_run_settings(run, lists=False)
     run.add_argument("--json", action="store_true", help="print one JSON summary at the end instead of a table")
     _add_db(run)
+
+    sweep = commands.add_parser("sweep", help="a grid of runs, here or on a Ray cluster")
+    _add_run_settings(sweep, lists=True)
+    sweep.add_argument("--seeds", type=int, help="seeds per grid cell, counting up from --seed (default 1)")
+    sweep.add_argument("--grid", help="a TOML or YAML file of settings: a list makes an axis of the grid, "
+                                      "a single value is fixed; flags win over the file")
+    sweep.add_argument("--study", help="a name for the runs of this sweep (default: sweep N)")
+    sweep.add_argument("--parallel", type=int, help="runs at once (default: 2 here; on Ray, the cluster's CPUs "
+                                                    "divided by --num-cpus)")
+    sweep.add_argument("--max-per-endpoint", type=int, help="runs at once calling the same model server")
+    cluster = sweep.add_argument_group("Ray (optional: requirements-ray.txt)")
+    cluster.add_argument("--ray-address", help="'auto' for the cluster this machine is in, 'local' to start one "
+                                               "here, or ray://host:10001; default $IML_RAY_ADDRESS; none: no Ray")
+    cluster.add_argument("--num-cpus", type=float, default=1.0, help="CPUs each run asks for (default 1)")
+    cluster.add_argument("--num-gpus", type=float, default=0.0, help="GPUs each run asks for (default 0)")
+    cluster.add_argument("--resource", action="append", default=[], metavar="NAME=AMOUNT",
+                         help="a custom resource each run asks for, e.g. vllm-70b=1 (repeatable)")
+    cluster.add_argument("--worker-retries", type=int, default=2,
+                         help="times a run goes on in a new task after its worker is lost (default 2)")
+    sweep.add_argument("--json", action="store_true", help="print one JSON object listing every run at the end")
+    _add_db(sweep)
 
     fork = commands.add_parser("fork", help="a new run from a run's notes at a step, with changed settings")
     fork.add_argument("run_id", type=int)
@@ -141,6 +184,149 @@ def _config_from(args) -> RunConfig:
         label_noise=args.label_noise, backend=args.backend or "", model=args.model, base_url=args.base_url,
         chat_format=args.chat_format, structured_output=args.structured_output, cache=not args.no_cache,
         **{name: getattr(args, name) for name in SETTINGS}).check()
+
+
+# The run settings a sweep takes from flags or a grid file, in the order of the grid's axes.
+SWEEP_FIELDS = ["task", "label_column", "label_noise", "agent", "feedback", "backend", "model", "base_url",
+                "chat_format", "structured_output", *[n for n in SETTINGS if n != "seed"], "seed"]
+
+
+def _grid_file(path: str) -> dict:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read the grid file {file} ({e.strerror}); check the path") from None
+    try:
+        if file.suffix == ".toml":
+            import tomllib
+            values = tomllib.loads(text)
+        elif file.suffix in (".yaml", ".yml"):
+            import yaml
+            values = yaml.safe_load(text)
+        else:
+            raise UserError(f"the grid file {file} should end in .toml, .yaml or .yml")
+    except (ValueError, ImportError) as e:  # tomllib and yaml errors both derive from ValueError
+        raise UserError(f"the grid file {file} is not valid {file.suffix[1:].upper()} ({e})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"the grid file {file} should hold settings as name = value pairs")
+    known = set(SWEEP_FIELDS) | {"seeds", "cache", "initial_notes"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"the grid file {file} has unknown settings: {', '.join(unknown)}; "
+                        f"known ones: {', '.join(sorted(known))}")
+    return values
+
+
+def sweep_grid(args) -> tuple[RunConfig, dict[str, list]]:
+    """The sweep's fixed settings and its axes, from the grid file and then the flags."""
+    values = _grid_file(args.grid) if args.grid else {}
+    for name in SWEEP_FIELDS:
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    if args.no_cache:
+        values["cache"] = False
+    seeds = args.seeds if args.seeds is not None else values.pop("seeds", None)
+    fixed, axes = {}, {}
+    for name, value in values.items():
+        if isinstance(value, list) and not value:
+            raise UserError(f"{name} has no values; give at least one")
+        if isinstance(value, list) and len(value) > 1:
+            axes[name] = value
+        else:
+            fixed[name] = value[0] if isinstance(value, list) else value
+    if seeds is not None:
+        if "seed" in axes:
+            raise UserError("give either several seeds (--seed 0,1,2) or a count (--seeds 3), not both")
+        if not isinstance(seeds, int) or seeds < 1:
+            raise UserError(f"seeds must be a whole number of at least 1, got {seeds!r}")
+        first = fixed.pop("seed", RunConfig().seed)
+        axes["seed"] = list(range(first, first + seeds))
+    axes = {name: axes[name] for name in SWEEP_FIELDS if name in axes}  # seeds innermost
+    try:
+        base = RunConfig(**fixed)
+    except TypeError as e:
+        raise UserError(f"bad sweep settings ({e})") from None
+    return base, axes
+
+
+def cmd_sweep(args) -> int:
+    import time
+
+    from iml_core import cluster
+    from iml_core.runner import RunManager, grid_configs, local_steps
+
+    base, axes = sweep_grid(args)
+    configs = grid_configs(base, axes)
+    for config in configs[:1] + configs[-1:]:
+        config.check()  # the manager checks every one before it queues any
+    address = cluster.ray_address(args.ray_address)
+    source, parallel = local_steps, args.parallel or 2
+    if address:
+        resources = cluster.Resources(args.num_cpus, args.num_gpus, _resources(args.resource))
+        cluster.connect(address)
+        source = cluster.RaySteps(resources, worker_retries=args.worker_retries)
+        parallel = args.parallel or cluster.capacity(resources)
+    started = time.perf_counter()
+    with Store(_db_path(args)) as store:
+        study = args.study or f"sweep {len(store.studies()) + 1}"
+        manager = RunManager(store, max_parallel=parallel, source=source, max_per_endpoint=args.max_per_endpoint)
+        run_ids = manager.submit(configs, study=study)
+        print(f"{study}: {len(run_ids)} runs ({', '.join(f'{k} x{len(v)}' for k, v in axes.items()) or 'one cell'}), "
+              f"{parallel} at once{' on Ray at ' + address if address else ''}", file=sys.stderr)
+        try:
+            _follow(store, manager, run_ids)
+        except KeyboardInterrupt:
+            for run_id in manager.busy():
+                manager.cancel(run_id)
+            manager.join(timeout=60)
+            print(f"{study} cancelled; finished runs are kept in {store.path}", file=sys.stderr)
+            return 130
+        runs = [store.run(run_id) for run_id in run_ids]
+    summary = {"study": study, "db": str(store.path), "ray_address": address,
+               "seconds": round(time.perf_counter() - started, 3),
+               "runs": [{"run_id": r["id"], "status": r["status"],
+                         **{name: r["config"][name] for name in axes}, "steps": r["steps_done"],
+                         "final_eval_accuracy": r["final_eval_accuracy"],
+                         "best_eval_accuracy": r["best_eval_accuracy"], "error": r["error"]} for r in runs]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for r in summary["runs"]:
+            cell = " ".join(f"{name}={r[name]}" for name in axes)
+            print(f"run {r['run_id']:>5} {r['status']:<10} {cell:<40} final {_percent(r['final_eval_accuracy'])}%")
+    return 0 if all(r["status"] == "completed" for r in runs) else 1
+
+
+def _resources(pairs: list[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        name, _, amount = pair.partition("=")
+        try:
+            out[name.strip()] = float(amount)
+        except ValueError:
+            raise UserError(f"--resource {pair!r} should be NAME=AMOUNT, e.g. vllm-70b=1") from None
+        if not name.strip():
+            raise UserError(f"--resource {pair!r} has no name; e.g. vllm-70b=1")
+    return out
+
+
+def _follow(store: Store, manager, run_ids: list[int]) -> None:
+    """One line on stderr as each run ends, until all have."""
+    import time
+
+    reported: set[int] = set()
+    while len(reported) < len(run_ids):
+        busy = set(manager.busy())
+        for run_id in run_ids:
+            if run_id in reported or run_id in busy:
+                continue
+            run = store.run(run_id)
+            reported.add(run_id)
+            outcome = f"final {_percent(run['final_eval_accuracy']).strip()}%" if run["status"] == "completed" \
+                else (run["error"] or "")
+            print(f"run {run_id} {run['status']}: {outcome} [{len(reported)}/{len(run_ids)}]", file=sys.stderr)
+        time.sleep(0.2)
 
 
 def _execute(store: Store, run_id: int, total_steps: int, as_json: bool) -> int:
@@ -258,7 +444,7 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

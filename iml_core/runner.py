@@ -6,6 +6,7 @@ of its server process (DESIGN.md section 4) through RunManager.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -173,11 +174,11 @@ def check_run(config: RunConfig) -> list[str]:
     return []
 
 
-def sweep_configs(base: RunConfig, momenta: Sequence[float], accumulations: Sequence[int],
-                  seeds: Sequence[int]) -> list[RunConfig]:
-    """The grid momentum x accumulation x seed around a base config, seeds innermost."""
-    return [base.replace(momentum=m, accumulation=k, seed=s)
-            for m in momenta for k in accumulations for s in seeds]
+def grid_configs(base: RunConfig, axes: dict[str, Sequence]) -> list[RunConfig]:
+    """Every combination of the axes' values around a base config, the last axis innermost
+    (seeds, by convention); an axis with no values makes an empty grid."""
+    names = list(axes)
+    return [base.replace(**dict(zip(names, values))) for values in itertools.product(*axes.values())]
 
 
 # The paper's two experiments: momentum none / partial / full (one minibatch per revision), and
@@ -190,20 +191,34 @@ PAPER_SEEDS = 3
 def paper_study(base: RunConfig) -> list[RunConfig]:
     """The runs of both experiments around `base` (its seed first); the run they share is made once."""
     seeds = range(base.seed, base.seed + PAPER_SEEDS)
-    configs = sweep_configs(base, PAPER_MOMENTA, [1], seeds) + sweep_configs(base, [0.0], PAPER_ACCUMULATIONS, seeds)
+    configs = (grid_configs(base, {"momentum": PAPER_MOMENTA, "accumulation": [1], "seed": seeds})
+               + grid_configs(base, {"momentum": [0.0], "accumulation": PAPER_ACCUMULATIONS, "seed": seeds}))
     return list(dict.fromkeys(configs))
 
 
-class RunManager:
-    """Runs in worker threads of this process, each writing through the shared store. Submitted
-    runs wait as `queued` until fewer than `max_parallel` are running."""
+def endpoint(config: RunConfig) -> str | None:
+    """The model server a run calls, for the per-endpoint cap; None when it calls none."""
+    if config.agent == "llm" and config.backend == "openai":
+        return config.base_url or "https://api.openai.com/v1"
+    return None
 
-    def __init__(self, store: Store, max_parallel: int = 2):
+
+class RunManager:
+    """Runs in worker threads of this process, each writing through the shared store; `source`
+    says where their steps are computed (here, or on a cluster: iml_core.cluster). Submitted runs
+    wait as `queued` until fewer than `max_parallel` are running, and fewer than
+    `max_per_endpoint` call the same model server."""
+
+    def __init__(self, store: Store, max_parallel: int = 2, source: StepSource = local_steps,
+                 max_per_endpoint: int | None = None):
         self.store = store
         self.max_parallel = max_parallel
+        self.max_per_endpoint = max_per_endpoint
+        self.source = source
         self._queue: list[int] = []
         self._threads: dict[int, threading.Thread] = {}
         self._cancels: dict[int, threading.Event] = {}
+        self._endpoints: dict[int, str | None] = {}
         self._lock = threading.Lock()
 
     def submit(self, configs: Sequence[RunConfig], parent: tuple[int, int] | None = None,
@@ -232,8 +247,17 @@ class RunManager:
 
     def _dispatch(self) -> None:
         with self._lock:
-            while self._queue and sum(t.is_alive() for t in self._threads.values()) < self.max_parallel:
-                run_id = self._queue.pop(0)
+            for run_id in list(self._queue):
+                running = [i for i, t in self._threads.items() if t.is_alive()]
+                if len(running) >= self.max_parallel:
+                    return
+                if run_id not in self._endpoints:
+                    self._endpoints[run_id] = endpoint(RunConfig.from_dict(self.store.run(run_id)["config"]))
+                target = self._endpoints[run_id]
+                if (target is not None and self.max_per_endpoint is not None
+                        and sum(self._endpoints.get(i) == target for i in running) >= self.max_per_endpoint):
+                    continue  # a later run may call another server
+                self._queue.remove(run_id)
                 cancel = threading.Event()
                 thread = threading.Thread(target=self._work, args=(run_id, cancel), name=f"iml-run-{run_id}",
                                           daemon=True)
@@ -242,7 +266,7 @@ class RunManager:
 
     def _work(self, run_id: int, cancel: threading.Event) -> None:
         try:
-            execute_run(self.store, run_id, cancel=cancel)
+            execute_run(self.store, run_id, cancel=cancel, source=self.source)
         except Exception:
             pass  # execute_run stored the failure with its message on the run
         finally:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from iml_core.config import FEEDBACK_MODES, SETTINGS, RunConfig
 from iml_core.errors import UserError
-from iml_core.runner import check_run, sweep_configs
+from iml_core.runner import check_run, grid_configs
 from iml_core.tasks import PRESETS, saved_tasks
 from studio.ui import SELECTED, current, model_settings, show_problem
 
@@ -70,7 +70,8 @@ if sweep:
                                     help="seeds start at the Seed above")
     parallel = left.number_input("Runs at once", 1, 8, manager.max_parallel, key="sweep_parallel",
                                  help="queued runs wait until fewer than this many are running")
-    configs = sweep_configs(base, momenta, accumulations, range(int(seed), int(seed) + int(seed_count)))
+    configs = grid_configs(base, {"momentum": momenta, "accumulation": accumulations,
+                                  "seed": range(int(seed), int(seed) + int(seed_count))})
 else:
     configs = [base]
 

@@ -1,0 +1,166 @@
+"""Runs on a Ray cluster: each run's learning happens in a Ray task, and each finished step travels
+back (a Ray streaming generator) to the process that owns the DuckDB file, which commits it as if
+the run were local (DESIGN.md section 4). Ray is optional: `requirements-ray.txt`.
+
+A worker lost mid-run (its process killed, its node gone) leaves the run's committed steps; the run
+goes on from the last of them in a new task, up to `worker_retries` times, saying so in its status
+(`retrying`, with the cause) until the new task commits a step; past the limit it fails, resumable. Cancelling a run cancels its Ray task at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from iml_core.config import RunConfig
+from iml_core.errors import UserError
+from iml_core.learner import StepRecord
+from iml_core.store import Store
+
+RAY_ADDRESS_ENV = "IML_RAY_ADDRESS"
+POLL_SECONDS = 0.5  # how often a waiting run looks at its cancel flag
+
+
+def ray_address(flag: str | None = None) -> str | None:
+    """The Ray cluster to use: the command-line flag, else $IML_RAY_ADDRESS; None runs locally."""
+    return flag or os.environ.get(RAY_ADDRESS_ENV) or None
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError("Ray is not installed in this environment; install it with "
+                        "`.venv/bin/uv pip install -r requirements-ray.txt`, or unset IML_RAY_ADDRESS "
+                        "to run sweeps here") from None
+    return ray
+
+
+def connect(address: str) -> None:
+    """Joins the cluster at `address` ("auto" for the one this machine belongs to, "local" to start
+    one here); a process already connected stays with its cluster."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise UserError(f"cannot connect to the Ray cluster at {address!r} ({e}); is it running? "
+                        f"`ray status` on a node tells; or unset {RAY_ADDRESS_ENV} to run here") from None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run asks of the cluster. `custom` names resources the cluster defines, such as
+    {"vllm-70b": 1} on the nodes that may call that endpoint."""
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    custom: dict[str, float] = field(default_factory=dict)
+
+    def options(self) -> dict:
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "resources": dict(self.custom)}
+
+
+def capacity(resources: Resources) -> int:
+    """How many runs asking `resources` the cluster can hold at once, by CPUs."""
+    cpus = _ray().cluster_resources().get("CPU", 1.0)
+    return max(1, int(cpus // resources.num_cpus)) if resources.num_cpus else max(1, int(cpus))
+
+
+def _learn(config: dict, after_step: int | None, notes: str | None):
+    """On a worker: says where it runs, then yields every step record. Without the driver's
+    database it has no response cache."""
+    import socket
+
+    from iml_core.learner import learning_steps
+    from iml_core.runner import build_agent, build_task
+
+    yield {"pid": os.getpid(), "node": socket.gethostname()}
+    run_config = RunConfig.from_dict(config)
+    task = build_task(run_config)
+    yield from learning_steps(task, build_agent(run_config, task), run_config, after_step=after_step, notes=notes)
+
+
+_remote_learn = None
+
+
+def _remote():
+    global _remote_learn
+    if _remote_learn is None:
+        # Ray must not retry by itself: it would start over from the first step.
+        _remote_learn = _ray().remote(max_retries=0)(_learn)
+    return _remote_learn
+
+
+class RaySteps:
+    """A step source (iml_core.runner.StepSource) that computes steps in Ray tasks."""
+
+    def __init__(self, resources: Resources = Resources(), worker_retries: int = 2):
+        self.resources = resources
+        self.worker_retries = worker_retries
+        self.workers: dict[int, dict] = {}  # run id -> {"pid", "node"} of the task running it now
+        self.losses: dict[int, list[str]] = {}  # run id -> what happened each time its worker was lost
+        self._lock = threading.Lock()
+
+    def worker(self, run_id: int) -> dict | None:
+        with self._lock:
+            return self.workers.get(run_id)
+
+    def __call__(self, store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
+                 cancel: threading.Event | None) -> Iterator[StepRecord]:
+        ray = _ray()
+        lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
+        losses = 0
+        while True:
+            task = _remote().options(**self.resources.options()).remote(config.to_dict(), after_step, notes)
+            recovering = losses > 0
+            try:
+                for item in self._items(ray, task, cancel):
+                    if isinstance(item, dict):
+                        with self._lock:
+                            self.workers[run_id] = item
+                        continue
+                    after_step, notes = item.step, item.notes
+                    yield item  # committed by the caller before the next is asked for
+                    if recovering:
+                        store.set_retrying(run_id, None)
+                        recovering = False
+                return
+            except lost as e:
+                losses += 1
+                where = "before its first step" if after_step is None else f"after step {after_step}"
+                with self._lock:
+                    self.losses.setdefault(run_id, []).append(f"{type(e).__name__} {where}")
+                if losses > self.worker_retries:
+                    raise UserError(f"the Ray worker running run {run_id} was lost {losses} times, the last "
+                                    f"{where} ({type(e).__name__}); its committed steps are kept: resume it "
+                                    "when the cluster is healthy") from None
+                store.set_retrying(run_id, f"the Ray worker was lost {where}; going on from there in a new task "
+                                           f"(retry {losses} of {self.worker_retries})")
+            except ray.exceptions.RayTaskError as e:
+                cause = getattr(e, "cause", None)
+                if isinstance(cause, UserError):
+                    raise cause from None
+                raise
+            finally:
+                with self._lock:
+                    self.workers.pop(run_id, None)
+                ray.cancel(task)  # a no-op once the task is done
+
+    @staticmethod
+    def _items(ray, task, cancel: threading.Event | None):
+        """The task's items as they come, until it ends or `cancel` is set."""
+        while True:
+            if cancel is not None and cancel.is_set():
+                return
+            ready, _ = ray.wait([task], timeout=POLL_SECONDS)
+            if not ready:
+                continue
+            try:
+                reference = next(task)
+            except StopIteration:
+                return
+            yield ray.get(reference)

@@ -1,0 +1,113 @@
+"""Sweeps on a real local Ray cluster (ray.init on this machine, 2 CPUs): steps computed on Ray
+workers, committed by this process, exactly once; a killed worker; cancel; the command line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from iml_core.cluster import RaySteps
+from iml_core.config import RunConfig
+from iml_core.runner import RunManager, create_run, execute_run, grid_configs
+
+ray = pytest.importorskip("ray", reason="Ray is optional; `make test` installs requirements-ray.txt")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network here, and none wanted
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def local_history(tmp_path, config):
+    """The same run computed here, one step after another: what the cluster must reproduce."""
+    from iml_core.store import Store
+    with Store(tmp_path / f"local-{abs(hash(config))}.duckdb") as store:
+        run_id = create_run(store, config)
+        execute_run(store, run_id)
+        return [(s["step"], s["notes"], s["eval_accuracy"]) for s in store.steps(run_id)]
+
+
+def test_a_2x2x2_sweep_on_ray_stores_every_step_once_and_matches_local_runs(cluster, store, tmp_path):
+    base = RunConfig(steps=6, eval_size=60, batch_size=8)
+    configs = grid_configs(base, {"momentum": [0.0, 0.5], "accumulation": [1, 2], "seed": [0, 1]})
+    manager = RunManager(store, max_parallel=2, source=RaySteps())
+    run_ids = manager.submit(configs, study="ray sweep")
+    manager.join(timeout=300)
+    assert {store.run(i)["status"] for i in run_ids} == {"completed"}
+    duplicates = store._cursor().execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
+                                            FROM predictions GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0]
+    assert duplicates == 0
+    for run_id, config in zip(run_ids, configs):
+        steps = store.steps(run_id)
+        assert [s["step"] for s in steps] == list(range(7))
+        assert len(store.predictions(run_id)) == 7 * 60 + 6 * 8 * config.accumulation
+    # Computed on workers, the notes and accuracies are those of a local run with the same seed.
+    first, last = run_ids[0], run_ids[-1]
+    for run_id, config in ((first, configs[0]), (last, configs[-1])):
+        assert [(s["step"], s["notes"], s["eval_accuracy"]) for s in store.steps(run_id)] == \
+            local_history(tmp_path, config)
+
+
+def test_a_killed_worker_is_retried_from_the_last_committed_step(cluster, store, tmp_path):
+    config = RunConfig(steps=120, eval_size=600, batch_size=32, momentum=0.5)
+    source = RaySteps(worker_retries=2)
+    manager = RunManager(store, max_parallel=1, source=source)
+    (run_id,) = manager.submit([config])
+    deadline = time.monotonic() + 120
+    while len(store.steps(run_id)) < 6 or source.worker(run_id) is None:
+        assert time.monotonic() < deadline, "the run did not get going on the cluster"
+        time.sleep(0.05)
+    killed = source.worker(run_id)["pid"]
+    os.kill(killed, signal.SIGKILL)
+    manager.join(timeout=300)
+    run = store.run(run_id)
+    assert run["status"] == "completed" and run["notice"] is None, run
+    assert len(source.losses[run_id]) == 1 and "after step" in source.losses[run_id][0]
+    assert [s["step"] for s in store.steps(run_id)] == list(range(121))  # each step once, none lost
+    assert [(s["step"], s["notes"], s["eval_accuracy"]) for s in store.steps(run_id)] == \
+        local_history(tmp_path, config)
+
+
+def test_cancel_stops_the_running_tasks_and_the_queued_runs(cluster, store):
+    configs = [RunConfig(steps=2000, eval_size=100, seed=seed) for seed in range(4)]
+    source = RaySteps()
+    manager = RunManager(store, max_parallel=2, source=source)
+    run_ids = manager.submit(configs)
+    deadline = time.monotonic() + 120
+    while sum(len(store.steps(i)) >= 3 for i in run_ids) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for run_id in manager.busy():
+        manager.cancel(run_id)
+    manager.join(timeout=60)
+    assert manager.busy() == [] and source.workers == {}
+    assert [store.run(i)["status"] for i in run_ids] == ["cancelled"] * 4
+    counts = [len(store.steps(i)) for i in run_ids]
+    assert counts[2:] == [0, 0] and all(3 <= c < 2001 for c in counts[:2])
+    time.sleep(1.5)  # the tasks are gone: nothing more arrives
+    assert [len(store.steps(i)) for i in run_ids] == counts
+
+
+def test_the_sweep_command_runs_a_grid_file_on_the_cluster(cluster, tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text('task = "paper"\nsteps = 3\neval_size = 40\nmomentum = [0.0, 0.9]\naccumulation = [1, 2]\n'
+                    'seeds = 2\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "iml_core", "sweep", "--grid", str(grid), "--ray-address", "auto", "--json",
+         "--db", str(tmp_path / "sweep.duckdb")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["ray_address"] == "auto" and len(summary["runs"]) == 8
+    cells = {(r["momentum"], r["accumulation"], r["seed"]) for r in summary["runs"]}
+    assert cells == {(m, k, s) for m in (0.0, 0.9) for k in (1, 2) for s in (0, 1)}
+    assert all(r["status"] == "completed" and r["steps"] == 3 and r["final_eval_accuracy"] is not None
+               for r in summary["runs"])
+    assert "8/8]" in result.stderr
