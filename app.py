@@ -5,13 +5,14 @@ import streamlit as st
 
 from iml_core.errors import UserError
 from studio.engine import database_path, engine
+from studio.ui import show_problem
 
 st.set_page_config(page_title="IML Studio", layout="wide")
 
 try:
     engine(database_path())
 except UserError as e:
-    st.error(str(e))
+    show_problem(str(e))
     st.stop()
 
 page = st.navigation([

@@ -263,7 +263,7 @@ def cmd_sweep(args) -> int:
     address = cluster.ray_address(args.ray_address)
     source, parallel = local_steps, args.parallel or 2
     if address:
-        resources = cluster.Resources(args.num_cpus, args.num_gpus, _resources(args.resource))
+        resources = cluster.Resources(args.num_cpus, args.num_gpus, cluster.parse_resources(args.resource))
         cluster.connect(address)
         source = cluster.RaySteps(resources, worker_retries=args.worker_retries)
         parallel = args.parallel or cluster.capacity(resources)
@@ -296,19 +296,6 @@ def cmd_sweep(args) -> int:
             cell = " ".join(f"{name}={r[name]}" for name in axes)
             print(f"run {r['run_id']:>5} {r['status']:<10} {cell:<40} final {_percent(r['final_eval_accuracy'])}%")
     return 0 if all(r["status"] == "completed" for r in runs) else 1
-
-
-def _resources(pairs: list[str]) -> dict[str, float]:
-    out = {}
-    for pair in pairs:
-        name, _, amount = pair.partition("=")
-        try:
-            out[name.strip()] = float(amount)
-        except ValueError:
-            raise UserError(f"--resource {pair!r} should be NAME=AMOUNT, e.g. vllm-70b=1") from None
-        if not name.strip():
-            raise UserError(f"--resource {pair!r} has no name; e.g. vllm-70b=1")
-    return out
 
 
 def _follow(store: Store, manager, run_ids: list[int]) -> None:

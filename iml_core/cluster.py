@@ -64,6 +64,32 @@ class Resources:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "resources": dict(self.custom)}
 
 
+def parse_resources(pairs: list[str]) -> dict[str, float]:
+    """["vllm-70b=1", ...] -> {"vllm-70b": 1.0}."""
+    out = {}
+    for pair in pairs:
+        name, _, amount = pair.partition("=")
+        try:
+            out[name.strip()] = float(amount)
+        except ValueError:
+            raise UserError(f"resource {pair!r} should be NAME=AMOUNT, e.g. vllm-70b=1") from None
+        if not name.strip():
+            raise UserError(f"resource {pair!r} has no name; e.g. vllm-70b=1")
+    return out
+
+
+def resources_from_env() -> Resources:
+    """What each run started from the dashboard asks of the cluster: IML_RAY_NUM_CPUS (default 1),
+    IML_RAY_NUM_GPUS (default 0), IML_RAY_RESOURCES ("vllm-70b=1,other=2")."""
+    try:
+        cpus = float(os.environ.get("IML_RAY_NUM_CPUS", "1"))
+        gpus = float(os.environ.get("IML_RAY_NUM_GPUS", "0"))
+    except ValueError as e:
+        raise UserError(f"IML_RAY_NUM_CPUS and IML_RAY_NUM_GPUS must be numbers ({e})") from None
+    custom = [p for p in os.environ.get("IML_RAY_RESOURCES", "").split(",") if p.strip()]
+    return Resources(cpus, gpus, parse_resources(custom))
+
+
 def capacity(resources: Resources) -> int:
     """How many runs asking `resources` the cluster can hold at once, by CPUs."""
     cpus = _ray().cluster_resources().get("CPU", 1.0)

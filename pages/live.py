@@ -42,9 +42,17 @@ def live() -> None:
         d.metric("Model tokens", "none (no LLM)")
 
     if run["status"] in GOING:
-        if st.button("Cancel after the step in flight", key=f"cancel_{run_id}"):
+        left_col, right_col = st.columns(2)
+        if left_col.button("Cancel after the step in flight", key=f"cancel_{run_id}"):
             manager.cancel(run_id)
             st.toast(f"Run {run_id} will stop after its current step.")
+        study = run.get("study")
+        if study and right_col.button(f"Cancel all of {study}", key=f"cancel_study_{run_id}"):
+            members = set(runs.loc[runs["study"] == study, "id"])
+            for other in manager.busy():
+                if other in members:
+                    manager.cancel(other)
+            st.toast(f"Cancelling the runs of {study} still going.")
 
     flags = analysis.alarms(steps)
     for flag in flags.itertuples():

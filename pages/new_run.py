@@ -68,8 +68,14 @@ if sweep:
     accumulations = middle.multiselect("Accumulation values", [1, 2, 4, 8], [1, 4], key="sweep_accumulations")
     seed_count = right.number_input("Seeds per cell", 1, 20, 3, key="sweep_seeds",
                                     help="seeds start at the Seed above")
-    parallel = left.number_input("Runs at once", 1, 8, manager.max_parallel, key="sweep_parallel",
+    parallel = left.number_input("Runs at once", 1, 64, manager.max_parallel, key="sweep_parallel",
                                  help="queued runs wait until fewer than this many are running")
+    per_endpoint = None
+    if agent == "llm":
+        per_endpoint = middle.number_input("At most at once per model server", 1, 64, manager.max_per_endpoint or 4,
+                                           key="sweep_per_endpoint",
+                                           help="runs calling the same server wait beyond this, so a sweep "
+                                                "cannot flood it")
     configs = grid_configs(base, {"momentum": momenta, "accumulation": accumulations,
                                   "seed": range(int(seed), int(seed) + int(seed_count))})
 else:
@@ -86,7 +92,8 @@ if st.button(label, type="primary", disabled=bool(problems), key="launch"):
     try:
         if sweep:
             manager.max_parallel = int(parallel)
-        run_ids = manager.submit(configs)
+            manager.max_per_endpoint = None if per_endpoint is None else int(per_endpoint)
+        run_ids = manager.submit(configs, study=f"sweep {len(store.studies()) + 1}" if sweep else None)
     except UserError as e:
         show_problem(str(e))
     else:

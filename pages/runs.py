@@ -36,8 +36,14 @@ if not chosen:
 
 st.session_state[SELECTED] = chosen
 st.write(f"Selected: {', '.join(f'run {i}' for i in chosen)}")
-open_col, compare_col, resume_col, delete_col = st.columns(4)
+open_col, compare_col, resume_col, cancel_col, delete_col = st.columns(5)
 stopped = [int(i) for i in shown[shown["id"].isin(chosen) & shown["status"].isin(RESUMABLE)]["id"]]
+going = [i for i in chosen if i in set(manager.busy())]
+if cancel_col.button("Cancel", disabled=not going, key="cancel_runs",
+                     help="queued runs never start; running ones stop (on Ray, their tasks are cancelled)"):
+    for run_id in going:
+        manager.cancel(run_id)
+    st.success(f"Cancelling {', '.join(f'run {i}' for i in going)}.")
 if resume_col.button("Resume", disabled=not stopped, key="resume_runs",
                      help="interrupted, cancelled or failed runs go on from their last committed step"):
     manager.resume(stopped)

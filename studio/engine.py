@@ -2,7 +2,8 @@ import os
 
 import streamlit as st
 
-from iml_core.runner import RunManager
+from iml_core import cluster
+from iml_core.runner import RunManager, local_steps
 from iml_core.store import DEFAULT_DB, Store
 
 
@@ -26,8 +27,14 @@ def key_from_secrets() -> None:
 @st.cache_resource
 def engine(db_path: str) -> tuple[Store, RunManager]:
     """One store and one run manager per server process and database file: this process owns
-    the file, and runs started from any tab go on in its worker threads."""
+    the file, and runs started from any tab go on in its worker threads; with IML_RAY_ADDRESS
+    set, those threads only wait for the steps computed on the Ray cluster and commit them."""
     key_from_secrets()
     store = Store(db_path)
     store.mark_interrupted()  # whatever a previous server left running is not running any more
-    return store, RunManager(store)
+    address = cluster.ray_address()
+    if not address:
+        return store, RunManager(store, source=local_steps)
+    resources = cluster.resources_from_env()
+    cluster.connect(address)
+    return store, RunManager(store, max_parallel=cluster.capacity(resources), source=cluster.RaySteps(resources))
