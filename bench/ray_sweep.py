@@ -1,0 +1,42 @@
+"""Figure 7: a 2 x 2 x 2 offline sweep (momentum x accumulation x seed) on a local Ray cluster of
+2 CPUs against the same sweep run one run at a time in this process. Both commit every step to
+DuckDB here; the cluster's start-up (ray.init) is reported, not counted: a cluster outlives a sweep."""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import best_of, report
+
+from iml_core.cluster import RaySteps
+from iml_core.config import RunConfig
+from iml_core.runner import RunManager, grid_configs, local_steps
+from iml_core.store import Store
+
+BASE = RunConfig(task="paper", steps=40, batch_size=16, eval_size=400, eval_every=5)
+CONFIGS = grid_configs(BASE, {"momentum": [0.0, 0.5], "accumulation": [2, 4], "seed": [0, 1]})
+
+
+def sweep(source, parallel: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.duckdb") as store:
+        manager = RunManager(store, max_parallel=parallel, source=source)
+        run_ids = manager.submit(CONFIGS)
+        manager.join()
+        assert {store.run(i)["status"] for i in run_ids} == {"completed"}
+
+
+if __name__ == "__main__":
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    started = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    startup = time.perf_counter() - started
+    one_at_a_time = best_of(2, lambda: sweep(local_steps, 1))
+    on_ray = best_of(2, lambda: sweep(RaySteps(), 2))
+    ray.shutdown()
+    ok = report("ray_sweep", on_ray, "s", one_at_a_time, "one at a time / on Ray >= 1.6x on 2 CPUs",
+                one_at_a_time / on_ray >= 1.6, runs=len(CONFIGS), ray_init_s=round(startup, 2))
+    sys.exit(0 if ok else 1)
