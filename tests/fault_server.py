@@ -13,9 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FaultServer:
     def __init__(self, script: list, then: str = "ok", hang_seconds: float = 5.0, error_body: dict | None = None,
-                 on_request=None):
+                 on_request=None, delay: float = 0.0):
         self.script, self.then, self.hang_seconds, self.error_body = list(script), then, hang_seconds, error_body
         self.on_request = on_request  # called with the request's number (0, 1, ...) before it is answered
+        self.delay = delay  # seconds every request takes
+        self.in_flight = self.most_in_flight = 0
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self._lock = threading.Lock()
@@ -34,6 +36,17 @@ class FaultServer:
                     number = len(server.requests) - 1
                 if server.on_request is not None:
                     server.on_request(number)
+                with server._lock:
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                try:
+                    self._answer(action, body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self, action, body):
+                time.sleep(server.delay)
                 if action == "hang":
                     time.sleep(server.hang_seconds)
                     action = "ok"

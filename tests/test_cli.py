@@ -94,3 +94,27 @@ def test_doctor_reports_llama_cpp_gpu_offload_and_a_server(tmp_path):
     down = iml("doctor", "--base-url", "http://127.0.0.1:9/v1", "--timeout", "2")
     assert down.returncode == 1 and "no answer" in down.stdout
     assert iml("doctor", "--base-url", "not a url").returncode == 2
+
+
+def test_sweep_flags_make_the_grid_and_json_lists_every_run(tmp_path):
+    result = iml("sweep", "--momentum", "0,0.5", "--accumulation", "1,2", "--seed", "4", "--steps", "2",
+                 "--eval-size", "20", "--json", "--db", str(tmp_path / "s.duckdb"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert [(r["accumulation"], r["momentum"]) for r in summary["runs"]] == [(1, 0.0), (1, 0.5), (2, 0.0), (2, 0.5)]
+    assert all(r["status"] == "completed" and r["steps"] == 2 for r in summary["runs"])
+    assert summary["study"] == "sweep 1" and summary["ray_address"] is None
+
+
+@pytest.mark.parametrize("grid, problem", [
+    ("momentum = [0.0, 0.5]\nmomentun = 1\n", "unknown settings: momentun; known ones:"),
+    ("momentum = [0.0,\n", "is not valid TOML"),
+    ("momentum = []\n", "momentum has no values; give at least one"),
+    ("seed = [0, 1]\nseeds = 2\n", "give either several seeds (--seed 0,1,2) or a count (--seeds 3), not both"),
+])
+def test_a_bad_grid_file_is_named_and_runs_nothing(tmp_path, grid, problem):
+    path = tmp_path / "grid.toml"
+    path.write_text(grid)
+    result = iml("sweep", "--grid", str(path), "--db", str(tmp_path / "s.duckdb"))
+    assert result.returncode == 2 and problem in result.stderr, result.stderr
+    assert not (tmp_path / "s.duckdb").exists()

@@ -182,3 +182,17 @@ def test_the_key_reaches_the_server_and_nothing_else(tmp_path, monkeypatch):
             assert hits == 0, (table, column)
     connection.close()
     assert SECRET.encode() not in db.read_bytes()
+
+
+@pytest.mark.parametrize("cap", [1, None])
+def test_the_per_endpoint_cap_limits_the_runs_calling_one_server(store, cap):
+    from iml_core.runner import RunManager
+
+    with FaultServer([], delay=0.05) as server:
+        manager = RunManager(store, max_parallel=4, max_per_endpoint=cap)
+        run_ids = manager.submit([openai_config(server.url, steps=1, eval_size=3, batch_size=2, max_parallel=1,
+                                                seed=seed, structured_output="json_object") for seed in range(4)])
+        manager.join(timeout=120)
+    assert {store.run(i)["status"] for i in run_ids} == {"completed"}
+    # Each run sends one request at a time: with the cap, one run at a time reaches the server.
+    assert server.most_in_flight == 1 if cap == 1 else server.most_in_flight > 1
