@@ -96,9 +96,26 @@ def capacity(resources: Resources) -> int:
     return max(1, int(cpus // resources.num_cpus)) if resources.num_cpus else max(1, int(cpus))
 
 
-def _learn(config: dict, after_step: int | None, notes: str | None):
+class _NoticeBoard:
+    """A Ray actor through which workers tell the driver that a run waits on a failing model
+    server (the backend's retry notices); the driver applies them to the run's status."""
+
+    def __init__(self):
+        self._notices: dict[int, str | None] = {}
+
+    def post(self, run_id: int, notice: str | None) -> None:
+        self._notices[run_id] = notice
+
+    def take(self, run_id: int) -> tuple[bool, str | None]:
+        """(True, the latest notice) when one came since the last take, else (False, None)."""
+        if run_id in self._notices:
+            return True, self._notices.pop(run_id)
+        return False, None
+
+
+def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int, board):
     """On a worker: says where it runs, then yields every step record. Without the driver's
-    database it has no response cache."""
+    database it has no response cache; retry notices go to the driver through `board`."""
     import socket
 
     from iml_core.learner import learning_steps
@@ -107,7 +124,11 @@ def _learn(config: dict, after_step: int | None, notes: str | None):
     yield {"pid": os.getpid(), "node": socket.gethostname()}
     run_config = RunConfig.from_dict(config)
     task = build_task(run_config)
-    yield from learning_steps(task, build_agent(run_config, task), run_config, after_step=after_step, notes=notes)
+    agent = build_agent(run_config, task)
+    backend = getattr(agent, "backend", None)
+    if board is not None and backend is not None and hasattr(backend, "on_retry"):
+        backend.on_retry = lambda notice: board.post.remote(run_id, notice)
+    yield from learning_steps(task, agent, run_config, after_step=after_step, notes=notes)
 
 
 _remote_learn = None
@@ -130,6 +151,13 @@ class RaySteps:
         self.workers: dict[int, dict] = {}  # run id -> {"pid", "node"} of the task running it now
         self.losses: dict[int, list[str]] = {}  # run id -> what happened each time its worker was lost
         self._lock = threading.Lock()
+        self._board = None
+
+    def _notice_board(self):
+        with self._lock:
+            if self._board is None:
+                self._board = _ray().remote(_NoticeBoard).options(num_cpus=0).remote()
+            return self._board
 
     def worker(self, run_id: int) -> dict | None:
         with self._lock:
@@ -139,12 +167,14 @@ class RaySteps:
                  cancel: threading.Event | None) -> Iterator[StepRecord]:
         ray = _ray()
         lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
+        board = self._notice_board() if config.agent == "llm" else None
         losses = 0
         while True:
-            task = _remote().options(**self.resources.options()).remote(config.to_dict(), after_step, notes)
+            task = _remote().options(**self.resources.options()).remote(config.to_dict(), after_step, notes,
+                                                                        run_id, board)
             recovering = losses > 0
             try:
-                for item in self._items(ray, task, cancel):
+                for item in self._items(ray, task, cancel, lambda: self._relay(ray, board, store, run_id)):
                     if isinstance(item, dict):
                         with self._lock:
                             self.workers[run_id] = item
@@ -177,11 +207,21 @@ class RaySteps:
                 ray.cancel(task)  # a no-op once the task is done
 
     @staticmethod
-    def _items(ray, task, cancel: threading.Event | None):
-        """The task's items as they come, until it ends or `cancel` is set."""
+    def _relay(ray, board, store: Store, run_id: int) -> None:
+        if board is None:
+            return
+        changed, notice = ray.get(board.take.remote(run_id))
+        if changed:
+            store.set_retrying(run_id, notice)
+
+    @staticmethod
+    def _items(ray, task, cancel: threading.Event | None, between):
+        """The task's items as they come, until it ends or `cancel` is set; `between` runs
+        whenever the task is waited for."""
         while True:
             if cancel is not None and cancel.is_set():
                 return
+            between()
             ready, _ = ray.wait([task], timeout=POLL_SECONDS)
             if not ready:
                 continue

@@ -111,3 +111,28 @@ def test_the_sweep_command_runs_a_grid_file_on_the_cluster(cluster, tmp_path):
     assert all(r["status"] == "completed" and r["steps"] == 3 and r["final_eval_accuracy"] is not None
                for r in summary["runs"])
     assert "8/8]" in result.stderr
+
+
+def test_an_llm_run_on_the_cluster_shows_retrying_while_its_server_fails(cluster, store):
+    from fault_server import FaultServer
+
+    seen = {}
+
+    def look(number):
+        if number == 2:  # the second retry of the first request, after two 429s
+            deadline = time.monotonic() + 5  # the driver picks notices up every POLL_SECONDS
+            while store.run(run_id)["status"] != "retrying" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen.update(store.run(run_id))
+
+    with FaultServer(["429", "429"], on_request=look) as server:
+        config = RunConfig(agent="llm", backend="openai", base_url=server.url, model="m", steps=1, eval_size=2,
+                           batch_size=2, max_parallel=1, max_retries=3, max_note_words=40,
+                           structured_output="json_object")
+        manager = RunManager(store, max_parallel=1, source=RaySteps())
+        (run_id,) = manager.submit([config])
+        manager.join(timeout=120)
+    assert seen["status"] == "retrying" and seen["notice"].startswith("HTTP 429 from the model server; retry")
+    run = store.run(run_id)
+    assert run["status"] == "completed" and run["notice"] is None
+    assert len(store.model_calls(run_id)) == 2 + 2 + 1 + 1 + 2  # eval@0, train, induce, revise, eval@1
