@@ -12,7 +12,8 @@ is red" (the rule learner), the preset's phrase ("has a long tail"), the phrase 
 - Rule recall is the share of (class, deciding attribute) pairs recalled; distractors are the
   irrelevant attributes the notes cite for any class.
 
-Negations ("is not red") read as citations: the scorer looks for names, not logic.
+A value right after a negation in the same clause ("not blue", "never red or blue") is not a
+citation; beyond that the scorer reads names, not logic.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from iml_core.tasks import Attribute, Task
 # Words that begin a preset phrase without saying which value it is about.
 _LEADING = {"has", "is", "are", "eats", "lives", "walks", "a", "an", "the", "in", "on", "by", "at", "covered"}
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+_NEGATIONS = {"not", "never", "no", "isn't", "aren't", "without", "neither", "nor", "rarely", "seldom"}
+NEGATION_REACH = 3  # words before a value that a negation reaches, within its clause
 
 
 def _flexible(phrase: str) -> str:
@@ -43,6 +46,11 @@ def _value_forms(attribute: Attribute, value: str, ambiguous: bool) -> list[str]
     if not ambiguous:
         forms.append(value)
     return [f for f in dict.fromkeys(forms) if f.strip()]
+
+
+def _negated(text: str, start: int) -> bool:
+    clause = re.split(r"[,;:()\n]", text[:start])[-1]
+    return any(word in _NEGATIONS for word in clause.lower().split()[-NEGATION_REACH:])
 
 
 @dataclass(frozen=True)
@@ -110,10 +118,10 @@ class TruthScorer:
         return found
 
     def cited(self, text: str) -> dict[str, set[str]]:
-        """Attribute -> the values `text` cites."""
+        """Attribute -> the values `text` cites (negated mentions left out)."""
         out: dict[str, set[str]] = {}
         for attribute, value, pattern in self._patterns:
-            if pattern.search(text):
+            if any(not _negated(text, match.start()) for match in pattern.finditer(text)):
                 out.setdefault(attribute.name, set()).add(value)
         return out
 

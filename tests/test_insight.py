@@ -31,6 +31,14 @@ def test_complete_rules_in_any_wording_recall_everything():
     assert set(verdicts(score).values()) == {"complete"}
 
 
+def test_negated_values_are_not_citations():
+    notes = ("Florps are red and never blue, with long tails, not short ones. Zindle: red, short tail. "
+             "Brimlets are not red or short-tailed: blue with a long tail. Quarrow: blue, short tail.")
+    score = TruthScorer(PAPER).score(notes)
+    assert score.rule_recall == 1.0 and set(verdicts(score).values()) == {"complete"}
+    assert TruthScorer(PAPER).cited("has no horns, not a long tail") == {}  # a paper creature has no horns
+
+
 def test_a_missing_class_and_a_wrong_value_are_named():
     notes = ("- Florp: colour is red, tail is long.\n- Zindle: colour is red, tail is short.\n"
              "- Brimlet: colour is red, tail is long.")  # Brimlet is blue; Quarrow is not described
