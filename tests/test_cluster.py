@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,42 @@ def test_an_llm_run_on_the_cluster_shows_retrying_while_its_server_fails(cluster
     run = store.run(run_id)
     assert run["status"] == "completed" and run["notice"] is None
     assert len(store.model_calls(run_id)) == 2 + 2 + 1 + 1 + 2  # eval@0, train, induce, revise, eval@1
+
+
+def test_the_dashboard_runs_a_sweep_on_the_cluster_and_cancels_it_whole(cluster, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from studio.engine import engine
+
+    db = str(tmp_path / "dash.duckdb")
+    monkeypatch.setenv("IML_DB", db)
+    monkeypatch.setenv("IML_RAY_ADDRESS", "auto")  # this process is already connected: the engine joins it
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    at.run()
+    at.toggle(key="sweep").set_value(True)
+    at.number_input(key="steps").set_value(2000)
+    at.number_input(key="eval_size").set_value(50)
+    at.run()
+    at.button(key="launch").click()
+    at.run()
+    assert not at.exception
+    store, manager = engine(db)
+    assert isinstance(manager.source, RaySteps)
+    run_ids = [r["id"] for r in store.runs()]
+    assert len(run_ids) == 18
+    deadline = time.monotonic() + 120
+    while sum(len(store.steps(i)) >= 2 for i in run_ids) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    at.switch_page("pages/live.py")
+    at.run()
+    running = next(i for i in run_ids if store.run(i)["status"] == "running")
+    at.selectbox(key="live_run").set_value(running)
+    at.run()
+    at.button(key=f"cancel_study_{running}").click()
+    at.run()
+    manager.join(timeout=60)
+    assert {store.run(i)["status"] for i in run_ids} == {"cancelled"}
+    assert manager.source.workers == {}  # no Ray task is left running
+    assert sum(len(store.steps(i)) > 0 for i in run_ids) <= 4  # the queued ones never started
