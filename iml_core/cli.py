@@ -265,6 +265,7 @@ def cmd_sweep(args) -> int:
     if address:
         resources = cluster.Resources(args.num_cpus, args.num_gpus, cluster.parse_resources(args.resource))
         cluster.connect(address)
+        cluster.check_feasible(resources)
         source = cluster.RaySteps(resources, worker_retries=args.worker_retries)
         parallel = args.parallel or cluster.capacity(resources)
     started = time.perf_counter()

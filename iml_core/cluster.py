@@ -90,6 +90,19 @@ def resources_from_env() -> Resources:
     return Resources(cpus, gpus, parse_resources(custom))
 
 
+def check_feasible(resources: Resources) -> None:
+    """Refuses requests the cluster cannot meet at all: Ray would keep such runs pending forever."""
+    total = _ray().cluster_resources()
+    wanted = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, **resources.custom}
+    for name, amount in wanted.items():
+        if amount and total.get(name, 0.0) < amount:
+            have = ", ".join(f"{k} {v:g}" for k, v in sorted(total.items())
+                             if not k.startswith(("node:", "memory", "object_store_memory", "accelerator_type")))
+            raise UserError(f"each run asks for {amount:g} {name} but the Ray cluster has {total.get(name, 0.0):g} "
+                            f"(it has: {have}); ask for less, or add nodes that have it (on an autoscaling "
+                            "cluster, start one first)")
+
+
 def capacity(resources: Resources) -> int:
     """How many runs asking `resources` the cluster can hold at once, by CPUs."""
     cpus = _ray().cluster_resources().get("CPU", 1.0)

@@ -37,4 +37,5 @@ def engine(db_path: str) -> tuple[Store, RunManager]:
         return store, RunManager(store, source=local_steps)
     resources = cluster.resources_from_env()
     cluster.connect(address)
+    cluster.check_feasible(resources)
     return store, RunManager(store, max_parallel=cluster.capacity(resources), source=cluster.RaySteps(resources))

@@ -21,7 +21,8 @@ ray = pytest.importorskip("ray", reason="Ray is optional; `make test` installs r
 @pytest.fixture(scope="module")
 def cluster():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network here, and none wanted
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=2, resources={"endpoint-a": 1}, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
     yield
     ray.shutdown()
 
@@ -176,3 +177,25 @@ def test_the_dashboard_runs_a_sweep_on_the_cluster_and_cancels_it_whole(cluster,
     assert {store.run(i)["status"] for i in run_ids} == {"cancelled"}
     assert manager.source.workers == {}  # no Ray task is left running
     assert sum(len(store.steps(i)) > 0 for i in run_ids) <= 4  # the queued ones never started
+
+
+def test_runs_get_the_resources_they_ask_for_and_impossible_requests_are_refused(cluster, store, tmp_path):
+    from iml_core.cluster import Resources, check_feasible
+    from iml_core.errors import UserError
+
+    # The cluster has one "endpoint-a": runs that each need it go one at a time, whatever max_parallel says.
+    source = RaySteps(Resources(num_cpus=1, custom={"endpoint-a": 1}))
+    manager = RunManager(store, max_parallel=2, source=source)
+    run_ids = manager.submit([RunConfig(steps=60, eval_size=300, seed=seed) for seed in range(2)])
+    free_cpus = []  # each run holds 1 of the 2 CPUs while it runs: both at once would leave 0
+    while manager.busy():
+        free_cpus.append(ray.available_resources().get("CPU", 0.0))
+        time.sleep(0.02)
+    manager.join(timeout=120)
+    assert {store.run(i)["status"] for i in run_ids} == {"completed"}
+    assert min(free_cpus) == 1.0, sorted(set(free_cpus))
+
+    with pytest.raises(UserError, match=r"each run asks for 1 GPU but the Ray cluster has 0 \(it has: CPU 2, "):
+        check_feasible(Resources(num_gpus=1))
+    with pytest.raises(UserError, match="each run asks for 1 vllm-70b but the Ray cluster has 0"):
+        check_feasible(Resources(custom={"vllm-70b": 1}))
