@@ -39,6 +39,15 @@ def test_negated_values_are_not_citations():
     assert TruthScorer(PAPER).cited("has no horns, not a long tail") == {}  # a paper creature has no horns
 
 
+def test_long_runs_are_scored_at_evenly_spaced_steps():
+    from iml_core.analysis import truth_curve
+    steps = [{"step": i, "notes": "- Florp: colour is red, tail is long." if i % 2 else ""} for i in range(1001)]
+    curve = truth_curve(TruthScorer(PAPER), steps, most=11)
+    assert curve["step"].tolist() == list(range(0, 1001, 100))
+    assert curve["rule_recall"].tolist() == [0.0] * 11  # even steps have empty notes
+    assert truth_curve(TruthScorer(PAPER), steps[:5], most=11)["rule_recall"].tolist() == [0, 0.25, 0, 0.25, 0]
+
+
 def test_a_missing_class_and_a_wrong_value_are_named():
     notes = ("- Florp: colour is red, tail is long.\n- Zindle: colour is red, tail is short.\n"
              "- Brimlet: colour is red, tail is long.")  # Brimlet is blue; Quarrow is not described
