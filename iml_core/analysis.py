@@ -84,20 +84,24 @@ def alarms(steps: pd.DataFrame) -> pd.DataFrame:
     streak_id = (~unchanged).groupby(frame["run_id"]).cumsum()
     frame["streak"] = unchanged.groupby([frame["run_id"], streak_id]).cumsum().where(unchanged, 0)
 
-    flags = []
+    def percent(values: pd.Series) -> pd.Series:
+        return pd.Series([f"{100 * v:.1f}%" for v in values], index=values.index, dtype=object)
+
+    def whole(values: pd.Series) -> pd.Series:
+        return pd.Series([str(int(v)) for v in values], index=values.index, dtype=object)
+
     collapsed = frame[(frame["words_before"] > 0) & (frame["notes_words"] < COLLAPSE_SHARE * frame["words_before"])]
-    for row in collapsed.itertuples():
-        flags.append((row.run_id, row.step, "collapse",
-                      f"the notes shrank from {int(row.words_before)} to {int(row.notes_words)} words"))
     dropped = evaluated[evaluated["eval_before"] - evaluated["eval_accuracy"] > DROP_POINTS + 1e-12]
-    for row in dropped.itertuples():
-        flags.append((row.run_id, row.step, "drop", f"eval accuracy fell from {100 * row.eval_before:.1f}% "
-                                                    f"to {100 * row.eval_accuracy:.1f}%"))
     stalled = frame[(frame["streak"] == STALL_STEPS) & (frame["last_eval"] < STALL_BELOW)]
-    for row in stalled.itertuples():
-        flags.append((row.run_id, row.step, "stall", f"the notes have not changed for {STALL_STEPS} steps while "
-                                                     f"eval accuracy is {100 * row.last_eval:.1f}%"))
-    return pd.DataFrame(flags, columns=columns).sort_values(["run_id", "step"], ignore_index=True)
+    found = pd.concat([
+        collapsed.assign(kind="collapse", message="the notes shrank from " + whole(collapsed["words_before"])
+                         + " to " + whole(collapsed["notes_words"]) + " words"),
+        dropped.assign(kind="drop", message="eval accuracy fell from " + percent(dropped["eval_before"]) + " to "
+                       + percent(dropped["eval_accuracy"])),
+        stalled.assign(kind="stall", message=f"the notes have not changed for {STALL_STEPS} steps while eval "
+                       "accuracy is " + percent(stalled["last_eval"])),
+    ])
+    return found[columns].sort_values(["run_id", "step"], ignore_index=True)
 
 
 def alarm_counts(steps: pd.DataFrame) -> pd.Series:
@@ -105,9 +109,9 @@ def alarm_counts(steps: pd.DataFrame) -> pd.Series:
     found = alarms(steps)
     if found.empty:
         return pd.Series(dtype=object)
-    counts = found.groupby(["run_id", "kind"]).size()
-    return counts.groupby(level=0).apply(
-        lambda c: ", ".join(f"{n} {kind}" for (_, kind), n in c.items()))
+    table = found.groupby(["run_id", "kind"]).size().unstack(fill_value=0)
+    return pd.Series([", ".join(f"{n} {kind}" for kind, n in row.items() if n) for _, row in table.iterrows()],
+                     index=table.index)
 
 
 TRUTH_POINTS = 200  # a score takes 1-2 ms: long runs are scored at this many evenly spaced steps
