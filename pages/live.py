@@ -25,6 +25,11 @@ def live() -> None:
     left = analysis.seconds_left(run, steps) if run["status"] in ("running", "retrying") else None
     eta = "" if left is None else f" · about {left:.1f} s left" if left < 10 else f" · about {left:.0f} s left"
     st.progress(done / total if total else 0.0, text=f"{run['status']}: step {done} of {total}{eta}")
+    worker = getattr(manager.source, "worker", None)  # only a cluster source knows where a run is
+    where = worker(run_id) if worker is not None and run["status"] in GOING else None
+    if where:
+        st.caption(f"Computed on the Ray cluster: node {where['node']}, worker pid {where['pid']}; "
+                   "each step is committed here.")
     if run["notice"]:
         show_problem(f"Run {run_id} is retrying: {run['notice']}", "warning")
     if run["error"]:

@@ -171,6 +171,7 @@ def test_the_dashboard_runs_a_sweep_on_the_cluster_and_cancels_it_whole(cluster,
     running = next(i for i in run_ids if store.run(i)["status"] == "running")
     at.selectbox(key="live_run").set_value(running)
     at.run()
+    assert any(c.value.startswith("Computed on the Ray cluster: node ") for c in at.caption)
     at.button(key=f"cancel_study_{running}").click()
     at.run()
     manager.join(timeout=60)
