@@ -110,8 +110,9 @@ def alarm_counts(steps: pd.DataFrame) -> pd.Series:
     if found.empty:
         return pd.Series(dtype=object)
     table = found.groupby(["run_id", "kind"]).size().unstack(fill_value=0)
-    return pd.Series([", ".join(f"{n} {kind}" for kind, n in row.items() if n) for _, row in table.iterrows()],
-                     index=table.index)
+    kinds = list(table.columns)
+    return pd.Series([", ".join(f"{n} {kind}" for kind, n in zip(kinds, row) if n) for row in table.to_numpy()],
+                     index=table.index, dtype=object)
 
 
 TRUTH_POINTS = 200  # a score takes 1-2 ms: long runs are scored at this many evenly spaced steps

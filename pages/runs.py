@@ -1,8 +1,8 @@
 import streamlit as st
 
-from iml_core import analysis, export
+from iml_core import export
 from iml_core.runner import RESUMABLE
-from studio.ui import SELECTED, current
+from studio.ui import SELECTED, alarm_text, current
 
 store, manager = current()
 st.title("Runs")
@@ -12,8 +12,8 @@ if runs.empty:
     st.info("No runs yet. Start one on the New run page.")
     st.stop()
 
-alarm_text = analysis.alarm_counts(store.churn_frame()).to_dict()
-runs["alarms"] = [alarm_text.get(run_id, "") for run_id in runs["id"]]
+alarms = alarm_text(runs)
+runs["alarms"] = [alarms.get(run_id, "") for run_id in runs["id"]]
 shown = runs[["id", "status", "alarms", "task", "agent_description", "momentum", "accumulation", "batch_size", "seed",
               "steps_done", "steps_total", "final_eval_accuracy", "best_eval_accuracy", "tokens_in",
               "tokens_out", "started_at", "notice", "error"]]

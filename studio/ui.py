@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from iml_core import analysis
 from iml_core.store import Store
 from studio import render
 from studio.engine import database_path, engine
@@ -46,3 +47,15 @@ def percent(value) -> str:
 def show_problem(text: str, kind: str = "error") -> None:
     """Problems quote settings, file names, CSV headers and server answers: shown escaped."""
     st.html(render.alert(text, kind))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _alarm_text(db_path: str, progress: tuple) -> dict[int, str]:
+    return analysis.alarm_counts(engine(db_path)[0].churn_frame()).to_dict()
+
+
+def alarm_text(runs: pd.DataFrame) -> dict[int, str]:
+    """Each run's alarms as a short text, recomputed only when some run has moved on (over 1,000
+    runs they take about 50 ms, and the Runs page reruns on every tick of a row)."""
+    progress = tuple(zip(runs["id"].tolist(), runs["steps_done"].tolist(), runs["status"].tolist()))
+    return _alarm_text(database_path(), progress)
