@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from iml_core.agents import Phase
+from iml_core.attribution import note_units
 from iml_core.agents.llm import LLMAgent
 from iml_core.backends.openai_compat import OpenAICompatBackend
 from iml_core.config import RunConfig
@@ -53,6 +54,12 @@ def test_a_run_against_the_llama_cpp_server_gives_valid_labels(store, llama_serv
     label_calls = [c for c in calls if c["phase"] in ("train", "eval")]
     assert all('"label"' in c["response"] for c in label_calls)  # structured output, not free text
     assert all(c["tokens_in"] > 0 for c in calls)
+    # With notes to point at, the schema makes the answer name a line of them, next to the label.
+    units = {s["step"]: len(note_units(s["notes"])) for s in store.steps(run_id)}
+    for p in store.predictions(run_id):
+        shown = units[p["step"]] if p["phase"] == "eval" else units[p["step"] - 1]
+        assert (p["note_line"] is None) if shown == 0 else (1 <= p["note_line"] <= shown), (p, shown)
+    assert any(p["note_line"] for p in store.predictions(run_id))
 
 
 def test_parallel_requests_keep_the_samples_order(llama_server):

@@ -112,7 +112,9 @@ class OpenAICompatBackend:
     def _label_formats(self, labels: Sequence[str], lines: int) -> dict:
         properties = {"label": {"type": "string", "enum": list(labels)}}
         if lines:
-            properties["line"] = {"type": "integer", "minimum": 1, "maximum": lines}
+            # An enum rather than minimum/maximum: servers that turn schemas into grammars (the
+            # llama.cpp server, vLLM) enforce enums but let a range through.
+            properties["line"] = {"type": "integer", "enum": list(range(1, lines + 1))}
         schema = {"type": "object", "properties": properties, "required": list(properties),
                   "additionalProperties": False}
         return {
