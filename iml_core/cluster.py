@@ -4,7 +4,9 @@ the run were local (DESIGN.md section 4). Ray is optional: `requirements-ray.txt
 
 A worker lost mid-run (its process killed, its node gone) leaves the run's committed steps; the run
 goes on from the last of them in a new task, up to `worker_retries` times, saying so in its status
-(`retrying`, with the cause) until the new task commits a step; past the limit it fails, resumable. Cancelling a run cancels its Ray task at once.
+(`retrying`, with the cause) until the new task commits a step; past the limit it fails, resumable.
+The response cache spares the new task every call the lost one had completed. Cancelling a run
+cancels its Ray task at once.
 """
 
 from __future__ import annotations
@@ -109,12 +111,17 @@ def capacity(resources: Resources) -> int:
     return max(1, int(cpus // resources.num_cpus)) if resources.num_cpus else max(1, int(cpus))
 
 
-class _NoticeBoard:
-    """A Ray actor through which workers tell the driver that a run waits on a failing model
-    server (the backend's retry notices); the driver applies them to the run's status."""
+class _Board:
+    """A Ray actor through which workers tell the driver what it cannot see from the steps: that
+    a run waits on a failing model server (the backend's retry notices), and the model's answers
+    as they come (the response cache). The cache here holds what this driver's cluster runs were
+    answered, so a task that takes over after a lost worker repeats no completed call; the driver
+    copies every entry into the database's cache."""
 
     def __init__(self):
         self._notices: dict[int, str | None] = {}
+        self._answers: dict[str, dict] = {}
+        self._unsaved: list[tuple[str, dict]] = []
 
     def post(self, run_id: int, notice: str | None) -> None:
         self._notices[run_id] = notice
@@ -125,10 +132,36 @@ class _NoticeBoard:
             return True, self._notices.pop(run_id)
         return False, None
 
+    def get(self, key: str) -> dict | None:
+        return self._answers.get(key)
+
+    def put(self, key: str, value: dict) -> None:
+        if key not in self._answers:
+            self._answers[key] = value
+            self._unsaved.append((key, value))
+
+    def take_unsaved(self) -> list[tuple[str, dict]]:
+        unsaved, self._unsaved = self._unsaved, []
+        return unsaved
+
+
+class _BoardCache:
+    """The LLM agent's response cache on a worker (iml_core.agents.llm.ResponseCache)."""
+
+    def __init__(self, board):
+        self.board = board
+
+    def get(self, key: str) -> dict | None:
+        return _ray().get(self.board.get.remote(key))
+
+    def put(self, key: str, value: dict) -> None:
+        # Waited for: a worker lost just after the call must not take the answer with it.
+        _ray().get(self.board.put.remote(key, value))
+
 
 def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int, board):
-    """On a worker: says where it runs, then yields every step record. Without the driver's
-    database it has no response cache; retry notices go to the driver through `board`."""
+    """On a worker: says where it runs, then yields every step record. Retry notices and the
+    response cache go through `board` (LLM runs)."""
     import socket
 
     from iml_core.learner import learning_steps
@@ -137,7 +170,7 @@ def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int,
     yield {"pid": os.getpid(), "node": socket.gethostname()}
     run_config = RunConfig.from_dict(config)
     task = build_task(run_config)
-    agent = build_agent(run_config, task)
+    agent = build_agent(run_config, task, cache=_BoardCache(board) if board is not None else None)
     backend = getattr(agent, "backend", None)
     if board is not None and backend is not None and hasattr(backend, "on_retry"):
         backend.on_retry = lambda notice: board.post.remote(run_id, notice)
@@ -166,10 +199,10 @@ class RaySteps:
         self._lock = threading.Lock()
         self._board = None
 
-    def _notice_board(self):
+    def _driver_board(self):
         with self._lock:
             if self._board is None:
-                self._board = _ray().remote(_NoticeBoard).options(num_cpus=0).remote()
+                self._board = _ray().remote(_Board).options(num_cpus=0).remote()
             return self._board
 
     def worker(self, run_id: int) -> dict | None:
@@ -180,7 +213,7 @@ class RaySteps:
                  cancel: threading.Event | None) -> Iterator[StepRecord]:
         ray = _ray()
         lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
-        board = self._notice_board() if config.agent == "llm" else None
+        board = self._driver_board() if config.agent == "llm" else None
         losses = 0
         while True:
             task = _remote().options(**self.resources.options()).remote(config.to_dict(), after_step, notes,
@@ -218,14 +251,18 @@ class RaySteps:
                 with self._lock:
                     self.workers.pop(run_id, None)
                 ray.cancel(task)  # a no-op once the task is done
+                self._relay(ray, board, store, run_id)
 
     @staticmethod
     def _relay(ray, board, store: Store, run_id: int) -> None:
+        """What workers told the board since last time: into the run's status and the cache."""
         if board is None:
             return
         changed, notice = ray.get(board.take.remote(run_id))
         if changed:
             store.set_retrying(run_id, notice)
+        for key, value in ray.get(board.take_unsaved.remote()):
+            store.put(key, value)
 
     @staticmethod
     def _items(ray, task, cancel: threading.Event | None, between):

@@ -200,3 +200,28 @@ def test_runs_get_the_resources_they_ask_for_and_impossible_requests_are_refused
         check_feasible(Resources(num_gpus=1))
     with pytest.raises(UserError, match="each run asks for 1 vllm-70b but the Ray cluster has 0"):
         check_feasible(Resources(custom={"vllm-70b": 1}))
+
+
+def test_after_a_lost_worker_the_new_task_repeats_no_completed_call(cluster, store):
+    from fault_server import FaultServer
+
+    source = RaySteps()
+
+    def kill_mid_step(number):
+        if number == 9:  # step 2's second training answer: its first one (request 8) has completed
+            os.kill(source.worker(run_id)["pid"], signal.SIGKILL)
+
+    with FaultServer([], on_request=kill_mid_step) as server:
+        config = RunConfig(agent="llm", backend="openai", base_url=server.url, model="m", steps=2, eval_size=2,
+                           batch_size=2, max_parallel=1, max_note_words=40, structured_output="json_object")
+        manager = RunManager(store, max_parallel=1, source=source)
+        (run_id,) = manager.submit([config])
+        manager.join(timeout=120)
+    assert store.run(run_id)["status"] == "completed" and len(source.losses[run_id]) == 1
+    # 14 calls in all (2 eval, then per step 2 train, induce, revise, 2 eval); only the one the
+    # lost worker was waiting for is asked again.
+    assert len(server.requests) == 15
+    step_2 = [c for c in store.model_calls(run_id) if c["step"] == 2]
+    assert [c["cached"] for c in step_2] == [True] + [False] * 5
+    # Every answer reached the database's cache too: a rerun here would cost nothing.
+    assert store._cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0] == 14
