@@ -29,6 +29,14 @@ def _db_path(args) -> Path:
     return Path(args.db or os.environ.get("IML_DB") or DEFAULT_DB)
 
 
+def _store(args) -> Store:
+    """The database, opened by this process alone (DuckDB's lock): a run it finds `running` or
+    `queued` was left so by a process that died, and is marked `interrupted`, ready to resume."""
+    store = Store(_db_path(args))
+    store.mark_interrupted()
+    return store
+
+
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="DuckDB file (default: $IML_DB, else data/iml.duckdb)")
 
@@ -155,7 +163,7 @@ def cmd_run(args) -> int:
     config = _config_from(args)
     from iml_core.runner import create_run  # after the flags are known good
 
-    with Store(_db_path(args)) as store:
+    with _store(args) as store:
         run_id = create_run(store, config)
         return _execute(store, run_id, config.steps, args.json)
 
@@ -164,7 +172,7 @@ def cmd_fork(args) -> int:
     from iml_core.runner import create_run, fork_config
 
     changes = {name: getattr(args, name) for name in [*SETTINGS, "feedback"] if getattr(args, name) is not None}
-    with Store(_db_path(args)) as store:
+    with _store(args) as store:
         config = fork_config(store, args.run_id, args.step, **changes).check()
         run_id = create_run(store, config, parent=(args.run_id, args.step))
         return _execute(store, run_id, config.steps, args.json)
@@ -173,7 +181,7 @@ def cmd_fork(args) -> int:
 def cmd_resume(args) -> int:
     from iml_core.runner import check_resumable
 
-    with Store(_db_path(args)) as store:
+    with _store(args) as store:
         check_resumable(store, args.run_id)
         return _execute(store, args.run_id, store.run(args.run_id)["steps_total"], args.json)
 
@@ -269,7 +277,7 @@ def cmd_sweep(args) -> int:
         source = cluster.RaySteps(resources, worker_retries=args.worker_retries)
         parallel = args.parallel or cluster.capacity(resources)
     started = time.perf_counter()
-    with Store(_db_path(args)) as store:
+    with _store(args) as store:
         study = args.study or f"sweep {len(store.studies()) + 1}"
         manager = RunManager(store, max_parallel=parallel, source=source, max_per_endpoint=args.max_per_endpoint)
         run_ids = manager.submit(configs, study=study)
@@ -352,7 +360,7 @@ def _execute(store: Store, run_id: int, total_steps: int, as_json: bool) -> int:
 
 
 def cmd_runs(args) -> int:
-    with Store(_db_path(args)) as store:
+    with _store(args) as store:
         rows = store.runs()
     if not rows:
         print(f"no runs in {_db_path(args)}; start one with `python -m iml_core run`")
@@ -370,7 +378,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_show(args) -> int:
-    with Store(_db_path(args)) as store:
+    with _store(args) as store:
         run = store.run(args.run_id)
         steps = store.steps(args.run_id)
     print(f"run {run['id']}: {run['status']}" + (f" ({run['error']})" if run["error"] else ""))
@@ -388,7 +396,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_notes(args) -> int:
-    with Store(_db_path(args)) as store:
+    with _store(args) as store:
         step = args.step
         if step is None:
             steps = store.steps(args.run_id) or [{"step": 0}]

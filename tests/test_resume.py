@@ -44,8 +44,9 @@ def test_kill_9_after_step_12_then_resume_matches_an_uninterrupted_run(tmp_path)
     process.wait()
     assert process.returncode == -signal.SIGKILL
 
+    runs = iml("runs", "--db", str(killed_db))  # any command that opens the file finds the dead run
+    assert runs.returncode == 0 and "interrupted" in runs.stdout, runs.stdout
     with Store(killed_db) as store:
-        store.mark_interrupted()  # what the dashboard does at start-up
         kept = len(store.steps(1)) - 1
     assert 12 <= kept < 30, kept  # at most the step in flight was lost
 
@@ -82,3 +83,32 @@ def test_fork_starts_from_the_notes_at_a_step_and_remembers_its_parent(tmp_path)
         assert store.notes_at(2, 0) == store.notes_at(1, 3)
     bad = iml("fork", "1", "--step", "9", "--db", str(db))
     assert bad.returncode == 2 and "run 1 has no step 9" in bad.stderr
+
+
+def test_an_llm_run_killed_mid_step_resumes_without_repeating_a_completed_call(tmp_path):
+    import os
+
+    from fault_server import FaultServer
+
+    db = tmp_path / "llm.duckdb"
+    process = None
+
+    def kill_mid_step(number):
+        if number == 9:  # step 2's second training answer: its first one (request 8) has completed
+            process.send_signal(signal.SIGKILL)
+
+    with FaultServer([], on_request=kill_mid_step) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "iml_core", "run", "--agent", "llm", "--backend", "openai", "--base-url",
+             server.url, "--model", "m", "--steps", "2", "--eval-size", "2", "--batch-size", "2", "--max-parallel",
+             "1", "--max-note-words", "40", "--structured-output", "json_object", "--db", str(db)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+        process.wait(timeout=120)
+        assert process.returncode == -signal.SIGKILL
+        resumed = iml("resume", "1", "--db", str(db), "--json")
+        assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "completed"
+    # 14 calls in all; the resumed run asked only the one in flight again, the cache answered the rest.
+    assert len(server.requests) == 15
+    with Store(db) as store:
+        assert [c["cached"] for c in store.model_calls(1) if c["step"] == 2] == [True] + [False] * 5
