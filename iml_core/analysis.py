@@ -136,3 +136,9 @@ def paper_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> tuple[pd.DataFrame,
     by_momentum = grouped_curves(runs[runs["accumulation"] == 1], steps, "momentum")
     by_accumulation = grouped_curves(runs[runs["momentum"] == 0.0], steps, "accumulation")
     return by_momentum, by_accumulation
+
+
+def final_accuracy_by_cell(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final eval accuracy per momentum x accumulation cell: mean, spread (std) and runs."""
+    return (runs.groupby(["momentum", "accumulation"])["final_eval_accuracy"]
+            .agg(["mean", "std", "count"]).reset_index())

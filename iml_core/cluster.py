@@ -164,17 +164,14 @@ def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int,
     response cache go through `board` (LLM runs)."""
     import socket
 
-    from iml_core.learner import learning_steps
-    from iml_core.runner import build_agent, build_task
+    from iml_core.runner import agent_steps
 
     yield {"pid": os.getpid(), "node": socket.gethostname()}
-    run_config = RunConfig.from_dict(config)
-    task = build_task(run_config)
-    agent = build_agent(run_config, task, cache=_BoardCache(board) if board is not None else None)
-    backend = getattr(agent, "backend", None)
-    if board is not None and backend is not None and hasattr(backend, "on_retry"):
-        backend.on_retry = lambda notice: board.post.remote(run_id, notice)
-    yield from learning_steps(task, agent, run_config, after_step=after_step, notes=notes)
+    if board is None:
+        yield from agent_steps(RunConfig.from_dict(config), after_step, notes)
+    else:
+        yield from agent_steps(RunConfig.from_dict(config), after_step, notes, cache=_BoardCache(board),
+                               on_retry=lambda notice: board.post.remote(run_id, notice))
 
 
 _remote_learn = None

@@ -79,14 +79,22 @@ class StepSource(Protocol):
                  cancel: threading.Event | None) -> Iterator[StepRecord]: ...
 
 
+def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *, cache=None,
+                on_retry: Callable[[str | None], None] | None = None) -> Iterator[StepRecord]:
+    """A run's steps computed in this process, wherever that is (here, or on a Ray worker):
+    `cache` answers repeated model calls, `on_retry` hears the backend's retry notices."""
+    task = build_task(config)
+    agent = build_agent(config, task, cache=cache)
+    backend = getattr(agent, "backend", None)
+    if on_retry is not None and backend is not None and hasattr(backend, "on_retry"):
+        backend.on_retry = on_retry
+    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes)
+
+
 def local_steps(store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
                 cancel: threading.Event | None) -> Iterator[StepRecord]:
-    task = build_task(config)
-    agent = build_agent(config, task, cache=store)
-    backend = getattr(agent, "backend", None)
-    if backend is not None and hasattr(backend, "on_retry"):
-        backend.on_retry = lambda notice: store.set_retrying(run_id, notice)
-    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes)
+    yield from agent_steps(config, after_step, notes, cache=store,
+                           on_retry=lambda notice: store.set_retrying(run_id, notice))
 
 
 def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = None,

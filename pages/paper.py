@@ -63,11 +63,12 @@ def figures() -> None:
     a, b = st.columns(2)
     a.plotly_chart(charts.grouped_curves(by_momentum, "momentum"), key="paper_momentum")
     b.plotly_chart(charts.grouped_curves(by_accumulation, "accumulation"), key="paper_accumulation")
-    final = runs.groupby(["momentum", "accumulation"])["final_eval_accuracy"].agg(["mean", "std", "count"])
+    final = analysis.final_accuracy_by_cell(runs)
     st.dataframe(pd.DataFrame({
+        "momentum": final["momentum"], "accumulation": final["accumulation"],
         "final eval accuracy (mean over seeds)": final["mean"].map(percent),
         "spread (std)": final["std"].map(lambda v: "–" if pd.isna(v) else f"{100 * v:.1f} points"),
-        "runs": final["count"]}).reset_index(), hide_index=True, key="paper_table")
+        "runs": final["count"]}), hide_index=True, key="paper_table")
 
 
 figures()

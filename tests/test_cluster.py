@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -144,11 +143,12 @@ def test_the_dashboard_runs_a_sweep_on_the_cluster_and_cancels_it_whole(cluster,
     from streamlit.testing.v1 import AppTest
 
     from studio.engine import engine
+    from test_dashboard import APP
 
     db = str(tmp_path / "dash.duckdb")
     monkeypatch.setenv("IML_DB", db)
     monkeypatch.setenv("IML_RAY_ADDRESS", "auto")  # this process is already connected: the engine joins it
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at.toggle(key="sweep").set_value(True)
     at.number_input(key="steps").set_value(2000)
