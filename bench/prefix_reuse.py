@@ -69,7 +69,7 @@ if __name__ == "__main__":
             system = fill("infer_system", **render._shared, notes=notes.strip())
             messages = [{"role": "system", "content": system},
                         {"role": "user", "content": fill("infer_user", observation=o.text)}]
-            prompts.append(backend._llm.tokenize(backend._render(messages).encode(), add_bos=False, special=True))
+            prompts.append(backend._llm.tokenize(backend.render_chat(messages).encode(), add_bos=False, special=True))
         shared = next((i for i, (a, b) in enumerate(zip(*prompts)) if a != b), min(map(len, prompts)))
         minimum = sum(sizes) - (len(sizes) - 1) * shared
         ok = report("prefix_reuse", ours, "s", theirs, "baseline/ours >= 3 and evaluated <= 1.25x minimum",

@@ -64,17 +64,21 @@ COLLAPSE_SHARE = 0.5  # the notes kept less than this share of their words in on
 DROP_POINTS = 0.10  # eval accuracy fell by more than this since the previous eval
 STALL_STEPS = 5  # the notes did not change for this many steps in a row...
 STALL_BELOW = 0.6  # ...while eval accuracy was below this
-ALARM_KINDS = ("collapse", "drop", "stall")
+REPETITION_SHARE = 0.5  # the notes are mostly phrases said before in them (iml_core.diff.repetition)
+ONE_CLASS_SHARE = 0.9  # this share of an eval's answers named the same class
+ALARM_KINDS = ("collapse", "drop", "stall", "repetition", "one class")
 
 
 def alarms(steps: pd.DataFrame) -> pd.DataFrame:
     """One row per flagged step (run_id, step, kind, message) of any number of runs. A stall is
-    flagged once, at the step its streak reaches STALL_STEPS."""
+    flagged once, at the step its streak reaches STALL_STEPS; repetition and one class at the first
+    step of each streak of them (steps stored before they were measured count as neither)."""
     columns = ["run_id", "step", "kind", "message"]
     if steps.empty:
         return pd.DataFrame(columns=columns)
-    frame = steps.sort_values(["run_id", "step"])[["run_id", "step", "notes_words", "words_changed",
-                                                   "eval_accuracy"]].copy()
+    frame = steps.sort_values(["run_id", "step"]).reindex(columns=[
+        "run_id", "step", "notes_words", "words_changed", "eval_accuracy", "notes_repetition", "eval_top_class",
+        "eval_top_share"])
     by_run = frame.groupby("run_id", sort=False)
     frame["words_before"] = by_run["notes_words"].shift()
     evaluated = frame.dropna(subset=["eval_accuracy"]).copy()
@@ -93,6 +97,13 @@ def alarms(steps: pd.DataFrame) -> pd.DataFrame:
     collapsed = frame[(frame["words_before"] > 0) & (frame["notes_words"] < COLLAPSE_SHARE * frame["words_before"])]
     dropped = evaluated[evaluated["eval_before"] - evaluated["eval_accuracy"] > DROP_POINTS + 1e-12]
     stalled = frame[(frame["streak"] == STALL_STEPS) & (frame["last_eval"] < STALL_BELOW)]
+
+    def streak_starts(rows: pd.DataFrame, flagged: pd.Series) -> pd.DataFrame:
+        before = flagged.groupby(rows["run_id"], sort=False).shift(fill_value=False)
+        return rows[flagged & ~before.astype(bool)]
+
+    repetitive = streak_starts(frame, frame["notes_repetition"].astype(float) >= REPETITION_SHARE)
+    one_class = streak_starts(evaluated, evaluated["eval_top_share"].astype(float) >= ONE_CLASS_SHARE)
     found = pd.concat([
         collapsed.assign(kind="collapse", message="the notes shrank from " + whole(collapsed["words_before"])
                          + " to " + whole(collapsed["notes_words"]) + " words"),
@@ -100,6 +111,12 @@ def alarms(steps: pd.DataFrame) -> pd.DataFrame:
                        + percent(dropped["eval_accuracy"])),
         stalled.assign(kind="stall", message=f"the notes have not changed for {STALL_STEPS} steps while eval "
                        "accuracy is " + percent(stalled["last_eval"])),
+        repetitive.assign(kind="repetition", message=percent(repetitive["notes_repetition"])
+                          + " of the notes' 3-word phrases repeat earlier ones: the model is repeating itself "
+                          "(try a repeat or frequency penalty)"),
+        one_class.assign(kind="one class", message=percent(one_class["eval_top_share"]) + " of the eval answers "
+                         "named " + one_class["eval_top_class"].astype(str) + ": the model is not telling the "
+                         "classes apart"),
     ])
     return found[columns].sort_values(["run_id", "step"], ignore_index=True)
 

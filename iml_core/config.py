@@ -41,6 +41,14 @@ SETTINGS = {
         Setting("eval_every", 1, 10_000, "evaluate every E steps (and always after the last)"),
         Setting("max_note_words", 5, 20_000, "word cap on the notes; it wins over the momentum prefix"),
         Setting("temperature", 0.0, 2.0, "sampling temperature of the model", True),
+        # Penalties act on the written phases (induction, revision) only: in an answer a class name
+        # that the notes mention is no repetition to discourage.
+        Setting("repeat_penalty", 1.0, 2.0, "llama.cpp: how much the notes' writing avoids repeating recent "
+                "tokens; 1 is off, 1.1-1.3 is usual", True),
+        Setting("frequency_penalty", -2.0, 2.0, "OpenAI-compatible: penalty per time a token appeared in the "
+                "written text; 0 is off", True),
+        Setting("presence_penalty", -2.0, 2.0, "OpenAI-compatible: penalty for a token that appeared at all; "
+                "0 is off", True),
         Setting("n_gpu_layers", -1, 10_000, "llama.cpp layers on the GPU: -1 all, 0 none (CPU)", True),
         Setting("n_ctx", 256, 1_048_576, "llama.cpp context size in tokens", True),
         Setting("n_threads", 0, 1024, "llama.cpp CPU threads; 0 lets llama.cpp choose", True),
@@ -76,6 +84,9 @@ class RunConfig:
     chat_format: str = ""  # llama-cpp only; empty means the template inside the GGUF
     structured_output: str = "auto"
     temperature: float = 0.2
+    repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     n_gpu_layers: int = -1
     n_ctx: int = 4096
     n_threads: int = 0

@@ -24,6 +24,22 @@ def word_count(text: str) -> int:
     return len(words(text))
 
 
+REPEAT_NGRAM = 3  # words per phrase when measuring repetition
+REPEAT_MIN_PHRASES = 10  # shorter notes are not judged
+
+
+def repetition(text: str, n: int = REPEAT_NGRAM) -> float:
+    """The share of the text's n-word phrases (case and punctuation ignored) that repeat one said
+    before in it: near 0 for notes that state each thing once, near 1 for one sentence said over and
+    over ("the creature with fur is Zindle, the creature with feathers is Zindle, ..."); 0 for
+    notes too short to judge."""
+    tokens = [t for t in (w.strip(".,;:!?()[]\"'").lower() for w in words(text)) if t]
+    phrases = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    if len(phrases) < REPEAT_MIN_PHRASES:
+        return 0.0
+    return 1 - len(set(phrases)) / len(phrases)
+
+
 def take_words(text: str, n: int) -> str:
     """The text up to and including its n-th word (all of it when it has fewer)."""
     if n <= 0:

@@ -16,14 +16,14 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator, Sequence
 
 from iml_core.agents import Agent, ModelCall, Phase, Prediction, Trajectory
 from iml_core.config import RunConfig
-from iml_core.diff import take_words, word_count, words, words_changed
+from iml_core.diff import repetition, take_words, word_count, words, words_changed
 from iml_core.tasks import Sample, Task
 
 
@@ -112,6 +112,9 @@ class StepRecord:
     prefix_words: int = 0
     prefix_kept_by_model: bool | None = None
     words_truncated: int = 0
+    notes_repetition: float = 0.0  # iml_core.diff.repetition of the notes
+    eval_top_class: str | None = None  # the class the eval answers named most often...
+    eval_top_share: float | None = None  # ...and the share of the eval answers that named it
     batch_notes: list[str] = field(default_factory=list)
     predictions: list[PredictionRecord] = field(default_factory=list)
     calls: list[tuple[str, ModelCall]] = field(default_factory=list)
@@ -166,13 +169,17 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
                                  Phase(config.seed, record.step, "eval"))
         records, record.eval_accuracy, record.eval_invalid, record.per_class["eval"] = _score(
             task, "eval", None, stream.eval, predictions)
+        named = Counter(r.predicted for r in records if r.predicted is not None)
+        if named:
+            record.eval_top_class, count = named.most_common(1)[0]
+            record.eval_top_share = count / len(records)
         record.predictions.extend(records)
 
     def drain(record: StepRecord, phase: str) -> None:
         record.calls.extend((phase, call) for call in agent.drain_calls())
 
     if after_step is None:
-        clock, start = _Clock(), StepRecord(0, notes, notes_words=word_count(notes))
+        clock, start = _Clock(), StepRecord(0, notes, notes_words=word_count(notes), notes_repetition=repetition(notes))
         evaluate(start, clock)
         drain(start, "eval")
         start.seconds = dict(clock.seconds)
@@ -210,6 +217,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
         record.notes = revision.notes
         record.notes_words = word_count(revision.notes)
         record.words_changed = words_changed(notes, revision.notes)
+        record.notes_repetition = repetition(revision.notes)
         record.prefix_words = revision.prefix_words
         record.prefix_kept_by_model = revision.kept_by_model
         record.words_truncated = revision.words_truncated

@@ -36,12 +36,14 @@ def build_backend(config: RunConfig):
     if config.backend == "llama-cpp":
         from iml_core.backends.llama_cpp import LlamaCppBackend
         return LlamaCppBackend(config.model, n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx,
-                               n_threads=config.n_threads or None, chat_format=config.chat_format or None)
+                               n_threads=config.n_threads or None, chat_format=config.chat_format or None,
+                               repeat_penalty=config.repeat_penalty)
     from iml_core.backends.openai_compat import OpenAICompatBackend
     return OpenAICompatBackend(config.model, base_url=config.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
                                timeout=config.timeout, max_retries=config.max_retries,
                                max_parallel=config.max_parallel, structured_output=config.structured_output,
-                               price_in=config.price_in, price_out=config.price_out)
+                               price_in=config.price_in, price_out=config.price_out,
+                               frequency_penalty=config.frequency_penalty, presence_penalty=config.presence_penalty)
 
 
 def build_agent(config: RunConfig, task: Task, cache=None) -> Agent:
@@ -59,6 +61,9 @@ def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None =
     config.check()
     task = build_task(config)
     agent = build_agent(config, task)
+    if config.agent == "llm" and config.backend == "llama-cpp":
+        # The file, not the name: a listed name may later mean another file.
+        config = config.replace(model=str(agent.backend.path))
     return store.create_run(config, task_name=task.name, task_source=task.source,
                             agent_description=agent.description,
                             prompts=PROMPTS if config.agent == "llm" else None, parent=parent, study=study)

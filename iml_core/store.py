@@ -131,6 +131,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE response_cache ADD COLUMN line INTEGER;
         ALTER TABLE runs ADD COLUMN study VARCHAR;
     """),
+    (7, "what small models get wrong: repeated phrases in the notes, one class for every answer", """
+        ALTER TABLE steps ADD COLUMN notes_repetition DOUBLE;
+        ALTER TABLE steps ADD COLUMN eval_top_class VARCHAR;
+        ALTER TABLE steps ADD COLUMN eval_top_share DOUBLE;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -288,13 +293,15 @@ class Store:
                 """INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
                        eval_invalid, per_class, notes_words, words_changed, prefix_words,
                        prefix_kept_by_model, words_truncated, seconds_infer, seconds_induce,
-                       seconds_revise, seconds_eval, tokens_in, tokens_out, tokens_cached, cost)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       seconds_revise, seconds_eval, tokens_in, tokens_out, tokens_cached, cost,
+                       notes_repetition, eval_top_class, eval_top_share)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
                  record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
                  record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
                  record.words_truncated, *(record.seconds.get(p, 0.0) for p in ("infer", "induce", "revise", "eval")),
-                 record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost()])
+                 record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost(),
+                 record.notes_repetition, record.eval_top_class, record.eval_top_share])
             if record.batch_notes:
                 cursor.execute(
                     "INSERT INTO batch_notes VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(record.batch_notes)),
@@ -405,7 +412,8 @@ class Store:
             SELECT run_id, step, train_accuracy, eval_accuracy, train_invalid, eval_invalid, notes_words,
                    words_changed, prefix_words, prefix_kept_by_model, words_truncated,
                    seconds_infer, seconds_induce, seconds_revise, seconds_eval,
-                   tokens_in, tokens_out, tokens_cached, cost, per_class, created_at
+                   tokens_in, tokens_out, tokens_cached, cost, per_class, notes_repetition, eval_top_class,
+                   eval_top_share, created_at
             FROM steps WHERE run_id IN ({", ".join("?" * len(run_ids))}) ORDER BY run_id, step""",
             list(run_ids)).df()
 
@@ -417,7 +425,8 @@ class Store:
     def churn_frame(self):
         """What the alarms read (iml_core.analysis.alarms), for every run at once."""
         return self._cursor().execute(
-            "SELECT run_id, step, notes_words, words_changed, eval_accuracy FROM steps ORDER BY run_id, step").df()
+            """SELECT run_id, step, notes_words, words_changed, eval_accuracy, notes_repetition, eval_top_class,
+                      eval_top_share FROM steps ORDER BY run_id, step""").df()
 
     def confusion(self, run_id: int, step: int):
         """Eval predictions at a step counted by (label, predicted); predicted is NULL for invalid output."""

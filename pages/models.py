@@ -1,13 +1,29 @@
 import os
 import time
 
+import pandas as pd
 import streamlit as st
 
 from iml_core.config import SETTINGS, STRUCTURED_OUTPUT, RunConfig
 from iml_core.errors import UserError
+from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, find_models, install_starter_model, server_models
 from iml_core.runner import build_backend
 from studio import render
 from studio.ui import MODEL, model_settings, show_problem
+
+ANOTHER_FILE = "Another GGUF file..."
+
+
+@st.cache_data(ttl=60, show_spinner="Looking for models on this machine...")
+def models_here() -> list:
+    return find_models()
+
+
+def number(column, label, name, value, step=None):
+    setting = SETTINGS[name]
+    return column.number_input(label, value=value, step=step, key=f"model_{name}",
+                               help=f"{setting.help} ({setting.low} to {setting.high})")
+
 
 st.title("Models")
 st.subheader("Offline rule learner (no LLM)")
@@ -17,41 +33,108 @@ st.write("Ready on every machine: a counting algorithm that writes its notes in 
 st.subheader("Language model")
 saved = model_settings()
 defaults = RunConfig()
-backends = {"llama-cpp": "llama.cpp: a GGUF file on this machine", "openai": "OpenAI-compatible server"}
-backend = st.radio("Backend", list(backends), format_func=backends.get, key="model_backend",
-                   index=list(backends).index(saved.get("backend", "llama-cpp")))
-
-
-def number(column, name, value, step=None):
-    setting = SETTINGS[name]
-    return column.number_input(name.replace("_", " ").capitalize(), value=value, step=step, key=f"model_{name}",
-                               help=f"{setting.help} ({setting.low} to {setting.high})")
-
-
-left, right = st.columns(2)
+places = {"llama-cpp": "On this machine: a GGUF file run by llama.cpp",
+          "openai": "On a server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, LM Studio, llama.cpp server)"}
+backend = st.radio("Where the model runs", list(places), format_func=places.get, key="model_backend",
+                   index=list(places).index(saved.get("backend", "llama-cpp")))
 settings = {"backend": backend}
+chosen = ""
+
 if backend == "llama-cpp":
-    settings["model"] = left.text_input("GGUF path", saved.get("model", ""), key="model_path",
-                                        help="e.g. models/llama-2-70b-chat.Q4_K_M.gguf")
-    settings["n_gpu_layers"] = int(number(right, "n_gpu_layers", saved.get("n_gpu_layers", defaults.n_gpu_layers), 1))
-    settings["n_ctx"] = int(number(left, "n_ctx", saved.get("n_ctx", defaults.n_ctx), 256))
-    settings["chat_format"] = right.text_input("Chat format override", saved.get("chat_format", ""),
-                                               key="model_chat_format",
-                                               help="empty: the template inside the GGUF; llama-2 etc. for old files")
+    found = models_here()
+    starter = next((m for m in found if m.name == STARTER_NAME), None)
+    if starter is None:
+        st.info(f"**The starter model is not installed.** SmolLM2-135M-Instruct ({STARTER_DOWNLOAD_MB} MB) is a "
+                "real chat model small enough for any CPU: it lets you try the whole LLM path here, from "
+                "inference to revised notes, in minutes. It is too small to learn the benchmark; for that, "
+                "use a larger model on a GPU.")
+        if st.button(f"Install the starter model ({STARTER_DOWNLOAD_MB} MB)", key="install_starter"):
+            with st.status("Installing the starter model...", expanded=True) as status:
+                try:
+                    for line in install_starter_model():
+                        st.text(line)
+                except UserError as e:
+                    status.update(label="The starter model was not installed", state="error")
+                    show_problem(str(e))
+                else:
+                    status.update(label="The starter model is installed", state="complete")
+                    models_here.clear()
+                    st.rerun()
+    else:
+        st.caption(f"The starter model (`{STARTER_NAME}`: SmolLM2-135M-Instruct, {starter.parameters_text} "
+                   "parameters) is here for trying the LLM path on any CPU. It is too small to learn the "
+                   "benchmark: even with the true rules written as notes it answers one class.")
+
+    st.write(f"**{len(found)} model file(s) found** in ./models, $IML_MODELS, the Hugging Face cache, "
+             "LM Studio and Ollama:")
+    if found:
+        st.dataframe(pd.DataFrame([{
+            "name": m.name, "found in": m.source, "size (MB)": None if m.size_bytes is None else m.size_bytes / 1e6,
+            "architecture": m.architecture, "parameters": m.parameters_text, "quantization": m.quantization,
+            "context": m.context_length, "chat template": m.chat_template, "problem": m.problem, "path": m.path}
+            for m in found]), hide_index=True, key="models_found",
+            column_config={"size (MB)": st.column_config.NumberColumn(format="%.0f")})
+    if st.button("Look again", key="models_rescan"):
+        models_here.clear()
+        st.rerun()
+
+    usable = [m.name for m in found if m.usable]
+    options = usable + [ANOTHER_FILE]
+    previous = saved.get("model", "")
+    index = options.index(previous) if previous in usable else (options.index(ANOTHER_FILE) if previous else None)
+    choice = st.selectbox("Model", options, index=index, key="model_choice", placeholder="Choose a model",
+                          help="a model found on this machine, or the path of any .gguf file")
+    if choice == ANOTHER_FILE:
+        chosen = st.text_input("Path of the GGUF file", previous if previous not in usable else "",
+                               key="model_path", placeholder="e.g. models/llama-2-70b-chat.Q4_K_M.gguf")
+    elif choice:
+        chosen = choice
+    left, right = st.columns(2)
+    settings["n_gpu_layers"] = int(number(left, "Layers on the GPU (-1: all, 0: CPU only)", "n_gpu_layers",
+                                          saved.get("n_gpu_layers", defaults.n_gpu_layers), 1))
+    settings["n_ctx"] = int(number(right, "Context length (tokens)", "n_ctx",
+                                   saved.get("n_ctx", defaults.n_ctx), 256))
+    settings["chat_format"] = left.text_input(
+        "Chat format (only for old files without a template)", saved.get("chat_format", ""),
+        key="model_chat_format", help="empty: the template inside the GGUF; e.g. llama-2 for old llama-2 files")
 else:
-    settings["base_url"] = left.text_input("Base URL", saved.get("base_url", ""), key="model_base_url",
-                                           help="empty for OpenAI; e.g. http://127.0.0.1:8000/v1 for vLLM")
-    settings["model"] = right.text_input("Model name", saved.get("model", ""), key="model_name")
-    settings["max_parallel"] = int(number(left, "max_parallel", saved.get("max_parallel", defaults.max_parallel), 1))
+    left, right = st.columns(2)
+    settings["base_url"] = left.text_input("Server address (base URL)", saved.get("base_url", ""),
+                                           key="model_base_url",
+                                           help="empty for OpenAI itself; e.g. http://127.0.0.1:11434/v1 for "
+                                                "Ollama, http://127.0.0.1:8000/v1 for vLLM")
+    if right.button("Ask the server for its models", key="model_list"):
+        try:
+            st.session_state["server_models"] = (settings["base_url"], server_models(
+                settings["base_url"], api_key=os.environ.get("OPENAI_API_KEY")))
+        except UserError as e:
+            st.session_state.pop("server_models", None)
+            show_problem(str(e))
+    listed_for, listed = st.session_state.get("server_models", ("", []))
+    if listed and listed_for == settings["base_url"]:
+        previous = saved.get("model", "")
+        chosen = st.selectbox("Model", listed, index=listed.index(previous) if previous in listed else None,
+                              key="model_name_listed", placeholder="Choose one of the server's models") or ""
+    else:
+        chosen = st.text_input("Model name", saved.get("model", ""), key="model_name",
+                               placeholder="e.g. gpt-4o-mini, or ask the server for its models")
+    settings["max_parallel"] = int(number(left, "Requests at once", "max_parallel",
+                                          saved.get("max_parallel", defaults.max_parallel), 1))
     settings["structured_output"] = right.selectbox("Structured output", STRUCTURED_OUTPUT, key="model_structured",
                                                     help="auto: json_schema if the server takes it, else json_object")
-    settings["price_in"] = float(number(left, "price_in", saved.get("price_in", defaults.price_in)))
-    settings["price_out"] = float(number(right, "price_out", saved.get("price_out", defaults.price_out)))
+    settings["price_in"] = float(number(left, "Price per million input tokens", "price_in",
+                                        saved.get("price_in", defaults.price_in)))
+    settings["price_out"] = float(number(right, "Price per million output tokens", "price_out",
+                                         saved.get("price_out", defaults.price_out)))
     has_key = bool(os.environ.get("OPENAI_API_KEY"))
     st.write(f"API key: {'present' if has_key else 'absent'} (from `OPENAI_API_KEY` or Streamlit secrets; "
              "never shown, stored or logged).")
-settings["temperature"] = float(number(left, "temperature", saved.get("temperature", defaults.temperature), 0.1))
+settings["model"] = chosen.strip()
 st.session_state[MODEL] = settings
+
+if not settings["model"]:
+    st.info("Choose a model above. Then pick *LLM* as the agent on **New run**.")
+    st.stop()
 
 problems = RunConfig(agent="llm", **settings).problems()
 for problem in problems:

@@ -54,6 +54,14 @@ if agent == "llm":
     use_cache = st.checkbox("Answer repeated calls from the response cache", True, key="use_cache",
                             help="a repeated identical call costs nothing; switch off to measure the model afresh")
     model["cache"] = use_cache
+    sampling = ["temperature"] + (["repeat_penalty"] if model.get("backend") == "llama-cpp"
+                                  else ["frequency_penalty", "presence_penalty"])
+    for column, name in zip(st.columns(3), sampling):
+        setting = SETTINGS[name]
+        model[name] = float(column.number_input(
+            name.replace("_", " ").capitalize(), float(setting.low), float(setting.high),
+            float(getattr(defaults, name)), 0.05, key=name,
+            help=f"{setting.help} (valid: {setting.low} to {setting.high})"))
 
 base = RunConfig(task=task, agent=agent, momentum=float(momentum), accumulation=int(accumulation),
                  batch_size=int(batch_size), steps=int(steps), eval_size=int(eval_size), eval_every=int(eval_every),

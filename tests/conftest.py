@@ -36,6 +36,19 @@ def tiny_model(tmp_path_factory):
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama.gguf")
 
 
+@pytest.fixture(scope="session")
+def starter_model():
+    """The starter model (a real chat model from a registry package), which `make test` installs.
+    Missing, the tests that need it fail, saying how to get it: they never skip quietly."""
+    from iml_core.models import STARTER_REQUIREMENT, starter_model_path
+
+    path = starter_model_path()
+    if path is None:
+        pytest.fail(f"the starter model is not installed in this environment: run `make model` (it installs "
+                    f"{STARTER_REQUIREMENT} into .venv), then the tests again")
+    return path
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:

@@ -11,6 +11,8 @@ from iml_core.config import RunConfig
 from studio import render
 from studio.engine import engine
 
+ANOTHER_FILE = "Another GGUF file..."
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/new_run.py", "pages/live.py", "pages/runs.py", "pages/notes.py", "pages/compare.py",
          "pages/paper.py", "pages/data.py", "pages/models.py"]
@@ -165,6 +167,8 @@ def test_runs_page_deletes_selected_runs_only_after_confirmation(db):
 
 def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):
     at = app_at("pages/models.py")
+    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
+    at.run()
     at.text_input(key="model_path").set_value(str(tiny_model))
     at.run()
     at.button(key="model_test").click()
@@ -180,6 +184,8 @@ def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):
 
 def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_model):
     at = app_at("pages/models.py")
+    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
+    at.run()
     at.text_input(key="model_path").set_value(str(tiny_model))
     at.run()
     at.switch_page("pages/new_run.py")
@@ -230,6 +236,8 @@ def test_a_cancelled_run_resumes_from_the_runs_page(db):
 def test_models_page_names_a_bad_model_path(db, tmp_path, bad_path, problem):
     (tmp_path / "notes.txt").write_text("not a model")
     at = app_at("pages/models.py")
+    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
+    at.run()
     at.text_input(key="model_path").set_value(bad_path.format(tmp=tmp_path))
     at.run()
     at.button(key="model_test").click()

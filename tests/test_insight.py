@@ -1,18 +1,22 @@
 """What the notes know and where learning goes wrong: truth scoring, line attribution, alarms and
 cost by phase, each checked against answers worked out by hand."""
 
+from collections import Counter
+
 import pandas as pd
 import pytest
 
 from iml_core.agents import Phase
 from iml_core.agents.offline import OfflineRuleLearner
-from iml_core.analysis import STALL_STEPS, alarms
+from iml_core.analysis import REPETITION_SHARE, STALL_STEPS, alarms
 from iml_core.attribution import note_units
 from iml_core.config import RunConfig
+from iml_core.diff import repetition
 from iml_core.runner import create_run, execute_run
 from iml_core.tasks import Observation, generate_benchmark
 from iml_core.truth import TruthScorer
 
+from conftest import offline_history
 from fault_server import FaultServer
 
 PAPER = generate_benchmark("paper")  # Florp: red, long tail; Zindle: red, short; Brimlet: blue, long; Quarrow: blue, short
@@ -150,3 +154,51 @@ def test_phase_costs_add_up_to_the_run_totals(store):
     per_phase = costs.groupby("phase")["tokens_in"].sum()
     assert per_phase["induction"] == 2 * 2 * 20  # 2 steps x 2 minibatches x 20 prompt tokens per call
     assert per_phase["inference"] == 2 * 2 * 3 * 20 and per_phase["evaluation"] == 3 * 4 * 20
+
+
+# The revision SmolLM2-135M wrote when tried on the benchmark: one sentence until the word cap.
+DEGENERATE = " ".join(f"the creature with {trait} is Zindle," for trait in
+                      ["fur", "feathers", "scales", "fur", "feathers", "spots"] * 8)
+VARIED = ("Red creatures with long tails are Florp. Blue ones that fly are Zindle. A Quarrow has scales and "
+          "lives in water; it never sings. Brimlets are small, green and nocturnal, and most of them hum. "
+          "When colour and tail disagree, trust the tail.")
+
+
+def test_repetition_tells_a_repeated_sentence_from_notes_that_say_each_thing_once():
+    assert repetition(DEGENERATE) > 0.8
+    assert repetition(VARIED) == 0.0
+    half = VARIED + " " + " ".join(["Red creatures are Florp."] * 6)  # one sentence said six more times
+    assert 0.2 < repetition(half) < REPETITION_SHARE  # noticed, not yet "mostly repeated"
+    assert repetition("Florp Florp Florp Florp") == 0.0  # too short to judge
+    # The rule learner's own notes are formulaic lines, one per class: they never count as repetition.
+    worst = max(r.notes_repetition for seed in range(3)
+                for r in offline_history(steps=15, batch_size=8, eval_size=40, seed=seed))
+    assert worst < REPETITION_SHARE, worst
+
+
+def test_repetition_and_one_class_alarms_fire_where_each_streak_begins():
+    rows = [(0, 0, 0.25, 0.0, "Florp", 0.3), (40, 40, 0.3, 0.1, "Florp", 0.5), (300, 290, 0.25, 0.9, "Zindle", 0.95),
+            (300, 20, 0.25, 0.92, "Zindle", 1.0), (80, 250, 0.4, 0.2, "Florp", 0.6), (300, 260, 0.25, 0.7, "Zindle", 0.9)]
+    steps = pd.DataFrame([{"run_id": 1, "step": step, "notes_words": w, "words_changed": c, "eval_accuracy": a,
+                           "notes_repetition": r, "eval_top_class": top, "eval_top_share": share}
+                          for step, (w, c, a, r, top, share) in enumerate(rows)])
+    found = alarms(steps)
+    flagged = list(found[["step", "kind"]].itertuples(index=False, name=None))
+    assert sorted(f for f in flagged if f[1] in ("repetition", "one class")) == [
+        (2, "one class"), (2, "repetition"), (5, "one class"), (5, "repetition")]
+    messages = dict(zip(zip(found["step"], found["kind"]), found["message"]))
+    assert messages[(2, "one class")].startswith("95.0% of the eval answers named Zindle")
+    assert messages[(2, "repetition")].startswith("90.0% of the notes' 3-word phrases repeat earlier ones")
+    # Steps stored before these were measured (NULL) raise neither.
+    assert alarms(steps.assign(notes_repetition=None, eval_top_share=None)).query(
+        "kind in ['repetition', 'one class']").empty
+
+
+def test_a_stored_step_records_repetition_and_the_most_named_class(store):
+    run_id = create_run(store, RunConfig(steps=2, batch_size=8, eval_size=40))
+    execute_run(store, run_id)
+    for step in store.steps(run_id):
+        named = Counter(p["predicted"] for p in store.predictions(run_id, step["step"]) if p["phase"] == "eval")
+        top, count = named.most_common(1)[0]
+        assert (step["eval_top_class"], step["eval_top_share"]) == (top, count / 40)
+        assert step["notes_repetition"] == repetition(step["notes"])

@@ -96,3 +96,39 @@ def test_bad_model_paths_are_refused_before_a_run_starts(store, tmp_path):
         with pytest.raises(UserError, match=problem):
             create_run(store, llm_config(path, steps=1))
     assert store.runs() == []
+
+
+def test_repeat_penalty_reaches_llama_cpp_and_the_cache_key_only_when_set(tiny_model):
+    from iml_core.backends.llama_cpp import LlamaCppBackend
+
+    plain = LlamaCppBackend(str(tiny_model))
+    assert "repeat_penalty" not in plain.identity  # answers cached before penalties existed still count
+    penalized = LlamaCppBackend(str(tiny_model), repeat_penalty=1.8)
+    assert penalized.identity["repeat_penalty"] == 1.8
+    messages = [{"role": "user", "content": "Write your notes about the creatures."}]
+    texts = [b.text(messages, temperature=0.0, seed=1, max_tokens=48).raw for b in (plain, penalized, plain)]
+    assert texts[0] == texts[2] and texts[1] != texts[0]  # greedy output changes only with the penalty
+    # Labels are never penalized: a class name the notes mention is no repetition.
+    labels = [b.label(messages, ["Florp", "Zindle"], temperature=0.0, seed=1, max_tokens=8).raw
+              for b in (plain, penalized)]
+    assert labels[0] == labels[1]
+
+
+def test_sampling_settings_are_checked_stored_and_taken_by_the_cli(tmp_path, tiny_model):
+    import json
+    import subprocess
+    import sys
+
+    assert RunConfig(repeat_penalty=0.5).problems() == ["repeat_penalty must be between 1.0 and 2.0, got 0.5"]
+    assert RunConfig(frequency_penalty=3.0).problems() == ["frequency_penalty must be between -2.0 and 2.0, got 3.0"]
+    db = tmp_path / "p.duckdb"
+    result = subprocess.run(
+        [sys.executable, "-m", "iml_core", "run", "--model", str(tiny_model), "--repeat-penalty", "1.3",
+         "--steps", "1", "--batch-size", "2", "--eval-size", "2", "--max-note-words", "20", "--json", "--db", str(db)],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    from iml_core.store import Store
+    with Store(db) as store:
+        config = store.run(1)["config"]
+    assert (config["agent"], config["backend"], config["repeat_penalty"]) == ("llm", "llama-cpp", 1.3)
+    assert json.loads(result.stdout)["status"] == "completed"

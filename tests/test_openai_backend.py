@@ -203,3 +203,13 @@ def test_the_per_endpoint_cap_limits_the_runs_calling_one_server(store, cap):
     assert {store.run(i)["status"] for i in run_ids} == {"completed"}
     # Each run sends one request at a time: with the cap, one run at a time reaches the server.
     assert server.most_in_flight == 1 if cap == 1 else server.most_in_flight > 1
+
+
+def test_frequency_and_presence_penalties_reach_the_server_only_when_set(llama_server):
+    plain = OpenAICompatBackend("tiny", base_url=llama_server)
+    assert "frequency_penalty" not in plain.identity and "presence_penalty" not in plain.identity
+    penalized = OpenAICompatBackend("tiny", base_url=llama_server, frequency_penalty=2.0, presence_penalty=1.5)
+    assert (penalized.identity["frequency_penalty"], penalized.identity["presence_penalty"]) == (2.0, 1.5)
+    messages = [{"role": "user", "content": "Write your notes about the creatures."}]
+    texts = [b.text(messages, temperature=0.0, seed=1, max_tokens=48).raw for b in (plain, penalized, plain)]
+    assert texts[0] == texts[2] and texts[1] != texts[0]

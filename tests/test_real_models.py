@@ -1,0 +1,121 @@
+"""The real-model tier: the starter model (SmolLM2-135M-Instruct, a real chat model with a real
+tokenizer and chat template) run for real, in this process by llama.cpp and through
+`python -m llama_cpp.server` with the openai client. It asserts what must hold for any real model;
+what this small model writes is not judged (it cannot learn the benchmark)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from iml_core.attribution import note_units
+from iml_core.backends.llama_cpp import LlamaCppBackend
+from iml_core.config import RunConfig
+from iml_core.diff import words
+from iml_core.gguf_header import read_gguf_header
+from iml_core.models import server_models
+from iml_core.runner import create_run, execute_run
+from iml_core.tasks import generate_benchmark
+
+from conftest import free_port, wait_until_answers
+
+CLASSES = set(generate_benchmark("paper").classes)
+# Small enough to keep the tier within a few minutes on 2 cores: about 0.4 s per answer.
+SMALL = dict(batch_size=4, eval_size=8, max_note_words=60, momentum=0.5, temperature=0.2, n_threads=2)
+
+
+def notes_shown(store, run_id):
+    """For each prediction, how many numbered lines the notes it was asked with had."""
+    units = {s["step"]: len(note_units(s["notes"])) for s in store.steps(run_id)}
+    return [(p, units[p["step"]] if p["phase"] == "eval" else units[p["step"] - 1])
+            for p in store.predictions(run_id)]
+
+
+def assert_learning_steps_hold(store, run_id):
+    predictions = store.predictions(run_id)
+    assert predictions and all(p["predicted"] in CLASSES for p in predictions), "every label is a class"
+    for p, shown in notes_shown(store, run_id):
+        assert (p["note_line"] is None) if shown == 0 else (1 <= p["note_line"] <= shown), (p, shown)
+    assert any(shown and p["note_line"] for p, shown in notes_shown(store, run_id)), "line numbers are parsed"
+    steps = store.steps(run_id)
+    for step in steps[1:]:
+        batch = store.batch_notes(run_id, step["step"])
+        assert batch and all(text.strip() and text != "(empty)" for text in batch), "induction returns text"
+    revisions = [c for c in store.model_calls(run_id) if c["phase"] == "revise"]
+    assert revisions and all(c["response"].strip() for c in revisions), "revision returns text"
+    for before, after in zip(steps, steps[1:]):
+        kept = after["prefix_words"]
+        assert words(after["notes"])[:kept] == words(before["notes"])[:kept]
+    return steps
+
+
+def test_the_starter_model_in_process(store, starter_model):
+    run_id = create_run(store, RunConfig(agent="llm", backend="llama-cpp", model="starter", steps=2, **SMALL))
+    summary = execute_run(store, run_id)
+    assert summary["status"] == "completed", summary
+    assert store.run(run_id)["config"]["model"] == str(starter_model)
+    steps = assert_learning_steps_hold(store, run_id)
+    # Under momentum, llama.cpp continues the kept beginning itself: the model never drops it.
+    assert steps[2]["prefix_words"] > 0 and steps[2]["prefix_kept_by_model"] is True
+    # The samples of a step share the notes: llama.cpp reuses them from its KV cache.
+    calls = store.model_calls(run_id)
+    for step in (1, 2):
+        for phase in ("train", "eval"):
+            asked = [c for c in calls if c["step"] == step and c["phase"] == phase]
+            share = sum(c["tokens_cached"] for c in asked) / sum(c["tokens_in"] for c in asked)
+            assert share >= 0.5, (step, phase, share)
+
+
+def test_the_chat_template_comes_from_the_gguf(starter_model):
+    assert read_gguf_header(starter_model).chat_template
+    backend = LlamaCppBackend(str(starter_model), n_ctx=2048)
+    prompt = backend.render_chat([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
+    template = backend._llm.metadata["tokenizer.chat_template"]
+    assert "<|im_start|>" in template  # SmolLM2's own (ChatML) template...
+    assert "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n" in prompt
+    assert "[INST]" not in prompt  # ...and not another model's
+
+
+def test_a_run_naming_the_starter_completes_from_the_command_line(tmp_path, starter_model):
+    db = tmp_path / "cli.duckdb"
+    result = subprocess.run(
+        [sys.executable, "-m", "iml_core", "run", "--model", "starter", "--steps", "1", "--batch-size", "2",
+         "--eval-size", "4", "--max-note-words", "40", "--n-threads", "2", "--json", "--db", str(db)],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed" and summary["steps"] == 1
+    show = subprocess.run([sys.executable, "-m", "iml_core", "show", "1", "--db", str(db)], capture_output=True,
+                          text=True)
+    assert "agent llama.cpp: starter" in show.stdout and str(starter_model) in show.stdout
+
+
+@pytest.fixture(scope="module")
+def starter_server(starter_model, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(starter_model), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "smollm2"],
+        stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_until_answers(f"{url}/models", process, "llama_cpp.server", log)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_the_starter_model_through_the_llama_cpp_server(store, starter_server):
+    assert server_models(starter_server) == ["smollm2"]
+    run_id = create_run(store, RunConfig(agent="llm", backend="openai", base_url=starter_server, model="smollm2",
+                                         steps=2, max_parallel=1, **SMALL))
+    summary = execute_run(store, run_id)
+    assert summary["status"] == "completed", summary
+    calls = store.model_calls(run_id)
+    answers = [c for c in calls if c["phase"] in ("train", "eval")]
+    assert all(json.loads(c["response"])["label"] in CLASSES for c in answers), "json_object with the schema"
+    steps = assert_learning_steps_hold(store, run_id)
+    # A server cannot be made to continue a given text: when the model drops the kept beginning,
+    # the loop puts it back and records that the model did not keep it.
+    assert steps[2]["prefix_words"] > 0 and steps[2]["prefix_kept_by_model"] is not None
