@@ -50,6 +50,7 @@ model: $(VENV)/.model
 
 test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model
 	scripts/ensure-chromium
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # One JSON line per figure; fails when any figure misses its target.

@@ -1,9 +1,9 @@
 """IML Studio: the dashboard's entry point. Pages only lay out widgets and call iml_core; runs
-execute in worker threads of this server process, which owns the DuckDB file (DESIGN.md 4)."""
+execute in worker threads of this server process, which owns the DuckDB file (docs/ARCHITECTURE.md §4)."""
 
 import streamlit as st
 
-from iml_core.errors import UserError
+from iml_core.errors import IMLError
 from studio.engine import database_path, engine
 from studio.ui import show_problem
 
@@ -11,7 +11,7 @@ st.set_page_config(page_title="IML Studio", layout="wide")
 
 try:
     engine(database_path())
-except UserError as e:
+except IMLError as e:
     show_problem(str(e))
     st.stop()
 

@@ -1,6 +1,6 @@
 """Figure 5: the dashboard over 1,000 runs of 100 steps each, written through the engine's store.
-The queries behind Runs (alarms included), Live (alarms, cost by phase) and Compare must answer in under 100 ms at the 95th percentile, and
-AppTest must render each page in under 2 s.
+The queries behind Runs (alarms included), Live (alarms, cost by phase) and Compare must answer in
+under 100 ms at the 95th percentile, and AppTest must render each page in under 2 s.
 
 Writing 100,000 steps takes minutes, so the database is kept in ~/.cache/iml-studio/ for the next
 run of this benchmark (its name carries the schema version, so a new migration rebuilds it)."""
@@ -86,7 +86,7 @@ if __name__ == "__main__":
 
         for name, query in (("runs", runs_table), ("live", live), ("compare", compare)):
             seconds = p95(query)
-            ok &= report(f"dashboard_query_{name}", seconds * 1000, "ms p95", 100.0, "< 100 ms at p95",
+            ok &= report(f"dashboard_query_{name}", seconds * 1000, "ms p95", None, "< 100 ms at p95",
                          seconds < 0.1, runs=RUNS, steps_per_run=STEPS)
     os.environ["IML_DB"] = str(work)
     from streamlit.testing.v1 import AppTest
@@ -98,7 +98,7 @@ if __name__ == "__main__":
         at.switch_page(page)
         at.run()
         seconds = time.perf_counter() - start
-        ok &= report(f"dashboard_render_{Path(page).stem}", seconds, "s", 2.0, "AppTest render < 2 s",
+        ok &= report(f"dashboard_render_{Path(page).stem}", seconds, "s", None, "AppTest render < 2 s",
                      seconds < 2 and not at.exception)
     work.unlink(missing_ok=True)
     sys.exit(0 if ok else 1)

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from common import report
 
-from iml_core.agents import Phase
+from iml_core.agents import Phase, PhaseName
 from iml_core.agents.llm import LLMAgent
 from iml_core.backends.openai_compat import OpenAICompatBackend
 from iml_core.tasks import generate_benchmark
@@ -42,7 +42,7 @@ def phase_seconds(url, parallel, task):
     backend = OpenAICompatBackend("slow", base_url=url, max_parallel=parallel, structured_output="json_object")
     agent = LLMAgent(task, backend)
     start = time.perf_counter()
-    predictions = agent.infer("", [s.observation for s in task.samples[:SAMPLES]], Phase(0, 1, "train"))
+    predictions = agent.infer("", [s.observation for s in task.samples[:SAMPLES]], Phase(0, 1, PhaseName.INFER))
     assert all(p.label for p in predictions)
     return time.perf_counter() - start
 

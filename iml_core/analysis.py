@@ -1,6 +1,6 @@
-"""Read-outs of stored runs for people: curves over seeds, stability, heat maps, time left.
-
-Computed from what the store holds, so the command line, the dashboard and the benchmarks agree.
+"""Read-outs of stored runs for people: curves over seeds, stability, heat maps, time left,
+alarms, trajectories. Pure pandas over what the store holds; the dashboard's pages and the
+benchmarks call them, so that pages only lay them out.
 """
 
 from __future__ import annotations
@@ -52,6 +52,27 @@ def seconds_left(run: dict, steps: pd.DataFrame) -> float | None:
     return max(0.0, per_step * (run["steps_total"] - run["steps_done"]))
 
 
+def tokens_per_second(run: dict, steps: pd.DataFrame) -> float | None:
+    """A run's model tokens (in and out) per second of its steps; None when it used no model."""
+    tokens = run["tokens_in"] + run["tokens_out"]
+    if not tokens:
+        return None
+    seconds = steps[["seconds_infer", "seconds_induce", "seconds_revise", "seconds_eval"]].sum().sum()
+    return tokens / max(float(seconds), 1e-9)
+
+
+def trajectories(task, predictions: list[dict]) -> pd.DataFrame:
+    """The training answers behind a step's revision as the agent lived them: minibatch (from 1),
+    observation, answer (or the raw output when it named no class), the right class, correct."""
+    texts = {s.id: s.text for s in task.samples}
+    return pd.DataFrame([
+        {"minibatch": p["minibatch"] + 1, "observation": texts.get(p["sample_id"], f"sample {p['sample_id']}"),
+         "answer": p["predicted"] if p["predicted"] is not None else f"(invalid) {p['raw']}",
+         "right class": p["label"], "correct": p["correct"]}
+        for p in predictions if p["phase"] == "train"],
+        columns=["minibatch", "observation", "answer", "right class", "correct"])
+
+
 def per_class_accuracy(per_class_json: str, phase: str = "eval") -> pd.DataFrame:
     counts = json.loads(per_class_json).get(phase, {})
     return pd.DataFrame([(name, right / total if total else math.nan, total)
@@ -66,7 +87,6 @@ STALL_STEPS = 5  # the notes did not change for this many steps in a row...
 STALL_BELOW = 0.6  # ...while eval accuracy was below this
 REPETITION_SHARE = 0.5  # the notes are mostly phrases said before in them (iml_core.diff.repetition)
 ONE_CLASS_SHARE = 0.9  # this share of an eval's answers named the same class
-ALARM_KINDS = ("collapse", "drop", "stall", "repetition", "one class")
 
 
 def alarms(steps: pd.DataFrame) -> pd.DataFrame:
@@ -128,7 +148,8 @@ def alarm_counts(steps: pd.DataFrame) -> pd.Series:
         return pd.Series(dtype=object)
     table = found.groupby(["run_id", "kind"]).size().unstack(fill_value=0)
     kinds = list(table.columns)
-    return pd.Series([", ".join(f"{n} {kind}" for kind, n in zip(kinds, row) if n) for row in table.to_numpy()],
+    return pd.Series([", ".join(f"{n} {kind}" for kind, n in zip(kinds, row, strict=True) if n)
+                      for row in table.to_numpy()],
                      index=table.index, dtype=object)
 
 

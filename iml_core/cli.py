@@ -11,19 +11,23 @@ import os
 import sys
 from pathlib import Path
 
-from iml_core.config import AGENTS, BACKENDS, FEEDBACK_MODES, SETTINGS, STRUCTURED_OUTPUT, RunConfig
-from iml_core.errors import UserError
+from iml_core.backends import BACKENDS
+from iml_core.config import AGENTS, FEEDBACK_MODES, SETTINGS, STRUCTURED_OUTPUT, RunConfig
+from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_REQUIREMENT
+from iml_core.status import Status
 from iml_core.store import DEFAULT_DB, Store
 from iml_core.tasks import DATA_DIR, PRESETS, benchmark_files, write_benchmark
 
 BAD_INPUT = 2
+RUN_FAILED = 1
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         # One line, not argparse's usage block: the message names the flag and the problem.
-        raise UserError(f"{message} (see `python -m iml_core {self.prog.split()[-1]} --help`)")
+        command = " ".join(["python -m iml_core", *self.prog.split()[1:], "--help"])  # prog: "iml" or "iml run"
+        raise UserError(f"{message} (see `{command}`)")
 
 
 def _db_path(args) -> Path:
@@ -151,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="what this machine can run: llama.cpp, GPU offload, a server")
     doctor.add_argument("--base-url", help="an OpenAI-compatible server to ask for its models")
+    doctor.add_argument("--model", help="make one real call to this model (a GGUF path or listed name, or the "
+                                        "server's model name with --base-url)")
+    doctor.add_argument("--backend", choices=BACKENDS, help="default: llama-cpp for a GGUF here, else openai")
     doctor.add_argument("--timeout", type=float, default=5.0)
 
     models = commands.add_parser("models", help="the GGUF models on this machine, with what their headers say")
@@ -161,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="write the benchmark files (CSV and rule card) into data/")
     data.add_argument("--if-missing", action="store_true", help="only write files that are not there yet")
     data.add_argument("--dir", default=str(DATA_DIR), help="where to write them")
-    _add_db(data)
     return parser
 
 
@@ -292,9 +298,9 @@ def cmd_sweep(args) -> int:
         parallel = args.parallel or cluster.capacity(resources)
     started = time.perf_counter()
     with _store(args) as store:
-        study = args.study or f"sweep {len(store.studies()) + 1}"
-        manager = RunManager(store, max_parallel=parallel, source=source, max_per_endpoint=args.max_per_endpoint)
-        run_ids = manager.submit(configs, study=study)
+        study = args.study or store.new_study("sweep")
+        manager = RunManager(store, max_parallel=parallel if address else None, source=source)
+        run_ids = manager.submit(configs, study=study, parallel=parallel, max_per_endpoint=args.max_per_endpoint)
         print(f"{study}: {len(run_ids)} runs ({', '.join(f'{k} x{len(v)}' for k, v in axes.items()) or 'one cell'}), "
               f"{parallel} at once{' on Ray at ' + address if address else ''}", file=sys.stderr)
         try:
@@ -318,7 +324,7 @@ def cmd_sweep(args) -> int:
         for r in summary["runs"]:
             cell = " ".join(f"{name}={r[name]}" for name in axes)
             print(f"run {r['run_id']:>5} {r['status']:<10} {cell:<40} final {_percent(r['final_eval_accuracy'])}%")
-    return 0 if all(r["status"] == "completed" for r in runs) else 1
+    return 0 if all(r["status"] == Status.COMPLETED for r in runs) else 1
 
 
 def _follow(store: Store, manager, run_ids: list[int]) -> None:
@@ -333,7 +339,7 @@ def _follow(store: Store, manager, run_ids: list[int]) -> None:
                 continue
             run = store.run(run_id)
             reported.add(run_id)
-            outcome = f"final {_percent(run['final_eval_accuracy']).strip()}%" if run["status"] == "completed" \
+            outcome = f"final {_percent(run['final_eval_accuracy']).strip()}%" if run["status"] == Status.COMPLETED \
                 else (run["error"] or "")
             print(f"run {run_id} {run['status']}: {outcome} [{len(reported)}/{len(run_ids)}]", file=sys.stderr)
         time.sleep(0.2)
@@ -361,7 +367,7 @@ def _execute(store: Store, run_id: int, total_steps: int, as_json: bool) -> int:
             print(f"run {run_id} stopped; its completed steps are in {store.path}; "
                   f"`python -m iml_core resume {run_id}` goes on", file=sys.stderr)
             return 130
-        except UserError as e:
+        except IMLError as e:
             summary = run_summary(store, run_id)
             print(f"run {run_id} failed: {e}", file=sys.stderr)
     if as_json:
@@ -370,7 +376,7 @@ def _execute(store: Store, run_id: int, total_steps: int, as_json: bool) -> int:
         print(f"run {summary['run_id']} {summary['status']}: {summary['steps']} steps, "
               f"final eval accuracy {_percent(summary['final_eval_accuracy']).strip()}%, "
               f"best {_percent(summary['best_eval_accuracy']).strip()}% ({summary['db']})")
-    return 0 if summary["status"] == "completed" else 1
+    return 0 if summary["status"] == Status.COMPLETED else 1
 
 
 def cmd_runs(args) -> int:
@@ -382,7 +388,7 @@ def cmd_runs(args) -> int:
     print(f"{'id':>4}  {'status':<11} {'task':<10} {'agent':<22} {'m':>4} {'K':>3} {'B':>4} "
           f"{'steps':>9}  {'final':>5}  {'best':>5}  started")
     for r in rows:
-        config = json.loads(r["config"])
+        config = r["config"]
         started = r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "-"
         print(f"{r['id']:>4}  {r['status']:<11} {r['task'][:10]:<10} {r['agent_description'][:22]:<22} "
               f"{config['momentum']:>4} {config['accumulation']:>3} {config['batch_size']:>4} "
@@ -445,10 +451,24 @@ def cmd_doctor(args) -> int:
         check_base_url(args.base_url)  # a URL that is no URL is bad input (exit 2), not a server down
         try:
             models = server_models(args.base_url, api_key=os.environ.get("OPENAI_API_KEY"), timeout=args.timeout)
-        except UserError as e:
+        except RunFailed as e:
             print(f"server: {e}")
             return 1
         print(f"server {args.base_url}: answers; models: {', '.join(models) or '(none listed)'}")
+    if args.model:
+        from iml_core.models import default_backend
+        from iml_core.runner import probe
+
+        backend = args.backend or default_backend(args.model, args.base_url or "")
+        config = RunConfig(agent="llm", backend=backend, model=args.model, base_url=args.base_url or "",
+                           timeout=args.timeout).check()
+        try:
+            answer = probe(config)
+        except RunFailed as e:
+            print(f"model {args.model}: no answer ({e})")
+            return 1
+        print(f"model {answer.description}: answered {answer.answer!r} in {answer.seconds:.2f} s "
+              f"({answer.tokens_in} tokens in, {answer.tokens_out} out)")
     return 0
 
 
@@ -478,7 +498,8 @@ def cmd_models(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor, "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data, "models": cmd_models}
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor,
+            "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -488,3 +509,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"iml: error: {e}", file=sys.stderr)
         return BAD_INPUT
+    except RunFailed as e:
+        print(f"iml: failed: {e}", file=sys.stderr)
+        return RUN_FAILED

@@ -1,6 +1,6 @@
 """Runs on a Ray cluster: each run's learning happens in a Ray task, and each finished step travels
 back (a Ray streaming generator) to the process that owns the DuckDB file, which commits it as if
-the run were local (DESIGN.md section 4). Ray is optional: `requirements-ray.txt`.
+the run were local (docs/ARCHITECTURE.md §4). Ray is optional: `requirements-ray.txt`.
 
 A worker lost mid-run (its process killed, its node gone) leaves the run's committed steps; the run
 goes on from the last of them in a new task, up to `worker_retries` times, saying so in its status
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from iml_core.config import RunConfig
-from iml_core.errors import UserError
+from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.learner import StepRecord
 from iml_core.store import Store
 
@@ -40,9 +40,18 @@ def _ray():
     return ray
 
 
+LOOPBACK = "127.0.0.1"
+# Ray turns a node address of 127.0.0.1 into the machine's network address; with this set to 0
+# (read when Ray is imported) a cluster started here takes the loopback address and serves this
+# machine only. A cluster that other machines join is started with `ray start`, not from here.
+LOCAL_ONLY_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def connect(address: str) -> None:
     """Joins the cluster at `address` ("auto" for the one this machine belongs to, "local" to start
     one here); a process already connected stays with its cluster."""
+    if address == "local":
+        os.environ.setdefault(*LOCAL_ONLY_ENV)
     ray = _ray()
     if ray.is_initialized():
         return
@@ -234,14 +243,14 @@ class RaySteps:
                 with self._lock:
                     self.losses.setdefault(run_id, []).append(f"{type(e).__name__} {where}")
                 if losses > self.worker_retries:
-                    raise UserError(f"the Ray worker running run {run_id} was lost {losses} times, the last "
+                    raise RunFailed(f"the Ray worker running run {run_id} was lost {losses} times, the last "
                                     f"{where} ({type(e).__name__}); its committed steps are kept: resume it "
                                     "when the cluster is healthy") from None
                 store.set_retrying(run_id, f"the Ray worker was lost {where}; going on from there in a new task "
                                            f"(retry {losses} of {self.worker_retries})")
             except ray.exceptions.RayTaskError as e:
                 cause = getattr(e, "cause", None)
-                if isinstance(cause, UserError):
+                if isinstance(cause, IMLError):
                     raise cause from None
                 raise
             finally:
@@ -259,7 +268,7 @@ class RaySteps:
         if changed:
             store.set_retrying(run_id, notice)
         for key, value in ray.get(board.take_unsaved.remote()):
-            store.put(key, value)
+            store.responses.put(key, value)
 
     @staticmethod
     def _items(ray, task, cancel: threading.Event | None, between):

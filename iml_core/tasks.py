@@ -69,10 +69,6 @@ class Task:
     # What identifies the data exactly (preset, seed, noise; or the CSV's sha256), stored with runs.
     source: dict = field(default_factory=dict)
 
-    @property
-    def question(self) -> str:
-        return f"Which class is this {self.noun}? Answer with one of: {', '.join(self.classes)}."
-
 
 # --- the creature benchmark -------------------------------------------------------------
 
@@ -141,7 +137,7 @@ def _truth_table(rng: random.Random, relevant: list[Attribute], classes: tuple[s
     occurs and every relevant attribute matters (none can be dropped without losing the class)."""
     combos = list(itertools.product(*(a.values for a in relevant)))
     if len(combos) == len(classes):
-        return dict(zip(combos, rng.sample(classes, len(classes))))
+        return dict(zip(combos, rng.sample(classes, len(classes)), strict=False))
     while True:
         table = {combo: rng.choice(classes) for combo in combos}
         if set(table.values()) != set(classes):
@@ -159,9 +155,11 @@ def _attribute_matters(table: dict, index: int) -> bool:
     return False
 
 
-def creature_sentence(attributes: tuple[Attribute, ...], features: dict[str, str], noun: str = "creature") -> str:
+def sample_sentence(opening: str, attributes: tuple[Attribute, ...], features: dict[str, str]) -> str:
+    """How a sample reads, for benchmark creatures and CSV rows alike: "OPENING a, b and c."."""
     phrases = [a.phrase(features[a.name]) for a in attributes]
-    return f"This {noun} {', '.join(phrases[:-1])} and {phrases[-1]}."
+    listed = phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
+    return f"{opening} {listed}."
 
 
 @functools.lru_cache(maxsize=16)
@@ -185,7 +183,7 @@ def generate_benchmark(preset: str, seed: int = BENCHMARK_SEED, label_noise: flo
         label = table[tuple(features[a.name] for a in relevant_attrs)]
         if rng.random() < noise:
             label = rng.choice([c for c in SPECIES if c != label])
-        samples.append(Sample(sample_id, features, creature_sentence(spec.attributes, features), label))
+        samples.append(Sample(sample_id, features, sample_sentence("This creature", spec.attributes, features), label))
 
     rule_card = {
         "task": preset,
@@ -197,7 +195,7 @@ def generate_benchmark(preset: str, seed: int = BENCHMARK_SEED, label_noise: flo
         "attributes": {a.name: list(a.values) for a in spec.attributes},
         "relevant": [a.name for a in relevant_attrs],
         "table": [
-            {"when": dict(zip([a.name for a in relevant_attrs], combo)), "class": label}
+            {"when": dict(zip([a.name for a in relevant_attrs], combo, strict=True)), "class": label}
             for combo, label in table.items()
         ],
     }
@@ -264,8 +262,12 @@ def formula_like_cells(task: Task) -> list[tuple[int, str, str]]:
     return found
 
 
-def parse_csv_task(data: bytes, name: str, label_column: str = "label") -> Task:
-    """Turns the bytes of a CSV into a task, or raises UserError naming what is wrong and how to fix it."""
+DELIMITERS = ",;\t|"  # what spreadsheets write: commas, semicolons (European locales), tabs, pipes
+LARGEST_ID = 2**63 - 1  # sample ids are stored as 64-bit integers
+
+
+def _csv_rows(data: bytes, name: str) -> list[list[str]]:
+    """The non-blank rows of a CSV in any of the usual delimiters (sniffed from its start)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -275,10 +277,28 @@ def parse_csv_task(data: bytes, name: str, label_column: str = "label") -> Task:
     if not text.strip():
         raise UserError(f"{name} is empty; a task needs a header row and at least two data rows")
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        dialect = csv.Sniffer().sniff(text[:64 * 1024], delimiters=DELIMITERS)
+    except csv.Error:  # one column, or nothing to tell by: commas
+        dialect = csv.excel
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=dialect.delimiter))
     except csv.Error as e:
         raise UserError(f"{name} is not a readable CSV ({e}); check its quoting") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    return [r for r in rows if any(cell.strip() for cell in r)]
+
+
+def csv_columns(data: bytes, name: str) -> list[str]:
+    """The column names of a CSV (its delimiter sniffed, as parse_csv_task does); [] when it has none."""
+    try:
+        rows = _csv_rows(data, name)
+    except UserError:
+        return []
+    return [h.strip() for h in rows[0] if h.strip()] if rows else []
+
+
+def parse_csv_task(data: bytes, name: str, label_column: str = "label") -> Task:
+    """Turns the bytes of a CSV into a task, or raises UserError naming what is wrong and how to fix it."""
+    rows = _csv_rows(data, name)
     header = [h.strip() for h in rows[0]]
     for position, column in enumerate(header, start=1):
         if not column:
@@ -287,9 +307,9 @@ def parse_csv_task(data: bytes, name: str, label_column: str = "label") -> Task:
     if duplicates:
         raise UserError(f"{name} has the column {duplicates[0]!r} more than once; give each column its own name")
     if label_column not in header:
-        raise UserError(
-            f"{name} has no label column {label_column!r} (its columns: {', '.join(header)}); "
-            "name the column that holds the classes")
+        near = [h for h in header if h.lower() == label_column.lower()]
+        hint = f"did you mean {near[0]!r}?" if near else "name the column that holds the classes"
+        raise UserError(f"{name} has no label column {label_column!r} (its columns: {', '.join(header)}); {hint}")
     feature_columns = [h for h in header if h not in (label_column, ID_COLUMN, TEXT_COLUMN)]
     if not feature_columns:
         raise UserError(f"{name} has no feature columns besides {label_column!r}; add the attributes to learn from")
@@ -303,7 +323,7 @@ def parse_csv_task(data: bytes, name: str, label_column: str = "label") -> Task:
             raise UserError(
                 f"row {line_number} of {name} has {len(row)} cells but the header has {len(header)}; "
                 "fix that row (quote cells that contain commas)")
-        record = {h: cell.strip() for h, cell in zip(header, row)}
+        record = {h: cell.strip() for h, cell in zip(header, row, strict=True)}
         if not record[label_column]:
             raise UserError(f"row {line_number} of {name} has an empty {label_column!r}; give every row a label")
         records.append(record)
@@ -317,8 +337,8 @@ def parse_csv_task(data: bytes, name: str, label_column: str = "label") -> Task:
     samples = []
     for index, r in enumerate(records):
         features = {c: r[c] for c in feature_columns}
-        sentence = r.get(TEXT_COLUMN) or plain_sentence(attributes, features)
-        samples.append(Sample(_sample_id(r.get(ID_COLUMN), index), features, sentence, r[label_column]))
+        sentence = r.get(TEXT_COLUMN) or sample_sentence("A sample where", attributes, features)
+        samples.append(Sample(_sample_id(r.get(ID_COLUMN), index, name), features, sentence, r[label_column]))
     if len({s.id for s in samples}) != len(samples):
         raise UserError(f"the {ID_COLUMN!r} column of {name} repeats ids; make them unique or drop the column")
     return Task(
@@ -332,17 +352,14 @@ def parse_csv_task(data: bytes, name: str, label_column: str = "label") -> Task:
     )
 
 
-def _sample_id(raw: str | None, index: int) -> int:
+def _sample_id(raw: str | None, index: int, name: str) -> int:
+    """A row's id: its `id` cell when that is a whole number, else its position."""
     if raw is not None and raw.isdigit():
+        if int(raw) > LARGEST_ID:
+            raise UserError(f"the id {raw} in {name} is larger than {LARGEST_ID}, the largest 64-bit id; "
+                            "use smaller ids or drop the id column")
         return int(raw)
     return index
-
-
-def plain_sentence(attributes: tuple[Attribute, ...], features: dict[str, str]) -> str:
-    phrases = [a.phrase(features[a.name]) for a in attributes]
-    if len(phrases) == 1:
-        return f"A sample where {phrases[0]}."
-    return f"A sample where {', '.join(phrases[:-1])} and {phrases[-1]}."
 
 
 def load_csv_task(path: str | Path, label_column: str = "label") -> Task:
@@ -377,7 +394,8 @@ def save_task(task: Task, name: str, directory: Path = TASKS_DIR) -> Path:
     """Writes a parsed CSV task in the shipped layout (id, attributes, label, text), which loads
     back as the same task; refuses to overwrite."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
-        raise UserError(f"task name {name!r} may use letters, digits, '-' and '_' (up to 64, starting with a letter or digit)")
+        raise UserError(f"task name {name!r} may use letters, digits, '-' and '_' "
+                        "(up to 64, starting with a letter or digit)")
     if name in PRESETS:
         raise UserError(f"{name!r} is a preset's name; choose another")
     path = directory / f"{name}.csv"

@@ -21,11 +21,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from iml_core.attribution import note_units
 from iml_core.tasks import Attribute, Task
 
 # Words that begin a preset phrase without saying which value it is about.
 _LEADING = {"has", "is", "are", "eats", "lives", "walks", "a", "an", "the", "in", "on", "by", "at", "covered"}
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 _NEGATIONS = {"not", "never", "no", "isn't", "aren't", "without", "neither", "nor", "rarely", "seldom"}
 NEGATION_REACH = 3  # words before a value that a negation reaches, within its clause
 
@@ -109,7 +109,8 @@ class TruthScorer:
     def descriptions(self, notes: str) -> dict[str, list[str]]:
         """The parts of the notes about each class."""
         found: dict[str, list[str]] = {name: [] for name in self.classes}
-        for sentence in _SENTENCE_END.split(notes):
+        # A semicolon ends a statement as a full stop does ("Florp are red; blue ones are Zindle").
+        for sentence in (clause for unit in note_units(notes) for clause in unit.split(";")):
             mentions = list(self._class_pattern.finditer(sentence))
             for i, match in enumerate(mentions):
                 start = 0 if i == 0 else match.start()

@@ -1,11 +1,8 @@
-import csv
-import io
-
 import pandas as pd
 import streamlit as st
 
-from iml_core.errors import UserError
-from iml_core.tasks import (PRESETS, formula_like_cells, generate_benchmark, parse_csv_task, save_task,
+from iml_core.errors import IMLError
+from iml_core.tasks import (PRESETS, csv_columns, formula_like_cells, generate_benchmark, parse_csv_task, save_task,
                             saved_tasks)
 from studio import charts, render
 from studio.ui import show_problem
@@ -34,17 +31,13 @@ with upload_tab:
     upload = st.file_uploader("CSV file", type=["csv"], key="csv_upload")
     if upload is not None:
         data = upload.getvalue()
-        try:
-            header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"))), [])
-        except UnicodeDecodeError:
-            header = []
-        columns = [h.strip() for h in header if h.strip()] or ["label"]
+        columns = csv_columns(data, upload.name) or ["label"]
         label_column = st.selectbox("Label column", columns,
                                     index=columns.index("label") if "label" in columns else len(columns) - 1,
                                     key="csv_label")
         try:
             parsed = parse_csv_task(data, upload.name, label_column)
-        except UserError as e:
+        except IMLError as e:
             show_problem(f"{e}. Nothing was saved.")
         else:
             st.success(f"{len(parsed.samples)} samples, {len(parsed.classes)} classes, "
@@ -64,7 +57,7 @@ with upload_tab:
             if st.button("Save task", key="csv_save"):
                 try:
                     path = save_task(parsed, name)
-                except UserError as e:
+                except IMLError as e:
                     show_problem(str(e))
                 else:
                     st.success(f"Saved as {path.name}; pick it on the New run page.")

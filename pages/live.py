@@ -1,7 +1,7 @@
 import streamlit as st
 
 from iml_core import analysis
-from iml_core.store import GOING
+from iml_core.status import ACTIVE, GOING
 from studio import charts
 from studio.ui import current, percent, pick_run, show_problem
 
@@ -22,7 +22,7 @@ def live() -> None:
     steps = store.steps_frame([run_id])
 
     done, total = run["steps_done"], run["steps_total"]
-    left = analysis.seconds_left(run, steps) if run["status"] in ("running", "retrying") else None
+    left = analysis.seconds_left(run, steps) if run["status"] in ACTIVE else None
     eta = "" if left is None else f" · about {left:.1f} s left" if left < 10 else f" · about {left:.0f} s left"
     st.progress(done / total if total else 0.0, text=f"{run['status']}: step {done} of {total}{eta}")
     worker = getattr(manager.source, "worker", None)  # only a cluster source knows where a run is
@@ -40,9 +40,9 @@ def live() -> None:
     a.metric("Train accuracy (last step)", percent(last_train.iloc[-1] if len(last_train) else None))
     b.metric("Eval accuracy (final)", percent(run["final_eval_accuracy"]))
     c.metric("Best eval accuracy", percent(run["best_eval_accuracy"]))
-    if run["tokens_in"] or run["tokens_out"]:
-        seconds = steps[["seconds_infer", "seconds_induce", "seconds_revise", "seconds_eval"]].sum().sum()
-        d.metric("Tokens per second", f"{(run['tokens_in'] + run['tokens_out']) / max(seconds, 1e-9):.0f}")
+    speed = analysis.tokens_per_second(run, steps)
+    if speed is not None:
+        d.metric("Tokens per second", f"{speed:.0f}")
     else:
         d.metric("Model tokens", "none (no LLM)")
 
@@ -53,11 +53,8 @@ def live() -> None:
             st.toast(f"Run {run_id} will stop after its current step.")
         study = run.get("study")
         if study and right_col.button(f"Cancel all of {study}", key=f"cancel_study_{run_id}"):
-            members = set(runs.loc[runs["study"] == study, "id"])
-            for other in manager.busy():
-                if other in members:
-                    manager.cancel(other)
-            st.toast(f"Cancelling the runs of {study} still going.")
+            cancelled = manager.cancel_study(study)
+            st.toast(f"Cancelling the {len(cancelled)} run(s) of {study} still going.")
 
     flags = analysis.alarms(steps)
     for flag in flags.itertuples():

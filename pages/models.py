@@ -1,13 +1,13 @@
 import os
-import time
 
 import pandas as pd
 import streamlit as st
 
+from iml_core.backends import BACKENDS
 from iml_core.config import SETTINGS, STRUCTURED_OUTPUT, RunConfig
-from iml_core.errors import UserError
+from iml_core.errors import IMLError
 from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, find_models, install_starter_model, server_models
-from iml_core.runner import build_backend
+from iml_core.runner import probe
 from studio import render
 from studio.ui import MODEL, model_settings, show_problem
 
@@ -33,10 +33,8 @@ st.write("Ready on every machine: a counting algorithm that writes its notes in 
 st.subheader("Language model")
 saved = model_settings()
 defaults = RunConfig()
-places = {"llama-cpp": "On this machine: a GGUF file run by llama.cpp",
-          "openai": "On a server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, LM Studio, llama.cpp server)"}
-backend = st.radio("Where the model runs", list(places), format_func=places.get, key="model_backend",
-                   index=list(places).index(saved.get("backend", "llama-cpp")))
+backend = st.radio("Where the model runs", list(BACKENDS), format_func=lambda name: BACKENDS[name].where,
+                   key="model_backend", index=list(BACKENDS).index(saved.get("backend", "llama-cpp")))
 settings = {"backend": backend}
 chosen = ""
 
@@ -53,7 +51,7 @@ if backend == "llama-cpp":
                 try:
                     for line in install_starter_model():
                         st.text(line)
-                except UserError as e:
+                except IMLError as e:
                     status.update(label="The starter model was not installed", state="error")
                     show_problem(str(e))
                 else:
@@ -107,7 +105,7 @@ else:
         try:
             st.session_state["server_models"] = (settings["base_url"], server_models(
                 settings["base_url"], api_key=os.environ.get("OPENAI_API_KEY")))
-        except UserError as e:
+        except IMLError as e:
             st.session_state.pop("server_models", None)
             show_problem(str(e))
     listed_for, listed = st.session_state.get("server_models", ("", []))
@@ -142,14 +140,10 @@ for problem in problems:
 if st.button("Test: one real call", disabled=bool(problems), key="model_test"):
     with st.spinner("Loading the model and asking it once..."):
         try:
-            model = build_backend(RunConfig(agent="llm", **settings))
-            started = time.perf_counter()
-            out = model.label([{"role": "user", "content": "Answer yes or no: is the sky blue?"}], ["yes", "no"],
-                              temperature=0.0, seed=0, max_tokens=8)
-            latency = time.perf_counter() - started
-        except UserError as e:
+            answer = probe(RunConfig(agent="llm", **settings))
+        except IMLError as e:
             show_problem(str(e))
         else:
-            st.success(f"{model.description} answered in {latency:.2f} s "
-                       f"({out.tokens_in} tokens in, {out.tokens_out} out).")
-            st.html(render.escaped_block(f"Answer: {out.raw}"))
+            st.success(f"{answer.description} answered in {answer.seconds:.2f} s "
+                       f"({answer.tokens_in} tokens in, {answer.tokens_out} out).")
+            st.html(render.escaped_block(f"Answer: {answer.answer}"))

@@ -2,9 +2,10 @@ import itertools
 
 import streamlit as st
 
+from iml_core.backends import BACKENDS
 from iml_core.config import FEEDBACK_MODES, SETTINGS, RunConfig
-from iml_core.errors import UserError
-from iml_core.runner import check_run, grid_configs
+from iml_core.errors import IMLError
+from iml_core.runner import DEFAULT_PARALLEL, check_run, grid_configs
 from iml_core.tasks import PRESETS, saved_tasks
 from studio.ui import SELECTED, current, model_settings, show_problem
 
@@ -22,16 +23,19 @@ agent = right.selectbox("Agent", list(agents), format_func=agents.get, key="agen
                         help="the rule learner counts traits; an LLM agent uses the model set on the Models page")
 
 
-def slider(column, name, low, high, step=1):
+def slider(column, name, step=1):
+    """A slider over the setting's whole valid range (SETTINGS), starting at its default."""
     setting = SETTINGS[name]
-    return column.slider(name.replace("_", " ").capitalize(), low, high, getattr(defaults, name), step,
-                         key=name, help=f"{setting.help} (valid: {setting.low} to {setting.high})")
+    kind = type(getattr(defaults, name))
+    return column.slider(name.replace("_", " ").capitalize(), kind(setting.low), kind(setting.high),
+                         getattr(defaults, name), step, key=name,
+                         help=f"{setting.help} (valid: {setting.low} to {setting.high})")
 
 
 left, middle, right = st.columns(3)
-momentum = slider(left, "momentum", 0.0, 1.0, 0.05)
-accumulation = slider(middle, "accumulation", 1, 16)
-batch_size = slider(right, "batch_size", 1, 128)
+momentum = slider(left, "momentum", 0.05)
+accumulation = slider(middle, "accumulation")
+batch_size = slider(right, "batch_size")
 steps = left.number_input("Steps", value=defaults.steps, step=1, key="steps", help=SETTINGS["steps"].help)
 eval_size = middle.number_input("Eval size", value=defaults.eval_size, step=10, key="eval_size",
                                 help=SETTINGS["eval_size"].help)
@@ -54,9 +58,9 @@ if agent == "llm":
     use_cache = st.checkbox("Answer repeated calls from the response cache", True, key="use_cache",
                             help="a repeated identical call costs nothing; switch off to measure the model afresh")
     model["cache"] = use_cache
-    sampling = ["temperature"] + (["repeat_penalty"] if model.get("backend") == "llama-cpp"
-                                  else ["frequency_penalty", "presence_penalty"])
-    for column, name in zip(st.columns(3), sampling):
+    backend = BACKENDS.get(model.get("backend", ""))
+    sampling = ["temperature", *(backend.sampling if backend else ())]
+    for column, name in zip(st.columns(3), sampling, strict=False):
         setting = SETTINGS[name]
         model[name] = float(column.number_input(
             name.replace("_", " ").capitalize(), float(setting.low), float(setting.high),
@@ -72,15 +76,16 @@ st.divider()
 sweep = st.toggle("Sweep: a grid of momentum x accumulation x seeds", key="sweep")
 if sweep:
     left, middle, right = st.columns(3)
-    momenta = left.multiselect("Momentum values", [0.0, 0.25, 0.5, 0.75, 0.9, 1.0], [0.0, 0.5, 0.9], key="sweep_momenta")
+    momenta = left.multiselect("Momentum values", [0.0, 0.25, 0.5, 0.75, 0.9, 1.0], [0.0, 0.5, 0.9],
+                               key="sweep_momenta")
     accumulations = middle.multiselect("Accumulation values", [1, 2, 4, 8], [1, 4], key="sweep_accumulations")
     seed_count = right.number_input("Seeds per cell", 1, 20, 3, key="sweep_seeds",
                                     help="seeds start at the Seed above")
-    parallel = left.number_input("Runs at once", 1, 64, manager.max_parallel, key="sweep_parallel",
+    parallel = left.number_input("Runs at once", 1, 64, DEFAULT_PARALLEL, key="sweep_parallel",
                                  help="queued runs wait until fewer than this many are running")
     per_endpoint = None
     if agent == "llm":
-        per_endpoint = middle.number_input("At most at once per model server", 1, 64, manager.max_per_endpoint or 4,
+        per_endpoint = middle.number_input("At most at once per model server", 1, 64, 4,
                                            key="sweep_per_endpoint",
                                            help="runs calling the same server wait beyond this, so a sweep "
                                                 "cannot flood it")
@@ -98,11 +103,10 @@ for problem in problems:
 label = f"Queue {len(configs)} runs" if sweep else "Start run"
 if st.button(label, type="primary", disabled=bool(problems), key="launch"):
     try:
-        if sweep:
-            manager.max_parallel = int(parallel)
-            manager.max_per_endpoint = None if per_endpoint is None else int(per_endpoint)
-        run_ids = manager.submit(configs, study=f"sweep {len(store.studies()) + 1}" if sweep else None)
-    except UserError as e:
+        limits = dict(parallel=int(parallel), max_per_endpoint=None if per_endpoint is None else int(per_endpoint)) \
+            if sweep else {}
+        run_ids = manager.submit(configs, study=store.new_study("sweep") if sweep else None, **limits)
+    except IMLError as e:
         show_problem(str(e))
     else:
         st.session_state[SELECTED] = run_ids

@@ -4,7 +4,7 @@ import streamlit as st
 from iml_core import analysis
 from iml_core.attribution import note_units
 from iml_core.config import SETTINGS, RunConfig
-from iml_core.errors import UserError
+from iml_core.errors import IMLError
 from iml_core.runner import build_task, check_run, fork_config
 from iml_core.truth import TruthScorer
 from studio import charts, render
@@ -80,9 +80,11 @@ with st.expander(f"Fork: a new run that starts from these notes (step {after})")
     old_config = RunConfig.from_dict(store.run(run_id)["config"])
     a, b, c = st.columns(3)
     changes = {
-        "momentum": a.slider("Momentum", 0.0, 1.0, old_config.momentum, 0.05, key="fork_momentum",
+        "momentum": a.slider("Momentum", float(SETTINGS["momentum"].low), float(SETTINGS["momentum"].high),
+                             old_config.momentum, 0.05, key="fork_momentum",
                              help=SETTINGS["momentum"].help),
-        "accumulation": b.slider("Accumulation", 1, 16, old_config.accumulation, key="fork_accumulation",
+        "accumulation": b.slider("Accumulation", int(SETTINGS["accumulation"].low),
+                                 int(SETTINGS["accumulation"].high), old_config.accumulation, key="fork_accumulation",
                                  help=SETTINGS["accumulation"].help),
         "steps": int(c.number_input("Steps", value=old_config.steps, step=1, key="fork_steps",
                                     help=SETTINGS["steps"].help)),
@@ -95,7 +97,7 @@ with st.expander(f"Fork: a new run that starts from these notes (step {after})")
     if st.button("Start the fork", disabled=bool(problems), key="fork_start"):
         try:
             (fork_id,) = manager.submit([fork], parent=(run_id, after))
-        except UserError as e:
+        except IMLError as e:
             show_problem(str(e))
         else:
             st.session_state[SELECTED] = [fork_id]
@@ -109,13 +111,8 @@ if after > 0:
     for k, text in enumerate(store.batch_notes(run_id, after), start=1):
         st.markdown(f"**Batch note {k}**")
         st.html(render.escaped_block(text))
-    texts = {s.id: s.text for s in task.samples}
-    trajectories = pd.DataFrame([
-        {"minibatch": p["minibatch"] + 1, "observation": texts.get(p["sample_id"], f"sample {p['sample_id']}"),
-         "answer": p["predicted"] if p["predicted"] is not None else f"(invalid) {p['raw']}",
-         "right class": p["label"], "correct": p["correct"]}
-        for p in store.predictions(run_id, after) if p["phase"] == "train"])
     st.markdown("**Trajectories** (observation, answer, feedback)")
-    st.dataframe(trajectories, hide_index=True, key="trajectories")
+    st.dataframe(analysis.trajectories(task, store.predictions(run_id, after)), hide_index=True,
+                 key="trajectories")
 
 st.plotly_chart(charts.mark_alarms(charts.stability(steps), flags), key="notes_stability")

@@ -3,9 +3,9 @@ import streamlit as st
 
 from iml_core import analysis
 from iml_core.config import SETTINGS, RunConfig
-from iml_core.errors import UserError
-from iml_core.runner import PAPER_ACCUMULATIONS, PAPER_MOMENTA, PAPER_SEEDS, check_run, paper_study
-from iml_core.store import GOING
+from iml_core.errors import IMLError
+from iml_core.runner import DEFAULT_PARALLEL, PAPER_ACCUMULATIONS, PAPER_MOMENTA, PAPER_SEEDS, check_run, paper_study
+from iml_core.status import GOING
 from iml_core.tasks import PRESETS
 from studio import charts
 from studio.ui import current, model_settings, percent, show_problem
@@ -24,7 +24,7 @@ task = middle.selectbox("Task", list(PRESETS), key="paper_task")
 steps = int(right.number_input("Steps", value=30, step=5, key="paper_steps", help=SETTINGS["steps"].help))
 batch_size = int(left.number_input("Batch size", value=8, step=1, key="paper_batch", help=SETTINGS["batch_size"].help))
 eval_size = int(middle.number_input("Eval size", value=200, step=50, key="paper_eval", help=SETTINGS["eval_size"].help))
-parallel = int(right.number_input("Runs at once", 1, 8, max(2, manager.max_parallel), key="paper_parallel"))
+parallel = int(right.number_input("Runs at once", 1, 8, DEFAULT_PARALLEL, key="paper_parallel"))
 
 base = RunConfig(task=task, agent=agent, steps=steps, batch_size=batch_size, eval_size=eval_size,
                  **(model_settings() if agent == "llm" else {}))
@@ -34,11 +34,10 @@ for problem in problems:
     show_problem(problem)
 if st.button(f"Queue the paper's experiments ({len(configs)} runs)", type="primary", disabled=bool(problems),
              key="paper_launch"):
-    study = f"paper view {len(store.studies()) + 1}: {task}, {agents[agent].split(' (')[0]}"
+    study = store.new_study("paper view") + f": {task}, {agents[agent].split(' (')[0]}"
     try:
-        manager.max_parallel = parallel
-        manager.submit(configs, study=study)
-    except UserError as e:
+        manager.submit(configs, study=study, parallel=parallel)
+    except IMLError as e:
         show_problem(str(e))
     else:
         st.session_state["paper_study"] = study

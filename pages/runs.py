@@ -1,7 +1,7 @@
 import streamlit as st
 
 from iml_core import export
-from iml_core.runner import RESUMABLE
+from iml_core.status import RESUMABLE
 from studio.ui import SELECTED, alarm_text, current
 
 store, manager = current()
@@ -62,7 +62,7 @@ if delete_col.button("Delete", disabled=not confirm or bool(busy), key="delete_r
     st.rerun()
 
 st.subheader("Export")
-steps, predictions = export.steps_frame(store, chosen), export.predictions_frame(store, chosen)
+steps, predictions = store.steps_frame(chosen, notes=True), store.predictions_frame(chosen)
 a, b, c, d = st.columns(4)
 a.download_button("Steps (CSV)", export.to_csv(steps), "steps.csv", "text/csv", key="steps_csv")
 b.download_button("Steps (Parquet)", export.to_parquet(steps), "steps.parquet", key="steps_parquet")

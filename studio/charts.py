@@ -6,7 +6,17 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from iml_core.agents import PhaseName
+
 LAYOUT = dict(margin=dict(l=40, r=10, t=40, b=40), height=320, legend=dict(orientation="h", y=-0.25))
+
+
+def step_axis(steps) -> dict:
+    """An x-axis of whole steps: ticks 1, 2, 5, 10, 20, 50... apart, about eight of them (Plotly's
+    own choice puts a 3-step run's ticks at 0.5 and 1.5)."""
+    last = max([int(s) for s in steps] or [1])
+    spacing = next(n * 10 ** k for k in range(12) for n in (1, 2, 5) if n * 10 ** k >= last / 8)
+    return dict(title="step", tick0=0, dtick=spacing)
 
 
 def accuracy_curves(steps: pd.DataFrame, title: str = "Accuracy per step") -> go.Figure:
@@ -18,7 +28,8 @@ def accuracy_curves(steps: pd.DataFrame, title: str = "Accuracy per step") -> go
                            line=dict(dash="dot"))
         figure.add_scatter(x=evaluated["step"], y=evaluated["eval_accuracy"], mode="lines+markers",
                            name=f"run {run_id} eval")
-    figure.update_layout(title=title, xaxis_title="step", yaxis=dict(title="accuracy", range=[0, 1.02]), **LAYOUT)
+    figure.update_layout(title=title, xaxis=step_axis(steps["step"]), yaxis=dict(title="accuracy", range=[0, 1.02]),
+                         **LAYOUT)
     return figure
 
 
@@ -29,7 +40,7 @@ def grouped_curves(curves: pd.DataFrame, by: str) -> go.Figure:
         figure.add_scatter(x=list(rows["step"]) + list(rows["step"])[::-1], y=list(upper) + list(lower)[::-1],
                            fill="toself", line=dict(width=0), opacity=0.2, showlegend=False, hoverinfo="skip")
         figure.add_scatter(x=rows["step"], y=rows["mean"], mode="lines", name=f"{by} = {group}")
-    figure.update_layout(title=f"Eval accuracy by {by}: mean and spread over runs", xaxis_title="step",
+    figure.update_layout(title=f"Eval accuracy by {by}: mean and spread over runs", xaxis=step_axis(curves["step"]),
                          yaxis=dict(title="eval accuracy", range=[0, 1.02]), **LAYOUT)
     return figure
 
@@ -51,7 +62,7 @@ def stability(steps: pd.DataFrame) -> go.Figure:
     evaluated = steps.dropna(subset=["eval_accuracy"])
     figure.add_scatter(x=evaluated["step"], y=evaluated["eval_accuracy"], mode="lines+markers",
                        name="eval accuracy", yaxis="y2")
-    figure.update_layout(title="Churn and length of the notes next to accuracy", xaxis_title="step",
+    figure.update_layout(title="Churn and length of the notes next to accuracy", xaxis=step_axis(steps["step"]),
                          yaxis=dict(title="words"),
                          yaxis2=dict(title="eval accuracy", overlaying="y", side="right", range=[0, 1.02]), **LAYOUT)
     return figure
@@ -81,7 +92,9 @@ def class_balance(labels: pd.Series) -> go.Figure:
     return figure
 
 
-PHASE_ORDER = ["inference", "induction", "revision", "evaluation"]
+# How the page names each phase (iml_core.agents.PhaseName), in the order of a step.
+PHASE_LABELS = {PhaseName.INFER: "inference", PhaseName.INDUCE: "induction", PhaseName.REVISE: "revision",
+                PhaseName.EVAL: "evaluation"}
 PHASE_MEASURES = {"seconds": "seconds", "tokens": "tokens (in + out)", "cost": "cost"}
 
 
@@ -90,11 +103,13 @@ def phase_costs(costs: pd.DataFrame, measure: str, by: str = "step") -> go.Figur
     frame = costs.assign(tokens=costs["tokens_in"] + costs["tokens_out"])
     table = frame.pivot_table(index=by, columns="phase", values=measure, aggfunc="sum", fill_value=0)
     figure = go.Figure()
-    for phase in [p for p in PHASE_ORDER if p in table.columns]:
-        figure.add_bar(x=[f"run {i}" for i in table.index] if by == "run_id" else table.index, y=table[phase],
-                       name=phase)
+    for phase, label in PHASE_LABELS.items():
+        if phase in table.columns:
+            figure.add_bar(x=[f"run {i}" for i in table.index] if by == "run_id" else table.index,
+                           y=table[phase], name=label)
     figure.update_layout(barmode="stack", title=f"{PHASE_MEASURES[measure].capitalize()} by phase",
-                         xaxis_title="run" if by == "run_id" else "step", yaxis_title=PHASE_MEASURES[measure],
+                         xaxis=dict(title="run") if by == "run_id" else step_axis(table.index),
+                         yaxis_title=PHASE_MEASURES[measure],
                          **LAYOUT)
     return figure
 
@@ -107,7 +122,7 @@ def truth_curves(truth: pd.DataFrame, steps: pd.DataFrame) -> go.Figure:
     figure.add_scatter(x=truth["step"], y=truth["rule_recall"], mode="lines", name="rule recall")
     figure.add_bar(x=truth["step"], y=truth["distractors"], name="distractors cited", yaxis="y2", opacity=0.35)
     figure.update_layout(title="What the notes know: the rule card's attributes recalled, distractors cited",
-                         xaxis_title="step", yaxis=dict(title="share", range=[0, 1.02]),
+                         xaxis=step_axis(truth["step"]), yaxis=dict(title="share", range=[0, 1.02]),
                          yaxis2=dict(title="distractors", overlaying="y", side="right", rangemode="tozero"), **LAYOUT)
     return figure
 

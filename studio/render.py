@@ -29,7 +29,8 @@ def escaped_block(text: str) -> str:
 
 def alert(text: str, kind: str = "error") -> str:
     """A message that quotes model, server or file text: st.error would read it as Markdown."""
-    assert kind in ("error", "warning"), kind
+    if kind not in ("error", "warning"):
+        raise ValueError(f"an alert is an error or a warning, not {kind!r}")
     return f'{STYLE}<div class="iml-alert {kind}" role="alert">{html.escape(text)}</div>'
 
 

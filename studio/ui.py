@@ -57,5 +57,5 @@ def _alarm_text(db_path: str, progress: tuple) -> dict[int, str]:
 def alarm_text(runs: pd.DataFrame) -> dict[int, str]:
     """Each run's alarms as a short text, recomputed only when some run has moved on (over 1,000
     runs they take about 50 ms, and the Runs page reruns on every tick of a row)."""
-    progress = tuple(zip(runs["id"].tolist(), runs["steps_done"].tolist(), runs["status"].tolist()))
+    progress = tuple(zip(runs["id"].tolist(), runs["steps_done"].tolist(), runs["status"].tolist(), strict=True))
     return _alarm_text(database_path(), progress)

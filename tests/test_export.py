@@ -17,7 +17,7 @@ def test_csv_export_neutralizes_spreadsheet_formulas():
 def test_steps_round_trip_through_parquet_and_notes_history_is_markdown(store):
     run_id = create_run(store, RunConfig(steps=3, eval_size=20, initial_notes="a ``` fence"))
     execute_run(store, run_id)
-    steps = export.steps_frame(store, [run_id])
+    steps = store.steps_frame([run_id], notes=True)
     back = pd.read_parquet(io.BytesIO(export.to_parquet(steps)))
     assert back["notes"].tolist() == [s["notes"] for s in store.steps(run_id)]
     markdown = export.notes_markdown(store, run_id)

@@ -19,7 +19,8 @@ from iml_core.truth import TruthScorer
 from conftest import offline_history
 from fault_server import FaultServer
 
-PAPER = generate_benchmark("paper")  # Florp: red, long tail; Zindle: red, short; Brimlet: blue, long; Quarrow: blue, short
+# Florp: red, long tail; Zindle: red, short; Brimlet: blue, long; Quarrow: blue, short
+PAPER = generate_benchmark("paper")
 
 
 def verdicts(score):
@@ -146,14 +147,14 @@ def test_phase_costs_add_up_to_the_run_totals(store):
             accumulation=2, max_note_words=40, structured_output="json_object", price_in=2.0, price_out=10.0))
         execute_run(store, run_id)
     costs, run, steps = store.phase_costs([run_id]), store.run(run_id), store.steps(run_id)
-    assert set(costs["phase"]) == {"inference", "induction", "revision", "evaluation"}
+    assert set(costs["phase"]) == {"infer", "induce", "revise", "eval"}
     assert costs["tokens_in"].sum() == run["tokens_in"] > 0 and costs["tokens_out"].sum() == run["tokens_out"]
     assert costs["cost"].sum() == pytest.approx(run["cost"]) and run["cost"] > 0
     seconds = sum(s[f"seconds_{p}"] for s in steps for p in ("infer", "induce", "revise", "eval"))
     assert costs["seconds"].sum() == pytest.approx(seconds)
     per_phase = costs.groupby("phase")["tokens_in"].sum()
-    assert per_phase["induction"] == 2 * 2 * 20  # 2 steps x 2 minibatches x 20 prompt tokens per call
-    assert per_phase["inference"] == 2 * 2 * 3 * 20 and per_phase["evaluation"] == 3 * 4 * 20
+    assert per_phase["induce"] == 2 * 2 * 20  # 2 steps x 2 minibatches x 20 prompt tokens per call
+    assert per_phase["infer"] == 2 * 2 * 3 * 20 and per_phase["eval"] == 3 * 4 * 20
 
 
 # The revision SmolLM2-135M wrote when tried on the benchmark: one sentence until the word cap.
@@ -177,8 +178,9 @@ def test_repetition_tells_a_repeated_sentence_from_notes_that_say_each_thing_onc
 
 
 def test_repetition_and_one_class_alarms_fire_where_each_streak_begins():
-    rows = [(0, 0, 0.25, 0.0, "Florp", 0.3), (40, 40, 0.3, 0.1, "Florp", 0.5), (300, 290, 0.25, 0.9, "Zindle", 0.95),
-            (300, 20, 0.25, 0.92, "Zindle", 1.0), (80, 250, 0.4, 0.2, "Florp", 0.6), (300, 260, 0.25, 0.7, "Zindle", 0.9)]
+    rows = [(0, 0, 0.25, 0.0, "Florp", 0.3), (40, 40, 0.3, 0.1, "Florp", 0.5),
+            (300, 290, 0.25, 0.9, "Zindle", 0.95), (300, 20, 0.25, 0.92, "Zindle", 1.0),
+            (80, 250, 0.4, 0.2, "Florp", 0.6), (300, 260, 0.25, 0.7, "Zindle", 0.9)]
     steps = pd.DataFrame([{"run_id": 1, "step": step, "notes_words": w, "words_changed": c, "eval_accuracy": a,
                            "notes_repetition": r, "eval_top_class": top, "eval_top_share": share}
                           for step, (w, c, a, r, top, share) in enumerate(rows)])
@@ -186,7 +188,7 @@ def test_repetition_and_one_class_alarms_fire_where_each_streak_begins():
     flagged = list(found[["step", "kind"]].itertuples(index=False, name=None))
     assert sorted(f for f in flagged if f[1] in ("repetition", "one class")) == [
         (2, "one class"), (2, "repetition"), (5, "one class"), (5, "repetition")]
-    messages = dict(zip(zip(found["step"], found["kind"]), found["message"]))
+    messages = dict(zip(zip(found["step"], found["kind"], strict=True), found["message"], strict=True))
     assert messages[(2, "one class")].startswith("95.0% of the eval answers named Zindle")
     assert messages[(2, "repetition")].startswith("90.0% of the notes' 3-word phrases repeat earlier ones")
     # Steps stored before these were measured (NULL) raise neither.

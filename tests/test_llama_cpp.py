@@ -39,7 +39,7 @@ def test_a_three_step_run_keeps_every_structural_promise(store, tiny_model):
         shown = units[p["step"]] if p["phase"] == "eval" else units[p["step"] - 1]
         assert (p["note_line"] is None) if shown == 0 else (1 <= p["note_line"] <= shown), (p, shown)
     assert any(p["note_line"] for p in predictions)
-    for before, after in zip(steps, steps[1:]):
+    for before, after in zip(steps, steps[1:], strict=False):
         n = after["prefix_words"]
         assert words(after["notes"])[:n] == words(before["notes"])[:n]
         if n:
@@ -47,11 +47,11 @@ def test_a_three_step_run_keeps_every_structural_promise(store, tiny_model):
     assert any(s["prefix_words"] > 0 for s in steps[2:])
 
     calls = store.model_calls(run_id)
-    assert {c["phase"] for c in calls} == {"train", "induce", "revise", "eval"}
+    assert {c["phase"] for c in calls} == {"infer", "induce", "revise", "eval"}
     assert all(c["tokens_in"] > 0 and c["tokens_out"] > 0 and not c["cached"] for c in calls)
     assert sum(s["tokens_in"] for s in steps) == sum(c["tokens_in"] for c in calls) == run["tokens_in"]
     # The samples of a step share the notes: from the second on, llama.cpp reuses that prefix.
-    train_1 = [c for c in calls if c["step"] == 1 and c["phase"] == "train"]
+    train_1 = [c for c in calls if c["step"] == 1 and c["phase"] == "infer"]
     assert train_1[0]["prompt"].split("[user]")[0] == train_1[1]["prompt"].split("[user]")[0]
     assert all(c["tokens_cached"] > 0.5 * c["tokens_in"] for c in train_1[1:])
 

@@ -40,7 +40,7 @@ def run_counting(**settings):
 def test_accumulation_infers_and_induces_k_minibatches_before_one_revision():
     agent, records = run_counting(steps=3, accumulation=4, batch_size=5, eval_every=10)
     for step in (1, 2, 3):
-        assert agent.calls[("infer", "train", step)] == 4
+        assert agent.calls[("infer", "infer", step)] == 4
         assert agent.calls[("induce", step)] == 4
         assert agent.calls[("revise", step)] == 1
         assert agent.calls[("batch notes at revise", step)] == 4

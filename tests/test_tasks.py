@@ -1,3 +1,4 @@
+import re
 from collections import Counter
 
 import pytest
@@ -98,10 +99,36 @@ def test_a_csv_without_text_gets_a_sentence_per_row():
     (b"label\na\nb\n", "no feature columns"),
     (b"colour,label\nred,a\n", "at least two"),
     (b"colour,label\nred,\nblue,b\n", "empty 'label'"),
+    (b"colour,Label\nred,a\nblue,b\n", "no label column 'label' (its columns: colour, Label); did you mean 'Label'?"),
+    (b"id,colour,label\n1,red,a\n99999999999999999999,blue,b\n",
+     "the id 99999999999999999999 in mine.csv is larger than 9223372036854775807, the largest 64-bit id"),
 ])
 def test_bad_csvs_are_refused_with_the_problem_named(data, problem):
-    with pytest.raises(UserError, match=problem.replace("(", r"\(")):
+    with pytest.raises(UserError, match=re.escape(problem)):
         parse_csv_task(data, "mine.csv")
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csvs_as_spreadsheets_write_them_are_read_alike(delimiter):
+    rows = [["id", "colour", "size", "label"], ["1", "red, dark", "big", "a"], ["2", "blue", "small", "b"],
+            ["9223372036854775807", "green", "big", "a"]]
+    text = "\n".join(delimiter.join(f'"{c}"' if "," in c and delimiter == "," else c for c in row) for row in rows)
+    task = parse_csv_task(text.encode(), "sheet.csv")
+    assert [s.id for s in task.samples] == [1, 2, 9223372036854775807]
+    assert task.samples[0].features == {"colour": "red, dark", "size": "big"}
+    from iml_core.tasks import csv_columns
+    assert csv_columns(text.encode(), "sheet.csv") == ["id", "colour", "size", "label"]
+
+
+def test_a_64_bit_id_is_stored(store, tmp_path):
+    from iml_core.config import RunConfig
+    from iml_core.runner import create_run, execute_run
+    path = tmp_path / "big-ids.csv"
+    path.write_text("id;colour;label\n" + "".join(f"{2**62 + i};{'red' if i % 2 else 'blue'};{'ab'[i % 2]}\n"
+                                                  for i in range(12)))
+    run_id = create_run(store, RunConfig(task=str(path), steps=1, batch_size=2, eval_size=4))
+    execute_run(store, run_id)
+    assert {p["sample_id"] for p in store.predictions(run_id)} <= {2**62 + i for i in range(12)}
 
 
 def test_missing_csv_and_unknown_preset_name_the_way_out(tmp_path):
@@ -118,7 +145,9 @@ def test_a_saved_csv_task_loads_back_the_same_and_is_never_overwritten(tmp_path)
     task = parse_csv_task(b"colour,kind\nred,apple\n\"green, pale\",pear\n", "fruit.csv", "kind")
     path = save_task(task, "fruit", tmp_path)
     again = load_csv_task(path)
-    assert [(s.features, s.text, s.label) for s in again.samples] == [(s.features, s.text, s.label) for s in task.samples]
+    def rows(t):
+        return [(s.features, s.text, s.label) for s in t.samples]
+    assert rows(again) == rows(task)
     with pytest.raises(UserError, match="exists already"):
         save_task(task, "fruit", tmp_path)
     with pytest.raises(UserError, match="may use letters"):

@@ -8,6 +8,7 @@ experience have in common (induce), and how should the notes read now (revise).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol, Sequence
 
 from iml_core.tasks import Observation
@@ -30,12 +31,27 @@ class Trajectory:
     true_label: str | None
 
 
+class PhaseName(StrEnum):
+    """The phases of a step, by the one name each has in code, timers, the model-call log and SQL
+    (how pages call them lives in studio/)."""
+    INFER = "infer"  # the training answers of the minibatches
+    INDUCE = "induce"
+    REVISE = "revise"
+    EVAL = "eval"  # the held-out answers
+
+    @property
+    def seed_name(self) -> str:
+        """The name per-call seeds are derived from: it stays what it was before the phases had one
+        name ("train" for inference), so runs stored then resume exactly and their cached answers count."""
+        return "train" if self is PhaseName.INFER else self.value
+
+
 @dataclass(frozen=True)
 class Phase:
     """Where in a run a call happens; agents use it to log model calls and to seed random choices."""
     run_seed: int
     step: int
-    name: str  # "train", "induce", "revise" or "eval"
+    name: PhaseName
 
 
 @dataclass

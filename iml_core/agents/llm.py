@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, Sequence
 
-from iml_core.agents import ModelCall, Phase, Prediction, Trajectory
+from iml_core.agents import ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.attribution import note_units, numbered
 from iml_core.backends import LINE_SEPARATOR, Backend, BackendError, Completion
 from iml_core.prompts import PROMPTS, fill
@@ -45,7 +45,7 @@ class LLMAgent:
 
     def _call(self, phase: Phase, kind: str, messages, *, key_extra: dict, call) -> Completion:
         prompt = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
-        seed = int(hashlib.sha256(json.dumps([phase.run_seed, phase.step, phase.name, key_extra],
+        seed = int(hashlib.sha256(json.dumps([phase.run_seed, phase.step, PhaseName(phase.name).seed_name, key_extra],
                                              sort_keys=True).encode()).hexdigest()[:8], 16)
         key = hashlib.sha256(json.dumps(
             {"backend": self.backend.identity, "kind": kind, "messages": messages, "seed": seed,
@@ -59,7 +59,8 @@ class LLMAgent:
         try:
             result = call(seed)
         except BackendError as e:
-            self._log(ModelCall(phase.name, prompt, "", duration_ms=1000 * (time.perf_counter() - started), error=str(e)))
+            self._log(ModelCall(phase.name, prompt, "", duration_ms=1000 * (time.perf_counter() - started),
+                                error=str(e)))
             raise
         self._log(ModelCall(phase.name, prompt, result.raw, result.tokens_in, result.tokens_out, result.tokens_cached,
                             1000 * (time.perf_counter() - started),
@@ -88,9 +89,10 @@ class LLMAgent:
                         example=f"{self.task.classes[0]}{LINE_SEPARATOR}1") if units
                    else fill("infer_user", observation=observation.text))
             messages = [{"role": "system", "content": system}, {"role": "user", "content": ask}]
-            out = self._call(phase, "label", messages, key_extra={"sample": observation.id, "labels": self.task.classes},
-                             call=lambda seed: self.backend.label(messages, self.task.classes, temperature=self.temperature,
-                                                                  seed=seed, max_tokens=LABEL_TOKENS, lines=len(units)))
+            out = self._call(
+                phase, "label", messages, key_extra={"sample": observation.id, "labels": self.task.classes},
+                call=lambda seed: self.backend.label(messages, self.task.classes, temperature=self.temperature,
+                                                     seed=seed, max_tokens=LABEL_TOKENS, lines=len(units)))
             return Prediction(out.text or None, out.raw, out.line)
 
         if self.backend.max_parallel <= 1:
@@ -103,7 +105,8 @@ class LLMAgent:
         for t in trajectories:
             answer = t.prediction.label or f"something that is no class ({t.prediction.raw.strip()[:40]!r})"
             if t.true_label is not None:
-                lines.append(fill("trajectory_label", observation=t.observation.text, answer=answer, label=t.true_label))
+                lines.append(fill("trajectory_label", observation=t.observation.text, answer=answer,
+                                  label=t.true_label))
             else:
                 lines.append(fill("trajectory_binary", observation=t.observation.text, answer=answer,
                                   verdict="right" if t.correct else "wrong"))

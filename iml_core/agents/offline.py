@@ -21,7 +21,7 @@ import random
 import re
 from typing import Sequence
 
-from iml_core.agents import ModelCall, Phase, Prediction, Trajectory
+from iml_core.agents import ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.attribution import note_units
 from iml_core.diff import take_words, word_count, words
 from iml_core.tasks import Attribute, Observation
@@ -139,7 +139,7 @@ class OfflineRuleLearner:
             best = max(scores.values())
             tied = [name for name in self.classes if scores[name] >= best - TIE]
             # Ties (always so with empty notes) are broken at random, reproducibly from the seed.
-            rng = random.Random(f"{phase.run_seed}/{phase.step}/{phase.name}/{observation.id}")
+            rng = random.Random(f"{phase.run_seed}/{phase.step}/{PhaseName(phase.name).seed_name}/{observation.id}")
             label = tied[0] if len(tied) == 1 else rng.choice(tied)
             predictions.append(Prediction(label, label, self._matching_unit(units.get(label, []), observation)))
         return predictions

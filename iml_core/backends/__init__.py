@@ -3,15 +3,19 @@ and a chat that answers with text (optionally forced to begin with a given prefi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
-from iml_core.errors import UserError
+from iml_core.errors import RunFailed
+
+if TYPE_CHECKING:
+    from iml_core.config import RunConfig
 
 Messages = list[dict[str, str]]
 
 
-class BackendError(UserError):
+class BackendError(RunFailed):
     """The model server or file failed in a way retries did not fix; the run stops `failed`."""
 
 
@@ -44,7 +48,6 @@ class Backend(Protocol):
     identity: dict
     description: str
     max_parallel: int  # requests worth sending at once
-    forces_prefix: bool  # True when `text(prefix=...)` guarantees the prefix
 
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
               max_tokens: int, lines: int = 0) -> Completion:
@@ -54,3 +57,45 @@ class Backend(Protocol):
              prefix: str = "") -> Completion: ...
 
     def cost(self, tokens_in: int, tokens_out: int) -> float: ...
+
+
+# --- the registry: every backend by name, with the settings it reads ---------------------------
+
+def _llama_cpp(config: "RunConfig") -> Backend:
+    from iml_core.backends.llama_cpp import LlamaCppBackend
+    return LlamaCppBackend(config.model, n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx,
+                           n_threads=config.n_threads or None, chat_format=config.chat_format or None,
+                           repeat_penalty=config.repeat_penalty)
+
+
+def _openai(config: "RunConfig") -> Backend:
+    from iml_core.backends.openai_compat import OpenAICompatBackend
+    return OpenAICompatBackend(config.model, base_url=config.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
+                               timeout=config.timeout, max_retries=config.max_retries,
+                               max_parallel=config.max_parallel, structured_output=config.structured_output,
+                               price_in=config.price_in, price_out=config.price_out,
+                               frequency_penalty=config.frequency_penalty, presence_penalty=config.presence_penalty)
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    name: str
+    where: str  # where the model runs, in a user's words
+    settings: tuple[str, ...]  # the run settings it reads besides the model and the temperature
+    sampling: tuple[str, ...]  # those of them that shape what the model writes
+    build: Callable[["RunConfig"], Backend]
+
+    def endpoint(self, config: "RunConfig") -> str | None:
+        """The model server a run calls (for the per-server cap); None for a model run here."""
+        return (config.base_url or "https://api.openai.com/v1") if "base_url" in self.settings else None
+
+
+BACKENDS = {kind.name: kind for kind in (
+    BackendKind("llama-cpp", "On this machine: a GGUF file run by llama.cpp",
+                ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty"), ("repeat_penalty",),
+                _llama_cpp),
+    BackendKind("openai", "On a server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, LM Studio, "
+                          "llama.cpp server)",
+                ("base_url", "max_parallel", "timeout", "max_retries", "structured_output", "price_in", "price_out",
+                 "frequency_penalty", "presence_penalty"), ("frequency_penalty", "presence_penalty"), _openai),
+)}

@@ -66,6 +66,14 @@ def label_grammar(labels: Sequence[str], lines: int = 0) -> str:
     return f"root ::= label {gbnf_literal(LINE_SEPARATOR)} number\n{grammar}\nnumber ::= {numbers}"
 
 
+@functools.lru_cache(maxsize=32)
+def compiled_label_grammar(labels: tuple[str, ...], lines: int):
+    """Compiled once per label set and notes length (the samples of a step share both); a function
+    of its own, so the cache keeps no backend, and no model, alive."""
+    from llama_cpp import LlamaGrammar
+    return LlamaGrammar.from_string(label_grammar(labels, lines), verbose=False)
+
+
 def _formatter(llm, chat_format: str | None):
     from llama_cpp import llama_chat_format
 
@@ -85,7 +93,6 @@ def _formatter(llm, chat_format: str | None):
 
 
 class LlamaCppBackend:
-    forces_prefix = True
     max_parallel = 1  # one model, one KV cache: samples go in order so the shared prefix is reused
 
     def __init__(self, model_path: str, *, n_gpu_layers: int = -1, n_ctx: int = 4096, n_threads: int | None = None,
@@ -142,7 +149,7 @@ class LlamaCppBackend:
                     f"context of {llm.n_ctx()}; raise n_ctx or lower the note word cap")
             previous = list(llm.input_ids[:llm.n_tokens])
             reused = 0
-            for a, b in zip(previous, tokens):
+            for a, b in zip(previous, tokens, strict=False):
                 if a != b:
                     break
                 reused += 1
@@ -152,16 +159,10 @@ class LlamaCppBackend:
         usage = result["usage"]
         return Completion(text, text, usage["prompt_tokens"], usage["completion_tokens"], min(reused, len(tokens) - 1))
 
-    @functools.lru_cache(maxsize=32)
-    def _grammar(self, labels: tuple[str, ...], lines: int):
-        """Compiled once per label set and notes length: the samples of a step share both."""
-        from llama_cpp import LlamaGrammar
-        return LlamaGrammar.from_string(label_grammar(labels, lines), verbose=False)
-
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
               max_tokens: int, lines: int = 0) -> Completion:
         out = self._complete(self.render_chat(messages), max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             grammar=self._grammar(tuple(labels), lines))
+                             grammar=compiled_label_grammar(tuple(labels), lines))
         label, line = split_label_line(out.raw, labels, lines)
         return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, line)
 

@@ -29,7 +29,6 @@ def check_base_url(base_url: str) -> str:
 
 
 class OpenAICompatBackend:
-    forces_prefix = False  # chat APIs cannot be made to continue a given text
 
     def __init__(self, model: str, *, base_url: str = "", api_key: str | None = None, timeout: float = 60.0,
                  max_retries: int = 3, max_parallel: int = 8, structured_output: str = "auto",
@@ -40,7 +39,8 @@ class OpenAICompatBackend:
         if not model:
             raise UserError("an OpenAI-compatible backend needs a model name (--model)")
         if structured_output not in STRUCTURED_MODES:
-            raise UserError(f"structured output must be one of {', '.join(STRUCTURED_MODES)}, got {structured_output!r}")
+            raise UserError(f"structured output must be one of {', '.join(STRUCTURED_MODES)}, "
+                            f"got {structured_output!r}")
         self.base_url = check_base_url(base_url)
         self.model = model
         self.max_parallel = max_parallel
@@ -91,7 +91,8 @@ class OpenAICompatBackend:
                 if attempt == retries:
                     raise BackendError(
                         f"the model server at {self.identity['base_url']} did not answer in time (tried "
-                        f"{retries + 1} times); is it overloaded? raise the timeout or lower parallel requests") from None
+                        f"{retries + 1} times); is it overloaded? raise the timeout or lower parallel requests"
+                    ) from None
                 cause = "no answer in time"
             except openai.APIConnectionError:
                 if attempt == retries:
@@ -145,13 +146,16 @@ class OpenAICompatBackend:
 
     def _discover(self, formats: dict, kwargs: dict) -> str:
         """json_schema where the server takes it, else json_object with the schema (what the
-        llama.cpp server accepts), else plain text; tried once, without retries, then kept."""
+        llama.cpp server accepts), else plain text; found once, then kept. A mode is given up on a
+        4xx at once, and on a 5xx only when it is answered again after one retry: the llama.cpp
+        server answers json_schema with a 500 every time, while a server's passing hiccup must not
+        cost the run its structured output for good."""
         with self._mode_lock:
             if self._mode is not None:
                 return self._mode
             for mode in ("json_schema", "json_object"):
                 try:
-                    self._create(0, response_format=formats[mode], **{**kwargs, "max_tokens": 32})
+                    self._create(1, response_format=formats[mode], **{**kwargs, "max_tokens": 32})
                 except BackendError as e:
                     if "HTTP 4" in str(e) or "HTTP 5" in str(e):
                         continue
