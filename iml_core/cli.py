@@ -504,7 +504,10 @@ COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "fork": cmd_fork, "resume": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # named here, where the command is known, so the hint points at its own help
+            raise UserError(f"unrecognized arguments: {' '.join(unknown)} "
+                            f"(see `python -m iml_core {args.command} --help`)")
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"iml: error: {e}", file=sys.stderr)
