@@ -180,3 +180,37 @@ def final_accuracy_by_cell(runs: pd.DataFrame) -> pd.DataFrame:
     """Final eval accuracy per momentum x accumulation cell: mean, spread (std) and runs."""
     return (runs.groupby(["momentum", "accumulation"])["final_eval_accuracy"]
             .agg(["mean", "std", "count"]).reset_index())
+
+
+def run_report(run: dict, steps: pd.DataFrame, costs: pd.DataFrame, scorer=None) -> dict:
+    """One run for scripts and notebooks, without SQL: its settings, and per step the accuracies,
+    the notes' length and churn, rule recall and verdicts (with a `scorer`: benchmark tasks), the
+    alarms, and seconds, tokens and cost by phase. `steps` holds the notes (Store.steps_frame with
+    notes); `costs` is Store.phase_costs."""
+    flags = alarms(steps)
+    by_step = {}
+    for row in costs.itertuples(index=False):
+        by_step.setdefault(int(row.step), {})[str(row.phase)] = {
+            "seconds": float(row.seconds), "tokens_in": int(row.tokens_in), "tokens_out": int(row.tokens_out),
+            "cost": float(row.cost)}
+
+    def number(value):
+        return None if value is None or pd.isna(value) else float(value)
+
+    report_steps = []
+    for row in steps.itertuples(index=False):
+        step = {"step": int(row.step), "train_accuracy": number(row.train_accuracy),
+                "eval_accuracy": number(row.eval_accuracy), "notes_words": int(row.notes_words),
+                "words_changed": int(row.words_changed),
+                "alarms": [{"kind": f.kind, "message": f.message} for f in flags.itertuples() if f.step == row.step],
+                "phases": by_step.get(int(row.step), {})}
+        if scorer is not None:
+            score = scorer.score(row.notes)
+            step["rule_recall"] = score.rule_recall
+            step["verdicts"] = {v.name: v.verdict for v in score.classes}
+        report_steps.append(step)
+    keep = ("id", "status", "error", "task", "agent_description", "steps_done", "steps_total",
+            "final_eval_accuracy", "best_eval_accuracy", "tokens_in", "tokens_out", "cost", "study",
+            "parent_run_id", "parent_step")
+    return {**{name: run.get(name) for name in keep}, "config": run["config"],
+            "created_at": str(run["created_at"]), "steps": report_steps}

@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="a run's settings, accuracy per step and final notes")
     show.add_argument("run_id", type=int)
+    show.add_argument("--json", action="store_true",
+                      help="one JSON object: settings, and per step accuracies, notes length, words changed, "
+                           "rule recall and verdicts (benchmark tasks), alarms, and cost by phase")
     _add_db(show)
 
     notes = commands.add_parser("notes", help="the notes of a run at one step")
@@ -398,6 +401,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_show(args) -> int:
+    if args.json:
+        return _show_json(args)
     with _store(args) as store:
         run = store.run(args.run_id)
         steps = store.steps(args.run_id)
@@ -412,6 +417,24 @@ def cmd_show(args) -> int:
               f"{s['notes_words']:>5}  {s['words_changed']:>7}")
     if steps:
         print(f"\nnotes after step {steps[-1]['step']}:\n{steps[-1]['notes']}")
+    return 0
+
+
+def _show_json(args) -> int:
+    from iml_core.analysis import run_report
+    from iml_core.runner import build_task
+    from iml_core.truth import TruthScorer
+
+    with _store(args) as store:
+        run = store.run(args.run_id)
+        steps = store.steps_frame([args.run_id], notes=True)
+        costs = store.phase_costs([args.run_id])
+    try:
+        task = build_task(RunConfig.from_dict(run["config"]))
+    except UserError:
+        task = None  # the task's file has moved since: everything but the truth scores
+    scorer = TruthScorer(task) if task is not None and task.rule_card else None
+    print(json.dumps(run_report(run, steps, costs, scorer)))
     return 0
 
 

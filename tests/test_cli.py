@@ -137,3 +137,29 @@ def test_a_mistyped_command_points_at_a_help_that_exists():
     result = iml("run", "--stepz", "3")
     assert result.returncode == 2 and "(see `python -m iml_core run --help`)" in result.stderr
     assert subprocess.run([sys.executable, "-m", "iml_core", "run", "--help"], capture_output=True).returncode == 0
+
+
+def test_show_json_reads_a_run_without_sql(tmp_path):
+    from iml_core.store import Store
+    from iml_core.truth import TruthScorer
+    from iml_core.tasks import generate_benchmark
+
+    db = tmp_path / "show.duckdb"
+    assert iml("run", "--steps", "3", "--eval-size", "40", "--eval-every", "2", "--db", str(db)).returncode == 0
+    result = iml("show", "1", "--json", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    with Store(db) as store:
+        steps = store.steps(1)
+    assert report["config"]["eval_every"] == 2 and report["status"] == "completed"
+    assert [s["step"] for s in report["steps"]] == [0, 1, 2, 3]
+    assert [s["eval_accuracy"] for s in report["steps"]] == [s["eval_accuracy"] for s in steps]
+    assert report["steps"][1]["eval_accuracy"] is None  # step 1 was not evaluated
+    assert [(s["notes_words"], s["words_changed"]) for s in report["steps"]] == [
+        (s["notes_words"], s["words_changed"]) for s in steps]
+    scorer = TruthScorer(generate_benchmark("paper"))
+    assert [s["rule_recall"] for s in report["steps"]] == [scorer.score(s["notes"]).rule_recall for s in steps]
+    assert set(report["steps"][3]["verdicts"]) == {"Florp", "Zindle", "Quarrow", "Brimlet"}
+    assert set(report["steps"][3]["phases"]) == {"infer", "induce", "revise", "eval"}
+    seconds = sum(p["seconds"] for s in report["steps"] for p in s["phases"].values())
+    assert abs(seconds - sum(s[f"seconds_{p}"] for s in steps for p in ("infer", "induce", "revise", "eval"))) < 1e-9
