@@ -14,6 +14,7 @@ from pathlib import Path
 from iml_core.backends import BACKENDS
 from iml_core.config import AGENTS, FEEDBACK_MODES, SETTINGS, STRUCTURED_OUTPUT, RunConfig
 from iml_core.errors import IMLError, RunFailed, UserError
+from iml_core.evaluation import BASELINES
 from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_REQUIREMENT
 from iml_core.status import Status
 from iml_core.store import DEFAULT_DB, Store
@@ -96,6 +97,23 @@ def _add_run_settings(parser: argparse.ArgumentParser, *, lists: bool) -> None:
     llm.add_argument("--no-cache", action="store_true", help="call the model even for calls answered before")
 
 
+# Who scores notes in `evaluate`: default the named run's own settings (else RunConfig's), changed
+# by any of these that are given.
+SCORER_FIELDS = {"task": str, "seed": int, "eval_size": int, "agent": str, "backend": str, "model": str,
+                 "base_url": str, "chat_format": str, "structured_output": str, "temperature": float,
+                 "n_ctx": int, "n_gpu_layers": int, "n_threads": int}
+
+
+def _add_scorer_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("who scores the notes (default: the run's own settings, else the defaults "
+                                      "of `run`)")
+    for name, kind in SCORER_FIELDS.items():
+        choices = {"agent": AGENTS, "backend": list(BACKENDS), "structured_output": STRUCTURED_OUTPUT}.get(name)
+        help_text = SETTINGS[name].help if name in SETTINGS else f"as in `run` ({name.replace('_', ' ')})"
+        group.add_argument("--" + name.replace("_", "-"), type=kind, choices=choices, help=help_text)
+    group.add_argument("--no-cache", action="store_true", help="call the model even for calls answered before")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="iml", description="IML Studio: In-Memory Learning runs from the command line.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -162,6 +180,34 @@ def build_parser() -> argparse.ArgumentParser:
                                         "server's model name with --base-url)")
     doctor.add_argument("--backend", choices=BACKENDS, help="default: llama-cpp for a GGUF here, else openai")
     doctor.add_argument("--timeout", type=float, default=5.0)
+
+    evaluate = commands.add_parser("evaluate", help="score notes without learning, with any agent or model")
+    notes_from = evaluate.add_mutually_exclusive_group(required=True)
+    notes_from.add_argument("run_id", type=int, nargs="?", help="score this run's notes (with --step)")
+    notes_from.add_argument("--notes-file", help="score the notes in this text file")
+    notes_from.add_argument("--notes", help="score these notes")
+    notes_from.add_argument("--oracle", action="store_true", help="score the rule card written as notes "
+                                                                  "(benchmark tasks)")
+    evaluate.add_argument("--step", type=int, help="with RUN_ID: the notes after this step (default: the last)")
+    _add_scorer_flags(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_db(evaluate)
+
+    baseline = commands.add_parser("baseline", help="a run's baselines: no notes, in-context, oracle, majority")
+    baseline.add_argument("run_id", type=int)
+    baseline.add_argument("--kind", action="append", choices=BASELINES, help="only these (repeatable; default all "
+                                                                            "that apply)")
+    baseline.add_argument("--shots", type=int, help="in-context examples (default: as many as fit the run's "
+                                                    "note-word cap)")
+    baseline.add_argument("--json", action="store_true", help="print a JSON list")
+    _add_db(baseline)
+
+    ablate = commands.add_parser("ablate", help="which lines of a run's notes carry its accuracy")
+    ablate.add_argument("run_id", type=int)
+    ablate.add_argument("--step", type=int, required=True, help="the notes after this step")
+    ablate.add_argument("--eval-size", type=int, help="held-out samples (default: the run's)")
+    ablate.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_db(ablate)
 
     models = commands.add_parser("models", help="the GGUF models on this machine, with what their headers say")
     models.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -438,6 +484,100 @@ def _show_json(args) -> int:
     return 0
 
 
+def _print_evaluation(evaluation_id: int, evaluation, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"evaluation_id": evaluation_id, **evaluation.summary()}))
+    else:
+        print(f"evaluation {evaluation_id}: {evaluation.kind} ({evaluation.notes_source}), "
+              f"{evaluation.agent_description}: accuracy {_percent(evaluation.accuracy).strip()}% on "
+              f"{evaluation.eval_size} samples, {evaluation.invalid} invalid")
+
+
+def cmd_evaluate(args) -> int:
+    from iml_core.evaluation import oracle_notes, score_notes
+
+    with _store(args) as store:
+        run = store.run(args.run_id) if args.run_id is not None else None
+        base = RunConfig.from_dict(run["config"]).replace(initial_notes="") if run else RunConfig()
+        changes = {name: getattr(args, name) for name in SCORER_FIELDS if getattr(args, name) is not None}
+        if changes.get("model") and "agent" not in changes:
+            changes["agent"] = "llm"
+        if changes.get("agent") == "llm" and "backend" not in changes and changes.get("model"):
+            from iml_core.models import default_backend
+            changes["backend"] = default_backend(changes["model"], changes.get("base_url", base.base_url))
+        config = base.replace(**changes, cache=not args.no_cache).check()
+        if run is not None:
+            step = args.step if args.step is not None else run["steps_done"]
+            notes, kind, source = store.notes_at(args.run_id, step), "notes", f"run {args.run_id} step {step}"
+        elif args.oracle:
+            from iml_core.runner import build_task
+            notes, kind, source = oracle_notes(build_task(config), config.agent), "oracle", "the rule card"
+        elif args.notes_file:
+            try:
+                notes = Path(args.notes_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserError(f"cannot read the notes file {args.notes_file} ({e}); give a UTF-8 text file") \
+                    from None
+            kind, source = "notes", f"file {args.notes_file}"
+        else:
+            notes, kind, source = args.notes, "notes", "text"
+        if not notes.strip() and kind == "notes" and run is None:
+            raise UserError(f"the notes from {source} are empty; to score no notes, use `baseline RUN_ID "
+                            "--kind 'no notes'`")
+        evaluation = score_notes(config, notes, kind=kind, source=source, cache=store.responses)
+        evaluation_id = store.save_evaluation(evaluation, config, run_id=args.run_id,
+                                              step=args.step if run is not None else None)
+    _print_evaluation(evaluation_id, evaluation, args.json)
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from iml_core.evaluation import BASELINES, baseline
+    from iml_core.runner import build_task
+
+    with _store(args) as store:
+        run = store.run(args.run_id)
+        config = RunConfig.from_dict(run["config"]).replace(initial_notes="")
+        kinds = args.kind or [k for k in BASELINES if k != "oracle" or build_task(config).rule_card]
+        results = []
+        for kind in kinds:
+            evaluation = baseline(kind, config, shots=args.shots, cache=store.responses)
+            results.append((store.save_evaluation(evaluation, config, run_id=args.run_id), evaluation))
+    if args.json:
+        print(json.dumps([{"evaluation_id": i, **e.summary()} for i, e in results]))
+    else:
+        for evaluation_id, evaluation in results:
+            _print_evaluation(evaluation_id, evaluation, False)
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from iml_core.evaluation import ablate
+
+    with _store(args) as store:
+        run = store.run(args.run_id)
+        config = RunConfig.from_dict(run["config"]).replace(initial_notes="")
+        if args.eval_size is not None:
+            config = config.replace(eval_size=args.eval_size).check()
+        notes = store.notes_at(args.run_id, args.step)
+        whole, without, effects = ablate(config, notes, source=f"run {args.run_id} step {args.step}",
+                                         cache=store.responses)
+        whole_id = store.save_evaluation(whole, config, run_id=args.run_id, step=args.step)
+        ids = [store.save_evaluation(e, config, run_id=args.run_id, step=args.step) for e in without]
+    if args.json:
+        print(json.dumps({"evaluation_id": whole_id, "accuracy": whole.accuracy, "eval_size": whole.eval_size,
+                          "lines": [{"line": e.line, "text": e.text, "accuracy_without": e.accuracy_without,
+                                     "change": e.change, "answers_changed": e.answers_changed,
+                                     "evaluation_id": i} for e, i in zip(effects, ids, strict=True)]}))
+    else:
+        print(f"notes of run {args.run_id} after step {args.step}: accuracy {_percent(whole.accuracy).strip()}% "
+              f"on {whole.eval_size} samples")
+        for e in effects:
+            print(f"  line {e.line:>3}: {100 * e.change:+6.1f} points, {e.answers_changed:>4} answers changed  "
+                  f"{e.text[:70]}")
+    return 0
+
+
 def cmd_notes(args) -> int:
     with _store(args) as store:
         step = args.step
@@ -522,7 +662,8 @@ def cmd_models(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor,
-            "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data, "models": cmd_models}
+            "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data, "models": cmd_models,
+            "evaluate": cmd_evaluate, "baseline": cmd_baseline, "ablate": cmd_ablate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,7 +127,7 @@ class StepRecord:
         return sum(call.cost for _, call in self.calls)
 
 
-def _score(task: Task, phase: str, minibatch: int | None, samples: Sequence[Sample],
+def score_answers(task: Task, phase: str, minibatch: int | None, samples: Sequence[Sample],
            predictions: Sequence[Prediction]) -> tuple[list[PredictionRecord], float, int, dict]:
     records, per_class = [], defaultdict(lambda: [0, 0])
     for sample, prediction in zip(samples, predictions, strict=True):
@@ -167,7 +167,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
     def evaluate(record: StepRecord, clock: _Clock) -> None:
         predictions = clock.time(PhaseName.EVAL, agent.infer, record.notes, eval_observations,
                                  Phase(config.seed, record.step, PhaseName.EVAL))
-        records, record.eval_accuracy, record.eval_invalid, record.per_class["eval"] = _score(
+        records, record.eval_accuracy, record.eval_invalid, record.per_class["eval"] = score_answers(
             task, "eval", None, stream.eval, predictions)
         named = Counter(r.predicted for r in records if r.predicted is not None)
         if named:
@@ -195,7 +195,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
             predictions = clock.time(PhaseName.INFER, agent.infer, notes, [s.observation for s in minibatch],
                                      Phase(config.seed, step, PhaseName.INFER))
             drain(record, PhaseName.INFER)
-            scored, _, _, _ = _score(task, "train", k, minibatch, predictions)
+            scored, _, _, _ = score_answers(task, "train", k, minibatch, predictions)
             trajectories = [
                 Trajectory(s.observation, p, r.correct, s.label if config.feedback == "label" else None)
                 for s, p, r in zip(minibatch, predictions, scored, strict=True)]
@@ -206,7 +206,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
             train_samples += minibatch
             train_predictions += predictions
 
-        _, record.train_accuracy, record.train_invalid, record.per_class["train"] = _score(
+        _, record.train_accuracy, record.train_invalid, record.per_class["train"] = score_answers(
             task, "train", None, train_samples, train_predictions)
 
         prefix = momentum_prefix(notes, config.momentum, config.max_note_words)

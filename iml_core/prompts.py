@@ -18,6 +18,12 @@ PROMPTS = {
         "{observation}\nWhich class is it, and which line of your notes did you rely on most? "
         "Answer with the class name and the line number, like: {example}"
     ),
+    # The in-context baseline: labelled examples where the notes would be, and no notes.
+    "infer_examples_system": (
+        "You sort each {noun} into exactly one of these classes: {classes}.\n"
+        "Here are {count} {noun}s whose class is known:\n{examples}"
+    ),
+    "example": "- {observation} Class: {label}",
     "induce_system": (
         "You are learning to sort each {noun} into one of these classes: {classes}. "
         "You answered some {noun}s and got feedback."

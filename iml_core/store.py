@@ -147,6 +147,51 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (10, "the inference phase has one name: infer (it was 'train' in the model-call log)", """
         UPDATE model_calls SET phase = 'infer' WHERE phase = 'train';
     """),
+    (11, "evaluations: notes scored without learning, baselines, ablations", """
+        CREATE SEQUENCE evaluation_ids START 1;
+        CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY DEFAULT nextval('evaluation_ids'),
+            kind VARCHAR NOT NULL,
+            run_id INTEGER,
+            step INTEGER,
+            notes_source VARCHAR NOT NULL,
+            notes VARCHAR NOT NULL,
+            config JSON NOT NULL,
+            agent_description VARCHAR NOT NULL,
+            accuracy DOUBLE NOT NULL,
+            invalid INTEGER NOT NULL,
+            per_class JSON NOT NULL,
+            eval_size INTEGER NOT NULL,
+            shots INTEGER,
+            removed_line INTEGER,
+            tokens_in BIGINT NOT NULL,
+            tokens_out BIGINT NOT NULL,
+            cost DOUBLE NOT NULL,
+            seconds DOUBLE NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE evaluation_predictions (
+            evaluation_id INTEGER NOT NULL,
+            sample_id BIGINT NOT NULL,
+            predicted VARCHAR,
+            label VARCHAR NOT NULL,
+            correct BOOLEAN NOT NULL,
+            raw VARCHAR NOT NULL,
+            note_line INTEGER
+        );
+        CREATE TABLE evaluation_calls (
+            evaluation_id INTEGER NOT NULL,
+            prompt VARCHAR NOT NULL,
+            response VARCHAR NOT NULL,
+            tokens_in INTEGER NOT NULL,
+            tokens_out INTEGER NOT NULL,
+            tokens_cached INTEGER NOT NULL,
+            duration_ms DOUBLE NOT NULL,
+            cached BOOLEAN NOT NULL,
+            error VARCHAR,
+            cost DOUBLE NOT NULL
+        );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -500,8 +545,51 @@ class Store:
             FROM times t LEFT JOIN calls c USING (run_id, step, phase)
             ORDER BY t.run_id, t.step, t.phase""", [ids, ids]).df()
 
+    # --- evaluations: notes scored without learning (iml_core.evaluation) ----------------------
+
+    def save_evaluation(self, evaluation, config: RunConfig, run_id: int | None = None,
+                        step: int | None = None) -> int:
+        """An evaluation with its predictions and model calls, in one transaction; its id."""
+        summary = evaluation.summary()
+        with self._transaction() as cursor:
+            evaluation_id = cursor.execute(
+                """INSERT INTO evaluations (kind, run_id, step, notes_source, notes, config, agent_description,
+                       accuracy, invalid, per_class, eval_size, shots, removed_line, tokens_in, tokens_out, cost,
+                       seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                [evaluation.kind, run_id, step, evaluation.notes_source, evaluation.notes,
+                 json.dumps(config.to_dict()), evaluation.agent_description, evaluation.accuracy,
+                 evaluation.invalid, json.dumps(evaluation.per_class), evaluation.eval_size, evaluation.shots,
+                 evaluation.removed_line, summary["tokens_in"], summary["tokens_out"], summary["cost"],
+                 evaluation.seconds]).fetchone()[0]
+            cursor.executemany(
+                "INSERT INTO evaluation_predictions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [[evaluation_id, p.sample_id, p.predicted, p.label, p.correct, p.raw, p.note_line]
+                 for p in evaluation.predictions])
+            if evaluation.calls:
+                cursor.executemany(
+                    "INSERT INTO evaluation_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[evaluation_id, c.prompt, c.response, c.tokens_in, c.tokens_out, c.tokens_cached,
+                      c.duration_ms, c.cached, c.error, c.cost] for c in evaluation.calls])
+        return evaluation_id
+
+    def evaluations_frame(self, run_ids=None):
+        """Stored evaluations, newest first; of some runs only, when given."""
+        where, params = ("WHERE list_contains(?, run_id)", [list(map(int, run_ids))]) if run_ids is not None \
+            else ("", [])
+        return self._cursor().execute(
+            f"""SELECT id, kind, run_id, step, notes_source, agent_description, accuracy, invalid, eval_size, shots,
+                       removed_line, tokens_in, tokens_out, cost, seconds, created_at
+                FROM evaluations {where} ORDER BY id DESC""", params).df()
+
+    def evaluation_predictions(self, evaluation_id: int) -> list[dict]:
+        return self._rows("SELECT * FROM evaluation_predictions WHERE evaluation_id = ?", [evaluation_id])
+
     def delete_runs(self, run_ids) -> None:
         with self._transaction() as cursor:
+            for table in ("evaluation_predictions", "evaluation_calls"):
+                cursor.executemany(f"DELETE FROM {table} WHERE evaluation_id IN "
+                                   "(SELECT id FROM evaluations WHERE run_id = ?)", [[i] for i in run_ids])
+            cursor.executemany("DELETE FROM evaluations WHERE run_id = ?", [[i] for i in run_ids])
             for table, column in (("model_calls", "run_id"), ("predictions", "run_id"), ("batch_notes", "run_id"),
                                   ("steps", "run_id"), ("runs", "id")):
                 cursor.executemany(f"DELETE FROM {table} WHERE {column} = ?", [[i] for i in run_ids])

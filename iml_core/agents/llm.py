@@ -95,6 +95,27 @@ class LLMAgent:
                                                      seed=seed, max_tokens=LABEL_TOKENS, lines=len(units)))
             return Prediction(out.text or None, out.raw, out.line)
 
+        return self._each(one, observations)
+
+    def infer_from_examples(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
+                            phase: Phase) -> list[Prediction]:
+        """Answers with labelled examples in the prompt instead of notes: the in-context baseline."""
+        system = fill("infer_examples_system", **self._shared, count=len(examples),
+                      examples="\n".join(fill("example", observation=o.text, label=label) for o, label in examples))
+
+        def one(observation: Observation) -> Prediction:
+            messages = [{"role": "system", "content": system},
+                        {"role": "user", "content": fill("infer_user", observation=observation.text)}]
+            out = self._call(
+                phase, "label", messages, key_extra={"sample": observation.id, "labels": self.task.classes},
+                call=lambda seed: self.backend.label(messages, self.task.classes, temperature=self.temperature,
+                                                     seed=seed, max_tokens=LABEL_TOKENS))
+            return Prediction(out.text or None, out.raw)
+
+        return self._each(one, observations)
+
+    def _each(self, one, observations: Sequence[Observation]) -> list[Prediction]:
+        """`one` over the observations, in their order; in parallel where the backend takes it."""
         if self.backend.max_parallel <= 1:
             return [one(o) for o in observations]
         with ThreadPoolExecutor(max_workers=min(self.backend.max_parallel, len(observations))) as pool:

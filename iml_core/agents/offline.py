@@ -304,5 +304,17 @@ class OfflineRuleLearner:
         ranked.sort(key=lambda r: (-r[0], r[1]))
         return [line for _, _, line in ranked]
 
+    def fitted_notes(self, examples: Sequence[tuple[Observation, str]]) -> str:
+        """Notes fitted to some labelled examples at once: each class's line states the shares of
+        its examples' traits (the in-context baseline of iml_core.evaluation)."""
+        lines = []
+        for name in self.classes:
+            mine = [o for o, label in examples if label == name]
+            if mine:
+                rule = {a.name: {v: _percent(sum(o.features.get(a.name) == v for o in mine) / len(mine))
+                                 for v in a.values} for a in self.attributes}
+                lines.append(self.render_line(name, rule))
+        return "\n".join(lines)
+
     def drain_calls(self) -> list[ModelCall]:
         return []  # no model, so no calls to log

@@ -1,0 +1,194 @@
+"""Scoring notes without learning, and what frames a learning curve.
+
+- score_notes: any notes, read by any agent or model, on a task's eval split (the run's own split
+  when its seed and eval size are given): transfer, when the notes came from another run.
+- The baselines of a run, on its task, agent, model, seed and eval split: no notes (the zero-shot
+  floor), in-context (K labelled training examples in the prompt, no notes), oracle notes (written
+  from the benchmark's rule card), and the majority class.
+- ablate: the notes once whole and once without each numbered line: which lines carry the accuracy.
+
+Every evaluation asks the agent exactly as a step's evaluation does (same split, same per-call
+seeds), so a repeated one is answered by the response cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from iml_core.agents import ModelCall, Phase, PhaseName
+from iml_core.attribution import note_units
+from iml_core.config import RunConfig
+from iml_core.diff import word_count
+from iml_core.errors import UserError
+from iml_core.learner import PredictionRecord, SampleStream, score_answers
+from iml_core.runner import build_agent, build_task
+from iml_core.tasks import Sample, Task
+
+KINDS = ("notes", "no notes", "in-context", "oracle", "majority", "ablation")
+BASELINES = ("no notes", "in-context", "oracle", "majority")
+
+
+@dataclass
+class Evaluation:
+    kind: str  # one of KINDS
+    notes_source: str  # where the notes came from: "run 3 step 5", "file notes.txt", "oracle", ...
+    notes: str
+    agent_description: str
+    accuracy: float
+    invalid: int
+    per_class: dict
+    predictions: list[PredictionRecord]
+    calls: list[ModelCall] = field(default_factory=list)
+    seconds: float = 0.0
+    shots: int | None = None  # in-context: the examples in the prompt
+    removed_line: int | None = None  # ablation: the line left out (None: the notes whole)
+
+    @property
+    def eval_size(self) -> int:
+        return len(self.predictions)
+
+    def summary(self) -> dict:
+        return {"kind": self.kind, "notes_source": self.notes_source, "accuracy": self.accuracy,
+                "invalid": self.invalid, "per_class": self.per_class, "eval_size": self.eval_size,
+                "shots": self.shots, "removed_line": self.removed_line, "agent": self.agent_description,
+                "tokens_in": sum(c.tokens_in for c in self.calls), "tokens_out": sum(c.tokens_out for c in self.calls),
+                "cost": sum(c.cost for c in self.calls), "seconds": self.seconds}
+
+
+def _eval_split(task: Task, config: RunConfig) -> list[Sample]:
+    return SampleStream(task, config.seed, config.eval_size).eval
+
+
+def score_notes(config: RunConfig, notes: str, *, kind: str = "notes", source: str = "text", cache=None,
+                removed_line: int | None = None) -> Evaluation:
+    """The eval accuracy of `notes` read by the config's agent on its task's eval split."""
+    task = build_task(config)
+    agent = build_agent(config, task, cache=cache)
+    samples = _eval_split(task, config)
+    started = time.perf_counter()
+    answers = agent.infer(notes, [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL))
+    seconds = time.perf_counter() - started
+    records, accuracy, invalid, per_class = score_answers(task, "eval", None, samples, answers)
+    return Evaluation(kind, source, notes, agent.description, accuracy, invalid, per_class, records,
+                      agent.drain_calls(), seconds, removed_line=removed_line)
+
+
+def oracle_notes(task: Task, agent: str) -> str:
+    """The rule card written as notes, the way each agent reads notes: plain sentences for an LLM
+    ("A creature that is red and has a long tail is a Florp."), the rule learner's own lines for it."""
+    if not task.rule_card:
+        raise UserError(f"{task.name} has no rule card (a CSV task): oracle notes exist for benchmark presets only")
+    card, attributes = task.rule_card, {a.name: a for a in task.attributes}
+    if agent == "offline":
+        from iml_core.agents.offline import OfflineRuleLearner
+
+        learner = OfflineRuleLearner(task.attributes, task.classes)
+        lines = []
+        for name in task.classes:
+            rows = [row["when"] for row in card["table"] if row["class"] == name]
+            rule = {a: {v: 100 * sum(r[a] == v for r in rows) // len(rows) for v in {r[a] for r in rows}}
+                    for a in card["relevant"]}
+            lines.append(learner.render_line(name, rule))
+        return "\n".join(lines)
+    sentences = []
+    for row in card["table"]:
+        phrases = [attributes[a].phrase(v) for a, v in row["when"].items()]
+        listed = phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
+        sentences.append(f"A {task.noun} that {listed} is a {row['class']}.")
+    return "\n".join(sentences)
+
+
+def default_shots(task: Task, config: RunConfig) -> int:
+    """As many training examples as fit the run's note-word cap."""
+    stream = SampleStream(task, config.seed, config.eval_size)
+    words, shots = 0, 0
+    for sample in stream.minibatch(0, len(stream.train)):
+        words += word_count(f"{sample.text} {sample.label}")
+        if words > config.max_note_words:
+            break
+        shots += 1
+    return max(shots, 1)
+
+
+def in_context(config: RunConfig, shots: int | None = None, *, cache=None) -> Evaluation:
+    """K labelled examples, taken first from the run's training stream, in the prompt and no notes;
+    for the rule learner, its classifier fitted on the same K examples."""
+    task = build_task(config)
+    stream = SampleStream(task, config.seed, config.eval_size)
+    shots = default_shots(task, config) if shots is None else shots
+    if not 1 <= shots <= len(stream.train):
+        raise UserError(f"{shots} in-context examples asked, but the training stream of {task.name} has "
+                        f"{len(stream.train)}; give --shots from 1 to {len(stream.train)}")
+    examples = stream.minibatch(0, shots)
+    agent = build_agent(config, task, cache=cache)
+    samples = stream.eval
+    started = time.perf_counter()
+    if config.agent == "offline":
+        notes = agent.fitted_notes([(s.observation, s.label) for s in examples])
+        answers = agent.infer(notes, [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL))
+        source = f"its classifier fitted on {shots} training examples"
+    else:
+        notes = ""
+        answers = agent.infer_from_examples([(s.observation, s.label) for s in examples],
+                                            [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL))
+        source = f"{shots} training examples in the prompt"
+    seconds = time.perf_counter() - started
+    records, accuracy, invalid, per_class = score_answers(task, "eval", None, samples, answers)
+    return Evaluation("in-context", source, notes, agent.description, accuracy, invalid, per_class, records,
+                      agent.drain_calls(), seconds, shots=shots)
+
+
+def majority(config: RunConfig) -> Evaluation:
+    """Always the class most frequent in the training stream: no model, no notes."""
+    task = build_task(config)
+    stream = SampleStream(task, config.seed, config.eval_size)
+    counts = Counter(s.label for s in stream.train)
+    top = max(task.classes, key=lambda c: (counts[c], -task.classes.index(c)))
+    from iml_core.agents import Prediction
+
+    records, accuracy, invalid, per_class = score_answers(task, "eval", None, stream.eval,
+                                                          [Prediction(top, top) for _ in stream.eval])
+    return Evaluation("majority", f"always {top}", "", "majority class (no model)", accuracy, invalid, per_class,
+                      records)
+
+
+def baseline(kind: str, config: RunConfig, *, shots: int | None = None, cache=None) -> Evaluation:
+    if kind == "no notes":
+        return score_notes(config, "", kind="no notes", source="none", cache=cache)
+    if kind == "oracle":
+        return score_notes(config, oracle_notes(build_task(config), config.agent), kind="oracle",
+                           source="the rule card", cache=cache)
+    if kind == "in-context":
+        return in_context(config, shots, cache=cache)
+    if kind == "majority":
+        return majority(config)
+    raise UserError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")
+
+
+@dataclass(frozen=True)
+class LineEffect:
+    line: int
+    text: str
+    accuracy_without: float
+    change: float  # accuracy without the line minus accuracy with the notes whole
+    answers_changed: int
+
+
+def ablate(config: RunConfig, notes: str, *, source: str, cache=None) -> tuple[Evaluation, list[Evaluation],
+                                                                              list[LineEffect]]:
+    """The notes scored whole, then once without each numbered line (iml_core.attribution)."""
+    units = note_units(notes)
+    if not units:
+        raise UserError("the notes are empty: there is no line to leave out")
+    # The whole notes laid out as the shortened ones are, one unit a line, so only the removal differs.
+    whole = score_notes(config, "\n".join(units), kind="ablation", source=source, cache=cache)
+    without, effects = [], []
+    for number, text in enumerate(units, start=1):
+        rest = "\n".join(u for i, u in enumerate(units, start=1) if i != number)
+        scored = score_notes(config, rest, kind="ablation", source=source, cache=cache, removed_line=number)
+        changed = sum(a.predicted != b.predicted for a, b in zip(whole.predictions, scored.predictions, strict=True))
+        without.append(scored)
+        effects.append(LineEffect(number, text, scored.accuracy, scored.accuracy - whole.accuracy, changed))
+    return whole, without, effects

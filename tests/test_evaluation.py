@@ -1,0 +1,123 @@
+"""Scoring notes without learning, the baselines of a run, and which lines of the notes matter."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from iml_core.config import RunConfig
+from iml_core.errors import UserError
+from iml_core.evaluation import ablate, baseline, in_context, oracle_notes, score_notes
+from iml_core.learner import SampleStream
+from iml_core.runner import create_run, execute_run
+from iml_core.tasks import generate_benchmark
+
+PAPER = generate_benchmark("paper")
+
+
+def test_the_rule_learner_reads_oracle_notes_and_a_class_s_line_carries_that_class():
+    config = RunConfig(eval_size=200, seed=3)
+    notes = oracle_notes(PAPER, "offline")
+    assert notes.splitlines()[0] == "- Florp: colour is red (100%), tail is long (100%)."
+    whole = score_notes(config, notes, kind="oracle")
+    assert whole.accuracy >= 0.95 and whole.invalid == 0
+    # With all four lines, any one is redundant: each of its class's samples contradicts the three
+    # other lines, so the learner names the class the notes leave undescribed. Nothing changes.
+    _, _, effects = ablate(config, notes, source="oracle")
+    assert [(e.change, e.answers_changed) for e in effects] == [(0.0, 0)] * 4
+    # With two lines, a class's line is what tells it from the two undescribed classes: without it,
+    # its samples fall to a three-way tie, broken at random, and only that class suffers.
+    two = "\n".join(notes.splitlines()[:2])
+    whole, without, effects = ablate(config, two, source="oracle, Florp and Zindle")
+    assert whole.per_class["Florp"][0] == whole.per_class["Florp"][1]
+    florp_right, florp_total = without[0].per_class["Florp"]
+    assert florp_right / florp_total < 0.5 and effects[0].change < 0 and effects[0].answers_changed > 0
+    assert without[0].per_class["Zindle"] == whole.per_class["Zindle"]  # Zindle keeps its line
+
+
+def test_oracle_notes_for_a_language_model_are_plain_sentences():
+    assert oracle_notes(PAPER, "llm").splitlines() == [
+        "A creature that is red and has a long tail is a Florp.",
+        "A creature that is red and has a short tail is a Zindle.",
+        "A creature that is blue and has a long tail is a Brimlet.",
+        "A creature that is blue and has a short tail is a Quarrow."]
+
+
+def test_the_baselines_of_an_offline_run(store):
+    config = RunConfig(steps=4, eval_size=100, seed=1)
+    execute_run(store, run_id := create_run(store, config))
+    no_notes = baseline("no notes", config)
+    assert no_notes.accuracy == store.steps(run_id)[0]["eval_accuracy"]  # the floor is step 0
+    majority = baseline("majority", config)
+    top = majority.notes_source.removeprefix("always ")
+    assert majority.accuracy == sum(p.label == top for p in majority.predictions) / 100
+    fitted = in_context(config, 12)
+    assert fitted.shots == 12 and fitted.notes.startswith("- ")
+    assert "fitted on 12 training examples" in fitted.notes_source
+    stream = SampleStream(PAPER, 1, 100)
+    words = [len(f"{s.text} {s.label}".split()) for s in stream.minibatch(0, 20)]
+    shots = in_context(config).shots  # as many examples as fit the 300-word cap
+    assert sum(words[:shots]) <= 300 < sum(words[:shots + 1])
+    with pytest.raises(UserError, match=r"99999 in-context examples asked, but the training stream of paper has "
+                                        r"3100; give --shots from 1 to 3100"):
+        in_context(config, 99999)
+
+
+def test_the_in_context_prompt_is_exact(store, tiny_model):
+    config = RunConfig(agent="llm", backend="llama-cpp", model=str(tiny_model), eval_size=3, seed=2)
+    evaluation = in_context(config, 2, cache=store.responses)
+    stream = SampleStream(PAPER, 2, 3)
+    examples, asked = stream.minibatch(0, 2), stream.eval  # the first two of the training stream
+    system = ("You sort each creature into exactly one of these classes: Florp, Zindle, Quarrow, Brimlet.\n"
+              "Here are 2 creatures whose class is known:\n"
+              + "\n".join(f"- {s.text} Class: {s.label}" for s in examples))
+    assert [c.prompt for c in evaluation.calls] == [
+        f"[system]\n{system}\n\n[user]\n{s.text}\nWhich class is it? Answer with the class name only." for s in asked]
+    assert all(p.predicted in PAPER.classes for p in evaluation.predictions)  # the label grammar holds
+    again = in_context(config, 2, cache=store.responses)
+    assert all(c.cached for c in again.calls)
+    assert [p.predicted for p in again.predictions] == [p.predicted for p in evaluation.predictions]
+
+
+def iml(*args):
+    return subprocess.run([sys.executable, "-m", "iml_core", *args], capture_output=True, text=True)
+
+
+def test_evaluate_baseline_and_ablate_from_the_command_line(tmp_path):
+    db = str(tmp_path / "e.duckdb")
+    assert iml("run", "--steps", "5", "--eval-size", "100", "--db", db).returncode == 0
+    scored = iml("evaluate", "1", "--step", "5", "--json", "--db", db)
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads(scored.stdout)
+    assert {"evaluation_id", "accuracy", "invalid", "per_class", "eval_size", "notes_source"} <= set(result)
+    shown = json.loads(iml("show", "1", "--json", "--db", db).stdout)
+    assert result["accuracy"] == shown["steps"][5]["eval_accuracy"] and result["notes_source"] == "run 1 step 5"
+    transfer = json.loads(iml("evaluate", "1", "--step", "5", "--task", "noisy", "--json", "--db", db).stdout)
+    assert transfer["eval_size"] == 100 and transfer["evaluation_id"] == result["evaluation_id"] + 1
+    oracle = json.loads(iml("evaluate", "--oracle", "--json", "--db", db).stdout)
+    assert oracle["accuracy"] >= 0.95 and oracle["kind"] == "oracle"
+    baselines = json.loads(iml("baseline", "1", "--json", "--db", db).stdout)
+    assert [b["kind"] for b in baselines] == ["no notes", "in-context", "oracle", "majority"]
+    ablation = json.loads(iml("ablate", "1", "--step", "5", "--eval-size", "60", "--json", "--db", db).stdout)
+    assert ablation["eval_size"] == 60 and len(ablation["lines"]) >= 4
+    assert all(abs(line["change"] - (line["accuracy_without"] - ablation["accuracy"])) < 1e-12
+               for line in ablation["lines"])
+
+    from iml_core.store import Store
+    with Store(db) as store:
+        before = len(store.evaluations_frame())
+    csv = tmp_path / "t.csv"
+    csv.write_text("colour,label\n" + "red,a\nblue,b\n" * 20)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    for args, problem in [
+        (["evaluate", "1", "--step", "9"], "run 1 has no step 9; its steps go from 0 to 5"),
+        (["evaluate", "--oracle", "--task", str(csv), "--eval-size", "10"], "has no rule card"),
+        (["baseline", "1", "--kind", "in-context", "--shots", "99999"], "99999 in-context examples asked"),
+        (["evaluate", "--notes-file", str(empty)], "are empty"),
+    ]:
+        failed = iml(*args, "--db", db)
+        assert failed.returncode == 2 and problem in failed.stderr and failed.stderr.count("\n") == 1, failed.stderr
+    with Store(db) as store:
+        assert len(store.evaluations_frame()) == before  # bad input wrote nothing
