@@ -73,6 +73,23 @@ def trajectories(task, predictions: list[dict]) -> pd.DataFrame:
         columns=["minibatch", "observation", "answer", "right class", "correct"])
 
 
+def line_table(units: list[str], usage: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
+    """Each numbered line of the notes with what the answers cite (usage: Store.line_usage) next to
+    what it carries (ablation: Store.ablation): the eval accuracy lost or gained without it."""
+    used = {int(r.note_line): (int(r.right), int(r.wrong)) for r in usage.itertuples()}
+    whole = ablation[ablation["removed_line"].isna()]["accuracy"]
+    without = {int(r.removed_line): float(r.accuracy) for r in ablation.dropna(subset=["removed_line"]).itertuples()}
+    rows = []
+    for number, text in enumerate(units, start=1):
+        right, wrong = used.get(number, (0, 0))
+        change = without[number] - float(whole.iloc[0]) if number in without and len(whole) else None
+        rows.append({"line": number, "text": text, "answers citing it": right + wrong,
+                     "right when cited": right / (right + wrong) if right + wrong else None,
+                     "accuracy change without it": change})
+    return pd.DataFrame(rows, columns=["line", "text", "answers citing it", "right when cited",
+                                       "accuracy change without it"])
+
+
 def per_class_accuracy(per_class_json: str, phase: str = "eval") -> pd.DataFrame:
     counts = json.loads(per_class_json).get(phase, {})
     return pd.DataFrame([(name, right / total if total else math.nan, total)

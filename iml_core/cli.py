@@ -494,7 +494,7 @@ def _print_evaluation(evaluation_id: int, evaluation, as_json: bool) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from iml_core.evaluation import oracle_notes, score_notes
+    from iml_core.evaluation import oracle_notes, score_and_store
 
     with _store(args) as store:
         run = store.run(args.run_id) if args.run_id is not None else None
@@ -506,6 +506,7 @@ def cmd_evaluate(args) -> int:
             from iml_core.models import default_backend
             changes["backend"] = default_backend(changes["model"], changes.get("base_url", base.base_url))
         config = base.replace(**changes, cache=not args.no_cache).check()
+        step = None
         if run is not None:
             step = args.step if args.step is not None else run["steps_done"]
             notes, kind, source = store.notes_at(args.run_id, step), "notes", f"run {args.run_id} step {step}"
@@ -524,25 +525,17 @@ def cmd_evaluate(args) -> int:
         if not notes.strip() and kind == "notes" and run is None:
             raise UserError(f"the notes from {source} are empty; to score no notes, use `baseline RUN_ID "
                             "--kind 'no notes'`")
-        evaluation = score_notes(config, notes, kind=kind, source=source, cache=store.responses)
-        evaluation_id = store.save_evaluation(evaluation, config, run_id=args.run_id,
-                                              step=args.step if run is not None else None)
+        evaluation_id, evaluation = score_and_store(store, config, notes, run_id=args.run_id,
+                                                    step=step if run is not None else None, kind=kind, source=source)
     _print_evaluation(evaluation_id, evaluation, args.json)
     return 0
 
 
 def cmd_baseline(args) -> int:
-    from iml_core.evaluation import BASELINES, baseline
-    from iml_core.runner import build_task
+    from iml_core.evaluation import compute_baselines
 
     with _store(args) as store:
-        run = store.run(args.run_id)
-        config = RunConfig.from_dict(run["config"]).replace(initial_notes="")
-        kinds = args.kind or [k for k in BASELINES if k != "oracle" or build_task(config).rule_card]
-        results = []
-        for kind in kinds:
-            evaluation = baseline(kind, config, shots=args.shots, cache=store.responses)
-            results.append((store.save_evaluation(evaluation, config, run_id=args.run_id), evaluation))
+        results = compute_baselines(store, args.run_id, args.kind, shots=args.shots)
     if args.json:
         print(json.dumps([{"evaluation_id": i, **e.summary()} for i, e in results]))
     else:
@@ -552,27 +545,19 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from iml_core.evaluation import ablate
+    from iml_core.evaluation import ablate_run
 
     with _store(args) as store:
-        run = store.run(args.run_id)
-        config = RunConfig.from_dict(run["config"]).replace(initial_notes="")
-        if args.eval_size is not None:
-            config = config.replace(eval_size=args.eval_size).check()
-        notes = store.notes_at(args.run_id, args.step)
-        whole, without, effects = ablate(config, notes, source=f"run {args.run_id} step {args.step}",
-                                         cache=store.responses)
-        whole_id = store.save_evaluation(whole, config, run_id=args.run_id, step=args.step)
-        ids = [store.save_evaluation(e, config, run_id=args.run_id, step=args.step) for e in without]
+        whole_id, whole, lines = ablate_run(store, args.run_id, args.step, args.eval_size)
     if args.json:
         print(json.dumps({"evaluation_id": whole_id, "accuracy": whole.accuracy, "eval_size": whole.eval_size,
                           "lines": [{"line": e.line, "text": e.text, "accuracy_without": e.accuracy_without,
                                      "change": e.change, "answers_changed": e.answers_changed,
-                                     "evaluation_id": i} for e, i in zip(effects, ids, strict=True)]}))
+                                     "evaluation_id": i} for i, e in lines]}))
     else:
         print(f"notes of run {args.run_id} after step {args.step}: accuracy {_percent(whole.accuracy).strip()}% "
               f"on {whole.eval_size} samples")
-        for e in effects:
+        for _, e in lines:
             print(f"  line {e.line:>3}: {100 * e.change:+6.1f} points, {e.answers_changed:>4} answers changed  "
                   f"{e.text[:70]}")
     return 0

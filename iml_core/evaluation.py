@@ -192,3 +192,90 @@ def ablate(config: RunConfig, notes: str, *, source: str, cache=None) -> tuple[E
         without.append(scored)
         effects.append(LineEffect(number, text, scored.accuracy, scored.accuracy - whole.accuracy, changed))
     return whole, without, effects
+
+
+def run_config(run: dict) -> RunConfig:
+    """The settings a run's baselines and ablations are computed with: the run's own, from no notes."""
+    return RunConfig.from_dict(run["config"]).replace(initial_notes="")
+
+
+def baseline_key(config: RunConfig) -> RunConfig:
+    """What a run's baselines depend on: its task, agent, model, seed, eval split and note cap (the
+    in-context examples), not how it learns (momentum, accumulation, batch size, steps)."""
+    return config.replace(momentum=0.0, accumulation=1, batch_size=1, steps=1, eval_every=1, feedback="label",
+                          initial_notes="", cache=True)
+
+
+def applicable_baselines(config: RunConfig) -> list[str]:
+    """Every baseline that exists for a run's task (oracle notes need a rule card)."""
+    return [kind for kind in BASELINES if kind != "oracle" or build_task(config).rule_card]
+
+
+def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None) -> list[tuple[int, Evaluation]]:
+    """Computes and stores a run's baselines (all that apply, or `kinds`); (evaluation id, evaluation) each."""
+    config = run_config(store.run(run_id))
+    done = []
+    for kind in kinds or applicable_baselines(config):
+        evaluation = baseline(kind, config, shots=shots, cache=store.responses)
+        done.append((store.save_evaluation(evaluation, config, run_id=run_id), evaluation))
+    return done
+
+
+def missing_baselines(store, run_id: int) -> list[str]:
+    config = run_config(store.run(run_id))
+    stored = set(store.baselines([run_id])["kind"])
+    return [kind for kind in applicable_baselines(config) if kind not in stored]
+
+
+@dataclass(frozen=True)
+class BaselinePlan:
+    """What computing the missing baselines of some runs would take, told before it is done."""
+    missing: dict  # run id -> the kinds it lacks
+    model_calls: int  # at most (the response cache may answer some)
+    tokens: int  # estimated from the runs' own evaluation calls so far
+    cost: float
+
+
+def plan_baselines(store, run_ids) -> BaselinePlan:
+    missing = {run_id: kinds for run_id in run_ids if (kinds := missing_baselines(store, run_id))}
+    calls = tokens = 0
+    cost = 0.0
+    for run_id, kinds in missing.items():
+        config = run_config(store.run(run_id))
+        if config.agent != "llm":
+            continue  # the rule learner and the majority class call no model
+        asked = config.eval_size * sum(kind != "majority" for kind in kinds)
+        evals = [c for c in store.model_calls(run_id) if c["phase"] == PhaseName.EVAL and not c["cached"]]
+        per_call_in = sum(c["tokens_in"] for c in evals) / len(evals) if evals else 0
+        per_call_out = sum(c["tokens_out"] for c in evals) / len(evals) if evals else 0
+        calls += asked
+        tokens += round(asked * (per_call_in + per_call_out))
+        cost += asked * (per_call_in * config.price_in + per_call_out * config.price_out) / 1e6
+    return BaselinePlan(missing, calls, tokens, cost)
+
+
+def ablate_run(store, run_id: int, step: int, eval_size: int | None = None):
+    """Ablates a run's notes at a step with the run's own agent and split, and stores every
+    evaluation; (whole's id, whole, [(id, effect)])."""
+    config = run_config(store.run(run_id))
+    if eval_size is not None:
+        config = config.replace(eval_size=eval_size).check()
+    notes = store.notes_at(run_id, step)
+    whole, without, effects = ablate(config, notes, source=f"run {run_id} step {step}", cache=store.responses)
+    whole_id = store.save_evaluation(whole, config, run_id=run_id, step=step)
+    ids = [store.save_evaluation(e, config, run_id=run_id, step=step) for e in without]
+    return whole_id, whole, list(zip(ids, effects, strict=True))
+
+
+def ablation_calls(config: RunConfig, notes: str) -> int:
+    """Model calls an ablation asks at most: the notes whole and without each line, each over the
+    eval split; none for the rule learner."""
+    return 0 if config.agent != "llm" else (len(note_units(notes)) + 1) * config.eval_size
+
+
+def score_and_store(store, config: RunConfig, notes: str, *, run_id: int | None = None, step: int | None = None,
+                    kind: str = "notes", source: str | None = None) -> tuple[int, Evaluation]:
+    """score_notes, stored: transfer when the notes are a run's and the config another agent, model or task."""
+    source = source or (f"run {run_id} step {step}" if run_id is not None else "text")
+    scored = score_notes(config, notes, kind=kind, source=source, cache=store.responses)
+    return store.save_evaluation(scored, config, run_id=run_id, step=step), scored

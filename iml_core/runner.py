@@ -261,6 +261,7 @@ class RunManager:
         self._endpoints: dict[int, str | None] = {}
         self._limits: dict[int, tuple[int, _Limits]] = {}  # run -> (its submission, that submission's limits)
         self._submissions = itertools.count(1)
+        self._side_threads: list[threading.Thread] = []  # work beside the runs: baselines
         self._lock = threading.Lock()
 
     def submit(self, configs: Sequence[RunConfig], parent: tuple[int, int] | None = None,
@@ -348,6 +349,32 @@ class RunManager:
         if event is not None:
             event.set()
 
+    def queue_baselines(self, run_ids: Sequence[int]) -> None:
+        """Computes the runs' missing baselines (iml_core.evaluation) in a worker thread of their own,
+        alongside the runs; `join` waits for it too. Runs whose baselines would be the same (they
+        differ only in how they learn) get them once, on the first of them."""
+        from iml_core.evaluation import baseline_key, compute_baselines, missing_baselines, run_config
+
+        firsts = {}
+        for run_id in run_ids:
+            firsts.setdefault(baseline_key(run_config(self.store.run(run_id))), run_id)
+
+        def work() -> None:
+            for run_id in firsts.values():
+                try:
+                    missing = missing_baselines(self.store, run_id)
+                    if missing:
+                        compute_baselines(self.store, run_id, missing)
+                except IMLError as e:
+                    log.warning("the baselines of run %s failed: %s", run_id, e)
+                except Exception:
+                    log.exception("the baselines of run %s stopped on an unexpected error", run_id)
+
+        thread = threading.Thread(target=work, name="iml-baselines", daemon=True)
+        with self._lock:
+            self._side_threads.append(thread)
+        thread.start()
+
     def cancel_study(self, study: str) -> list[int]:
         """Cancels every run of a study still queued or running here; returns them."""
         members = {r["id"] for r in self.store.runs() if r["study"] == study}
@@ -366,7 +393,8 @@ class RunManager:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
-                threads = list(self._threads.values())
+                self._side_threads = [t for t in self._side_threads if t.is_alive()]
+                threads = list(self._threads.values()) + self._side_threads
                 waiting = bool(self._queue)
             if not threads and not waiting:
                 return

@@ -581,6 +581,23 @@ class Store:
                        removed_line, tokens_in, tokens_out, cost, seconds, created_at
                 FROM evaluations {where} ORDER BY id DESC""", params).df()
 
+    def baselines(self, run_ids):
+        """The latest stored baseline of each kind for some runs: run_id, kind, accuracy, shots."""
+        return self._cursor().execute(
+            """SELECT run_id, kind, arg_max(accuracy, id) AS accuracy, arg_max(shots, id) AS shots
+               FROM evaluations
+               WHERE list_contains(?, run_id) AND list_contains(['no notes', 'in-context', 'oracle', 'majority'], kind)
+               GROUP BY run_id, kind ORDER BY run_id, kind""", [list(map(int, run_ids))]).df()
+
+    def ablation(self, run_id: int, step: int):
+        """The latest ablation of a run's notes at a step: removed_line (NULL: the notes whole), accuracy."""
+        return self._cursor().execute(
+            """WITH latest AS (SELECT removed_line, arg_max(accuracy, id) AS accuracy, max(id) AS id
+                               FROM evaluations WHERE kind = 'ablation' AND run_id = ? AND step = ?
+                               GROUP BY removed_line)
+               SELECT removed_line, accuracy FROM latest ORDER BY removed_line NULLS FIRST""",
+            [run_id, step]).df()
+
     def evaluation_predictions(self, evaluation_id: int) -> list[dict]:
         return self._rows("SELECT * FROM evaluation_predictions WHERE evaluation_id = ?", [evaluation_id])
 

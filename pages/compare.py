@@ -2,7 +2,7 @@ import streamlit as st
 
 from iml_core import analysis
 from studio import charts
-from studio.ui import SELECTED, current, run_label
+from studio.ui import SELECTED, baselines_button, current, run_label
 
 NEWEST = 24
 store, _ = current()
@@ -25,7 +25,9 @@ if not chosen:
 
 selected = finished[finished["id"].isin(chosen)]
 steps = store.steps_frame(chosen)
-st.plotly_chart(charts.grouped_curves(analysis.grouped_curves(selected, steps, by), by), key="compare_curves")
+curves = charts.grouped_curves(analysis.grouped_curves(selected, steps, by), by)
+st.plotly_chart(charts.with_baselines(curves, store.baselines(chosen)), key="compare_curves")
+baselines_button(store, chosen, key="compare_baselines")
 
 final, unstable = analysis.heatmaps(selected, steps)
 if final.size > 1:

@@ -3,7 +3,7 @@ import streamlit as st
 from iml_core import analysis
 from iml_core.status import ACTIVE, GOING
 from studio import charts
-from studio.ui import current, percent, pick_run, show_problem
+from studio.ui import baselines_button, current, percent, pick_run, show_problem
 
 store, manager = current()
 st.title("Live")
@@ -59,7 +59,8 @@ def live() -> None:
     flags = analysis.alarms(steps)
     for flag in flags.itertuples():
         show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
-    st.plotly_chart(charts.mark_alarms(charts.accuracy_curves(steps), flags), key="live_curve")
+    curve = charts.with_baselines(charts.accuracy_curves(steps), store.baselines([run_id]))
+    st.plotly_chart(charts.mark_alarms(curve, flags), key="live_curve")
     evaluated = steps.dropna(subset=["eval_accuracy"])
     if not evaluated.empty:
         latest = evaluated.iloc[-1]
@@ -76,3 +77,5 @@ def live() -> None:
 
 
 live()
+if st.session_state.get("live_run") is not None:  # outside the fragment: a computation must not be re-ticked
+    baselines_button(store, [st.session_state["live_run"]], key="live_baselines")

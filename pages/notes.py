@@ -1,14 +1,15 @@
 import pandas as pd
 import streamlit as st
 
-from iml_core import analysis
+from iml_core import analysis, evaluation
 from iml_core.attribution import note_units
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import IMLError
 from iml_core.runner import build_task, check_run, fork_config
 from iml_core.truth import TruthScorer
 from studio import charts, render
-from studio.ui import SELECTED, current, pick_run, show_problem
+from iml_core.tasks import PRESETS, saved_tasks
+from studio.ui import SELECTED, current, model_settings, percent, pick_run, show_problem
 
 store, manager = current()
 st.title("Notes")
@@ -60,6 +61,46 @@ st.caption("Each sentence shaded by the answers that relied on it (the eval at t
            "training answers): green when they were right, red when wrong, stronger with more use.")
 st.html(render.line_heatmap(note_units(new), {int(r.note_line): (int(r.right), int(r.wrong))
                                               for r in usage.itertuples()}))
+ablation = store.ablation(run_id, after)
+st.caption("Citing is not carrying: the last column scores the notes again without each line (an ablation). "
+           "A line whose removal costs accuracy carries it, whatever the answers say they relied on.")
+st.dataframe(analysis.line_table(note_units(new), usage, ablation), hide_index=True, key="notes_lines",
+             column_config={"right when cited": st.column_config.NumberColumn(format="percent"),
+                            "accuracy change without it": st.column_config.NumberColumn(format="percent")})
+run_settings = evaluation.run_config(store.run(run_id))
+calls = evaluation.ablation_calls(run_settings, new)
+if note_units(new) and st.button(f"Score the notes at step {after} without each line"
+                                 + (f" (at most {calls} model calls)" if calls else ""), key="notes_ablate"):
+    with st.spinner("Scoring the notes without each line..."):
+        try:
+            evaluation.ablate_run(store, run_id, after)
+        except IMLError as e:
+            show_problem(str(e))
+        else:
+            st.rerun()
+
+with st.expander(f"Score these notes (step {after}) with another agent, model or task"):
+    a, b = st.columns(2)
+    scorer_agent = a.selectbox("Agent", ["offline", "llm"], key="score_agent",
+                               format_func={"offline": "Offline rule learner (no LLM)",
+                                            "llm": "LLM set on the Models page"}.get)
+    tasks = {name: f"{name} (preset)" for name in PRESETS} | {str(p): f"{p.stem} (CSV)" for p in saved_tasks()}
+    scorer_task = b.selectbox("Task", list(tasks), format_func=tasks.get, key="score_task")
+    scorer = run_settings.replace(task=scorer_task, agent=scorer_agent, label_noise=None,
+                                  **(model_settings() if scorer_agent == "llm" else {}))
+    problems = check_run(scorer)
+    for problem in problems:
+        show_problem(problem)
+    if st.button("Score", disabled=bool(problems), key="score_notes"):
+        with st.spinner("Scoring..."):
+            try:
+                evaluation_id, scored = evaluation.score_and_store(store, scorer, new, run_id=run_id, step=after)
+            except IMLError as e:
+                show_problem(str(e))
+            else:
+                st.success(f"Evaluation {evaluation_id}: {percent(scored.accuracy)} on {scored.eval_size} samples "
+                           f"of {scorer_task} read by {scored.agent_description} ({scored.invalid} invalid); "
+                           f"this run's own eval at step {after}: {percent(row['eval_accuracy'])}.")
 
 if task.rule_card:
     st.subheader("What the notes know")

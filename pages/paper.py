@@ -36,7 +36,7 @@ if st.button(f"Queue the paper's experiments ({len(configs)} runs)", type="prima
              key="paper_launch"):
     study = store.new_study("paper view") + f": {task}, {agents[agent].split(' (')[0]}"
     try:
-        manager.submit(configs, study=study, parallel=parallel)
+        manager.queue_baselines(manager.submit(configs, study=study, parallel=parallel))
     except IMLError as e:
         show_problem(str(e))
     else:
@@ -60,8 +60,11 @@ def figures() -> None:
     steps = store.steps_frame(runs["id"].tolist())
     by_momentum, by_accumulation = analysis.paper_curves(runs, steps)
     a, b = st.columns(2)
-    a.plotly_chart(charts.grouped_curves(by_momentum, "momentum"), key="paper_momentum")
-    b.plotly_chart(charts.grouped_curves(by_accumulation, "accumulation"), key="paper_accumulation")
+    baselines = store.baselines(runs["id"].tolist())
+    a.plotly_chart(charts.with_baselines(charts.grouped_curves(by_momentum, "momentum"), baselines),
+                   key="paper_momentum")
+    b.plotly_chart(charts.with_baselines(charts.grouped_curves(by_accumulation, "accumulation"), baselines),
+                   key="paper_accumulation")
     final = analysis.final_accuracy_by_cell(runs)
     st.dataframe(pd.DataFrame({
         "momentum": final["momentum"], "accumulation": final["accumulation"],

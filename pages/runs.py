@@ -31,6 +31,15 @@ picked = st.dataframe(
     })
 chosen = [int(shown.iloc[i]["id"]) for i in picked.selection.rows]
 st.caption("Click column headers to sort; tick rows to act on them. Cost appears with LLM runs.")
+
+evaluations = store.evaluations_frame()
+if not evaluations.empty:
+    with st.expander(f"Evaluations: notes scored without learning ({len(evaluations)})"):
+        st.caption("Baselines (no notes, in-context, oracle, majority), notes scored by another agent, model or "
+                   "task, and ablations; `python -m iml_core evaluate`, `baseline` and `ablate` make them too.")
+        st.dataframe(evaluations, hide_index=True, key="evaluations_table",
+                     column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                    "agent_description": "agent", "notes_source": "notes from"})
 if not chosen:
     st.stop()
 

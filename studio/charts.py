@@ -127,6 +127,33 @@ def truth_curves(truth: pd.DataFrame, steps: pd.DataFrame) -> go.Figure:
     return figure
 
 
+BASELINE_STYLES = {  # kind -> (label, colour): what frames a learning curve
+    "majority": ("majority class", "#7f8c8d"),
+    "no notes": ("no notes (floor)", "#c0392b"),
+    "in-context": ("in-context", "#d68910"),
+    "oracle": ("oracle notes (ceiling)", "#1e8449"),
+}
+
+
+def with_baselines(figure: go.Figure, baselines: pd.DataFrame) -> go.Figure:
+    """Labelled horizontal lines at the stored baselines (Store.baselines); over several runs, each
+    kind's mean."""
+    if baselines.empty:
+        return figure
+    for kind, rows in baselines.groupby("kind"):
+        label, colour = BASELINE_STYLES[kind]
+        shots = rows["shots"].dropna()
+        if kind == "in-context" and len(shots):
+            label += f" ({int(shots.iloc[0])} examples)"
+        if len(rows) > 1:
+            label += f", mean of {len(rows)} runs"
+        accuracy = float(rows["accuracy"].mean())
+        figure.add_hline(y=accuracy, line=dict(color=colour, dash="dot", width=1.5),
+                         annotation_text=f"{label}: {100 * accuracy:.1f}%", annotation_position="top left",
+                         annotation_font_color=colour)
+    return figure
+
+
 def mark_alarms(figure: go.Figure, flags: pd.DataFrame) -> go.Figure:
     """Vertical marks at the flagged steps of an accuracy chart."""
     for row in flags.itertuples():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from iml_core import analysis
+from iml_core import analysis, evaluation
+from iml_core.errors import IMLError
 from iml_core.store import Store
 from studio import render
 from studio.engine import database_path, engine
@@ -42,6 +43,25 @@ def pick_run(runs: pd.DataFrame, key: str, label: str = "Run") -> int | None:
 
 def percent(value) -> str:
     return "–" if value is None or pd.isna(value) else f"{100 * value:.1f}%"
+
+
+def baselines_button(store: Store, run_ids, key: str) -> None:
+    """A button that computes the runs' missing baselines, saying first what that will cost."""
+    plan = evaluation.plan_baselines(store, run_ids)
+    if not plan.missing:
+        return
+    kinds = [kind for kind in evaluation.BASELINES if any(kind in missing for missing in plan.missing.values())]
+    cost = (f": at most {plan.model_calls} model calls (about {plan.tokens:,} tokens"
+            + (f", ${plan.cost:.4f})" if plan.cost else ")")) if plan.model_calls else " (no model calls)"
+    if st.button(f"Compute the missing baselines ({', '.join(kinds)}) of {len(plan.missing)} run(s){cost}", key=key):
+        with st.spinner("Scoring the baselines..."):
+            try:
+                for run_id, missing in plan.missing.items():
+                    evaluation.compute_baselines(store, run_id, missing)
+            except IMLError as e:
+                show_problem(str(e))
+                return
+        st.rerun()
 
 
 def show_problem(text: str, kind: str = "error") -> None:

@@ -411,3 +411,71 @@ def test_chart_x_axes_show_whole_steps():
     frame = pd.DataFrame({"run_id": 1, "step": range(steps.steps + 1), "train_accuracy": 0.5, "eval_accuracy": 0.5})
     layout = accuracy_curves(frame).layout.xaxis
     assert (layout.tick0, layout.dtick) == (0, 1)
+
+
+def baseline_labels(at: AppTest) -> list[str]:
+    """The labels of the baseline lines drawn on the page's charts."""
+    import json
+    return [a["text"] for chart in at.get("plotly_chart") for a in json.loads(chart.proto.spec)["layout"].get(
+        "annotations", []) if "%" in a.get("text", "")]
+
+
+def test_live_and_compare_draw_the_baselines_a_button_computed(db):
+    store, run_ids = with_runs(db, RunConfig(steps=3, eval_size=60, seed=4))
+    at = app_at("pages/live.py")
+    assert baseline_labels(at) == []
+    button = at.button(key="live_baselines")
+    assert "(no notes, in-context, oracle, majority) of 1 run(s) (no model calls)" in button.label
+    button.click()
+    at.run()
+    assert not at.exception
+    stored = store.baselines(run_ids)
+    assert sorted(stored["kind"]) == ["in-context", "majority", "no notes", "oracle"]
+    labels = baseline_labels(at)
+    oracle = float(stored.set_index("kind").loc["oracle", "accuracy"])
+    assert f"oracle notes (ceiling): {100 * oracle:.1f}%" in labels
+    assert any(label.startswith("no notes (floor): ") for label in labels)
+    assert any(label.startswith("in-context (") and " examples): " in label for label in labels)
+    assert not [b for b in at.button if b.key == "live_baselines"]  # nothing missing any more
+    at.switch_page("pages/compare.py")
+    at.run()
+    assert f"oracle notes (ceiling): {100 * oracle:.1f}%" in baseline_labels(at)
+
+
+def test_the_paper_view_queues_one_set_of_baselines_per_seed(db):
+    at = app_at("pages/paper.py")
+    at.number_input(key="paper_steps").set_value(2)
+    at.run()
+    at.button(key="paper_launch").click()
+    at.run()
+    store, manager = engine(db)
+    manager.join(timeout=300)
+    runs = store.runs()
+    with_baselines = sorted(set(store.baselines([r["id"] for r in runs])["run_id"]))
+    assert len(runs) == 18 and len(with_baselines) == 3
+    assert sorted(store.run(i)["config"]["seed"] for i in with_baselines) == [0, 1, 2]
+    at.run()
+    assert any("mean of 3 runs" in label for label in baseline_labels(at))
+
+
+def test_notes_ablates_its_lines_and_scores_them_with_another_task(db):
+    store, (run_id,) = with_runs(db, RunConfig(steps=3, eval_size=60))
+    at = app_at("pages/notes.py")
+    def lines_table():
+        return [d.value for d in at.dataframe if "accuracy change without it" in d.value.columns][0]
+
+    assert lines_table()["accuracy change without it"].isna().all()
+    at.button(key="notes_ablate").click()
+    at.run()
+    assert not at.exception
+    lines = lines_table()
+    assert lines["accuracy change without it"].notna().all() and len(lines) == len(store.ablation(run_id, 3)) - 1
+    at.selectbox(key="score_task").set_value("noisy")
+    at.run()
+    at.button(key="score_notes").click()
+    at.run()
+    assert any("on 60 samples of noisy read by rule learner (no LLM)" in s.value for s in at.success)
+    at.switch_page("pages/runs.py")
+    at.run()
+    evaluations = [d.value for d in at.dataframe if "notes_source" in d.value.columns][0]
+    assert set(evaluations["kind"]) == {"ablation", "notes"}

@@ -144,3 +144,25 @@ def test_the_models_page_offers_the_servers_models(starter_server, tmp_path, mon
     at.button(key="model_list").click()
     at.run()
     assert any("cannot reach a server at http://127.0.0.1:" in a for a in alerts(at))
+
+
+def test_the_starter_models_baselines_are_stored_and_drawn(store, starter_model):
+    from iml_core.evaluation import compute_baselines, oracle_notes
+    from studio.charts import accuracy_curves, with_baselines
+
+    run_id = create_run(store, RunConfig(agent="llm", backend="llama-cpp", model="starter", steps=1,
+                                         **{**SMALL, "max_note_words": 120}))
+    execute_run(store, run_id)
+    done = compute_baselines(store, run_id, ["no notes", "in-context", "oracle"])
+    assert [e.kind for _, e in done] == ["no notes", "in-context", "oracle"]
+    no_notes, in_context, oracle = (e for _, e in done)
+    assert no_notes.accuracy == store.steps(run_id)[0]["eval_accuracy"]  # step 0 had no notes: the same answers
+    assert all(c.cached for c in no_notes.calls)  # ...from the response cache
+    assert in_context.shots >= 2 and all(c.tokens_in > 0 for c in in_context.calls if not c.cached)
+    assert oracle.notes == oracle_notes(generate_benchmark("paper"), "llm")
+    assert all(p.predicted in CLASSES for _, e in done for p in e.predictions)
+    stored = store.baselines([run_id]).set_index("kind")["accuracy"].to_dict()
+    assert stored == {e.kind: e.accuracy for _, e in done}
+    figure = with_baselines(accuracy_curves(store.steps_frame([run_id])), store.baselines([run_id]))
+    labels = [a.text for a in figure.layout.annotations]
+    assert f"oracle notes (ceiling): {100 * oracle.accuracy:.1f}%" in labels and len(labels) == 3
