@@ -121,3 +121,11 @@ def test_evaluate_baseline_and_ablate_from_the_command_line(tmp_path):
         assert failed.returncode == 2 and problem in failed.stderr and failed.stderr.count("\n") == 1, failed.stderr
     with Store(db) as store:
         assert len(store.evaluations_frame()) == before  # bad input wrote nothing
+
+
+def test_in_context_examples_that_overflow_the_context_name_both_numbers(store, tiny_model):
+    config = RunConfig(agent="llm", backend="llama-cpp", model=str(tiny_model), eval_size=2, n_ctx=512)
+    with pytest.raises(UserError, match=r"the prompt has (\d+) tokens and the answer may take 24, more than the "
+                                        r"context of 512; raise n_ctx, or lower the note word cap or the in-context"):
+        in_context(config, 40, cache=store.responses)
+    assert len(store.evaluations_frame()) == 0

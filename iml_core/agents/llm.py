@@ -18,7 +18,8 @@ from typing import Protocol, Sequence
 
 from iml_core.agents import ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.attribution import note_units, numbered
-from iml_core.backends import LINE_SEPARATOR, Backend, BackendError, Completion
+from iml_core.backends import LINE_SEPARATOR, Backend, Completion
+from iml_core.errors import IMLError
 from iml_core.prompts import PROMPTS, fill
 from iml_core.tasks import Observation, Task
 
@@ -58,7 +59,7 @@ class LLMAgent:
         started = time.perf_counter()
         try:
             result = call(seed)
-        except BackendError as e:
+        except IMLError as e:  # a failed call is logged with its error, then the run stops
             self._log(ModelCall(phase.name, prompt, "", duration_ms=1000 * (time.perf_counter() - started),
                                 error=str(e)))
             raise

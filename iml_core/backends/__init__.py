@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
-from iml_core.errors import RunFailed
+from iml_core.errors import RunFailed, UserError
 
 if TYPE_CHECKING:
     from iml_core.config import RunConfig
@@ -17,6 +17,11 @@ Messages = list[dict[str, str]]
 
 class BackendError(RunFailed):
     """The model server or file failed in a way retries did not fix; the run stops `failed`."""
+
+
+class PromptTooLong(UserError):
+    """A prompt and its answer do not fit the model's context: a setting to change (the context
+    length, the note cap, the in-context examples), not a failure of the model."""
 
 
 @dataclass(frozen=True)

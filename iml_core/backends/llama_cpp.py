@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from iml_core.backends import LINE_SEPARATOR, BackendError, Completion, Messages, split_label_line
+from iml_core.backends import LINE_SEPARATOR, Completion, Messages, PromptTooLong, split_label_line
 from iml_core.errors import UserError
 
 GGUF_MAGIC = b"GGUF"
@@ -144,9 +144,9 @@ class LlamaCppBackend:
             llm = self._llm
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             if len(tokens) + max_tokens > llm.n_ctx():
-                raise BackendError(
+                raise PromptTooLong(
                     f"the prompt has {len(tokens)} tokens and the answer may take {max_tokens}, more than the "
-                    f"context of {llm.n_ctx()}; raise n_ctx or lower the note word cap")
+                    f"context of {llm.n_ctx()}; raise n_ctx, or lower the note word cap or the in-context examples")
             previous = list(llm.input_ids[:llm.n_tokens])
             reused = 0
             for a, b in zip(previous, tokens, strict=False):
