@@ -226,11 +226,12 @@ def _percent(value: float | None) -> str:
 
 def cmd_run(args) -> int:
     config = _config_from(args)
-    from iml_core.runner import create_run  # after the flags are known good
+    from iml_core.runner import create_run, local_steps, prepare_run, steps_from  # after the flags are known good
 
     with _store(args) as store:
-        run_id = create_run(store, config)
-        return _execute(store, run_id, config.steps, args.json)
+        prepared = prepare_run(config)
+        run_id = create_run(store, config, prepared=prepared)
+        return _execute(store, run_id, config.steps, args.json, source=steps_from(local_steps, prepared))
 
 
 def cmd_fork(args) -> int:
@@ -394,8 +395,8 @@ def _follow(store: Store, manager, run_ids: list[int]) -> None:
         time.sleep(0.2)
 
 
-def _execute(store: Store, run_id: int, total_steps: int, as_json: bool) -> int:
-    from iml_core.runner import execute_run, run_summary
+def _execute(store: Store, run_id: int, total_steps: int, as_json: bool, source=None) -> int:
+    from iml_core.runner import execute_run, local_steps, run_summary
     from tqdm import tqdm
 
     already = max(0, len(store.steps(run_id)) - 1)  # step 0 is the starting point, not a step
@@ -411,7 +412,7 @@ def _execute(store: Store, run_id: int, total_steps: int, as_json: bool) -> int:
             bar.update(1)
 
         try:
-            summary = execute_run(store, run_id, on_step=progress)
+            summary = execute_run(store, run_id, on_step=progress, source=source or local_steps)
         except KeyboardInterrupt:
             print(f"run {run_id} stopped; its completed steps are in {store.path}; "
                   f"`python -m iml_core resume {run_id}` goes on", file=sys.stderr)

@@ -6,6 +6,7 @@ of its server process (docs/ARCHITECTURE.md §4) through RunManager.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -106,11 +107,19 @@ class StepSource(Protocol):
 
 
 def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *, cache=None,
-                on_retry: Callable[[str | None], None] | None = None) -> Iterator[StepRecord]:
+                on_retry: Callable[[str | None], None] | None = None,
+                prepared: tuple[Task, Agent] | None = None) -> Iterator[StepRecord]:
     """A run's steps computed in this process, wherever that is (here, or on a Ray worker):
-    `cache` answers repeated model calls, `on_retry` hears the backend's retry notices."""
-    task = build_task(config)
-    agent = build_agent(config, task, cache=cache)
+    `cache` answers repeated model calls, `on_retry` hears the backend's retry notices. `prepared`
+    is the task and agent checked when the run was created in this process (used once; a resumed
+    run, or one on another machine, builds its own)."""
+    if prepared is None:
+        task = build_task(config)
+        agent = build_agent(config, task, cache=cache)
+    else:
+        task, agent = prepared
+        if hasattr(agent, "cache"):
+            agent.cache = cache if config.cache else None
     backend = getattr(agent, "backend", None)
     if on_retry is not None and backend is not None and hasattr(backend, "on_retry"):
         backend.on_retry = on_retry
@@ -118,9 +127,14 @@ def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *,
 
 
 def local_steps(store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
-                cancel: threading.Event | None) -> Iterator[StepRecord]:
+                cancel: threading.Event | None, prepared: tuple[Task, Agent] | None = None) -> Iterator[StepRecord]:
     yield from agent_steps(config, after_step, notes, cache=store.responses,
-                           on_retry=lambda notice: store.set_retrying(run_id, notice))
+                           on_retry=lambda notice: store.set_retrying(run_id, notice), prepared=prepared)
+
+
+def steps_from(source: "StepSource", prepared: tuple[Task, Agent] | None) -> "StepSource":
+    """The source, handed the task and agent the run's creation built, when it computes here."""
+    return functools.partial(local_steps, prepared=prepared) if prepared and source is local_steps else source
 
 
 def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = None,
@@ -262,6 +276,7 @@ class RunManager:
         self._limits: dict[int, tuple[int, _Limits]] = {}  # run -> (its submission, that submission's limits)
         self._submissions = itertools.count(1)
         self._side_threads: list[threading.Thread] = []  # work beside the runs: baselines
+        self._prepared: dict[int, tuple[Task, Agent]] = {}  # built when checked, used when the run starts
         self._lock = threading.Lock()
 
     def submit(self, configs: Sequence[RunConfig], parent: tuple[int, int] | None = None,
@@ -277,6 +292,8 @@ class RunManager:
             prepared.append(prepare_run(config))
         run_ids = [create_run(self.store, config, parent=parent, study=study, prepared=built)
                    for config, built in zip(configs, prepared, strict=True)]
+        with self._lock:
+            self._prepared.update(zip(run_ids, prepared, strict=True))
         self._enqueue(run_ids, _Limits(parallel, max_per_endpoint))
         return run_ids
 
@@ -328,7 +345,9 @@ class RunManager:
 
     def _work(self, run_id: int, cancel: threading.Event) -> None:
         try:
-            execute_run(self.store, run_id, cancel=cancel, source=self.source)
+            with self._lock:
+                prepared = self._prepared.pop(run_id, None)
+            execute_run(self.store, run_id, cancel=cancel, source=steps_from(self.source, prepared))
         except IMLError as e:  # stored on the run with its message; logged for whoever runs the server
             log.warning("run %s failed: %s", run_id, e)
         except Exception:
@@ -343,6 +362,7 @@ class RunManager:
         with self._lock:
             if run_id in self._queue:
                 self._queue.remove(run_id)
+                self._prepared.pop(run_id, None)
                 self.store.set_status(run_id, Status.CANCELLED)
                 return
             event = self._cancels.get(run_id)

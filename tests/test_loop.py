@@ -102,3 +102,28 @@ def test_binary_feedback_never_shows_the_agent_the_label():
     agent = Watching(task.attributes, task.classes)
     list(learning_steps(task, agent, config))
     assert agent.told and set(agent.told) == {None}
+
+
+def test_a_run_builds_its_task_and_agent_once(store, monkeypatch, tmp_path):
+    from iml_core import cli, runner
+
+    built = Counter()
+
+    def counted(name):
+        real = getattr(runner, name)
+
+        def build(*args, **kwargs):
+            built[name] += 1
+            return real(*args, **kwargs)
+        return build
+
+    for name in ("build_task", "build_agent"):
+        monkeypatch.setattr(runner, name, counted(name))
+    manager = runner.RunManager(store)
+    run_ids = manager.submit([RunConfig(steps=2, eval_size=20, seed=s) for s in (0, 1)])
+    manager.join(timeout=60)
+    assert {store.run(i)["status"] for i in run_ids} == {"completed"}
+    assert built == {"build_task": 2, "build_agent": 2}  # checked once each, and that build ran them
+    built.clear()
+    assert cli.main(["run", "--steps", "2", "--eval-size", "20", "--db", str(tmp_path / "cli.duckdb")]) == 0
+    assert built == {"build_task": 1, "build_agent": 1}
