@@ -245,9 +245,7 @@ def plan_baselines(store, run_ids) -> BaselinePlan:
         if config.agent != "llm":
             continue  # the rule learner and the majority class call no model
         asked = config.eval_size * sum(kind != "majority" for kind in kinds)
-        evals = [c for c in store.model_calls(run_id) if c["phase"] == PhaseName.EVAL and not c["cached"]]
-        per_call_in = sum(c["tokens_in"] for c in evals) / len(evals) if evals else 0
-        per_call_out = sum(c["tokens_out"] for c in evals) / len(evals) if evals else 0
+        per_call_in, per_call_out = store.mean_call_tokens(run_id, PhaseName.EVAL)
         calls += asked
         tokens += round(asked * (per_call_in + per_call_out))
         cost += asked * (per_call_in * config.price_in + per_call_out * config.price_out) / 1e6

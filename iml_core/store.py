@@ -581,6 +581,13 @@ class Store:
                        removed_line, tokens_in, tokens_out, cost, seconds, created_at
                 FROM evaluations {where} ORDER BY id DESC""", params).df()
 
+    def mean_call_tokens(self, run_id: int, phase: str) -> tuple[float, float]:
+        """Mean tokens in and out of a run's model calls in a phase that a model answered (0 without any)."""
+        row = self._cursor().execute(
+            """SELECT coalesce(avg(tokens_in), 0), coalesce(avg(tokens_out), 0) FROM model_calls
+               WHERE run_id = ? AND phase = ? AND NOT cached""", [run_id, str(phase)]).fetchone()
+        return float(row[0]), float(row[1])
+
     def baselines(self, run_ids):
         """The latest stored baseline of each kind for some runs: run_id, kind, accuracy, shots."""
         return self._cursor().execute(

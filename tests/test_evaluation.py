@@ -129,3 +129,24 @@ def test_in_context_examples_that_overflow_the_context_name_both_numbers(store, 
                                         r"context of 512; raise n_ctx, or lower the note word cap or the in-context"):
         in_context(config, 40, cache=store.responses)
     assert len(store.evaluations_frame()) == 0
+
+
+def test_the_cost_of_missing_baselines_is_told_before_they_are_computed(store):
+    from fault_server import FaultServer
+
+    from iml_core.evaluation import compute_baselines, plan_baselines
+
+    with FaultServer([]) as server:  # a fake server, named as such: it answers every call with 20 + 5 tokens
+        config = RunConfig(agent="llm", backend="openai", base_url=server.url, model="m", steps=1, batch_size=2,
+                           eval_size=4, max_note_words=40, structured_output="json_object", price_in=2.0,
+                           price_out=10.0)
+        run_id = create_run(store, config)
+        execute_run(store, run_id)
+        plan = plan_baselines(store, [run_id])
+        assert plan.missing == {run_id: ["no notes", "in-context", "oracle", "majority"]}
+        assert plan.model_calls == 3 * 4 and plan.tokens == 12 * 25  # the majority class asks no model
+        assert plan.cost == pytest.approx(12 * (20 * 2.0 + 5 * 10.0) / 1e6)
+        requests = len(server.requests)
+        compute_baselines(store, run_id)
+        assert len(server.requests) - requests <= plan.model_calls  # at most: the cache answers no notes
+    assert plan_baselines(store, [run_id]).missing == {}
