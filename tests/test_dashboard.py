@@ -479,3 +479,27 @@ def test_notes_ablates_its_lines_and_scores_them_with_another_task(db):
     at.run()
     evaluations = [d.value for d in at.dataframe if "notes_source" in d.value.columns][0]
     assert set(evaluations["kind"]) == {"ablation", "notes"}
+
+
+def test_a_run_with_the_starter_model_starts_from_the_dashboard(db, starter_model):
+    at = app_at("pages/models.py")
+    at.selectbox(key="model_choice").set_value("starter")
+    at.run()
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.number_input(key="steps").set_value(1)
+    at.slider(key="batch_size").set_value(2)
+    at.number_input(key="eval_size").set_value(4)
+    at.number_input(key="max_note_words").set_value(40)
+    at.run()
+    assert not alerts(at), alerts(at)
+    at.button(key="launch").click()
+    at.run()
+    assert not at.exception
+    store, manager = engine(db)
+    manager.join(timeout=300)
+    run = store.run(store.runs()[0]["id"])
+    assert run["status"] == "completed" and run["agent_description"] == "llama.cpp: starter"
+    assert run["config"]["model"] == str(starter_model) and run["config"]["backend"] == "llama-cpp"
+    assert all(p["predicted"] in {"Florp", "Zindle", "Quarrow", "Brimlet"} for p in store.predictions(run["id"]))
