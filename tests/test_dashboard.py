@@ -183,26 +183,33 @@ def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):
     assert any("no model file" in a for a in alerts(at))
 
 
-def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_model):
-    at = app_at("pages/models.py")
-    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
-    at.run()
-    at.text_input(key="model_path").set_value(str(tiny_model))
-    at.run()
+def launch_one_step_llm_run(at: AppTest, db, max_note_words: int):
+    """From the Models page, where a model is chosen: New run with the LLM agent, one small step,
+    launched and waited for; the store."""
     at.switch_page("pages/new_run.py")
     at.run()
     at.selectbox(key="agent").set_value("llm")
     at.number_input(key="steps").set_value(1)
     at.slider(key="batch_size").set_value(2)
     at.number_input(key="eval_size").set_value(4)
-    at.number_input(key="max_note_words").set_value(30)
+    at.number_input(key="max_note_words").set_value(max_note_words)
     at.run()
-    assert not alerts(at)
+    assert not alerts(at), alerts(at)
     at.button(key="launch").click()
     at.run()
     assert not at.exception
     store, manager = engine(db)
-    manager.join(timeout=120)
+    manager.join(timeout=300)
+    return store
+
+
+def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_model):
+    at = app_at("pages/models.py")
+    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
+    at.run()
+    at.text_input(key="model_path").set_value(str(tiny_model))
+    at.run()
+    store = launch_one_step_llm_run(at, db, max_note_words=30)
     run = store.runs()[0]
     assert run["status"] == "completed" and run["agent_description"] == "llama.cpp: tiny-llama.gguf"
     assert store.run(run["id"])["config"]["backend"] == "llama-cpp"
@@ -485,20 +492,7 @@ def test_a_run_with_the_starter_model_starts_from_the_dashboard(db, starter_mode
     at = app_at("pages/models.py")
     at.selectbox(key="model_choice").set_value("starter")
     at.run()
-    at.switch_page("pages/new_run.py")
-    at.run()
-    at.selectbox(key="agent").set_value("llm")
-    at.number_input(key="steps").set_value(1)
-    at.slider(key="batch_size").set_value(2)
-    at.number_input(key="eval_size").set_value(4)
-    at.number_input(key="max_note_words").set_value(40)
-    at.run()
-    assert not alerts(at), alerts(at)
-    at.button(key="launch").click()
-    at.run()
-    assert not at.exception
-    store, manager = engine(db)
-    manager.join(timeout=300)
+    store = launch_one_step_llm_run(at, db, max_note_words=40)
     run = store.run(store.runs()[0]["id"])
     assert run["status"] == "completed" and run["agent_description"] == "llama.cpp: starter"
     assert run["config"]["model"] == str(starter_model) and run["config"]["backend"] == "llama-cpp"
