@@ -134,7 +134,7 @@ def _folders(env: Mapping[str, str], cwd: Path) -> list[Path]:
 def _from_folders(env, cwd) -> Iterator[FoundModel]:
     for folder in _folders(env, cwd):
         for path in _gguf_files(folder):
-            yield describe(path.relative_to(folder).as_posix(), path, "folder")
+            yield FoundModel(path.relative_to(folder).as_posix(), str(path), "folder")
 
 
 def _from_hugging_face(env) -> Iterator[FoundModel]:
@@ -143,13 +143,13 @@ def _from_hugging_face(env) -> Iterator[FoundModel]:
         org_name = repo.name.removeprefix("models--").replace("--", "/")
         for snapshot in sorted((repo / "snapshots").glob("*")):
             for path in _gguf_files(snapshot):
-                yield describe(f"{org_name}/{path.relative_to(snapshot).as_posix()}", path, "hugging face")
+                yield FoundModel(f"{org_name}/{path.relative_to(snapshot).as_posix()}", str(path), "hugging face")
 
 
 def _from_lm_studio(env) -> Iterator[FoundModel]:
     for root in (_home(env) / ".lmstudio" / "models", _home(env) / ".cache" / "lm-studio" / "models"):
         for path in _gguf_files(root):
-            yield describe(path.relative_to(root).as_posix(), path, "lm studio")
+            yield FoundModel(path.relative_to(root).as_posix(), str(path), "lm studio")
 
 
 def _from_ollama(env) -> Iterator[FoundModel]:
@@ -178,23 +178,27 @@ def _from_ollama(env) -> Iterator[FoundModel]:
                              problem=f"the Ollama manifest {manifest} points at {blob}, which is missing; "
                                      f"run `ollama pull {model}:{tag}` again")
             continue
-        yield describe(name, blob, "ollama")
+        yield FoundModel(name, str(blob), "ollama")
 
 
-def find_models(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[FoundModel]:
-    """Every GGUF model found on this machine, each file once (the first place it was found)."""
+def find_models(env: Mapping[str, str] | None = None, cwd: Path | None = None, *,
+                read_headers: bool = True) -> list[FoundModel]:
+    """Every GGUF model found on this machine, each file once (the first place it was found),
+    described from its header; without `read_headers`, only named and located (to resolve a name
+    without reading every file)."""
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
     found, seen = [], set()
     starter = starter_model_path()
     sources = [_from_folders(env, cwd), _from_hugging_face(env), _from_lm_studio(env), _from_ollama(env),
-               [describe(STARTER_NAME, starter, "starter")] if starter else []]
+               [FoundModel(STARTER_NAME, str(starter), "starter")] if starter else []]
     for source in sources:
         for model in source:
             where = os.path.realpath(model.path)
             if where not in seen:
                 seen.add(where)
-                found.append(model)
+                readable = read_headers and model.problem is None
+                found.append(describe(model.name, Path(model.path), model.source) if readable else model)
     return found
 
 
@@ -204,7 +208,8 @@ def resolve_model(name_or_path: str, env: Mapping[str, str] | None = None, cwd: 
     path = Path(text).expanduser()
     if text and (path.exists() or os.sep in text and text.lower().endswith(".gguf")):
         return path  # a path: the backend checks it, and says what is wrong with it
-    matches = [m for m in find_models(env, cwd) if m.name == text]
+    matches = [describe(m.name, Path(m.path), m.source) if m.problem is None else m
+               for m in find_models(env, cwd, read_headers=False) if m.name == text]
     if not matches:
         if text == STARTER_NAME:
             raise UserError("the starter model is not installed; run `make model` (or install it on the "
