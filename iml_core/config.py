@@ -51,7 +51,10 @@ SETTINGS = {
                 "0 is off", True),
         Setting("n_gpu_layers", -1, 10_000, "llama.cpp layers on the GPU: -1 all, 0 none (CPU)", True),
         Setting("n_ctx", 256, 1_048_576, "llama.cpp context size in tokens", True),
-        Setting("n_threads", 0, 1024, "llama.cpp CPU threads; 0 lets llama.cpp choose", True),
+        Setting("n_threads", 0, 1024, "llama.cpp CPU threads; 0 lets llama.cpp choose (llama-server: every core)",
+                True),
+        Setting("slots", 0, 64, "llama-server: sequences decoded at once; 0 chooses by device (1 on a CPU, 8 on "
+                "a GPU)", True),
         Setting("max_parallel", 1, 256, "requests sent at once in the inference phase (OpenAI-compatible)", True),
         Setting("timeout", 1.0, 3600.0, "seconds to wait for one answer before retrying", True),
         Setting("max_retries", 0, 20, "retries with backoff after a 429, a 5xx or a timeout", True),
@@ -79,9 +82,9 @@ class RunConfig:
     initial_notes: str = ""
     # The LLM agent's model. No key here: keys come from the environment and are never stored.
     backend: str = ""
-    model: str = ""  # a GGUF path for llama-cpp, a model name for openai
+    model: str = ""  # a GGUF path (or listed name) for llama-server and llama-cpp, a model name for openai
     base_url: str = ""  # openai only; empty means OpenAI itself
-    chat_format: str = ""  # llama-cpp only; empty means the template inside the GGUF
+    chat_format: str = ""  # a model here only; empty means the template inside the GGUF
     structured_output: str = "auto"
     temperature: float = 0.2
     repeat_penalty: float = 1.0
@@ -90,6 +93,7 @@ class RunConfig:
     n_gpu_layers: int = -1
     n_ctx: int = 4096
     n_threads: int = 0
+    slots: int = 0
     max_parallel: int = 8
     timeout: float = 60.0
     max_retries: int = 3
@@ -122,7 +126,8 @@ class RunConfig:
             if self.backend not in BACKENDS:
                 found.append(f"an LLM run needs a backend: {' or '.join(BACKENDS)}, got {self.backend!r}")
             if not self.model.strip():
-                found.append("an LLM run needs a model: a .gguf path for llama-cpp, a model name for openai")
+                found.append("an LLM run needs a model: a .gguf path or a listed name for a model here, "
+                             "a model name for openai")
         if self.structured_output not in STRUCTURED_OUTPUT:
             found.append(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT)}, "
                          f"got {self.structured_output!r}")

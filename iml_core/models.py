@@ -236,10 +236,10 @@ def is_local_model(name_or_path: str) -> bool:
 
 def default_backend(model: str, base_url: str) -> str:
     """The backend a model means when none is named: a GGUF here (a listed name, or anything that
-    reads as a file path, so that a wrong path is told it is missing) runs in llama.cpp; anything
-    else is a model name for an OpenAI-compatible server."""
+    reads as a file path, so that a wrong path is told it is missing) runs in a managed llama-server;
+    anything else is a model name for an OpenAI-compatible server."""
     looks_like_a_file = os.sep in model or model.lower().endswith(".gguf")
-    return "llama-cpp" if not base_url and model and (looks_like_a_file or is_local_model(model)) else "openai"
+    return "llama-server" if not base_url and model and (looks_like_a_file or is_local_model(model)) else "openai"
 
 
 def server_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str]:

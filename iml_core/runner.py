@@ -18,7 +18,7 @@ from iml_core.agents import Agent
 from iml_core.agents.offline import OfflineRuleLearner
 from iml_core.backends import BACKENDS, Backend
 from iml_core.config import RunConfig
-from iml_core.errors import IMLError, UserError
+from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.learner import StepRecord, learning_steps
 from iml_core.prompts import PROMPTS
 from iml_core.status import RESUMABLE, Status
@@ -51,14 +51,52 @@ class Probe:
     tokens_out: int
 
 
-def probe(config: RunConfig) -> Probe:
-    """One real call to the model a config names (loading it first, if it runs here): whether it
-    answers, how fast, and what. The Models page's Test and `doctor --model` both ask this."""
+def probe_here(config: RunConfig) -> Probe:
+    """One real call to the model a config names, in this process (loading the model first)."""
     backend = build_backend(config)
     started = time.perf_counter()
     out = backend.label([{"role": "user", "content": "Answer yes or no: is the sky blue?"}], ["yes", "no"],
                         temperature=0.0, seed=0, max_tokens=8)
     return Probe(backend.description, time.perf_counter() - started, out.raw, out.tokens_in, out.tokens_out)
+
+
+def probe(config: RunConfig, timeout: float = 900) -> Probe:
+    """One real call to the model a config names, made in a child process: whether it answers, how
+    fast, and what. A crash in llama.cpp (an illegal instruction, a segfault) is named, not shared.
+    The Models page's Test and `doctor --model` both ask this."""
+    import json
+    import subprocess
+    import sys
+
+    from iml_core.backends.llama_server import signal_name
+
+    config.check()
+    try:
+        child = subprocess.run([sys.executable, "-c", "from iml_core.runner import probe_child; probe_child()",
+                                json.dumps(config.to_dict())], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RunFailed(f"the model gave no answer within {timeout:.0f} s") from None
+    last = "\n".join((child.stdout + child.stderr).strip().splitlines()[-8:])
+    if child.returncode != 0:
+        raise RunFailed(f"loading or asking the model ended the test process with {signal_name(child.returncode)}; "
+                        f"its last lines:\n{last}")
+    answer = json.loads(child.stdout.strip().splitlines()[-1])
+    if "error" in answer:
+        raise (UserError if answer["bad_input"] else RunFailed)(answer["error"])
+    return Probe(**answer)
+
+
+def probe_child() -> None:
+    """The child's side of `probe`: the config as JSON in argv[1], one JSON line out."""
+    import dataclasses
+    import json
+    import sys
+
+    try:
+        answer = dataclasses.asdict(probe_here(RunConfig.from_dict(json.loads(sys.argv[1]))))
+    except IMLError as e:
+        answer = {"error": str(e), "bad_input": isinstance(e, UserError)}
+    print(json.dumps(answer))
 
 
 def build_agent(config: RunConfig, task: Task, cache=None) -> Agent:

@@ -3,6 +3,7 @@ import os
 import pandas as pd
 import streamlit as st
 
+from iml_core import llama_build
 from iml_core.backends import BACKENDS
 from iml_core.config import SETTINGS, STRUCTURED_OUTPUT, RunConfig
 from iml_core.errors import IMLError
@@ -34,11 +35,35 @@ st.subheader("Language model")
 saved = model_settings()
 defaults = RunConfig()
 backend = st.radio("Where the model runs", list(BACKENDS), format_func=lambda name: BACKENDS[name].where,
-                   key="model_backend", index=list(BACKENDS).index(saved.get("backend", "llama-cpp")))
+                   key="model_backend", index=list(BACKENDS).index(saved.get("backend", "llama-server")))
 settings = {"backend": backend}
 chosen = ""
+runs_here = BACKENDS[backend].endpoint(RunConfig(backend=backend)) is None
 
-if backend == "llama-cpp":
+
+@st.fragment(run_every=2)
+def build_status() -> None:
+    """llama.cpp for this machine: ready, being built (with its progress), or not yet."""
+    build = llama_build.current_build()
+    if build is not None:
+        st.caption(f"llama.cpp is built for this machine ({build.compute}, {build.key}).")
+        return
+    progress = llama_build.build_progress()
+    if progress.running:
+        st.progress(progress.fraction, text=f"Building llama.cpp for this machine (once; 10-20 minutes on 2 cores): "
+                                            f"step {progress.done} of {progress.total or '?'}")
+        return
+    if progress.failed:
+        show_problem(f"The last build of llama.cpp failed: {progress.failed}")
+    st.info("**llama.cpp is not built for this machine yet.** Models here need it; it is built once from source "
+            "(10-20 minutes on 2 cores), for this CPU, and then kept. The build starts when you choose a model.")
+    if st.button("Build llama.cpp now", key="llama_build"):
+        llama_build.start_background_build()
+        st.rerun(scope="fragment")
+
+
+if runs_here:
+    build_status()
     found = models_here()
     starter = next((m for m in found if m.name == STARTER_NAME), None)
     if starter is None:
@@ -95,6 +120,9 @@ if backend == "llama-cpp":
     settings["chat_format"] = left.text_input(
         "Chat format (only for old files without a template)", saved.get("chat_format", ""),
         key="model_chat_format", help="empty: the template inside the GGUF; e.g. llama-2 for old llama-2 files")
+    if "slots" in BACKENDS[backend].settings:
+        settings["slots"] = int(number(right, "Sequences at once (0: by device)", "slots",
+                                       saved.get("slots", defaults.slots), 1))
 else:
     left, right = st.columns(2)
     settings["base_url"] = left.text_input("Server address (base URL)", saved.get("base_url", ""),
@@ -129,6 +157,8 @@ else:
              "never shown, stored or logged).")
 settings["model"] = chosen.strip()
 st.session_state[MODEL] = settings
+if runs_here and settings["model"] and llama_build.current_build() is None:
+    llama_build.start_background_build()  # a model here is chosen: its build starts now, watched above
 
 if not settings["model"]:
     st.info("Choose a model above. Then pick *LLM* as the agent on **New run**.")

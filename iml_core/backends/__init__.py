@@ -66,6 +66,13 @@ class Backend(Protocol):
 
 # --- the registry: every backend by name, with the settings it reads ---------------------------
 
+def _llama_server(config: "RunConfig") -> Backend:
+    from iml_core.backends.llama_server import LlamaServerBackend
+    return LlamaServerBackend(config.model, n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx,
+                              n_threads=config.n_threads or None, chat_format=config.chat_format or None,
+                              repeat_penalty=config.repeat_penalty, slots=config.slots)
+
+
 def _llama_cpp(config: "RunConfig") -> Backend:
     from iml_core.backends.llama_cpp import LlamaCppBackend
     return LlamaCppBackend(config.model, n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx,
@@ -96,7 +103,11 @@ class BackendKind:
 
 
 BACKENDS = {kind.name: kind for kind in (
-    BackendKind("llama-cpp", "On this machine: a GGUF file run by llama.cpp",
+    BackendKind("llama-server", "On this machine: a GGUF file run by llama.cpp in a server of its own "
+                                "(a crash there stops one run, not the app)",
+                ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty", "slots"), ("repeat_penalty",),
+                _llama_server),
+    BackendKind("llama-cpp", "On this machine: a GGUF file run by llama.cpp inside this process",
                 ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty"), ("repeat_penalty",),
                 _llama_cpp),
     BackendKind("openai", "On a server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, LM Studio, "

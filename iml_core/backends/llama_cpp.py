@@ -1,4 +1,6 @@
-"""A GGUF model run in this process by llama.cpp (llama-cpp-python).
+"""A GGUF model run in this process by llama.cpp (llama-cpp-python): the named alternative to the
+managed server (backends/llama_server.py), and what its per-call parity is measured against. A
+crash in llama.cpp here takes this whole process with it.
 
 We render the chat ourselves with the model's own template and send raw completions, which lets
 us (1) force a revision to begin with the momentum prefix by appending it to the rendered prompt,
@@ -70,12 +72,13 @@ def label_grammar(labels: Sequence[str], lines: int = 0) -> str:
 def compiled_label_grammar(labels: tuple[str, ...], lines: int):
     """Compiled once per label set and notes length (the samples of a step share both); a function
     of its own, so the cache keeps no backend, and no model, alive."""
-    from llama_cpp import LlamaGrammar
-    return LlamaGrammar.from_string(label_grammar(labels, lines), verbose=False)
+    from iml_core.llama_build import import_llama_cpp
+    return import_llama_cpp().LlamaGrammar.from_string(label_grammar(labels, lines), verbose=False)
 
 
 def _formatter(llm, chat_format: str | None):
-    from llama_cpp import llama_chat_format
+    from iml_core.llama_build import import_llama_cpp
+    llama_chat_format = import_llama_cpp().llama_chat_format
 
     if chat_format:
         for name in (chat_format.replace("-", "_"), chat_format.replace("-", "")):
@@ -99,13 +102,18 @@ class LlamaCppBackend:
                  chat_format: str | None = None, repeat_penalty: float = 1.0):
         from iml_core.models import resolve_model
 
+        from iml_core.llama_build import require_build
+
         self.path = check_model_file(resolve_model(model_path))
         self.settings = {"n_gpu_layers": n_gpu_layers, "n_ctx": n_ctx, "n_threads": n_threads,
                          "chat_format": chat_format or None}
         stat = self.path.stat()
+        build = require_build()
         # The file's size and time stand in for its content: hashing 40 GB per run is too slow.
+        # Where the answer was computed (CPU or CUDA, and by which build) is part of it.
         self.identity = {"backend": "llama-cpp", "model": str(self.path.resolve()), "size": stat.st_size,
-                         "mtime": int(stat.st_mtime), "chat_format": chat_format or None}
+                         "mtime": int(stat.st_mtime), "chat_format": chat_format or None,
+                         "compute": build.compute if n_gpu_layers != 0 else "cpu", "build": build.key}
         self.repeat_penalty = repeat_penalty
         if repeat_penalty != 1.0:  # only then, so that answers cached before penalties existed still count
             self.identity["repeat_penalty"] = repeat_penalty
@@ -120,11 +128,8 @@ class LlamaCppBackend:
         key = (str(self.path.resolve()), *self.settings.values())
         with _models_lock:
             if key not in _models:
-                try:
-                    from llama_cpp import Llama
-                except ImportError as e:
-                    raise UserError(f"llama-cpp-python is not installed ({e}); run `make run` or `make test` "
-                                    "to set up the environment") from None
+                from iml_core.llama_build import import_llama_cpp
+                Llama = import_llama_cpp().Llama
                 try:
                     llm = Llama(model_path=str(self.path), n_gpu_layers=self.settings["n_gpu_layers"],
                                 n_ctx=self.settings["n_ctx"], n_threads=self.settings["n_threads"],

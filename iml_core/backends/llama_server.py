@@ -1,0 +1,429 @@
+"""A GGUF model run by llama.cpp's own server (`llama-server`), which this engine starts, shares and stops.
+
+The model lives in a process of its own, so a crash in llama.cpp (an illegal instruction, a
+segfault, a GGML_ASSERT abort, the OOM killer) stops the run it served with the signal named, and
+the dashboard and every other run go on. The server decodes its parallel slots in one batch, so
+the inference phase sends a minibatch's samples at once.
+
+As in process, the chat is rendered (by the server, with the GGUF's template) and completed raw:
+labels are forced by a GBNF grammar sent with the request, and a revision continues after the
+momentum prefix, so the model cannot drop it. Cached prompt tokens are the server's own count.
+
+Who owns a server (docs/ARCHITECTURE.md §6): the process-wide `SERVERS` pool. One server per (model
+file, GPU layers, context, slots, threads, chat template, build); runs with the same ones share it.
+It is stopped after IML_SERVER_IDLE_SECONDS unused (default 300), when this process exits, and, by
+the kernel, when this process dies (parent-death signal), so none is left orphaned.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from iml_core.backends import BackendError, Completion, Messages, PromptTooLong, split_label_line
+from iml_core.backends.llama_cpp import check_model_file, label_grammar
+from iml_core.errors import UserError
+
+IDLE_SECONDS = float(os.environ.get("IML_SERVER_IDLE_SECONDS", "300"))
+START_SECONDS = float(os.environ.get("IML_SERVER_START_SECONDS", "600"))  # a 70B model loads for minutes
+LOG_LINES = 12  # of the server's log, in the message of a run it failed
+
+
+def default_slots(compute: str) -> int:
+    """Sequences decoded at once. On a CPU one: slots do not share a prefix, so every extra slot
+    evaluates the step's notes again (measured 0.30x on a first burst with 4). On a GPU prompt
+    evaluation is cheap and decoding batches, so 8."""
+    return 1 if compute == "cpu" else 8
+
+
+def signal_name(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"{signal.Signals(-returncode).name} (signal {-returncode})"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+# What to do, by how the server died; the run itself resumes from its last completed call.
+_ADVICE = {
+    signal.SIGILL: "llama.cpp was built with an instruction this CPU cannot run; delete the build folder named "
+                   "in `iml doctor` and run `iml build` again on this machine",
+    signal.SIGKILL: "it was killed, often by the kernel for lack of memory; try fewer GPU layers, a smaller "
+                    "context or a smaller quantization",
+    signal.SIGABRT: "llama.cpp stopped on a failed check (GGML_ASSERT), often a broken GGUF or too little GPU "
+                    "memory; its log lines above say which",
+    signal.SIGSEGV: "llama.cpp crashed; `iml doctor --model MODEL` tries one call in a child process",
+}
+
+
+@dataclass(frozen=True)
+class ServerKey:
+    model: str
+    n_gpu_layers: int
+    n_ctx: int
+    slots: int
+    threads: int
+    chat_template: str | None
+    build: str
+
+
+class _Spawner:
+    """Starts every server from one long-lived thread. The kernel's parent-death signal fires when
+    the *thread* that forked the child ends; a run's worker thread ends with its run, and would take
+    a shared server down with it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._requests: deque[tuple[list[str], Path, Future]] = deque()
+        self._wake = threading.Condition(self._lock)
+        threading.Thread(target=self._loop, name="llama-server-spawner", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._requests:
+                    self._wake.wait()
+                command, log_path, future = self._requests.popleft()
+            try:
+                with log_path.open("wb") as log:
+                    future.set_result(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                                       stderr=subprocess.STDOUT, start_new_session=True))
+            except OSError as e:
+                future.set_exception(e)
+
+    def spawn(self, command: list[str], log_path: Path) -> subprocess.Popen:
+        future: Future = Future()
+        with self._wake:
+            self._requests.append((command, log_path, future))
+            self._wake.notify()
+        return future.result()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One running llama-server: its process, port and log, and the requests in flight."""
+
+    def __init__(self, key: ServerKey, process: subprocess.Popen, port: int, log_path: Path):
+        self.key, self.process, self.port, self.log_path = key, process, port, log_path
+        self.in_flight = 0
+        self.last_used = time.monotonic()
+        self.stopping = False  # set when we stop it: its exit is then no crash
+        self.slot_ctx = key.n_ctx
+        self.started_seconds = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def last_log(self, lines: int = LOG_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def request(self, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        try:
+            payload = json.loads(data) if data else {}
+        except ValueError:
+            payload = {"error": {"message": data.decode("utf-8", "replace")[:300]}}
+        if response.status != 200:
+            payload.setdefault("error", {})
+            payload["status"] = response.status
+        return payload
+
+    def died(self) -> BackendError:
+        """The error of a run whose server died under it, with the signal, the log and what to do."""
+        self.process.wait(timeout=10)
+        code = self.process.returncode
+        advice = ""
+        if code < 0:
+            try:
+                advice = _ADVICE.get(signal.Signals(-code), "")
+            except ValueError:
+                pass
+        return BackendError(
+            f"the model server (llama-server, pid {self.pid}) died of {signal_name(code)} while answering; its last "
+            f"log lines:\n{self.last_log()}\nThe run stopped; resume it to go on from its last completed call"
+            f"{' (' + advice + ')' if advice else ''}. Log: {self.log_path}")
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class ServerPool:
+    """Every llama-server this process runs, by what it serves."""
+
+    def __init__(self, idle_seconds: float = IDLE_SECONDS):
+        self.idle_seconds = idle_seconds
+        self._servers: dict[ServerKey, Server] = {}
+        self._starting: dict[ServerKey, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._spawner: _Spawner | None = None
+        self._reaper: threading.Thread | None = None
+
+    def servers(self) -> list[Server]:
+        with self._lock:
+            return list(self._servers.values())
+
+    def acquire(self, key: ServerKey, binary: Path, command: list[str]) -> Server:
+        """The live server for `key`, started (and waited for) if there is none; counted as in use
+        until `release`."""
+        with self._lock:
+            starting = self._starting.setdefault(key, threading.Lock())
+        with starting:  # one start per key; others wait for it and share the server
+            with self._lock:
+                server = self._servers.get(key)
+                if server is not None and not server.alive():
+                    del self._servers[key]  # died since: the next caller gets a fresh one
+                    server = None
+                if server is not None:
+                    server.in_flight += 1
+                    return server
+            server = self._start(key, binary, command)
+            with self._lock:
+                self._servers[key] = server
+                server.in_flight += 1
+            return server
+
+    def release(self, server: Server) -> None:
+        with self._lock:
+            server.in_flight -= 1
+            server.last_used = time.monotonic()
+
+    def forget(self, server: Server) -> None:
+        with self._lock:
+            if self._servers.get(server.key) is server:
+                del self._servers[server.key]
+
+    def _start(self, key: ServerKey, binary: Path, command: list[str]) -> Server:
+        if self._spawner is None:
+            self._spawner = _Spawner()
+            self._reaper = threading.Thread(target=self._reap, name="llama-server-reaper", daemon=True)
+            self._reaper.start()
+        port = _free_port()
+        logs = Path(os.environ.get("IML_CACHE", Path.home() / ".cache" / "iml-studio")) / "servers"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"llama-server-{os.getpid()}-{port}.log"
+        wrapper = [shutil.which("setpriv"), "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+        started = time.perf_counter()
+        process = self._spawner.spawn([*wrapper, str(binary), *command, "--host", "127.0.0.1", "--port", str(port)],
+                                      log_path)
+        server = Server(key, process, port, log_path)
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            if not server.alive():
+                code = server.process.returncode
+                raise UserError(f"llama-server could not start with {Path(key.model).name} ({signal_name(code)}); "
+                                f"its last log lines:\n{server.last_log()}\nIs it a complete GGUF file of an "
+                                "architecture this llama.cpp knows, and does it fit in memory?")
+            try:
+                if server.request("GET", "/health", timeout=2).get("status") == "ok":
+                    break
+            except OSError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                server.stop()
+                raise BackendError(f"llama-server did not become ready within {START_SECONDS:.0f} s; its last log "
+                                   f"lines:\n{server.last_log()}")
+            time.sleep(0.05)
+        server.started_seconds = time.perf_counter() - started
+        slots = server.request("GET", "/slots", timeout=10)
+        if isinstance(slots, list) and slots and "n_ctx" in slots[0]:
+            server.slot_ctx = int(slots[0]["n_ctx"])
+        return server
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(min(5.0, max(self.idle_seconds / 4, 0.2)))
+            now = time.monotonic()
+            with self._lock:
+                idle = [s for s in self._servers.values()
+                        if s.in_flight == 0 and now - s.last_used > self.idle_seconds]
+                for server in idle:
+                    del self._servers[server.key]
+            for server in idle:
+                server.stop()
+
+    def stop_all(self) -> None:
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.stop()
+
+
+SERVERS = ServerPool()
+atexit.register(SERVERS.stop_all)
+
+
+def _server_arguments(key: ServerKey) -> list[str]:
+    arguments = ["-m", key.model, "-c", str(key.n_ctx), "-np", str(key.slots), "-t", str(key.threads),
+                 "-tb", str(key.threads), "-ngl", "all" if key.n_gpu_layers < 0 else str(key.n_gpu_layers),
+                 "--no-webui", "--no-warmup"]
+    if key.chat_template:
+        arguments += ["--chat-template", key.chat_template]
+    return arguments
+
+
+class LlamaServerBackend:
+    def __init__(self, model_path: str, *, n_gpu_layers: int = -1, n_ctx: int = 4096, n_threads: int | None = None,
+                 chat_format: str | None = None, repeat_penalty: float = 1.0, slots: int = 0,
+                 pool: ServerPool = SERVERS):
+        from iml_core.llama_build import require_build
+        from iml_core.models import resolve_model
+
+        self.path = check_model_file(resolve_model(model_path))
+        self.build = require_build()
+        compute = self.build.compute if n_gpu_layers != 0 else "cpu"
+        self.max_parallel = slots or default_slots(compute)
+        self.key = ServerKey(str(self.path.resolve()), n_gpu_layers, n_ctx, self.max_parallel,
+                             n_threads or os.cpu_count() or 1, _chat_template_name(chat_format), self.build.key)
+        stat = self.path.stat()
+        # The file's size and time stand in for its content; where the answer was computed (CPU or
+        # CUDA, and by which build) is part of it, so one device's answers are not served for another's.
+        self.identity = {"backend": "llama-server", "model": self.key.model, "size": stat.st_size,
+                         "mtime": int(stat.st_mtime), "chat_format": chat_format or None, "compute": compute,
+                         "build": self.build.key}
+        self.repeat_penalty = repeat_penalty
+        if repeat_penalty != 1.0:
+            self.identity["repeat_penalty"] = repeat_penalty
+        name = self.path.name if Path(model_path).expanduser() == self.path else model_path
+        self.description = f"llama-server: {name}"
+        self.pool = pool
+        self.on_retry = None
+        # Started now, so a file llama.cpp cannot load is refused before the run is created.
+        self._server = self.pool.acquire(self.key, self.build.server, _server_arguments(self.key))
+        self.pool.release(self._server)
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return 0.0  # local compute: no price per token
+
+    def _ask(self, server: Server, path: str, body: dict) -> dict:
+        try:
+            answer = server.request("POST", path, body)
+        except (OSError, http.client.HTTPException):
+            try:  # a dying server drops its connections a moment before it can be reaped
+                server.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+            if not server.alive() and not server.stopping:
+                self.pool.forget(server)
+                raise server.died() from None
+            raise BackendError(f"the model server (pid {server.pid}) did not answer {path}; its last log lines:\n"
+                               f"{server.last_log()}") from None
+        if "status" in answer:
+            message = answer["error"].get("message", "") if isinstance(answer["error"], dict) else answer["error"]
+            raise BackendError(f"the model server answered {path} with HTTP {answer['status']}: {message}")
+        return answer
+
+    def _acquire(self) -> Server:
+        """The server to ask. One that died between two calls of this backend's run fails the run as
+        one that died during a call does: a crash is not papered over by a restart that may crash
+        again; the next run (or the resume) starts a fresh one. One stopped for idleness is restarted."""
+        previous = self._server
+        if not previous.alive() and not previous.stopping:
+            self.pool.forget(previous)
+            raise previous.died()
+        self._server = self.pool.acquire(self.key, self.build.server, _server_arguments(self.key))
+        return self._server
+
+    def render(self, messages: Messages) -> str:
+        server = self._acquire()
+        try:
+            return self._ask(server, "/apply-template", {"messages": messages})["prompt"]
+        finally:
+            self.pool.release(server)
+
+    def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
+                  grammar: str | None = None, repeat_penalty: float = 1.0) -> Completion:
+        server = self._acquire()
+        try:
+            prompt = self._ask(server, "/apply-template", {"messages": messages})["prompt"] + prefix
+            tokens = self._ask(server, "/tokenize", {"content": prompt, "add_special": False,
+                                                      "parse_special": True})["tokens"]
+            if len(tokens) + max_tokens > server.slot_ctx:
+                raise PromptTooLong(
+                    f"the prompt has {len(tokens)} tokens and the answer may take {max_tokens}, more than the "
+                    f"context of {server.slot_ctx} per slot; raise n_ctx, or lower the note word cap or the in-context "
+                    "examples")
+            # llama-cpp-python's sampling defaults, so the two ways of running a GGUF sample alike.
+            body = {"prompt": tokens, "n_predict": max_tokens, "temperature": temperature, "seed": seed,
+                    "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": repeat_penalty,
+                    "cache_prompt": True, "stream": False}
+            if grammar:
+                body["grammar"] = grammar
+            result = self._ask(server, "/completion", body)
+        finally:
+            self.pool.release(server)
+        cached = int(result.get("timings", {}).get("cache_n", 0))
+        return Completion(result["content"], result["content"], int(result.get("tokens_evaluated", len(tokens))),
+                          int(result.get("tokens_predicted", 0)), cached)
+
+    def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
+              max_tokens: int, lines: int = 0) -> Completion:
+        out = self._complete(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             grammar=label_grammar(labels, lines))
+        label, line = split_label_line(out.raw, labels, lines)
+        return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, line)
+
+    def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
+             prefix: str = "") -> Completion:
+        # As in process: the model continues after the prefix, so it cannot drop it.
+        if prefix and not prefix[-1].isspace():
+            prefix += " "
+        out = self._complete(messages, prefix=prefix, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             repeat_penalty=self.repeat_penalty)
+        return Completion(out.raw, prefix + out.raw, out.tokens_in, out.tokens_out, out.tokens_cached)
+
+
+# llama-cpp-python's chat format names, as llama-server's built-in template names.
+_TEMPLATES = {"llama-2": "llama2", "llama2": "llama2", "llama-3": "llama3", "llama3": "llama3", "chatml": "chatml",
+              "mistral-instruct": "mistral-v1", "gemma": "gemma", "phi-3": "phi3", "zephyr": "zephyr",
+              "vicuna": "vicuna"}
+
+
+def _chat_template_name(chat_format: str | None) -> str | None:
+    if not chat_format:
+        return None
+    name = _TEMPLATES.get(chat_format.lower())
+    if name is None:
+        raise UserError(f"unknown chat format {chat_format!r} for llama-server; use one of "
+                        f"{', '.join(sorted(_TEMPLATES))}, or leave it empty for the GGUF's own template")
+    return name
