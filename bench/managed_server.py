@@ -23,7 +23,7 @@ from common import report
 from iml_core.agents import Phase
 from iml_core.agents.llm import LABEL_TOKENS, LLMAgent
 from iml_core.attribution import note_units
-from iml_core.backends.llama_cpp import LlamaCppBackend, label_grammar
+from iml_core.backends.llama_cpp import label_grammar
 from iml_core.backends.llama_server import SERVERS, LlamaServerBackend, ServerPool
 from iml_core.config import RunConfig
 from iml_core.llama_build import import_llama_cpp, require_build
@@ -40,13 +40,24 @@ NOTES = ("Florp creatures are red and have long tails. Zindle creatures are blue
 SAMPLES, ROUNDS = 24, 6
 
 
+ANSWERS: dict[str, list[str]] = {}  # each configuration's answers, in order, to compare
+
+
 def run_seconds(folder: Path, **settings) -> float:
     with Store(folder / f"{time.monotonic_ns()}.duckdb") as store:
         run_id = create_run(store, RunConfig(**STEP, **settings))  # loads the model / starts the server first
         started = time.perf_counter()
         summary = execute_run(store, run_id)
+        seconds = time.perf_counter() - started
         assert summary["status"] == "completed", summary
-        return time.perf_counter() - started
+        name = f"{settings['backend']} {settings.get('slots', 0)}"
+        ANSWERS.setdefault(name, [p["predicted"] for p in store.predictions(run_id)])
+        return seconds
+
+
+def same(a: str, b: str) -> str:
+    pairs = list(zip(ANSWERS[a], ANSWERS[b], strict=True))
+    return f"{sum(x == y for x, y in pairs)}/{len(pairs)}"
 
 
 def step_figures(folder: Path) -> bool:
@@ -59,14 +70,16 @@ def step_figures(folder: Path) -> bool:
             times.append(run_seconds(folder, backend=backend))
     value, baseline = statistics.median(server), statistics.median(in_process)
     ok = report("managed_server_step", value, "s for steps 0-1", baseline, "server <= 1.05x in process",
-                value <= 1.05 * baseline, slots=default_slots, seconds_server=[round(t, 2) for t in server],
+                value <= 1.05 * baseline, slots=default_slots,
+                answers_same_as_in_process=same("llama-server 0", "llama-cpp 0"), seconds_server=[round(t, 2) for t in server],
                 seconds_in_process=[round(t, 2) for t in in_process])
     for slots in (1, 2, 4):
         if slots == default_slots:
             continue
         seconds = run_seconds(folder, backend="llama-server", slots=slots)
         report(f"managed_server_step_{slots}_slots", seconds, "s for steps 0-1", baseline, "reported", True,
-               slots=slots)
+               slots=slots,
+               answers_same_as_default_slots=same("llama-server 0", f"llama-server {slots}"))
     SERVERS.stop_all()
     return ok
 
@@ -139,7 +152,6 @@ if __name__ == "__main__":
     if model is None:
         sys.exit("the starter model is not installed: run `make model`")
     print(f"# build {require_build().key}", file=sys.stderr)
-    LlamaCppBackend  # the in-process side is built through the registry (backend "llama-cpp")
     with tempfile.TemporaryDirectory() as folder:
         results = [start_figure(model), call_figure(model), step_figures(Path(folder))]
     sys.exit(0 if all(results) else 1)

@@ -7,7 +7,7 @@ server and the in-process backend run the same code. A build is kept in
 matches: the llama.cpp version, CPU or CUDA (with the GPU's architecture), and the CPU's
 instruction-set flags. A build from another machine is never run blindly.
 
-Why the flags (docs/ARCHITECTURE.md §6):
+Why the flags (docs/ARCHITECTURE.md §5):
 - `-march=native` (ggml's default) turns AMX on wherever CPUID shows it, and in some VMs the
   first tile instruction traps (SIGILL). AMX is compiled out until it is proven safe.
 - The rest of the machine's instruction set is used: that is what the key says, so the build runs

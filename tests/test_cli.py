@@ -124,8 +124,10 @@ def test_a_bad_grid_file_is_named_and_runs_nothing(tmp_path, grid, problem):
 def test_doctor_makes_one_real_call_to_a_model(tiny_model):
     result = iml("doctor", "--model", str(tiny_model))
     assert result.returncode == 0, result.stderr
-    assert re.search(r"model llama\.cpp: tiny-llama\.gguf: answered '(yes|no)' in \d+\.\d\d s \(\d+ tokens in",
+    assert re.search(r"model llama-server: tiny-llama\.gguf: answered '(yes|no)' in \d+\.\d\d s \(\d+ tokens in",
                      result.stdout), result.stdout
+    in_process = iml("doctor", "--model", str(tiny_model), "--backend", "llama-cpp")
+    assert re.search(r"model llama\.cpp: tiny-llama\.gguf: answered '(yes|no)' in ", in_process.stdout), in_process
     missing = iml("doctor", "--model", str(tiny_model) + ".missing")
     assert missing.returncode == 2 and "no model file" in missing.stderr
 

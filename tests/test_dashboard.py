@@ -175,7 +175,7 @@ def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):
     at.button(key="model_test").click()
     at.run()
     assert not at.exception
-    assert any("llama.cpp: tiny-llama.gguf answered in" in s.value for s in at.success)
+    assert any("llama-server: tiny-llama.gguf answered in" in s.value for s in at.success)
     at.text_input(key="model_path").set_value(str(tiny_model) + ".missing")
     at.run()
     at.button(key="model_test").click()
@@ -211,8 +211,8 @@ def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_m
     at.run()
     store = launch_one_step_llm_run(at, db, max_note_words=30)
     run = store.runs()[0]
-    assert run["status"] == "completed" and run["agent_description"] == "llama.cpp: tiny-llama.gguf"
-    assert store.run(run["id"])["config"]["backend"] == "llama-cpp"
+    assert run["status"] == "completed" and run["agent_description"] == "llama-server: tiny-llama.gguf"
+    assert store.run(run["id"])["config"]["backend"] == "llama-server"  # a model here runs in its own process
     assert len(store.model_calls(run["id"])) > 0
 
 
@@ -386,7 +386,7 @@ def test_models_page_guides_until_a_model_is_chosen_and_offers_the_starter(db, s
     assert not any("Choose a model above" in i.value for i in at.info)
     at.button(key="model_test").click()
     at.run()
-    assert any("llama.cpp: starter answered in" in s.value for s in at.success), [a for a in alerts(at)]
+    assert any("llama-server: starter answered in" in s.value for s in at.success), [a for a in alerts(at)]
 
 
 def test_a_failed_starter_install_is_one_message(db, monkeypatch):
@@ -494,6 +494,29 @@ def test_a_run_with_the_starter_model_starts_from_the_dashboard(db, starter_mode
     at.run()
     store = launch_one_step_llm_run(at, db, max_note_words=40)
     run = store.run(store.runs()[0]["id"])
-    assert run["status"] == "completed" and run["agent_description"] == "llama.cpp: starter"
-    assert run["config"]["model"] == str(starter_model) and run["config"]["backend"] == "llama-cpp"
+    assert run["status"] == "completed" and run["agent_description"] == "llama-server: starter"
+    assert run["config"]["model"] == str(starter_model) and run["config"]["backend"] == "llama-server"
     assert all(p["predicted"] in {"Florp", "Zindle", "Quarrow", "Brimlet"} for p in store.predictions(run["id"]))
+
+
+def test_the_models_page_says_whether_llama_cpp_is_built_and_shows_a_build_in_progress(db, tmp_path, monkeypatch):
+    import fcntl
+
+    from iml_core import llama_build
+
+    at = app_at("pages/models.py")
+    assert any("llama.cpp is built for this machine (cpu" in c.value for c in at.caption)
+
+    monkeypatch.setattr(llama_build, "CACHE", tmp_path / "empty-cache")  # a machine that has built nothing
+    at = app_at("pages/models.py")
+    assert any("llama.cpp is not built for this machine yet" in i.value for i in at.info)
+    assert at.button(key="llama_build")
+
+    # Another process is building (it holds the build lock) and has logged 40 of 212 steps.
+    llama_build.progress_file().parent.mkdir(parents=True)
+    llama_build.progress_file().write_text("$ cmake --build\n[40/212] Building CXX object llama.cpp.o\n")
+    with llama_build._lock_path().open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        at.run()
+        bars = at.get("progress")
+        assert bars and "step 40 of 212" in bars[0].proto.text and abs(bars[0].proto.value - 19) <= 1

@@ -130,5 +130,5 @@ def test_sampling_settings_are_checked_stored_and_taken_by_the_cli(tmp_path, tin
     from iml_core.store import Store
     with Store(db) as store:
         config = store.run(1)["config"]
-    assert (config["agent"], config["backend"], config["repeat_penalty"]) == ("llm", "llama-cpp", 1.3)
+    assert (config["agent"], config["backend"], config["repeat_penalty"]) == ("llm", "llama-server", 1.3)
     assert json.loads(result.stdout)["status"] == "completed"

@@ -205,3 +205,36 @@ def test_two_threads_share_one_server_safely(pool, tiny_model):
         t.join()
     assert not errors and len(results) == 8 and set(results) <= set(LABELS)
     assert len(pool.servers()) == 1 and pool.servers()[0].in_flight == 0
+
+
+def test_a_probe_names_the_signal_that_ended_its_child_and_this_process_goes_on(starter_model):
+    """`doctor --model` and the Models page's Test make their one call in a child process: a model
+    that crashes llama.cpp is named (here a real SIGSEGV sent to the child mid-load), not shared."""
+    from iml_core.errors import RunFailed
+    from iml_core.runner import probe
+
+    failure = []
+
+    def ask():
+        try:
+            probe(RunConfig(agent="llm", backend="llama-cpp", model=str(starter_model)))
+        except RunFailed as e:
+            failure.append(str(e))
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    child = None
+    deadline = time.monotonic() + 30
+    while child is None and time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"probe_child" in f.read() and int(entry) != os.getpid():
+                        child = int(entry)
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.005)
+    assert child is not None, "the probe runs in a child process"
+    os.kill(child, signal.SIGSEGV)
+    asking.join(timeout=60)
+    assert failure and "ended the test process with SIGSEGV (signal 11)" in failure[0], failure

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from iml_core import llama_build
+
 from iml_core.errors import RunFailed, UserError
 from iml_core.gguf_header import TENSOR_TYPES, GGUFError, parameter_text, read_gguf_header
 from iml_core.models import find_models, resolve_model, server_models, starter_model_path
@@ -107,7 +109,9 @@ def machine(tmp_path, tiny_model):
         {"mediaType": "application/vnd.ollama.image.model",
          "digest": f"sha256:{hashlib.sha256(theirs).hexdigest()}"}]}).encode())
 
-    env = {"HOME": str(home), "IML_MODELS": f"{extra}:{tmp_path / 'binaries'}:{tmp_path / 'not-there'}",
+    # Another HOME, but this machine's llama.cpp build (kept under the real one).
+    env = {"HOME": str(home), "IML_CACHE": str(llama_build.CACHE),
+           "IML_MODELS": f"{extra}:{tmp_path / 'binaries'}:{tmp_path / 'not-there'}",
            "PATH": os.environ["PATH"]}
     return env, project
 
@@ -175,7 +179,7 @@ def test_a_run_takes_a_listed_name_and_stores_the_file(machine, tmp_path):
     assert json.loads(result.stdout)["status"] == "completed"
     show = subprocess.run([sys.executable, "-m", "iml_core", "show", "1", "--db", str(tmp_path / "r.duckdb")],
                           capture_output=True, text=True, env=env, cwd=project)
-    assert "agent llama.cpp: tiny:latest" in show.stdout and "backend         llama-cpp" in show.stdout
+    assert "agent llama-server: tiny:latest" in show.stdout and "backend         llama-server" in show.stdout
     assert str(resolve_model("tiny:latest", env, project)) in show.stdout  # the file, not the name
 
 

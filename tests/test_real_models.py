@@ -1,6 +1,7 @@
 """The real-model tier: the starter model (SmolLM2-135M-Instruct, a real chat model with a real
-tokenizer and chat template) run for real, in this process by llama.cpp and through
-`python -m llama_cpp.server` with the openai client. It asserts what must hold for any real model;
+tokenizer and chat template) run for real: in the managed llama-server (the default for a model
+here), in this process by llama.cpp, and through `python -m llama_cpp.server` with the openai
+client. It asserts what must hold for any real model;
 what this small model writes is not judged (it cannot learn the benchmark)."""
 
 import json
@@ -50,15 +51,17 @@ def assert_learning_steps_hold(store, run_id):
     return steps
 
 
-def test_the_starter_model_in_process(store, starter_model):
-    run_id = create_run(store, RunConfig(agent="llm", backend="llama-cpp", model="starter", steps=2, **SMALL))
+@pytest.mark.parametrize("backend", ["llama-server", "llama-cpp"])
+def test_the_starter_model_here(store, starter_model, backend):
+    run_id = create_run(store, RunConfig(agent="llm", backend=backend, model="starter", steps=2, **SMALL))
     summary = execute_run(store, run_id)
     assert summary["status"] == "completed", summary
     assert store.run(run_id)["config"]["model"] == str(starter_model)
     steps = assert_learning_steps_hold(store, run_id)
     # Under momentum, llama.cpp continues the kept beginning itself: the model never drops it.
     assert steps[2]["prefix_words"] > 0 and steps[2]["prefix_kept_by_model"] is True
-    # The samples of a step share the notes: llama.cpp reuses them from its KV cache.
+    # The samples of a step share the notes: llama.cpp reuses them from its KV cache (the server's
+    # own count of the prompt tokens it did not evaluate again).
     calls = store.model_calls(run_id)
     for step in (1, 2):
         for phase in ("infer", "eval"):
@@ -88,7 +91,8 @@ def test_a_run_naming_the_starter_completes_from_the_command_line(tmp_path, star
     assert summary["status"] == "completed" and summary["steps"] == 1
     show = subprocess.run([sys.executable, "-m", "iml_core", "show", "1", "--db", str(db)], capture_output=True,
                           text=True)
-    assert "agent llama.cpp: starter" in show.stdout and str(starter_model) in show.stdout
+    assert "agent llama-server: starter" in show.stdout and str(starter_model) in show.stdout
+    assert "backend         llama-server" in show.stdout  # a model here runs in the managed server by default
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +154,7 @@ def test_the_starter_models_baselines_are_stored_and_drawn(store, starter_model)
     from iml_core.evaluation import compute_baselines, oracle_notes
     from studio.charts import accuracy_curves, with_baselines
 
-    run_id = create_run(store, RunConfig(agent="llm", backend="llama-cpp", model="starter", steps=1,
+    run_id = create_run(store, RunConfig(agent="llm", backend="llama-server", model="starter", steps=1,
                                          **{**SMALL, "max_note_words": 120}))
     execute_run(store, run_id)
     done = compute_baselines(store, run_id, ["no notes", "in-context", "oracle"])

@@ -9,7 +9,7 @@ As in process, the chat is rendered (by the server, with the GGUF's template) an
 labels are forced by a GBNF grammar sent with the request, and a revision continues after the
 momentum prefix, so the model cannot drop it. Cached prompt tokens are the server's own count.
 
-Who owns a server (docs/ARCHITECTURE.md §6): the process-wide `SERVERS` pool. One server per (model
+Who owns a server (docs/ARCHITECTURE.md §5): the process-wide `SERVERS` pool. One server per (model
 file, GPU layers, context, slots, threads, chat template, build); runs with the same ones share it.
 It is stopped after IML_SERVER_IDLE_SECONDS unused (default 300), when this process exits, and, by
 the kernel, when this process dies (parent-death signal), so none is left orphaned.
