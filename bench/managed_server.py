@@ -71,7 +71,8 @@ def step_figures(folder: Path) -> bool:
     value, baseline = statistics.median(server), statistics.median(in_process)
     ok = report("managed_server_step", value, "s for steps 0-1", baseline, "server <= 1.05x in process",
                 value <= 1.05 * baseline, slots=default_slots,
-                answers_same_as_in_process=same("llama-server 0", "llama-cpp 0"), seconds_server=[round(t, 2) for t in server],
+                answers_same_as_in_process=same("llama-server 0", "llama-cpp 0"),
+                seconds_server=[round(t, 2) for t in server],
                 seconds_in_process=[round(t, 2) for t in in_process])
     for slots in (1, 2, 4):
         if slots == default_slots:

@@ -157,7 +157,7 @@ else:
              "never shown, stored or logged).")
 settings["model"] = chosen.strip()
 st.session_state[MODEL] = settings
-if runs_here and settings["model"] and llama_build.current_build() is None:
+if runs_here and settings["model"] and llama_build.current_build() is None and not llama_build.build_progress().failed:
     llama_build.start_background_build()  # a model here is chosen: its build starts now, watched above
 
 if not settings["model"]:

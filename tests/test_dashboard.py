@@ -520,3 +520,56 @@ def test_the_models_page_says_whether_llama_cpp_is_built_and_shows_a_build_in_pr
         at.run()
         bars = at.get("progress")
         assert bars and "step 40 of 212" in bars[0].proto.text and abs(bars[0].proto.value - 19) <= 1
+
+
+def test_a_model_server_killed_mid_run_fails_that_run_and_the_dashboard_goes_on(db, tiny_model):
+    import os
+    import signal
+    import time
+
+    from iml_core.backends.llama_server import SERVERS
+
+    at = app_at("pages/models.py")
+    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
+    at.run()
+    at.text_input(key="model_path").set_value(str(tiny_model))
+    at.run()
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.number_input(key="steps").set_value(6)
+    at.number_input(key="eval_size").set_value(40)
+    at.number_input(key="max_note_words").set_value(30)
+    at.run()
+    at.button(key="launch").click()
+    at.run()
+    store, manager = engine(db)
+    run_id = store.runs()[0]["id"]
+    deadline = time.monotonic() + 120
+    while not store.steps(run_id):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    server = next(s for s in SERVERS.servers() if s.key.model == str(tiny_model.resolve()))
+    os.kill(server.pid, signal.SIGSEGV)
+    manager.join(timeout=120)
+    assert store.run(run_id)["status"] == "failed"
+    for page in ("pages/live.py", "pages/runs.py", "pages/models.py"):  # every page still serves
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, page
+    at.switch_page("pages/live.py")
+    at.run()
+    assert any(a.startswith(f"Run {run_id} stopped: the model server (llama-server, pid {server.pid}) died of "
+                            "SIGSEGV (signal 11)") for a in alerts(at)), alerts(at)
+    # ...and the next run starts a fresh server.
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.number_input(key="steps").set_value(1)
+    at.run()
+    at.button(key="launch").click()
+    at.run()
+    manager.join(timeout=120)
+    latest = max(r["id"] for r in store.runs())
+    assert store.run(latest)["status"] == "completed"
+    assert all(s.pid != server.pid for s in SERVERS.servers())
