@@ -2,8 +2,9 @@
 (SmolLM2-135M-Instruct) on the paper benchmark.
 
 - managed_server_step: steps 0 and 1 of a run (eval 40, B8, no response cache) through the server
-  with the slots it chooses for this machine, against the same run in process; the two take turns
-  going first, and each figure is the median of its side. Target: no slower (at most 1.05x).
+  with the slots it chooses for this machine, against the same run in process; 3 rounds, the two
+  taking turns to go first, and each figure is the median of its side. The two write different
+  notes (their answers differ in a few percent of calls), so a step's length differs a little. Target: no slower (at most 1.05x).
   The same run at 1, 2 and 4 slots is reported beside it (on a CPU slots do not share a prefix).
 - server_start: seconds from spawning llama-server to its /health answering, against loading the
   same model in process (`Llama(...)`).
@@ -63,7 +64,7 @@ def same(a: str, b: str) -> str:
 def step_figures(folder: Path) -> bool:
     default_slots = LlamaServerBackend("starter", n_threads=THREADS).max_parallel
     server, in_process = [], []
-    for round_ in range(2):
+    for round_ in range(3):
         sides = [("server", server), ("in process", in_process)]
         for name, times in (sides if round_ % 2 == 0 else sides[::-1]):
             backend = "llama-server" if name == "server" else "llama-cpp"

@@ -129,6 +129,7 @@ class Server:
         self.stopping = False  # set when we stop it: its exit is then no crash
         self.slot_ctx = key.n_ctx
         self.started_seconds = 0.0
+        self._connections = threading.local()
 
     @property
     def pid(self) -> int:
@@ -145,14 +146,25 @@ class Server:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def request(self, method: str, path: str, body: dict | None = None, timeout: float | None = None) -> dict:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            connection.request(method, path, body=json.dumps(body) if body is not None else None,
-                               headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            data = response.read()
-        finally:
-            connection.close()
+        """One HTTP request on this thread's kept-alive connection (a new one costs a round trip
+        per call); the JSON answer, with `status` added when it is not 200."""
+        connections = self._connections.__dict__
+        for attempt in (0, 1):
+            connection = connections.get("open")
+            reused = connection is not None and connection.timeout == timeout
+            if not reused:
+                connection = connections["open"] = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            try:
+                connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                connections.pop("open", None)
+                if not reused or attempt:  # a kept-alive connection the server closed meanwhile: once more
+                    raise
         try:
             payload = json.loads(data) if data else {}
         except ValueError:
@@ -349,7 +361,11 @@ class LlamaServerBackend:
             raise BackendError(f"the model server (pid {server.pid}) did not answer {path}; its last log lines:\n"
                                f"{server.last_log()}") from None
         if "status" in answer:
-            message = answer["error"].get("message", "") if isinstance(answer["error"], dict) else answer["error"]
+            error = answer["error"] if isinstance(answer["error"], dict) else {"message": str(answer["error"])}
+            if error.get("type") == "exceed_context_size_error":
+                raise self._too_long(int(error.get("n_prompt_tokens", 0)), int(body.get("n_predict", 0)),
+                                     int(error.get("n_ctx", server.slot_ctx)))
+            message = error.get("message", "")
             raise BackendError(f"the model server answered {path} with HTTP {answer['status']}: {message}")
         return answer
 
@@ -373,28 +389,34 @@ class LlamaServerBackend:
 
     def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
                   grammar: str | None = None, repeat_penalty: float = 1.0) -> Completion:
+        # llama-cpp-python's sampling defaults, so the two ways of running a GGUF sample alike.
+        body = {"n_predict": max_tokens, "temperature": temperature, "seed": seed, "top_k": 40, "top_p": 0.95,
+                "min_p": 0.05, "repeat_penalty": repeat_penalty, "cache_prompt": True, "stream": False}
+        if grammar:
+            body["grammar"] = grammar
         server = self._acquire()
         try:
-            prompt = self._ask(server, "/apply-template", {"messages": messages})["prompt"] + prefix
-            tokens = self._ask(server, "/tokenize", {"content": prompt, "add_special": False,
-                                                      "parse_special": True})["tokens"]
-            if len(tokens) + max_tokens > server.slot_ctx:
-                raise PromptTooLong(
-                    f"the prompt has {len(tokens)} tokens and the answer may take {max_tokens}, more than the "
-                    f"context of {server.slot_ctx} per slot; raise n_ctx, or lower the note word cap or the in-context "
-                    "examples")
-            # llama-cpp-python's sampling defaults, so the two ways of running a GGUF sample alike.
-            body = {"prompt": tokens, "n_predict": max_tokens, "temperature": temperature, "seed": seed,
-                    "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": repeat_penalty,
-                    "cache_prompt": True, "stream": False}
-            if grammar:
-                body["grammar"] = grammar
-            result = self._ask(server, "/completion", body)
+            if prefix:  # rendered here, so the model continues after the prefix and cannot drop it
+                prompt = self._ask(server, "/apply-template", {"messages": messages})["prompt"] + prefix
+                result = self._ask(server, "/completion", {**body, "prompt": prompt})
+                content, tokens_in = result["content"], int(result["tokens_evaluated"])
+            else:  # one request: the server renders the chat with the GGUF's template
+                result = self._ask(server, "/v1/chat/completions",
+                                   {**body, "messages": messages, "reasoning_format": "none"})
+                content = result["choices"][0]["message"].get("content") or ""
+                tokens_in = int(result["usage"]["prompt_tokens"])
         finally:
             self.pool.release(server)
-        cached = int(result.get("timings", {}).get("cache_n", 0))
-        return Completion(result["content"], result["content"], int(result.get("tokens_evaluated", len(tokens))),
-                          int(result.get("tokens_predicted", 0)), cached)
+        if tokens_in + max_tokens > server.slot_ctx:  # as in process: the answer may not have fit
+            raise self._too_long(tokens_in, max_tokens, server.slot_ctx)
+        tokens_out = int(result.get("tokens_predicted", result.get("usage", {}).get("completion_tokens", 0)))
+        return Completion(content, content, tokens_in, tokens_out, int(result.get("timings", {}).get("cache_n", 0)))
+
+    @staticmethod
+    def _too_long(tokens: int, max_tokens: int, context: int) -> PromptTooLong:
+        return PromptTooLong(
+            f"the prompt has {tokens} tokens and the answer may take {max_tokens}, more than the context of "
+            f"{context} per slot; raise n_ctx, or lower the note word cap or the in-context examples")
 
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
               max_tokens: int, lines: int = 0) -> Completion:
