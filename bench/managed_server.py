@@ -4,7 +4,8 @@
 - managed_server_step: steps 0 and 1 of a run (eval 40, B8, no response cache) through the server
   with the slots it chooses for this machine, against the same run in process; 3 rounds, the two
   taking turns to go first, and each figure is the median of its side. The two write different
-  notes (their answers differ in a few percent of calls), so a step's length differs a little. Target: no slower (at most 1.05x).
+  notes (their answers differ in a few percent of calls), so a step's length differs a little.
+  Target: no slower (at most 1.05x).
   The same run at 1, 2 and 4 slots is reported beside it (on a CPU slots do not share a prefix).
 - server_start: seconds from spawning llama-server to its /health answering, against loading the
   same model in process (`Llama(...)`).
