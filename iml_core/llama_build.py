@@ -17,6 +17,7 @@ Why the flags (docs/ARCHITECTURE.md §5):
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -44,7 +45,16 @@ AMX_OFF = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 _STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 
 
+@functools.lru_cache(maxsize=1)  # the CPU does not change under a running process
+def _cpu_flags() -> tuple[str, ...]:
+    return tuple(_read_cpu_flags())
+
+
 def cpu_flags() -> list[str]:
+    return list(_cpu_flags())
+
+
+def _read_cpu_flags() -> list[str]:
     """The instruction-set flags of this CPU, sorted; the machine's name where /proc/cpuinfo is absent."""
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -57,6 +67,7 @@ def cpu_flags() -> list[str]:
     return [platform.machine()]
 
 
+@functools.lru_cache(maxsize=1)  # asked on every page tick; nvidia-smi takes tens of milliseconds
 def cuda_architecture() -> str | None:
     """The compute capability of the first NVIDIA GPU (e.g. '90'), None without one."""
     if not shutil.which("nvidia-smi"):
