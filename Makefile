@@ -20,7 +20,7 @@ $(VENV)/.runtime: requirements.txt | $(UV)
 	touch $@
 
 # llama.cpp for this machine (llama-server and the libraries llama-cpp-python loads), built once
-# from the pinned sdist (10-20 minutes on 2 cores) into ~/.cache/iml-studio/llama.cpp/, keyed by
+# from the pinned sdist (about 6 minutes on 2 cores) into ~/.cache/iml-studio/llama.cpp/, keyed by
 # version, CPU features and CUDA; a cached build for another machine is not reused. Not a stamp:
 # the same venv may meet another CPU, and a cached build answers in a fraction of a second.
 llama: $(VENV)/.runtime

@@ -599,7 +599,7 @@ def _build_llama_cpp(gpu: str = "auto", jobs: int | None = None):
 
     spec = llama_build.spec_for(gpu)
     if llama_build.current_build("cuda" if spec.compute != "cpu" else "cpu") is None:
-        print(f"building llama.cpp {spec.version} for this machine ({spec.compute}; about 10 minutes on 2 cores, "
+        print(f"building llama.cpp {spec.version} for this machine ({spec.compute}; about 6 minutes on 2 cores, "
               f"once); progress in {llama_build.progress_file()}", file=sys.stderr)
     shown = [0.0]
 
@@ -636,7 +636,7 @@ def cmd_doctor(args) -> int:
     print(f"CPU: {spec.machine}, {len(spec.cpu)} instruction-set flags"
           + (f"; AMX ({', '.join(amx)}) is compiled out of llama.cpp (it traps in some VMs)" if amx else ""))
     if build is None:
-        print(f"llama.cpp: not built for this machine (key {spec.key}); `iml build` makes it (about 10 minutes "
+        print(f"llama.cpp: not built for this machine (key {spec.key}); `iml build` makes it (about 6 minutes "
               "on 2 cores, once)")
     else:
         print(f"llama.cpp {build.key}: built in {build.seconds:.0f} s, {build.server}")

@@ -201,7 +201,7 @@ def require_build() -> Build:
         other = installed_builds()
         elsewhere = (f" ({len(other)} build(s) in {CACHE / 'llama.cpp'} were made for another CPU or version "
                      "and are not reused)") if other else ""
-        raise UserError(f"llama.cpp is not built for this machine yet{elsewhere}; run `iml build` (about 10 minutes "
+        raise UserError(f"llama.cpp is not built for this machine yet{elsewhere}; run `iml build` (about 6 minutes "
                         "on 2 cores, once), or press Build on the Models page")
     return build
 

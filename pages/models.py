@@ -50,13 +50,13 @@ def build_status() -> None:
         return
     progress = llama_build.build_progress()
     if progress.running:
-        st.progress(progress.fraction, text=f"Building llama.cpp for this machine (once; 10-20 minutes on 2 cores): "
+        st.progress(progress.fraction, text=f"Building llama.cpp for this machine (once; about 6 minutes on 2 cores): "
                                             f"step {progress.done} of {progress.total or '?'}")
         return
     if progress.failed:
         show_problem(f"The last build of llama.cpp failed: {progress.failed}")
     st.info("**llama.cpp is not built for this machine yet.** Models here need it; it is built once from source "
-            "(10-20 minutes on 2 cores), for this CPU, and then kept. The build starts when you choose a model.")
+            "(about 6 minutes on 2 cores), for this CPU, and then kept. The build starts when you choose a model.")
     if st.button("Build llama.cpp now", key="llama_build"):
         llama_build.start_background_build()
         st.rerun(scope="fragment")
