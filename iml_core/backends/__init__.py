@@ -24,6 +24,11 @@ class PromptTooLong(UserError):
     length, the note cap, the in-context examples), not a failure of the model."""
 
 
+def prompt_too_long(tokens: int, max_tokens: int, context: int) -> PromptTooLong:
+    return PromptTooLong(f"the prompt has {tokens} tokens and the answer may take {max_tokens}, more than the context "
+                         f"of {context}; raise n_ctx, or lower the note word cap or the in-context examples")
+
+
 @dataclass(frozen=True)
 class Completion:
     raw: str  # exactly what the model returned

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from iml_core.backends import LINE_SEPARATOR, Completion, Messages, PromptTooLong, split_label_line
+from iml_core.backends import LINE_SEPARATOR, Completion, Messages, prompt_too_long, split_label_line
 from iml_core.errors import UserError
 
 GGUF_MAGIC = b"GGUF"
@@ -95,7 +95,37 @@ def _formatter(llm, chat_format: str | None):
     return lambda messages: formatter(messages=messages).prompt
 
 
-class LlamaCppBackend:
+class GrammarBackend:
+    """`label` and `text` for a GGUF completed raw, wherever llama.cpp runs: the label forced by a
+    grammar, and a revision continuing after the momentum prefix appended to the rendered prompt,
+    so the model cannot drop it. A subclass supplies `_grammar` and `_complete`."""
+
+    repeat_penalty: float
+
+    def _grammar(self, labels: Sequence[str], lines: int): ...
+
+    def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
+                  grammar=None, repeat_penalty: float = 1.0) -> Completion: ...
+
+    def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
+              max_tokens: int, lines: int = 0) -> Completion:
+        out = self._complete(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             grammar=self._grammar(labels, lines))
+        label, line = split_label_line(out.raw, labels, lines)
+        return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, line)
+
+    def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
+             prefix: str = "") -> Completion:
+        # The answer is the prefix plus what the model wrote. A space after a prefix that ends
+        # inside a line keeps the model from gluing its first word onto the last one kept.
+        if prefix and not prefix[-1].isspace():
+            prefix += " "
+        out = self._complete(messages, prefix=prefix, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             repeat_penalty=self.repeat_penalty)
+        return Completion(out.raw, prefix + out.raw, out.tokens_in, out.tokens_out, out.tokens_cached)
+
+
+class LlamaCppBackend(GrammarBackend):
     max_parallel = 1  # one model, one KV cache: samples go in order so the shared prefix is reused
 
     def __init__(self, model_path: str, *, n_gpu_layers: int = -1, n_ctx: int = 4096, n_threads: int | None = None,
@@ -143,15 +173,17 @@ class LlamaCppBackend:
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return 0.0  # local compute: no price per token
 
-    def _complete(self, prompt: str, *, max_tokens: int, temperature: float, seed: int, grammar=None,
-                  repeat_penalty: float = 1.0) -> Completion:
+    def _grammar(self, labels: Sequence[str], lines: int):
+        return compiled_label_grammar(tuple(labels), lines)
+
+    def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
+                  grammar=None, repeat_penalty: float = 1.0) -> Completion:
+        prompt = self.render_chat(messages) + prefix
         with self._lock:
             llm = self._llm
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             if len(tokens) + max_tokens > llm.n_ctx():
-                raise PromptTooLong(
-                    f"the prompt has {len(tokens)} tokens and the answer may take {max_tokens}, more than the "
-                    f"context of {llm.n_ctx()}; raise n_ctx, or lower the note word cap or the in-context examples")
+                raise prompt_too_long(len(tokens), max_tokens, llm.n_ctx())
             previous = list(llm.input_ids[:llm.n_tokens])
             reused = 0
             for a, b in zip(previous, tokens, strict=False):
@@ -163,21 +195,3 @@ class LlamaCppBackend:
         text = result["choices"][0]["text"]
         usage = result["usage"]
         return Completion(text, text, usage["prompt_tokens"], usage["completion_tokens"], min(reused, len(tokens) - 1))
-
-    def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
-              max_tokens: int, lines: int = 0) -> Completion:
-        out = self._complete(self.render_chat(messages), max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             grammar=compiled_label_grammar(tuple(labels), lines))
-        label, line = split_label_line(out.raw, labels, lines)
-        return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, line)
-
-    def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
-             prefix: str = "") -> Completion:
-        # The prefix is appended to the rendered prompt, so the model continues after it: it
-        # cannot drop it, and the answer is the prefix plus what it wrote. A space after a prefix
-        # that ends inside a line keeps the model from gluing its first word onto the last one kept.
-        if prefix and not prefix[-1].isspace():
-            prefix += " "
-        out = self._complete(self.render_chat(messages) + prefix, max_tokens=max_tokens, temperature=temperature,
-                             seed=seed, repeat_penalty=self.repeat_penalty)
-        return Completion(out.raw, prefix + out.raw, out.tokens_in, out.tokens_out, out.tokens_cached)

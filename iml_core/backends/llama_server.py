@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from iml_core.backends import BackendError, Completion, Messages, PromptTooLong, split_label_line
-from iml_core.backends.llama_cpp import check_model_file, label_grammar
+from iml_core.backends import BackendError, Completion, Messages, prompt_too_long
+from iml_core.backends.llama_cpp import GrammarBackend, check_model_file, label_grammar
 from iml_core.errors import UserError
 
 IDLE_SECONDS = float(os.environ.get("IML_SERVER_IDLE_SECONDS", "300"))
@@ -190,6 +190,8 @@ class Server:
             f"{' (' + advice + ')' if advice else ''}. Log: {self.log_path}")
 
     def stop(self) -> None:
+        """Stops a server we are done with; its log goes with it (a crashed one's log is kept: the
+        failed run's message names it)."""
         self.stopping = True
         if self.alive():
             self.process.terminate()
@@ -198,6 +200,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            self.log_path.unlink(missing_ok=True)
 
 
 class ServerPool:
@@ -314,7 +317,7 @@ def _server_arguments(key: ServerKey) -> list[str]:
     return arguments
 
 
-class LlamaServerBackend:
+class LlamaServerBackend(GrammarBackend):
     def __init__(self, model_path: str, *, n_gpu_layers: int = -1, n_ctx: int = 4096, n_threads: int | None = None,
                  chat_format: str | None = None, repeat_penalty: float = 1.0, slots: int = 0,
                  pool: ServerPool = SERVERS):
@@ -363,7 +366,7 @@ class LlamaServerBackend:
         if "status" in answer:
             error = answer["error"] if isinstance(answer["error"], dict) else {"message": str(answer["error"])}
             if error.get("type") == "exceed_context_size_error":
-                raise self._too_long(int(error.get("n_prompt_tokens", 0)), int(body.get("n_predict", 0)),
+                raise prompt_too_long(int(error.get("n_prompt_tokens", 0)), int(body.get("n_predict", 0)),
                                      int(error.get("n_ctx", server.slot_ctx)))
             message = error.get("message", "")
             raise BackendError(f"the model server answered {path} with HTTP {answer['status']}: {message}")
@@ -387,6 +390,9 @@ class LlamaServerBackend:
         finally:
             self.pool.release(server)
 
+    def _grammar(self, labels: Sequence[str], lines: int) -> str:
+        return label_grammar(labels, lines)  # sent as text with each request
+
     def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
                   grammar: str | None = None, repeat_penalty: float = 1.0) -> Completion:
         # llama-cpp-python's sampling defaults, so the two ways of running a GGUF sample alike.
@@ -408,31 +414,10 @@ class LlamaServerBackend:
         finally:
             self.pool.release(server)
         if tokens_in + max_tokens > server.slot_ctx:  # as in process: the answer may not have fit
-            raise self._too_long(tokens_in, max_tokens, server.slot_ctx)
+            raise prompt_too_long(tokens_in, max_tokens, server.slot_ctx)
         tokens_out = int(result.get("tokens_predicted", result.get("usage", {}).get("completion_tokens", 0)))
         return Completion(content, content, tokens_in, tokens_out, int(result.get("timings", {}).get("cache_n", 0)))
 
-    @staticmethod
-    def _too_long(tokens: int, max_tokens: int, context: int) -> PromptTooLong:
-        return PromptTooLong(
-            f"the prompt has {tokens} tokens and the answer may take {max_tokens}, more than the context of "
-            f"{context} per slot; raise n_ctx, or lower the note word cap or the in-context examples")
-
-    def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
-              max_tokens: int, lines: int = 0) -> Completion:
-        out = self._complete(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             grammar=label_grammar(labels, lines))
-        label, line = split_label_line(out.raw, labels, lines)
-        return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, line)
-
-    def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
-             prefix: str = "") -> Completion:
-        # As in process: the model continues after the prefix, so it cannot drop it.
-        if prefix and not prefix[-1].isspace():
-            prefix += " "
-        out = self._complete(messages, prefix=prefix, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             repeat_penalty=self.repeat_penalty)
-        return Completion(out.raw, prefix + out.raw, out.tokens_in, out.tokens_out, out.tokens_cached)
 
 
 # llama-cpp-python's chat format names, as llama-server's built-in template names.
