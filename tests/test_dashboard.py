@@ -167,11 +167,7 @@ def test_runs_page_deletes_selected_runs_only_after_confirmation(db):
 
 
 def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):
-    at = app_at("pages/models.py")
-    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
-    at.run()
-    at.text_input(key="model_path").set_value(str(tiny_model))
-    at.run()
+    at = models_page_with_file(tiny_model)
     at.button(key="model_test").click()
     at.run()
     assert not at.exception
@@ -183,32 +179,46 @@ def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):
     assert any("no model file" in a for a in alerts(at))
 
 
-def launch_one_step_llm_run(at: AppTest, db, max_note_words: int):
-    """From the Models page, where a model is chosen: New run with the LLM agent, one small step,
-    launched and waited for; the store."""
+def choose_file(at: AppTest, path) -> None:
+    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
+    at.run()
+    at.text_input(key="model_path").set_value(str(path))
+    at.run()
+
+
+def models_page_with_file(path) -> AppTest:
+    at = app_at("pages/models.py")
+    choose_file(at, path)
+    return at
+
+
+def start_llm_run(at: AppTest, steps: int, eval_size: int, max_note_words: int, batch_size: int | None = None):
+    """From the Models page, where a model is chosen: New run with the LLM agent, launched."""
     at.switch_page("pages/new_run.py")
     at.run()
     at.selectbox(key="agent").set_value("llm")
-    at.number_input(key="steps").set_value(1)
-    at.slider(key="batch_size").set_value(2)
-    at.number_input(key="eval_size").set_value(4)
+    at.number_input(key="steps").set_value(steps)
+    if batch_size is not None:
+        at.slider(key="batch_size").set_value(batch_size)
+    at.number_input(key="eval_size").set_value(eval_size)
     at.number_input(key="max_note_words").set_value(max_note_words)
     at.run()
     assert not alerts(at), alerts(at)
     at.button(key="launch").click()
     at.run()
     assert not at.exception
+
+
+def launch_one_step_llm_run(at: AppTest, db, max_note_words: int):
+    """One small step of an LLM run from New run, waited for; the store."""
+    start_llm_run(at, steps=1, eval_size=4, max_note_words=max_note_words, batch_size=2)
     store, manager = engine(db)
     manager.join(timeout=300)
     return store
 
 
 def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_model):
-    at = app_at("pages/models.py")
-    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
-    at.run()
-    at.text_input(key="model_path").set_value(str(tiny_model))
-    at.run()
+    at = models_page_with_file(tiny_model)
     store = launch_one_step_llm_run(at, db, max_note_words=30)
     run = store.runs()[0]
     assert run["status"] == "completed" and run["agent_description"] == "llama-server: tiny-llama.gguf"
@@ -244,10 +254,7 @@ def test_a_cancelled_run_resumes_from_the_runs_page(db):
 def test_models_page_names_a_bad_model_path(db, tmp_path, bad_path, problem):
     (tmp_path / "notes.txt").write_text("not a model")
     at = app_at("pages/models.py")
-    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
-    at.run()
-    at.text_input(key="model_path").set_value(bad_path.format(tmp=tmp_path))
-    at.run()
+    choose_file(at, bad_path.format(tmp=tmp_path))
     at.button(key="model_test").click()
     at.run()
     assert not at.exception
@@ -529,20 +536,8 @@ def test_a_model_server_killed_mid_run_fails_that_run_and_the_dashboard_goes_on(
 
     from iml_core.backends.llama_server import SERVERS
 
-    at = app_at("pages/models.py")
-    at.selectbox(key="model_choice").set_value(ANOTHER_FILE)
-    at.run()
-    at.text_input(key="model_path").set_value(str(tiny_model))
-    at.run()
-    at.switch_page("pages/new_run.py")
-    at.run()
-    at.selectbox(key="agent").set_value("llm")
-    at.number_input(key="steps").set_value(6)
-    at.number_input(key="eval_size").set_value(40)
-    at.number_input(key="max_note_words").set_value(30)
-    at.run()
-    at.button(key="launch").click()
-    at.run()
+    at = models_page_with_file(tiny_model)
+    start_llm_run(at, steps=6, eval_size=40, max_note_words=30)
     store, manager = engine(db)
     run_id = store.runs()[0]["id"]
     deadline = time.monotonic() + 120
@@ -562,13 +557,7 @@ def test_a_model_server_killed_mid_run_fails_that_run_and_the_dashboard_goes_on(
     assert any(a.startswith(f"Run {run_id} stopped: the model server (llama-server, pid {server.pid}) died of "
                             "SIGSEGV (signal 11)") for a in alerts(at)), alerts(at)
     # ...and the next run starts a fresh server.
-    at.switch_page("pages/new_run.py")
-    at.run()
-    at.selectbox(key="agent").set_value("llm")
-    at.number_input(key="steps").set_value(1)
-    at.run()
-    at.button(key="launch").click()
-    at.run()
+    start_llm_run(at, steps=1, eval_size=40, max_note_words=30)
     manager.join(timeout=120)
     latest = max(r["id"] for r in store.runs())
     assert store.run(latest)["status"] == "completed"
