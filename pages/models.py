@@ -38,7 +38,7 @@ backend = st.radio("Where the model runs", list(BACKENDS), format_func=lambda na
                    key="model_backend", index=list(BACKENDS).index(saved.get("backend", "llama-server")))
 settings = {"backend": backend}
 chosen = ""
-runs_here = BACKENDS[backend].endpoint(RunConfig(backend=backend)) is None
+runs_here = BACKENDS[backend].runs_here
 
 
 @st.fragment(run_every=2)

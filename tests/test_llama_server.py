@@ -238,3 +238,14 @@ def test_a_probe_names_the_signal_that_ended_its_child_and_this_process_goes_on(
     os.kill(child, signal.SIGSEGV)
     asking.join(timeout=60)
     assert failure and "ended the test process with SIGSEGV (signal 11)" in failure[0], failure
+
+
+def test_the_runs_of_one_model_share_an_endpoint_for_the_per_server_cap(tiny_model, tmp_path):
+    from iml_core.runner import endpoint
+
+    def config(**settings):
+        return RunConfig(agent="llm", backend="llama-server", model=str(tiny_model), **settings)
+
+    assert endpoint(config(momentum=0.0)) == endpoint(config(momentum=0.9)) == f"llama-server {tiny_model}"
+    assert endpoint(config().replace(model=str(tmp_path / "other.gguf"))) != endpoint(config())
+    assert endpoint(config().replace(backend="llama-cpp")) is None  # in this process: no server to cap

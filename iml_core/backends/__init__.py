@@ -102,9 +102,17 @@ class BackendKind:
     sampling: tuple[str, ...]  # those of them that shape what the model writes
     build: Callable[["RunConfig"], Backend]
 
+    @property
+    def runs_here(self) -> bool:
+        """Whether the model runs on this machine (a GGUF file, which llama.cpp must be built for)."""
+        return "n_gpu_layers" in self.settings
+
     def endpoint(self, config: "RunConfig") -> str | None:
-        """The model server a run calls (for the per-server cap); None for a model run here."""
-        return (config.base_url or "https://api.openai.com/v1") if "base_url" in self.settings else None
+        """The model server a run calls (for the per-server cap); None for a model run in this process.
+        A managed llama-server is named by its model: the runs of one model share one server."""
+        if "base_url" in self.settings:
+            return config.base_url or "https://api.openai.com/v1"
+        return f"{self.name} {config.model}" if "slots" in self.settings else None
 
 
 BACKENDS = {kind.name: kind for kind in (
