@@ -53,8 +53,8 @@ SETTINGS = {
         Setting("n_ctx", 256, 1_048_576, "llama.cpp context size in tokens", True),
         Setting("n_threads", 0, 1024, "llama.cpp CPU threads; 0 lets llama.cpp choose (llama-server: every core)",
                 True),
-        Setting("slots", 0, 64, "llama-server: sequences decoded at once; 0 chooses by device (1 on a CPU, 8 on "
-                "a GPU)", True),
+        Setting("slots", 0, 64, "llama-server: sequences decoded at once, each with its own n_ctx of KV cache "
+                "(memory grows with them); 0 chooses by device (1 on a CPU, 8 on a GPU)", True),
         Setting("max_parallel", 1, 256, "requests sent at once in the inference phase (OpenAI-compatible)", True),
         Setting("timeout", 1.0, 3600.0, "seconds to wait for one answer before retrying", True),
         Setting("max_retries", 0, 20, "retries with backoff after a 429, a 5xx or a timeout", True),

@@ -108,10 +108,12 @@ class BuildSpec:
                 # Found next to each other at run time, wherever the folder is.
                 "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON", "-DCMAKE_INSTALL_RPATH=$ORIGIN/../lib"]
         if self.compute.startswith("cuda-"):
-            # The GPU import-order crash (numpy first, then a std::regex facet resolved inside
-            # libggml-cuda.so): symbols the CUDA libraries bring from static archives stay private
-            # to the library that links them, so they cannot stand in for libstdc++'s own.
+            # The GPU import-order crash (numpy first, then a std::regex facet that libllama.so
+            # resolved inside libggml-cuda.so): libggml-cuda exports its ggml API and nothing else.
+            # Its host code's C++ template copies are hidden, and symbols from static archives
+            # (the CUDA runtime's) stay private, so neither can stand in for libstdc++'s own.
             args += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={self.compute.removeprefix('cuda-')}",
+                     "-DCMAKE_CUDA_FLAGS=-Xcompiler=-fvisibility=hidden,-fvisibility-inlines-hidden",
                      "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--exclude-libs,ALL"]
         return args
 

@@ -249,3 +249,10 @@ def test_the_runs_of_one_model_share_an_endpoint_for_the_per_server_cap(tiny_mod
     assert endpoint(config(momentum=0.0)) == endpoint(config(momentum=0.9)) == f"llama-server {tiny_model}"
     assert endpoint(config().replace(model=str(tmp_path / "other.gguf"))) != endpoint(config())
     assert endpoint(config().replace(backend="llama-cpp")) is None  # in this process: no server to cap
+
+
+def test_every_slot_holds_the_whole_context_a_run_asks_for(pool, tiny_model):
+    backend = LlamaServerBackend(str(tiny_model), n_ctx=512, slots=4, pool=pool)
+    assert pool.servers()[0].slot_ctx == 512
+    prompt = [{"role": "user", "content": "fur " * 300}]  # about 300 tokens: more than 512 / 4
+    assert backend.text(prompt, temperature=0.0, seed=0, max_tokens=8).tokens_in > 300

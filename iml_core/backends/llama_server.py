@@ -309,7 +309,8 @@ atexit.register(SERVERS.stop_all)
 
 
 def _server_arguments(key: ServerKey) -> list[str]:
-    arguments = ["-m", key.model, "-c", str(key.n_ctx), "-np", str(key.slots), "-t", str(key.threads),
+    # llama-server splits -c between its slots: each slot gets the whole context a run asks for.
+    arguments = ["-m", key.model, "-c", str(key.n_ctx * key.slots), "-np", str(key.slots), "-t", str(key.threads),
                  "-tb", str(key.threads), "-ngl", "all" if key.n_gpu_layers < 0 else str(key.n_gpu_layers),
                  "--no-webui", "--no-warmup"]
     if key.chat_template:
