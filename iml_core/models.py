@@ -242,6 +242,13 @@ def default_backend(model: str, base_url: str) -> str:
     return "llama-server" if not base_url and model and (looks_like_a_file or is_local_model(model)) else "openai"
 
 
+def default_model_choice(found: list[FoundModel]) -> dict:
+    """The model settings to start from when none was chosen: the only usable model here, run in a
+    managed llama-server; nothing when there are none or several to choose between."""
+    usable = [m for m in found if m.usable]
+    return {"backend": "llama-server", "model": usable[0].name} if len(usable) == 1 else {}
+
+
 def server_models(base_url: str, *, api_key: str | None = None, timeout: float = 5.0) -> list[str]:
     """The models an OpenAI-compatible server serves (its /v1/models); RunFailed naming the
     server when it cannot say (UserError for a base URL that is no URL)."""

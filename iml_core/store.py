@@ -192,6 +192,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             cost DOUBLE NOT NULL
         );
     """),
+    (12, "choices a user made once for every tab and reload (the model), never a key", """
+        CREATE TABLE choices (
+            name VARCHAR PRIMARY KEY,
+            value JSON NOT NULL,
+            saved_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -486,6 +493,18 @@ class Store:
         return self._cursor().execute(
             "SELECT * FROM predictions WHERE list_contains(?, run_id) ORDER BY run_id, step, phase, minibatch",
             [list(map(int, run_ids))]).df()
+
+    def choice(self, name: str) -> dict | None:
+        """What the user chose for `name` (e.g. "model"), kept for every tab and every reload."""
+        row = self._cursor().execute("SELECT value FROM choices WHERE name = ?", [name]).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def save_choice(self, name: str, value: dict) -> None:
+        if any("key" in field.lower() for field in value):
+            raise ValueError(f"a choice never holds a key: {sorted(value)}")  # keys live in the environment
+        self._cursor().execute(
+            "INSERT OR REPLACE INTO choices (name, value, saved_at) VALUES (?, ?, current_timestamp)",
+            [name, json.dumps(value, sort_keys=True)])
 
     def new_study(self, label: str) -> str:
         """A study name no run has used, "LABEL N" with N from a sequence: counting the studies

@@ -7,17 +7,12 @@ from iml_core import llama_build
 from iml_core.backends import BACKENDS
 from iml_core.config import SETTINGS, STRUCTURED_OUTPUT, RunConfig
 from iml_core.errors import IMLError
-from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, find_models, install_starter_model, server_models
+from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, install_starter_model, server_models
 from iml_core.runner import probe
 from studio import render
-from studio.ui import MODEL, model_settings, show_problem
+from studio.ui import model_settings, models_here, save_model_settings, show_problem
 
 ANOTHER_FILE = "Another GGUF file..."
-
-
-@st.cache_data(ttl=60, show_spinner="Looking for models on this machine...")
-def models_here() -> list:
-    return find_models()
 
 
 def number(column, label, name, value, step=None):
@@ -156,7 +151,7 @@ else:
     st.write(f"API key: {'present' if has_key else 'absent'} (from `OPENAI_API_KEY` or Streamlit secrets; "
              "never shown, stored or logged).")
 settings["model"] = chosen.strip()
-st.session_state[MODEL] = settings
+save_model_settings(settings)
 if runs_here and settings["model"] and llama_build.current_build() is None and not llama_build.build_progress().failed:
     llama_build.start_background_build()  # a model here is chosen: its build starts now, watched above
 

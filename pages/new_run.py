@@ -7,6 +7,7 @@ from iml_core.config import FEEDBACK_MODES, SETTINGS, RunConfig
 from iml_core.errors import IMLError
 from iml_core.runner import DEFAULT_PARALLEL, check_run, grid_configs
 from iml_core.tasks import PRESETS, saved_tasks
+from studio import render
 from studio.ui import SELECTED, current, model_settings, show_problem
 
 store, manager = current()
@@ -52,9 +53,11 @@ if task in PRESETS:
                               help="share of the preset's labels replaced by a wrong class")
 
 model = model_settings() if agent == "llm" else {}
+NO_MODEL = "No model is chosen yet: choose one on the Models page, then come back here."
+if agent == "llm" and model.get("model"):
+    where = BACKENDS[model["backend"]].where if model.get("backend") in BACKENDS else model.get("backend", "")
+    st.html(render.escaped_block(f"Model: {model['model']} ({where}); change it on the Models page"))
 if agent == "llm":
-    st.caption(f"Model: {model.get('backend') or 'none'} · {model.get('model') or 'no model set'} "
-               "(change it on the Models page)")
     use_cache = st.checkbox("Answer repeated calls from the response cache", True, key="use_cache",
                             help="a repeated identical call costs nothing; switch off to measure the model afresh")
     model["cache"] = use_cache
@@ -94,7 +97,10 @@ if sweep:
 else:
     configs = [base]
 
-problems = list(dict.fromkeys(itertools.chain.from_iterable(check_run(c) for c in configs[:1] + configs[-1:])))
+if agent == "llm" and not model.get("model"):
+    problems = [NO_MODEL]  # the one thing to do first, in words, not the settings it leaves empty
+else:
+    problems = list(dict.fromkeys(itertools.chain.from_iterable(check_run(c) for c in configs[:1] + configs[-1:])))
 if sweep and not configs:
     problems.append("pick at least one momentum and one accumulation value")
 for problem in problems:

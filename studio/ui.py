@@ -7,6 +7,7 @@ import streamlit as st
 
 from iml_core import analysis, evaluation
 from iml_core.errors import IMLError
+from iml_core.models import default_model_choice, find_models
 from iml_core.store import Store
 from studio import render
 from studio.engine import database_path, engine
@@ -18,7 +19,25 @@ MODEL = "model_settings"
 
 
 def model_settings() -> dict:
-    return dict(st.session_state.get(MODEL, {}))
+    """The model chosen on the Models page: this tab's choice, else the one saved in the database
+    (shared by every tab and reload), else the only model on this machine."""
+    if MODEL not in st.session_state:
+        store = current()[0]
+        st.session_state[MODEL] = store.choice("model") or default_model_choice(models_here())
+    return dict(st.session_state[MODEL])
+
+
+def save_model_settings(settings: dict) -> None:
+    """Keeps the choice for this tab and, when it changed, for every other tab and reload."""
+    store = current()[0]
+    if store.choice("model") != settings:
+        store.save_choice("model", settings)
+    st.session_state[MODEL] = settings
+
+
+@st.cache_data(ttl=60, show_spinner="Looking for models on this machine...")
+def models_here() -> list:
+    return find_models()
 
 
 def current() -> tuple[Store, object]:

@@ -378,22 +378,55 @@ def test_the_paper_view_queues_both_experiments_and_draws_their_figures(db):
     assert len(table) == 6 and table["runs"].eq(3).all()
 
 
-def test_models_page_guides_until_a_model_is_chosen_and_offers_the_starter(db, starter_model):
+def test_models_page_guides_until_a_model_is_chosen_and_offers_the_starter(db, starter_model, tiny_model,
+                                                                          monkeypatch):
+    from studio.ui import models_here
+
+    monkeypatch.setenv("IML_MODELS", str(tiny_model.parent))  # two models here: nothing is preselected
+    models_here.clear()
     at = app_at("pages/models.py")
     assert not at.exception and not alerts(at), "no red box before anything is chosen"
     assert any("Choose a model above" in i.value for i in at.info)
-    assert "starter" in at.selectbox(key="model_choice").options
+    assert {"starter", "tiny-llama.gguf"} <= set(at.selectbox(key="model_choice").options)
     assert any("too small to learn the benchmark" in c.value for c in at.caption)
     found = at.dataframe[0].value
     row = found[found["name"] == "starter"].iloc[0]
     assert (row["architecture"], row["parameters"], row["quantization"], row["context"], row["chat template"]) == (
         "llama", "135M", "Q4_1", 8192, True)
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    assert alerts(at) == ["No model is chosen yet: choose one on the Models page, then come back here."]
+    at.switch_page("pages/models.py")
+    at.run()
     at.selectbox(key="model_choice").set_value("starter")
     at.run()
     assert not any("Choose a model above" in i.value for i in at.info)
     at.button(key="model_test").click()
     at.run()
     assert any("llama-server: starter answered in" in s.value for s in at.success), [a for a in alerts(at)]
+    models_here.clear()
+
+
+def test_the_chosen_model_outlives_a_reload_and_the_only_model_is_preselected(db, starter_model, tiny_model,
+                                                                            monkeypatch):
+    from studio.ui import models_here
+
+    models_here.clear()  # only the starter here: it is the choice until another is made
+    at = app_at("pages/new_run.py")
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    assert not alerts(at) and any("Model: starter (On this machine" in h.proto.body for h in at.get("html"))
+    assert app_at("pages/models.py").selectbox(key="model_choice").value == "starter"
+
+    at = models_page_with_file(tiny_model)  # chosen in one tab...
+    again = app_at("pages/new_run.py")  # ...and seen in a new one, as after a reload
+    again.selectbox(key="agent").set_value("llm")
+    again.run()
+    assert any(f"Model: {tiny_model}" in h.proto.body for h in again.get("html"))
+    assert engine(db)[0].choice("model")["model"] == str(tiny_model)
+    assert app_at("pages/models.py").text_input(key="model_path").value == str(tiny_model)
 
 
 def test_a_failed_starter_install_is_one_message(db, monkeypatch):
@@ -520,7 +553,7 @@ def test_the_models_page_says_whether_llama_cpp_is_built_and_shows_a_build_in_pr
     assert at.button(key="llama_build")
 
     # Another process is building (it holds the build lock) and has logged 40 of 212 steps.
-    llama_build.progress_file().parent.mkdir(parents=True)
+    llama_build.progress_file().parent.mkdir(parents=True, exist_ok=True)
     llama_build.progress_file().write_text("$ cmake --build\n[40/212] Building CXX object llama.cpp.o\n")
     with llama_build._lock_path().open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

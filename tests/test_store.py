@@ -116,3 +116,16 @@ def test_a_file_locked_by_another_process_is_refused_plainly(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_choice_outlives_the_process_and_never_holds_a_key(tmp_path):
+    path = tmp_path / "choices.duckdb"
+    with Store(path) as store:
+        assert store.choice("model") is None
+        store.save_choice("model", {"backend": "openai", "model": "gpt-4o-mini", "base_url": ""})
+        store.save_choice("model", {"backend": "llama-server", "model": "starter"})  # the latest wins
+        with pytest.raises(ValueError, match="never holds a key"):
+            store.save_choice("model", {"backend": "openai", "api_key": "sk-secret"})
+    with Store(path) as store:
+        assert store.choice("model") == {"backend": "llama-server", "model": "starter"}
+    assert b"sk-secret" not in path.read_bytes()
