@@ -243,3 +243,43 @@ def test_four_runs_at_once_and_four_tabs_store_every_step_exactly_once(tmp_path)
             assert len(store.predictions(run["id"])) == expected
             assert len(cursor.execute("SELECT * FROM batch_notes WHERE run_id = ?", [run["id"]]).fetchall()) == \
                 config.steps * config.accumulation
+
+
+def choose_option(page, label: str, option: str) -> None:
+    """Picks an option of a Streamlit selectbox by its label, as a person would: open, type, Enter."""
+    wait_idle(page)
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    box.fill(option)
+    page.get_by_role("option", name=option).first.click()
+    wait_idle(page)
+
+
+def test_a_chosen_model_survives_a_reload_and_a_new_tab(page, tiny_model):
+    page, url, tmp_path = page
+    page.goto(url)
+    nav(page, "Models")
+    choose_option(page, "Model", "Another GGUF file...")
+    path = page.get_by_role("textbox", name="Path of the GGUF file")
+    path.fill(str(tiny_model))
+    path.press("Enter")
+    wait_idle(page)
+    expect(page.get_by_role("button", name="Test: one real call")).to_be_enabled()
+
+    missing = []
+    page.on("response", lambda response: response.status == 404 and missing.append(response.url))
+    page.reload()  # the same tab reloaded (still on Models), then a second tab
+    expect(page.get_by_role("textbox", name="Path of the GGUF file")).to_have_value(str(tiny_model))
+    nav(page, "New run")
+    second = page.context.new_page()
+    second.goto(url)
+    for view in (page, second):
+        expect(view.get_by_role("heading", name="New run")).to_be_visible()
+        choose_option(view, "Agent", "LLM (llama.cpp or OpenAI-compatible)")
+        expect(view.get_by_text(f"Model: {tiny_model}")).to_be_visible()
+        expect(view.get_by_role("button", name="Start run")).to_be_enabled()
+    page.screenshot(path=tmp_path / "new_run_llm.png", full_page=True)
+    # Reloaded on a page's own path, Streamlit's frontend first asks for its health and host config
+    # under that path, is told 404, and then finds them at the root: its own probe, not an error of ours.
+    assert all(re.search(r"/models/_stcore/(health|host-config)$", url) for url in missing), missing
+    assert page.dialogs == [] and len(page.console_errors) == len(missing), page.console_errors
