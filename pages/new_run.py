@@ -55,8 +55,7 @@ if task in PRESETS:
 model = model_settings() if agent == "llm" else {}
 NO_MODEL = "No model is chosen yet: choose one on the Models page, then come back here."
 if agent == "llm" and model.get("model"):
-    where = BACKENDS[model["backend"]].where if model.get("backend") in BACKENDS else model.get("backend", "")
-    st.html(render.escaped_block(f"Model: {model['model']} ({where}); change it on the Models page"))
+    st.html(render.caption(f"Model: {model['model']}, run by {model.get('backend')}; change it on the Models page"))
 if agent == "llm":
     use_cache = st.checkbox("Answer repeated calls from the response cache", True, key="use_cache",
                             help="a repeated identical call costs nothing; switch off to measure the model afresh")

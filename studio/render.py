@@ -10,6 +10,7 @@ from iml_core.diff import take_words, word_diff
 STYLE = """<style>
 .iml-text { white-space: pre-wrap; font-family: ui-monospace, Menlo, monospace; font-size: 0.85rem;
             line-height: 1.5; padding: 0.6rem 0.8rem; border: 1px solid #e3e6ea; border-radius: 6px; }
+.iml-caption { color: rgba(49, 51, 63, 0.6); font-size: 0.875rem; overflow-wrap: anywhere; }
 .iml-text ins { background: #d9f2dd; text-decoration: none; }
 .iml-text del { background: #f8d7da; color: #7a2a31; }
 .iml-text del + ins, .iml-text ins + del { margin-left: 3px; }
@@ -25,6 +26,11 @@ STYLE = """<style>
 
 def escaped_block(text: str) -> str:
     return f'{STYLE}<div class="iml-text">{html.escape(text)}</div>'
+
+
+def caption(text: str) -> str:
+    """A caption that quotes user text (a model's path or name) literally."""
+    return f'{STYLE}<div class="iml-caption">{html.escape(text)}</div>'
 
 
 def alert(text: str, kind: str = "error") -> str:

@@ -417,7 +417,7 @@ def test_the_chosen_model_outlives_a_reload_and_the_only_model_is_preselected(db
     at = app_at("pages/new_run.py")
     at.selectbox(key="agent").set_value("llm")
     at.run()
-    assert not alerts(at) and any("Model: starter (On this machine" in h.proto.body for h in at.get("html"))
+    assert not alerts(at) and any("Model: starter, run by llama-server" in h.proto.body for h in at.get("html"))
     assert app_at("pages/models.py").selectbox(key="model_choice").value == "starter"
 
     at = models_page_with_file(tiny_model)  # chosen in one tab...
