@@ -124,8 +124,6 @@ def call_figure(model: Path) -> bool:
     agent.infer(NOTES, observations, Phase(-1, 0, "eval"))  # the requests the bare side replays
     prompts = [backend.render(messages) for messages, _ in requests[-SAMPLES:]]
     kwargs = [k for _, k in requests[-SAMPLES:]]
-    server = backend._acquire()
-    backend.pool.release(server)
 
     def engine_side(round_: int) -> None:
         started = time.perf_counter()
@@ -134,10 +132,11 @@ def call_figure(model: Path) -> bool:
 
     def bare_side(round_: int) -> None:
         started = time.perf_counter()
-        for prompt, k in zip(prompts, kwargs, strict=True):
-            server.request("POST", "/completion", {
-                "prompt": prompt, "n_predict": k["max_tokens"], "temperature": k["temperature"], "seed": k["seed"],
-                "top_k": 40, "top_p": 0.95, "min_p": 0.05, "grammar": grammar, "cache_prompt": True})
+        with backend.serving() as server:
+            for prompt, k in zip(prompts, kwargs, strict=True):
+                server.request("POST", "/completion", {
+                    "prompt": prompt, "n_predict": k["max_tokens"], "temperature": k["temperature"], "seed": k["seed"],
+                    "top_k": 40, "top_p": 0.95, "min_p": 0.05, "grammar": grammar, "cache_prompt": True})
         bare_seconds.append((time.perf_counter() - started) / SAMPLES)
 
     for round_ in range(ROUNDS):

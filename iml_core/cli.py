@@ -598,7 +598,7 @@ def _build_llama_cpp(gpu: str = "auto", jobs: int | None = None):
     from iml_core import llama_build
 
     spec = llama_build.spec_for(gpu)
-    if llama_build.current_build("cuda" if spec.compute != "cpu" else "cpu") is None:
+    if spec.finished() is None:
         print(f"building llama.cpp {spec.version} for this machine ({spec.compute}; about 6 minutes on 2 cores, "
               f"once); progress in {llama_build.progress_file()}", file=sys.stderr)
     shown = [0.0]
@@ -609,21 +609,18 @@ def _build_llama_cpp(gpu: str = "auto", jobs: int | None = None):
             print(f"  {line[:100]}", file=sys.stderr)
 
     made = llama_build.build(gpu, jobs=jobs, on_progress=progress)
-    llama_build.ensure_python_bindings(made)  # the in-process backend's Python side, loading this build
+    # The in-process backend's Python side, loading this build.
+    print(llama_build.ensure_python_bindings(made), file=sys.stderr)
     return made
 
 
 def cmd_build(args) -> int:
-    from iml_core import llama_build
-
     made = _build_llama_cpp(args.gpu, args.jobs)
-    bindings = llama_build.ensure_python_bindings(made)
     if args.json:
         print(json.dumps({"key": made.key, "compute": made.compute, "seconds": made.seconds,
                           "server": str(made.server), "lib": str(made.lib)}))
     else:
         print(f"llama.cpp {made.key}: {made.server} (built in {made.seconds:.0f} s)")
-        print(bindings)
     return 0
 
 

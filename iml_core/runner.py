@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, Protocol, Sequence
 
 from iml_core.agents import Agent
 from iml_core.agents.offline import OfflineRuleLearner
 from iml_core.backends import BACKENDS, Backend
+from iml_core.backends.llama_server import signal_name
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.learner import StepRecord, learning_steps
@@ -64,12 +68,6 @@ def probe(config: RunConfig, timeout: float = 900) -> Probe:
     """One real call to the model a config names, made in a child process: whether it answers, how
     fast, and what. A crash in llama.cpp (an illegal instruction, a segfault) is named, not shared.
     The Models page's Test and `doctor --model` both ask this."""
-    import json
-    import subprocess
-    import sys
-
-    from iml_core.backends.llama_server import signal_name
-
     config.check()
     try:
         child = subprocess.run([sys.executable, "-c", "from iml_core.runner import probe_child; probe_child()",
@@ -88,12 +86,8 @@ def probe(config: RunConfig, timeout: float = 900) -> Probe:
 
 def probe_child() -> None:
     """The child's side of `probe`: the config as JSON in argv[1], one JSON line out."""
-    import dataclasses
-    import json
-    import sys
-
     try:
-        answer = dataclasses.asdict(probe_here(RunConfig.from_dict(json.loads(sys.argv[1]))))
+        answer = asdict(probe_here(RunConfig.from_dict(json.loads(sys.argv[1]))))
     except IMLError as e:
         answer = {"error": str(e), "bad_input": isinstance(e, UserError)}
     print(json.dumps(answer))

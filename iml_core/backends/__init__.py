@@ -101,30 +101,34 @@ class BackendKind:
     settings: tuple[str, ...]  # the run settings it reads besides the model and the temperature
     sampling: tuple[str, ...]  # those of them that shape what the model writes
     build: Callable[["RunConfig"], Backend]
+    # Where the model's process is: "managed" (a server this engine starts on this machine), "in
+    # process" (this one), or "remote" (a server at base_url that someone else runs).
+    process: str
 
     @property
     def runs_here(self) -> bool:
         """Whether the model runs on this machine (a GGUF file, which llama.cpp must be built for)."""
-        return "n_gpu_layers" in self.settings
+        return self.process != "remote"
 
     def endpoint(self, config: "RunConfig") -> str | None:
         """The model server a run calls (for the per-server cap); None for a model run in this process.
         A managed llama-server is named by its model: the runs of one model share one server."""
-        if "base_url" in self.settings:
+        if self.process == "remote":
             return config.base_url or "https://api.openai.com/v1"
-        return f"{self.name} {config.model}" if "slots" in self.settings else None
+        return f"{self.name} {config.model}" if self.process == "managed" else None
 
 
 BACKENDS = {kind.name: kind for kind in (
     BackendKind("llama-server", "On this machine: a GGUF file run by llama.cpp in a server of its own "
                                 "(a crash there stops one run, not the app)",
                 ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty", "slots"), ("repeat_penalty",),
-                _llama_server),
+                _llama_server, "managed"),
     BackendKind("llama-cpp", "On this machine: a GGUF file run by llama.cpp inside this process",
                 ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty"), ("repeat_penalty",),
-                _llama_cpp),
+                _llama_cpp, "in process"),
     BackendKind("openai", "On a server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, LM Studio, "
                           "llama.cpp server)",
                 ("base_url", "max_parallel", "timeout", "max_retries", "structured_output", "price_in", "price_out",
-                 "frequency_penalty", "presence_penalty"), ("frequency_penalty", "presence_penalty"), _openai),
+                 "frequency_penalty", "presence_penalty"), ("frequency_penalty", "presence_penalty"), _openai,
+                "remote"),
 )}

@@ -100,7 +100,28 @@ class GrammarBackend:
     grammar, and a revision continuing after the momentum prefix appended to the rendered prompt,
     so the model cannot drop it. A subclass supplies `_grammar` and `_complete`."""
 
-    repeat_penalty: float
+    def _describe(self, name: str, model_path: str, *, n_gpu_layers: int, chat_format: str | None,
+                  repeat_penalty: float) -> None:
+        """The model file, this machine's build, the response-cache identity and the description."""
+        from iml_core.llama_build import require_build
+        from iml_core.models import resolve_model
+
+        self.path = check_model_file(resolve_model(model_path))
+        self.build = require_build()
+        self.compute = self.build.compute if n_gpu_layers != 0 else "cpu"
+        stat = self.path.stat()
+        # The file's size and time stand in for its content: hashing 40 GB per run is too slow.
+        # Where the answer was computed (CPU or CUDA, and by which build) is part of it, so one
+        # device's answers are not served for another's.
+        self.identity = {"backend": name, "model": str(self.path.resolve()), "size": stat.st_size,
+                         "mtime": int(stat.st_mtime), "chat_format": chat_format or None, "compute": self.compute,
+                         "build": self.build.key}
+        self.repeat_penalty = repeat_penalty
+        if repeat_penalty != 1.0:  # only then, so that answers cached before penalties existed still count
+            self.identity["repeat_penalty"] = repeat_penalty
+        # A listed model by its name (an Ollama blob's file name says nothing), a path by its file name.
+        shown = self.path.name if Path(model_path).expanduser() == self.path else model_path
+        self.description = f"{'llama.cpp' if name == 'llama-cpp' else name}: {shown}"
 
     def _grammar(self, labels: Sequence[str], lines: int): ...
 
@@ -130,25 +151,10 @@ class LlamaCppBackend(GrammarBackend):
 
     def __init__(self, model_path: str, *, n_gpu_layers: int = -1, n_ctx: int = 4096, n_threads: int | None = None,
                  chat_format: str | None = None, repeat_penalty: float = 1.0):
-        from iml_core.models import resolve_model
-
-        from iml_core.llama_build import require_build
-
-        self.path = check_model_file(resolve_model(model_path))
+        self._describe("llama-cpp", model_path, n_gpu_layers=n_gpu_layers, chat_format=chat_format,
+                       repeat_penalty=repeat_penalty)
         self.settings = {"n_gpu_layers": n_gpu_layers, "n_ctx": n_ctx, "n_threads": n_threads,
                          "chat_format": chat_format or None}
-        stat = self.path.stat()
-        build = require_build()
-        # The file's size and time stand in for its content: hashing 40 GB per run is too slow.
-        # Where the answer was computed (CPU or CUDA, and by which build) is part of it.
-        self.identity = {"backend": "llama-cpp", "model": str(self.path.resolve()), "size": stat.st_size,
-                         "mtime": int(stat.st_mtime), "chat_format": chat_format or None,
-                         "compute": build.compute if n_gpu_layers != 0 else "cpu", "build": build.key}
-        self.repeat_penalty = repeat_penalty
-        if repeat_penalty != 1.0:  # only then, so that answers cached before penalties existed still count
-            self.identity["repeat_penalty"] = repeat_penalty
-        # A listed model by its name (an Ollama blob's file name says nothing), a path by its file name.
-        self.description = f"llama.cpp: {self.path.name if Path(model_path).expanduser() == self.path else model_path}"
         self._llm, self._lock = self._load()
         # messages -> the prompt text the model sees, by the GGUF's own template (or the override)
         self.render_chat = _formatter(self._llm, chat_format)

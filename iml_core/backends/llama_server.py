@@ -18,6 +18,7 @@ the kernel, when this process dies (parent-death signal), so none is left orphan
 from __future__ import annotations
 
 import atexit
+import contextlib
 import http.client
 import json
 import os
@@ -27,14 +28,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
+from iml_core import llama_build
 from iml_core.backends import BackendError, Completion, Messages, prompt_too_long
-from iml_core.backends.llama_cpp import GrammarBackend, check_model_file, label_grammar
+from iml_core.backends.llama_cpp import GrammarBackend, label_grammar
 from iml_core.errors import UserError
 
 IDLE_SECONDS = float(os.environ.get("IML_SERVER_IDLE_SECONDS", "300"))
@@ -81,36 +82,10 @@ class ServerKey:
     build: str
 
 
-class _Spawner:
-    """Starts every server from one long-lived thread. The kernel's parent-death signal fires when
-    the *thread* that forked the child ends; a run's worker thread ends with its run, and would take
-    a shared server down with it."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._requests: deque[tuple[list[str], Path, Future]] = deque()
-        self._wake = threading.Condition(self._lock)
-        threading.Thread(target=self._loop, name="llama-server-spawner", daemon=True).start()
-
-    def _loop(self) -> None:
-        while True:
-            with self._wake:
-                while not self._requests:
-                    self._wake.wait()
-                command, log_path, future = self._requests.popleft()
-            try:
-                with log_path.open("wb") as log:
-                    future.set_result(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                                       stderr=subprocess.STDOUT, start_new_session=True))
-            except OSError as e:
-                future.set_exception(e)
-
-    def spawn(self, command: list[str], log_path: Path) -> subprocess.Popen:
-        future: Future = Future()
-        with self._wake:
-            self._requests.append((command, log_path, future))
-            self._wake.notify()
-        return future.result()
+def _popen(command: list[str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def _free_port() -> int:
@@ -128,7 +103,6 @@ class Server:
         self.last_used = time.monotonic()
         self.stopping = False  # set when we stop it: its exit is then no crash
         self.slot_ctx = key.n_ctx
-        self.started_seconds = 0.0
         self._connections = threading.local()
 
     @property
@@ -211,8 +185,10 @@ class ServerPool:
         self._servers: dict[ServerKey, Server] = {}
         self._starting: dict[ServerKey, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._spawner: _Spawner | None = None
-        self._reaper: threading.Thread | None = None
+        # Every server is started from this one long-lived thread: the kernel's parent-death signal
+        # fires when the *thread* that forked the child ends, and a run's worker thread ends with its
+        # run, which would take a shared server down with it.
+        self._spawner: ThreadPoolExecutor | None = None
 
     def servers(self) -> list[Server]:
         with self._lock:
@@ -250,17 +226,16 @@ class ServerPool:
 
     def _start(self, key: ServerKey, binary: Path, command: list[str]) -> Server:
         if self._spawner is None:
-            self._spawner = _Spawner()
-            self._reaper = threading.Thread(target=self._reap, name="llama-server-reaper", daemon=True)
-            self._reaper.start()
+            self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-server-spawner")
+            threading.Thread(target=self._reap, name="llama-server-reaper", daemon=True).start()
         port = _free_port()
-        logs = Path(os.environ.get("IML_CACHE", Path.home() / ".cache" / "iml-studio")) / "servers"
+        logs = llama_build.CACHE / "servers"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"llama-server-{os.getpid()}-{port}.log"
-        wrapper = [shutil.which("setpriv"), "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
-        started = time.perf_counter()
-        process = self._spawner.spawn([*wrapper, str(binary), *command, "--host", "127.0.0.1", "--port", str(port)],
-                                      log_path)
+        setpriv = shutil.which("setpriv")
+        wrapper = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+        command = [*wrapper, str(binary), *command, "--host", "127.0.0.1", "--port", str(port)]
+        process = self._spawner.submit(_popen, command, log_path).result()
         server = Server(key, process, port, log_path)
         deadline = time.monotonic() + START_SECONDS
         while True:
@@ -279,7 +254,6 @@ class ServerPool:
                 raise BackendError(f"llama-server did not become ready within {START_SECONDS:.0f} s; its last log "
                                    f"lines:\n{server.last_log()}")
             time.sleep(0.05)
-        server.started_seconds = time.perf_counter() - started
         slots = server.request("GET", "/slots", timeout=10)
         if isinstance(slots, list) and slots and "n_ctx" in slots[0]:
             server.slot_ctx = int(slots[0]["n_ctx"])
@@ -322,30 +296,15 @@ class LlamaServerBackend(GrammarBackend):
     def __init__(self, model_path: str, *, n_gpu_layers: int = -1, n_ctx: int = 4096, n_threads: int | None = None,
                  chat_format: str | None = None, repeat_penalty: float = 1.0, slots: int = 0,
                  pool: ServerPool = SERVERS):
-        from iml_core.llama_build import require_build
-        from iml_core.models import resolve_model
-
-        self.path = check_model_file(resolve_model(model_path))
-        self.build = require_build()
-        compute = self.build.compute if n_gpu_layers != 0 else "cpu"
-        self.max_parallel = slots or default_slots(compute)
+        self._describe("llama-server", model_path, n_gpu_layers=n_gpu_layers, chat_format=chat_format,
+                       repeat_penalty=repeat_penalty)
+        self.max_parallel = slots or default_slots(self.compute)
         self.key = ServerKey(str(self.path.resolve()), n_gpu_layers, n_ctx, self.max_parallel,
                              n_threads or os.cpu_count() or 1, _chat_template_name(chat_format), self.build.key)
-        stat = self.path.stat()
-        # The file's size and time stand in for its content; where the answer was computed (CPU or
-        # CUDA, and by which build) is part of it, so one device's answers are not served for another's.
-        self.identity = {"backend": "llama-server", "model": self.key.model, "size": stat.st_size,
-                         "mtime": int(stat.st_mtime), "chat_format": chat_format or None, "compute": compute,
-                         "build": self.build.key}
-        self.repeat_penalty = repeat_penalty
-        if repeat_penalty != 1.0:
-            self.identity["repeat_penalty"] = repeat_penalty
-        name = self.path.name if Path(model_path).expanduser() == self.path else model_path
-        self.description = f"llama-server: {name}"
+        self._arguments = _server_arguments(self.key)
         self.pool = pool
-        self.on_retry = None
         # Started now, so a file llama.cpp cannot load is refused before the run is created.
-        self._server = self.pool.acquire(self.key, self.build.server, _server_arguments(self.key))
+        self._server = self.pool.acquire(self.key, self.build.server, self._arguments)
         self.pool.release(self._server)
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
@@ -373,6 +332,15 @@ class LlamaServerBackend(GrammarBackend):
             raise BackendError(f"the model server answered {path} with HTTP {answer['status']}: {message}")
         return answer
 
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[Server]:
+        """The server to ask, counted as in use (so the reaper leaves it) until the block ends."""
+        server = self._acquire()
+        try:
+            yield server
+        finally:
+            self.pool.release(server)
+
     def _acquire(self) -> Server:
         """The server to ask. One that died between two calls of this backend's run fails the run as
         one that died during a call does: a crash is not papered over by a restart that may crash
@@ -381,15 +349,16 @@ class LlamaServerBackend(GrammarBackend):
         if not previous.alive() and not previous.stopping:
             self.pool.forget(previous)
             raise previous.died()
-        self._server = self.pool.acquire(self.key, self.build.server, _server_arguments(self.key))
+        self._server = self.pool.acquire(self.key, self.build.server, self._arguments)
         return self._server
 
     def render(self, messages: Messages) -> str:
-        server = self._acquire()
-        try:
-            return self._ask(server, "/apply-template", {"messages": messages})["prompt"]
-        finally:
-            self.pool.release(server)
+        """The prompt the model sees for these messages, by the GGUF's template (or the override)."""
+        with self.serving() as server:
+            return self._render(server, messages)
+
+    def _render(self, server: Server, messages: Messages) -> str:
+        return self._ask(server, "/apply-template", {"messages": messages})["prompt"]
 
     def _grammar(self, labels: Sequence[str], lines: int) -> str:
         return label_grammar(labels, lines)  # sent as text with each request
@@ -401,10 +370,9 @@ class LlamaServerBackend(GrammarBackend):
                 "min_p": 0.05, "repeat_penalty": repeat_penalty, "cache_prompt": True, "stream": False}
         if grammar:
             body["grammar"] = grammar
-        server = self._acquire()
-        try:
+        with self.serving() as server:
             if prefix:  # rendered here, so the model continues after the prefix and cannot drop it
-                prompt = self._ask(server, "/apply-template", {"messages": messages})["prompt"] + prefix
+                prompt = self._render(server, messages) + prefix
                 result = self._ask(server, "/completion", {**body, "prompt": prompt})
                 content, tokens_in = result["content"], int(result["tokens_evaluated"])
             else:  # one request: the server renders the chat with the GGUF's template
@@ -412,13 +380,10 @@ class LlamaServerBackend(GrammarBackend):
                                    {**body, "messages": messages, "reasoning_format": "none"})
                 content = result["choices"][0]["message"].get("content") or ""
                 tokens_in = int(result["usage"]["prompt_tokens"])
-        finally:
-            self.pool.release(server)
         if tokens_in + max_tokens > server.slot_ctx:  # as in process: the answer may not have fit
             raise prompt_too_long(tokens_in, max_tokens, server.slot_ctx)
         tokens_out = int(result.get("tokens_predicted", result.get("usage", {}).get("completion_tokens", 0)))
         return Completion(content, content, tokens_in, tokens_out, int(result.get("timings", {}).get("cache_n", 0)))
-
 
 
 # llama-cpp-python's chat format names, as llama-server's built-in template names.
