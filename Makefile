@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 PORT ?= 8501
 
-.PHONY: run test model ray data bench llama gpu clean-venv
+.PHONY: run test test-fast model ray data bench llama gpu clean-venv
 BENCHES := $(filter-out bench/common.py,$(wildcard bench/*.py))
 
 # uv is bootstrapped with pip inside the venv so nothing lands in the system Python.
@@ -60,6 +60,12 @@ test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model llama
 	scripts/ensure-chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The slow tiers (pytest markers, assigned in tests/conftest.py) left out: no llama.cpp build, starter
+# model or chromium needed. Ray is installed all the same: tests/test_cluster.py imports it to be collected.
+FAST := not browser and not real_model and not cluster and not disk
+test-fast: $(VENV)/.dev $(VENV)/.ray
+	$(PY) -m pytest -q -m "$(FAST)"
 
 # One JSON line per figure; fails when any figure misses its target.
 bench: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model llama

@@ -17,7 +17,7 @@ from common import ROOT, report
 from iml_core import analysis
 from iml_core.config import RunConfig
 from iml_core.learner import learning_steps
-from iml_core.runner import build_agent, build_task
+from iml_core.builders import build_agent, build_task
 from iml_core.store import SCHEMA_VERSION, Store
 
 RUNS, STEPS = 1000, 100

@@ -10,7 +10,8 @@ from pathlib import Path
 from common import best_of, report
 
 from iml_core.config import RunConfig
-from iml_core.runner import build_agent, build_task, create_run, execute_run
+from iml_core.builders import build_agent, build_task
+from iml_core.runner import create_run, execute_run
 from iml_core.learner import learning_steps
 from iml_core.store import Store
 

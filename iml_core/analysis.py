@@ -10,6 +10,8 @@ import math
 
 import pandas as pd
 
+from iml_core.agents import PhaseName
+
 # How many of a run's last evaluated steps its instability (their spread) is taken over.
 INSTABILITY_WINDOW = 10
 
@@ -69,7 +71,7 @@ def trajectories(task, predictions: list[dict]) -> pd.DataFrame:
         {"minibatch": p["minibatch"] + 1, "observation": texts.get(p["sample_id"], f"sample {p['sample_id']}"),
          "answer": p["predicted"] if p["predicted"] is not None else f"(invalid) {p['raw']}",
          "right class": p["label"], "correct": p["correct"]}
-        for p in predictions if p["phase"] == "train"],
+        for p in predictions if p["phase"] == PhaseName.INFER],
         columns=["minibatch", "observation", "answer", "right class", "correct"])
 
 

@@ -59,7 +59,7 @@ def connect(address: str) -> None:
         ray.init(address=None if address == "local" else address, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise UserError(f"cannot connect to the Ray cluster at {address!r} ({e}); is it running? "
+        raise RunFailed(f"cannot connect to the Ray cluster at {address!r} ({e}); is it running? "
                         f"`ray status` on a node tells; or unset {RAY_ADDRESS_ENV} to run here") from None
 
 
@@ -173,7 +173,7 @@ def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int,
     response cache go through `board` (LLM runs)."""
     import socket
 
-    from iml_core.runner import agent_steps
+    from iml_core.steps import agent_steps
 
     yield {"pid": os.getpid(), "node": socket.gethostname()}
     if board is None:
@@ -195,7 +195,7 @@ def _remote():
 
 
 class RaySteps:
-    """A step source (iml_core.runner.StepSource) that computes steps in Ray tasks."""
+    """A step source (iml_core.steps.StepSource) that computes steps in Ray tasks."""
 
     def __init__(self, resources: Resources = Resources(), worker_retries: int = 2):
         self.resources = resources
@@ -219,7 +219,7 @@ class RaySteps:
                  cancel: threading.Event | None) -> Iterator[StepRecord]:
         ray = _ray()
         lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
-        board = self._driver_board() if config.agent == "llm" else None
+        board = self._driver_board() if config.uses_model else None
         losses = 0
         while True:
             task = _remote().options(**self.resources.options()).remote(config.to_dict(), after_step, notes,

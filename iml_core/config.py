@@ -1,67 +1,161 @@
-"""The settings of one learning run, their valid ranges and a one-line help for each.
+"""The settings of one learning run and of a submission of runs: for each, its kind, valid range
+or choices, default and a one-line help, written here once.
 
-The command line and the dashboard both build their inputs from SETTINGS, so a range or a help
-text is written once.
+The command line's flags, the sweep's and scorer's fields, the dashboard's widgets and RunConfig's
+checks are all made from SETTINGS (tests/test_settings.py holds them to it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from iml_core.backends import BACKENDS
 from iml_core.errors import UserError
+from iml_core.registry import AGENTS, BACKENDS
 
-AGENTS = ("offline", "llm")
-FEEDBACK_MODES = ("label", "binary")
-
-
-STRUCTURED_OUTPUT = ("auto", "json_schema", "json_object", "text")
+FEEDBACK_MODES = {"label": "the environment names the right class",
+                  "binary": "the environment says only right or wrong"}
+STRUCTURED_OUTPUT = {"auto": "the best the server accepts: json_schema, else json_object",
+                     "json_schema": "a JSON schema with the classes as an enum",
+                     "json_object": "any JSON object, the label checked afterwards",
+                     "text": "plain text, the label read from it"}
+KINDS = ("integer", "number", "text", "choice", "flag")
 
 
 @dataclass(frozen=True)
 class Setting:
     name: str
-    low: float
-    high: float
+    kind: str  # one of KINDS
+    label: str  # how a page names it
     help: str
-    llm_only: bool = False
+    low: float | None = None  # integer and number: the valid range, both ends included
+    high: float | None = None
+    # choice: the valid values; a registry's dict is read when asked, so a row added later counts
+    choices: Mapping | None = None
+    step: float | None = None  # how far a widget's arrows move it
+    optional: bool = False  # None is valid and means "not set" (e.g. the preset's own label noise)
+    part: str = "run"  # "run": how a run learns; "model": the LLM agent's; "submission": how runs are queued
+    axis: bool = True  # a sweep may vary it
+    scorer: bool = False  # `evaluate` may change it to score notes with another agent, model or task
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def values(self) -> tuple:
+        return tuple(self.choices or ())
+
+    def describe(self, value) -> str:
+        """A choice in words, for a selectbox: its registry row's own words or its description."""
+        described = (self.choices or {}).get(value, value)
+        return str(getattr(described, "label", None) or getattr(described, "where", None) or described)
+
+    def range_text(self) -> str:
+        if self.kind in ("integer", "number"):
+            return f"{self.low} to {self.high}"
+        return ", ".join(self.values) if self.kind == "choice" else ""
+
+    def problem(self, value) -> str | None:
+        """What is wrong with `value` for this setting, as a sentence naming it; None when it is valid."""
+        if value is None and self.optional:
+            return None
+        if self.kind in ("integer", "number"):
+            integer = self.kind == "integer"
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                return f"{self.name} must be {'a whole number' if integer else 'a number'}, got {value!r}"
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{self.name} must be a finite number, got {value!r}"
+            if not self.low <= value <= self.high:
+                return f"{self.name} must be between {self.low} and {self.high}, got {value!r}"
+        elif self.kind == "choice" and value not in self.values:
+            return f"{self.name} must be one of {', '.join(self.values)}, got {value!r}"
+        elif self.kind == "text" and not isinstance(value, str):
+            return f"{self.name} must be text, got {value!r}"
+        elif self.kind == "flag" and not isinstance(value, bool):
+            return f"{self.name} must be true or false, got {value!r}"
+        return None
 
 
-SETTINGS = {
-    s.name: s
-    for s in (
-        Setting("steps", 1, 10_000, "learning steps; each ends with one revision of the notes"),
-        Setting("batch_size", 1, 1024, "samples per minibatch (B)"),
-        Setting("accumulation", 1, 64, "minibatches inferred and induced before one revision (K)"),
-        Setting("momentum", 0.0, 1.0, "share of the old notes' words a revision must keep as its beginning (m)"),
-        Setting("seed", 0, 2**31 - 1, "derives the sample order, the eval split and every random choice"),
-        Setting("eval_size", 1, 100_000, "held-out samples scored after each evaluated step"),
-        Setting("eval_every", 1, 10_000, "evaluate every E steps (and always after the last)"),
-        Setting("max_note_words", 5, 20_000, "word cap on the notes; it wins over the momentum prefix"),
-        Setting("temperature", 0.0, 2.0, "sampling temperature of the model", True),
-        # Penalties act on the written phases (induction, revision) only: in an answer a class name
-        # that the notes mention is no repetition to discourage.
-        Setting("repeat_penalty", 1.0, 2.0, "llama.cpp: how much the notes' writing avoids repeating recent "
-                "tokens; 1 is off, 1.1-1.3 is usual", True),
-        Setting("frequency_penalty", -2.0, 2.0, "OpenAI-compatible: penalty per time a token appeared in the "
-                "written text; 0 is off", True),
-        Setting("presence_penalty", -2.0, 2.0, "OpenAI-compatible: penalty for a token that appeared at all; "
-                "0 is off", True),
-        Setting("n_gpu_layers", -1, 10_000, "llama.cpp layers on the GPU: -1 all, 0 none (CPU)", True),
-        Setting("n_ctx", 256, 1_048_576, "llama.cpp context size in tokens", True),
-        Setting("n_threads", 0, 1024, "llama.cpp CPU threads; 0 lets llama.cpp choose (llama-server: every core)",
-                True),
-        Setting("slots", 0, 64, "llama-server: sequences decoded at once, each with its own n_ctx of KV cache "
-                "(memory grows with them); 0 chooses by device (1 on a CPU, 8 on a GPU)", True),
-        Setting("max_parallel", 1, 256, "requests sent at once in the inference phase (OpenAI-compatible)", True),
-        Setting("timeout", 1.0, 3600.0, "seconds to wait for one answer before retrying", True),
-        Setting("max_retries", 0, 20, "retries with backoff after a 429, a 5xx or a timeout", True),
-        Setting("price_in", 0.0, 1000.0, "price per million input tokens, for the cost column", True),
-        Setting("price_out", 0.0, 1000.0, "price per million output tokens, for the cost column", True),
-    )
-}
+def _integer(name, label, low, high, help, **more) -> Setting:
+    return Setting(name, "integer", label, help, low, high, **more)
+
+
+def _number(name, label, low, high, help, **more) -> Setting:
+    return Setting(name, "number", label, help, low, high, **more)
+
+
+SETTINGS = {s.name: s for s in (
+    Setting("task", "text", "Task", "a preset (paper, noisy, hard) or the path of a CSV file", scorer=True),
+    Setting("label_column", "text", "Label column", "the CSV column that holds the classes"),
+    _number("label_noise", "Label noise", 0.0, 0.95, "share of a preset's labels replaced by a wrong class "
+            "(empty: the preset's own)", step=0.05, optional=True),
+    Setting("agent", "choice", "Agent", "offline: the rule learner (no LLM); llm: a language model",
+            choices=AGENTS, scorer=True),
+    Setting("feedback", "choice", "Feedback", "label: the environment names the right class; binary: only right "
+            "or wrong", choices=FEEDBACK_MODES),
+    _integer("steps", "Steps", 1, 10_000, "learning steps; each ends with one revision of the notes"),
+    _integer("batch_size", "Batch size", 1, 1024, "samples per minibatch (B)"),
+    _integer("accumulation", "Accumulation", 1, 64, "minibatches inferred and induced before one revision (K)"),
+    _number("momentum", "Momentum", 0.0, 1.0, "share of the old notes' words a revision must keep as its "
+            "beginning (m)", step=0.05),
+    _integer("seed", "Seed", 0, 2**31 - 1, "derives the sample order, the eval split and every random choice",
+             scorer=True),
+    _integer("eval_size", "Eval size", 1, 100_000, "held-out samples scored after each evaluated step", step=10,
+             scorer=True),
+    _integer("eval_every", "Eval every", 1, 10_000, "evaluate every E steps (and always after the last)"),
+    _integer("max_note_words", "Max note words", 5, 20_000, "word cap on the notes; it wins over the momentum "
+             "prefix", step=10),
+    Setting("initial_notes", "text", "Initial notes", "the notes a run starts from (a fork's parent's)",
+            axis=False),
+    Setting("backend", "choice", "Backend", "where the model runs (default: llama-server for a GGUF here, else "
+            "openai)", choices=BACKENDS, part="model", scorer=True),
+    Setting("model", "text", "Model", "a model here: a .gguf path or a name `iml models` lists (e.g. starter); "
+            "openai: the server's model name", part="model", scorer=True),
+    Setting("base_url", "text", "Server address (base URL)", "the server's /v1 URL (openai; empty: OpenAI)",
+            part="model", scorer=True),
+    Setting("chat_format", "text", "Chat format", "a model here: override the GGUF's chat template for old files "
+            "(e.g. llama-2); empty: the template inside the GGUF", part="model", scorer=True),
+    Setting("structured_output", "choice", "Structured output", "how labels are forced on an OpenAI-compatible "
+            "server", choices=STRUCTURED_OUTPUT, part="model", scorer=True),
+    _number("temperature", "Temperature", 0.0, 2.0, "sampling temperature of the model", step=0.05, part="model",
+            scorer=True),
+    # Penalties act on the written phases (induction, revision) only: in an answer a class name
+    # that the notes mention is no repetition to discourage.
+    _number("repeat_penalty", "Repeat penalty", 1.0, 2.0, "llama.cpp: how much the notes' writing avoids "
+            "repeating recent tokens; 1 is off, 1.1-1.3 is usual", step=0.05, part="model"),
+    _number("frequency_penalty", "Frequency penalty", -2.0, 2.0, "OpenAI-compatible: penalty per time a token "
+            "appeared in the written text; 0 is off", step=0.05, part="model"),
+    _number("presence_penalty", "Presence penalty", -2.0, 2.0, "OpenAI-compatible: penalty for a token that "
+            "appeared at all; 0 is off", step=0.05, part="model"),
+    _integer("n_gpu_layers", "Layers on the GPU", -1, 10_000, "llama.cpp layers on the GPU: -1 all, 0 none (CPU)",
+             part="model", scorer=True),
+    _integer("n_ctx", "Context length (tokens)", 256, 1_048_576, "llama.cpp context size in tokens", step=256,
+             part="model", scorer=True),
+    _integer("n_threads", "CPU threads", 0, 1024, "llama.cpp CPU threads; 0 lets llama.cpp choose (llama-server: "
+             "every core)", part="model", scorer=True),
+    _integer("slots", "Sequences at once", 0, 64, "llama-server: sequences decoded at once, each with its own "
+             "n_ctx of KV cache (memory grows with them); 0 chooses by device (1 on a CPU, 8 on a GPU)",
+             part="model", scorer=True),
+    _integer("max_parallel", "Requests at once", 1, 256, "requests sent at once in the inference phase "
+             "(OpenAI-compatible)", part="model"),
+    _number("timeout", "Timeout (s)", 1.0, 3600.0, "seconds to wait for one answer before retrying", part="model"),
+    _integer("max_retries", "Retries", 0, 20, "retries with backoff after a 429, a 5xx or a timeout", part="model"),
+    _number("price_in", "Price per million input tokens", 0.0, 1000.0, "price per million input tokens, for the "
+            "cost column", part="model"),
+    _number("price_out", "Price per million output tokens", 0.0, 1000.0, "price per million output tokens, for "
+            "the cost column", part="model"),
+    Setting("cache", "flag", "Answer repeated calls from the response cache", "a repeated identical call costs "
+            "nothing; off measures the model afresh", part="model", axis=False),
+    _integer("parallel", "Runs at once", 1, 64, "runs of one submission going at once; the others wait queued",
+             part="submission", axis=False),
+    _integer("max_per_endpoint", "At most at once per model server", 1, 64, "runs of one submission calling the "
+             "same model server at once, so a sweep cannot flood it (empty: no cap)", part="submission",
+             axis=False, optional=True),
+)}
+RUN_SETTINGS = {name: s for name, s in SETTINGS.items() if s.part != "submission"}
 
 
 @dataclass(frozen=True)
@@ -99,39 +193,23 @@ class RunConfig:
     max_retries: int = 3
     price_in: float = 0.0
     price_out: float = 0.0
-    cache: bool = True  # answer repeated calls from the response cache
+    cache: bool = True
+
+    @property
+    def uses_model(self) -> bool:
+        return AGENTS[self.agent].uses_model
 
     def problems(self) -> list[str]:
         """Every invalid setting, each as a sentence naming the setting, its range and the value given."""
-        found = []
-        for name, setting in SETTINGS.items():
-            value = getattr(self, name)
-            is_integer_setting = isinstance(setting.low, int)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                    is_integer_setting and not isinstance(value, int)):
-                kind = "a whole number" if is_integer_setting else "a number"
-                found.append(f"{name} must be {kind}, got {value!r}")
-            elif isinstance(value, float) and not math.isfinite(value):
-                found.append(f"{name} must be a finite number, got {value!r}")
-            elif not setting.low <= value <= setting.high:
-                found.append(f"{name} must be between {setting.low} and {setting.high}, got {value!r}")
-        if self.agent not in AGENTS:
-            found.append(f"agent must be one of {', '.join(AGENTS)}, got {self.agent!r}")
-        if self.feedback not in FEEDBACK_MODES:
-            found.append(f"feedback must be one of {', '.join(FEEDBACK_MODES)}, got {self.feedback!r}")
-        if self.label_noise is not None and not (
-                isinstance(self.label_noise, (int, float)) and 0 <= self.label_noise < 1):
-            found.append(f"label_noise must be at least 0 and below 1, got {self.label_noise!r}")
-        if self.agent == "llm":
+        found = [problem for name, setting in RUN_SETTINGS.items()
+                 if name != "backend" and (problem := setting.problem(getattr(self, name))) is not None]
+        if self.agent in AGENTS and self.uses_model:  # the rule learner reads no backend and no model
             if self.backend not in BACKENDS:
                 found.append(f"an LLM run needs a backend: {' or '.join(BACKENDS)}, got {self.backend!r}")
             if not self.model.strip():
                 found.append("an LLM run needs a model: a .gguf path or a listed name for a model here, "
                              "a model name for openai")
-        if self.structured_output not in STRUCTURED_OUTPUT:
-            found.append(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT)}, "
-                         f"got {self.structured_output!r}")
-        if not self.task or not str(self.task).strip():
+        if not str(self.task).strip():
             found.append("task is empty; give a preset name or the path of a CSV file")
         return found
 
@@ -154,3 +232,21 @@ class RunConfig:
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """How the runs of one submission (a run, a sweep, a study) are queued; each brings its own, so
+    one tab never changes another's."""
+    parallel: int = 2
+    max_per_endpoint: int | None = None
+
+    def check(self) -> "Submission":
+        found = [p for name, setting in SETTINGS.items() if setting.part == "submission"
+                 if (p := setting.problem(getattr(self, name))) is not None]
+        if found:
+            raise UserError("; ".join(found))
+        return self
+
+
+DEFAULT_SUBMISSION = Submission()

@@ -2,8 +2,9 @@
 show it as is. Two kinds, because the fix lies in different hands:
 
 - UserError: bad input from a person (a setting, a file, a run id); nothing was written. Exit 2.
-- RunFailed: the world failed (a server down, a full disk, a lost worker); a run stopped `failed`
-  with its completed steps kept, and resumes once the world is fixed. Exit 1.
+- RunFailed: the world failed (a server down, a full disk at any time, an unreachable cluster, a
+  lost worker), or a run met a limit mid-way (a prompt longer than the model's context); a run
+  stopped `failed` with its completed steps kept, and resumes once that is fixed. Exit 1.
 """
 
 

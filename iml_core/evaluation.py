@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Callable
 from dataclasses import dataclass, field
 
-from iml_core.agents import ModelCall, Phase, PhaseName
+from iml_core.agents import ModelCall, Phase, PhaseName, Prediction
 from iml_core.attribution import note_units
+from iml_core.builders import build_agent, build_task
 from iml_core.config import RunConfig
 from iml_core.diff import word_count
-from iml_core.errors import UserError
+from iml_core.errors import IMLError, RunFailed, UserError
+from iml_core.registry import AGENTS
 from iml_core.learner import PredictionRecord, SampleStream, score_answers
-from iml_core.runner import build_agent, build_task
 from iml_core.tasks import Sample, Task
 
 KINDS = ("notes", "no notes", "in-context", "oracle", "majority", "ablation")
@@ -76,28 +78,10 @@ def score_notes(config: RunConfig, notes: str, *, kind: str = "notes", source: s
 
 
 def oracle_notes(task: Task, agent: str) -> str:
-    """The rule card written as notes, the way each agent reads notes: plain sentences for an LLM
-    ("A creature that is red and has a long tail is a Florp."), the rule learner's own lines for it."""
+    """The rule card written as notes the way the agent reads notes (iml_core.registry.AgentKind)."""
     if not task.rule_card:
         raise UserError(f"{task.name} has no rule card (a CSV task): oracle notes exist for benchmark presets only")
-    card, attributes = task.rule_card, {a.name: a for a in task.attributes}
-    if agent == "offline":
-        from iml_core.agents.offline import OfflineRuleLearner
-
-        learner = OfflineRuleLearner(task.attributes, task.classes)
-        lines = []
-        for name in task.classes:
-            rows = [row["when"] for row in card["table"] if row["class"] == name]
-            rule = {a: {v: 100 * sum(r[a] == v for r in rows) // len(rows) for v in {r[a] for r in rows}}
-                    for a in card["relevant"]}
-            lines.append(learner.render_line(name, rule))
-        return "\n".join(lines)
-    sentences = []
-    for row in card["table"]:
-        phrases = [attributes[a].phrase(v) for a, v in row["when"].items()]
-        listed = phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
-        sentences.append(f"A {task.noun} that {listed} is a {row['class']}.")
-    return "\n".join(sentences)
+    return AGENTS[agent].rule_card_notes(task)
 
 
 def default_shots(task: Task, config: RunConfig) -> int:
@@ -125,15 +109,8 @@ def in_context(config: RunConfig, shots: int | None = None, *, cache=None) -> Ev
     agent = build_agent(config, task, cache=cache)
     samples = stream.eval
     started = time.perf_counter()
-    if config.agent == "offline":
-        notes = agent.fitted_notes([(s.observation, s.label) for s in examples])
-        answers = agent.infer(notes, [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL))
-        source = f"its classifier fitted on {shots} training examples"
-    else:
-        notes = ""
-        answers = agent.infer_from_examples([(s.observation, s.label) for s in examples],
-                                            [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL))
-        source = f"{shots} training examples in the prompt"
+    notes, answers, source = agent.in_context([(s.observation, s.label) for s in examples],
+                                              [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL))
     seconds = time.perf_counter() - started
     records, accuracy, invalid, per_class = score_answers(task, "eval", None, samples, answers)
     return Evaluation("in-context", source, notes, agent.description, accuracy, invalid, per_class, records,
@@ -146,8 +123,6 @@ def majority(config: RunConfig) -> Evaluation:
     stream = SampleStream(task, config.seed, config.eval_size)
     counts = Counter(s.label for s in stream.train)
     top = max(task.classes, key=lambda c: (counts[c], -task.classes.index(c)))
-    from iml_core.agents import Prediction
-
     records, accuracy, invalid, per_class = score_answers(task, "eval", None, stream.eval,
                                                           [Prediction(top, top) for _ in stream.eval])
     return Evaluation("majority", f"always {top}", "", "majority class (no model)", accuracy, invalid, per_class,
@@ -227,6 +202,29 @@ def missing_baselines(store, run_id: int) -> list[str]:
     return [kind for kind in applicable_baselines(config) if kind not in stored]
 
 
+def baselines_job(store, run_ids) -> Callable[[], None]:
+    """The missing baselines of some runs as one job to run beside them (RunManager.run_beside).
+    Runs whose baselines would be the same (they differ only in how they learn) get them once, on
+    the first of them; one run's failure does not stop the others'."""
+    firsts = {}
+    for run_id in run_ids:
+        firsts.setdefault(baseline_key(run_config(store.run(run_id))), run_id)
+
+    def work() -> None:
+        failures = []
+        for run_id in firsts.values():
+            try:
+                missing = missing_baselines(store, run_id)
+                if missing:
+                    compute_baselines(store, run_id, missing)
+            except IMLError as e:
+                failures.append(f"run {run_id}: {e}")
+        if failures:
+            raise RunFailed("the baselines of " + "; ".join(failures))
+
+    return work
+
+
 @dataclass(frozen=True)
 class BaselinePlan:
     """What computing the missing baselines of some runs would take, told before it is done."""
@@ -242,7 +240,7 @@ def plan_baselines(store, run_ids) -> BaselinePlan:
     cost = 0.0
     for run_id, kinds in missing.items():
         config = run_config(store.run(run_id))
-        if config.agent != "llm":
+        if not config.uses_model:
             continue  # the rule learner and the majority class call no model
         asked = config.eval_size * sum(kind != "majority" for kind in kinds)
         per_call_in, per_call_out = store.mean_call_tokens(run_id, PhaseName.EVAL)
@@ -268,7 +266,7 @@ def ablate_run(store, run_id: int, step: int, eval_size: int | None = None):
 def ablation_calls(config: RunConfig, notes: str) -> int:
     """Model calls an ablation asks at most: the notes whole and without each line, each over the
     eval split; none for the rule learner."""
-    return 0 if config.agent != "llm" else (len(note_units(notes)) + 1) * config.eval_size
+    return (len(note_units(notes)) + 1) * config.eval_size if config.uses_model else 0
 
 
 def score_and_store(store, config: RunConfig, notes: str, *, run_id: int | None = None, step: int | None = None,

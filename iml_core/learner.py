@@ -88,7 +88,7 @@ class SampleStream:
 
 @dataclass(frozen=True)
 class PredictionRecord:
-    phase: str  # the split: "train" (an answer of the inference phase) or "eval"
+    phase: str  # PhaseName.INFER (a training answer of the inference phase) or PhaseName.EVAL
     minibatch: int | None  # which of the K minibatches; None for eval
     sample_id: int
     predicted: str | None
@@ -106,7 +106,8 @@ class StepRecord:
     train_invalid: int = 0
     eval_accuracy: float | None = None
     eval_invalid: int = 0
-    per_class: dict = field(default_factory=dict)  # {"train"|"eval": {class: [right, total]}}
+    # {"train"|"eval": {class: [right, total]}}, by split: "train" names the samples, not a phase
+    per_class: dict = field(default_factory=dict)
     notes_words: int = 0
     words_changed: int = 0
     prefix_words: int = 0
@@ -168,7 +169,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
         predictions = clock.time(PhaseName.EVAL, agent.infer, record.notes, eval_observations,
                                  Phase(config.seed, record.step, PhaseName.EVAL))
         records, record.eval_accuracy, record.eval_invalid, record.per_class["eval"] = score_answers(
-            task, "eval", None, stream.eval, predictions)
+            task, PhaseName.EVAL, None, stream.eval, predictions)
         named = Counter(r.predicted for r in records if r.predicted is not None)
         if named:
             record.eval_top_class, count = named.most_common(1)[0]
@@ -195,7 +196,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
             predictions = clock.time(PhaseName.INFER, agent.infer, notes, [s.observation for s in minibatch],
                                      Phase(config.seed, step, PhaseName.INFER))
             drain(record, PhaseName.INFER)
-            scored, _, _, _ = score_answers(task, "train", k, minibatch, predictions)
+            scored, _, _, _ = score_answers(task, PhaseName.INFER, k, minibatch, predictions)
             trajectories = [
                 Trajectory(s.observation, p, r.correct, s.label if config.feedback == "label" else None)
                 for s, p, r in zip(minibatch, predictions, scored, strict=True)]
@@ -207,7 +208,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
             train_predictions += predictions
 
         _, record.train_accuracy, record.train_invalid, record.per_class["train"] = score_answers(
-            task, "train", None, train_samples, train_predictions)
+            task, PhaseName.INFER, None, train_samples, train_predictions)
 
         prefix = momentum_prefix(notes, config.momentum, config.max_note_words)
         revised = clock.time(PhaseName.REVISE, agent.revise, notes, record.batch_notes, prefix,

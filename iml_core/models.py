@@ -234,14 +234,6 @@ def is_local_model(name_or_path: str) -> bool:
     return True
 
 
-def default_backend(model: str, base_url: str) -> str:
-    """The backend a model means when none is named: a GGUF here (a listed name, or anything that
-    reads as a file path, so that a wrong path is told it is missing) runs in a managed llama-server;
-    anything else is a model name for an OpenAI-compatible server."""
-    looks_like_a_file = os.sep in model or model.lower().endswith(".gguf")
-    return "llama-server" if not base_url and model and (looks_like_a_file or is_local_model(model)) else "openai"
-
-
 def default_model_choice(found: list[FoundModel]) -> dict:
     """The model settings to start from when none was chosen: the only usable model here, run in a
     managed llama-server; nothing when there are none or several to choose between."""

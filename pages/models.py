@@ -4,21 +4,16 @@ import pandas as pd
 import streamlit as st
 
 from iml_core import llama_build
-from iml_core.backends import BACKENDS
-from iml_core.config import SETTINGS, STRUCTURED_OUTPUT, RunConfig
+from iml_core.registry import BACKENDS, model_agent
+from iml_core.config import RunConfig
 from iml_core.errors import IMLError
-from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, install_starter_model, server_models
-from iml_core.runner import probe
+from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, install_starter_model
+from iml_core.probe import probe
 from studio import render
 from studio.ui import model_settings, models_here, save_model_settings, show_problem
+from studio.widgets import setting_input
 
 ANOTHER_FILE = "Another GGUF file..."
-
-
-def number(column, label, name, value, step=None):
-    setting = SETTINGS[name]
-    return column.number_input(label, value=value, step=step, key=f"model_{name}",
-                               help=f"{setting.help} ({setting.low} to {setting.high})")
 
 
 st.title("Models")
@@ -29,11 +24,21 @@ st.write("Ready on every machine: a counting algorithm that writes its notes in 
 st.subheader("Language model")
 saved = model_settings()
 defaults = RunConfig()
-backend = st.radio("Where the model runs", list(BACKENDS), format_func=lambda name: BACKENDS[name].where,
-                   key="model_backend", index=list(BACKENDS).index(saved.get("backend", "llama-server")))
+backend = setting_input(st, "backend", saved.get("backend", next(iter(BACKENDS))), key="model_backend",
+                        label="Where the model runs", radio=True)
+kind = BACKENDS[backend]
 settings = {"backend": backend}
 chosen = ""
-runs_here = BACKENDS[backend].runs_here
+runs_here = kind.runs_here
+
+
+def backend_settings() -> None:
+    """The settings this backend reads (its registry row), but the sampling ones New run asks for."""
+    form = [name for name in kind.settings if name not in kind.sampling]
+    columns = st.columns(2)
+    for index, name in enumerate(form):
+        settings[name] = setting_input(columns[index % 2], name, saved.get(name, getattr(defaults, name)),
+                                       key=f"model_{name}")
 
 
 @st.fragment(run_every=2)
@@ -107,46 +112,24 @@ if runs_here:
                                key="model_path", placeholder="e.g. models/llama-2-70b-chat.Q4_K_M.gguf")
     elif choice:
         chosen = choice
-    left, right = st.columns(2)
-    settings["n_gpu_layers"] = int(number(left, "Layers on the GPU (-1: all, 0: CPU only)", "n_gpu_layers",
-                                          saved.get("n_gpu_layers", defaults.n_gpu_layers), 1))
-    settings["n_ctx"] = int(number(right, "Context length (tokens)", "n_ctx",
-                                   saved.get("n_ctx", defaults.n_ctx), 256))
-    settings["chat_format"] = left.text_input(
-        "Chat format (only for old files without a template)", saved.get("chat_format", ""),
-        key="model_chat_format", help="empty: the template inside the GGUF; e.g. llama-2 for old llama-2 files")
-    if "slots" in BACKENDS[backend].settings:
-        settings["slots"] = int(number(right, "Sequences at once (0: by device)", "slots",
-                                       saved.get("slots", defaults.slots), 1))
+    backend_settings()
 else:
-    left, right = st.columns(2)
-    settings["base_url"] = left.text_input("Server address (base URL)", saved.get("base_url", ""),
-                                           key="model_base_url",
-                                           help="empty for OpenAI itself; e.g. http://127.0.0.1:11434/v1 for "
-                                                "Ollama, http://127.0.0.1:8000/v1 for vLLM")
-    if right.button("Ask the server for its models", key="model_list"):
+    backend_settings()
+    if st.button("Ask the server for its models", key="model_list"):
         try:
-            st.session_state["server_models"] = (settings["base_url"], server_models(
-                settings["base_url"], api_key=os.environ.get("OPENAI_API_KEY")))
+            st.session_state["server_models"] = (settings.get("base_url", ""), kind.list_models(
+                settings.get("base_url", "")))
         except IMLError as e:
             st.session_state.pop("server_models", None)
             show_problem(str(e))
     listed_for, listed = st.session_state.get("server_models", ("", []))
-    if listed and listed_for == settings["base_url"]:
+    if listed and listed_for == settings.get("base_url", ""):
         previous = saved.get("model", "")
         chosen = st.selectbox("Model", listed, index=listed.index(previous) if previous in listed else None,
                               key="model_name_listed", placeholder="Choose one of the server's models") or ""
     else:
         chosen = st.text_input("Model name", saved.get("model", ""), key="model_name",
                                placeholder="e.g. gpt-4o-mini, or ask the server for its models")
-    settings["max_parallel"] = int(number(left, "Requests at once", "max_parallel",
-                                          saved.get("max_parallel", defaults.max_parallel), 1))
-    settings["structured_output"] = right.selectbox("Structured output", STRUCTURED_OUTPUT, key="model_structured",
-                                                    help="auto: json_schema if the server takes it, else json_object")
-    settings["price_in"] = float(number(left, "Price per million input tokens", "price_in",
-                                        saved.get("price_in", defaults.price_in)))
-    settings["price_out"] = float(number(right, "Price per million output tokens", "price_out",
-                                         saved.get("price_out", defaults.price_out)))
     has_key = bool(os.environ.get("OPENAI_API_KEY"))
     st.write(f"API key: {'present' if has_key else 'absent'} (from `OPENAI_API_KEY` or Streamlit secrets; "
              "never shown, stored or logged).")
@@ -159,13 +142,13 @@ if not settings["model"]:
     st.info("Choose a model above. Then pick *LLM* as the agent on **New run**.")
     st.stop()
 
-problems = RunConfig(agent="llm", **settings).problems()
+problems = RunConfig(agent=model_agent(), **settings).problems()
 for problem in problems:
     show_problem(problem)
 if st.button("Test: one real call", disabled=bool(problems), key="model_test"):
     with st.spinner("Loading the model and asking it once..."):
         try:
-            answer = probe(RunConfig(agent="llm", **settings))
+            answer = probe(RunConfig(agent=model_agent(), **settings))
         except IMLError as e:
             show_problem(str(e))
         else:

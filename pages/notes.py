@@ -3,13 +3,16 @@ import streamlit as st
 
 from iml_core import analysis, evaluation
 from iml_core.attribution import note_units
-from iml_core.config import SETTINGS, RunConfig
+from iml_core.config import RunConfig
 from iml_core.errors import IMLError
-from iml_core.runner import build_task, check_run, fork_config
+from iml_core.builders import build_task, check_run
+from iml_core.registry import AGENTS
+from iml_core.runner import fork_config
 from iml_core.truth import TruthScorer
 from studio import charts, render
 from iml_core.tasks import PRESETS, saved_tasks
 from studio.ui import SELECTED, current, model_settings, percent, pick_run, show_problem
+from studio.widgets import setting_input
 
 store, manager = current()
 st.title("Notes")
@@ -81,13 +84,11 @@ if note_units(new) and st.button(f"Score the notes at step {after} without each 
 
 with st.expander(f"Score these notes (step {after}) with another agent, model or task"):
     a, b = st.columns(2)
-    scorer_agent = a.selectbox("Agent", ["offline", "llm"], key="score_agent",
-                               format_func={"offline": "Offline rule learner (no LLM)",
-                                            "llm": "LLM set on the Models page"}.get)
+    scorer_agent = setting_input(a, "agent", run_settings.agent, key="score_agent")
     tasks = {name: f"{name} (preset)" for name in PRESETS} | {str(p): f"{p.stem} (CSV)" for p in saved_tasks()}
     scorer_task = b.selectbox("Task", list(tasks), format_func=tasks.get, key="score_task")
     scorer = run_settings.replace(task=scorer_task, agent=scorer_agent, label_noise=None,
-                                  **(model_settings() if scorer_agent == "llm" else {}))
+                                  **(model_settings() if AGENTS[scorer_agent].uses_model else {}))
     problems = check_run(scorer)
     for problem in problems:
         show_problem(problem)
@@ -120,16 +121,9 @@ else:
 with st.expander(f"Fork: a new run that starts from these notes (step {after})"):
     old_config = RunConfig.from_dict(store.run(run_id)["config"])
     a, b, c = st.columns(3)
-    changes = {
-        "momentum": a.slider("Momentum", float(SETTINGS["momentum"].low), float(SETTINGS["momentum"].high),
-                             old_config.momentum, 0.05, key="fork_momentum",
-                             help=SETTINGS["momentum"].help),
-        "accumulation": b.slider("Accumulation", int(SETTINGS["accumulation"].low),
-                                 int(SETTINGS["accumulation"].high), old_config.accumulation, key="fork_accumulation",
-                                 help=SETTINGS["accumulation"].help),
-        "steps": int(c.number_input("Steps", value=old_config.steps, step=1, key="fork_steps",
-                                    help=SETTINGS["steps"].help)),
-    }
+    changes = {name: setting_input(column, name, getattr(old_config, name), key=f"fork_{name}",
+                                   slider=name != "steps")
+               for column, name in zip((a, b, c), ("momentum", "accumulation", "steps"), strict=True)}
     fork = fork_config(store, run_id, after, **changes)
     problems = check_run(fork)
     for problem in problems:

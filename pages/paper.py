@@ -1,14 +1,17 @@
 import pandas as pd
 import streamlit as st
 
-from iml_core import analysis
-from iml_core.config import SETTINGS, RunConfig
+from iml_core import analysis, evaluation
+from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
 from iml_core.errors import IMLError
-from iml_core.runner import DEFAULT_PARALLEL, PAPER_ACCUMULATIONS, PAPER_MOMENTA, PAPER_SEEDS, check_run, paper_study
+from iml_core.builders import check_run
+from iml_core.studies import PAPER_ACCUMULATIONS, PAPER_MOMENTA, PAPER_SEEDS, paper_study
+from iml_core.registry import AGENTS
 from iml_core.status import GOING
 from iml_core.tasks import PRESETS
 from studio import charts
 from studio.ui import current, model_settings, percent, show_problem
+from studio.widgets import setting_input
 
 store, manager = current()
 st.title("Paper view")
@@ -18,25 +21,24 @@ st.caption("The experiments of In-Memory Learning (arXiv 2403.02757) in one clic
            "learner it takes well under a minute here; with a model, it is a real study.")
 
 left, middle, right = st.columns(3)
-agents = {"offline": "Offline rule learner (no LLM)", "llm": "LLM (the Models page's settings)"}
-agent = left.selectbox("Agent", list(agents), format_func=agents.get, key="paper_agent")
+defaults = RunConfig()
+agent = setting_input(left, "agent", defaults.agent, key="paper_agent")
 task = middle.selectbox("Task", list(PRESETS), key="paper_task")
-steps = int(right.number_input("Steps", value=30, step=5, key="paper_steps", help=SETTINGS["steps"].help))
-batch_size = int(left.number_input("Batch size", value=8, step=1, key="paper_batch", help=SETTINGS["batch_size"].help))
-eval_size = int(middle.number_input("Eval size", value=200, step=50, key="paper_eval", help=SETTINGS["eval_size"].help))
-parallel = int(right.number_input("Runs at once", 1, 8, DEFAULT_PARALLEL, key="paper_parallel"))
+chosen = {name: setting_input(column, name, getattr(defaults, name), key=f"paper_{name}")
+          for column, name in zip((right, left, middle), ("steps", "batch_size", "eval_size"), strict=True)}
+limits = Submission(parallel=setting_input(right, "parallel", DEFAULT_SUBMISSION.parallel, key="paper_parallel"))
 
-base = RunConfig(task=task, agent=agent, steps=steps, batch_size=batch_size, eval_size=eval_size,
-                 **(model_settings() if agent == "llm" else {}))
+base = RunConfig(task=task, agent=agent, **chosen, **(model_settings() if AGENTS[agent].uses_model else {}))
 configs = paper_study(base)
 problems = check_run(base)
 for problem in problems:
     show_problem(problem)
 if st.button(f"Queue the paper's experiments ({len(configs)} runs)", type="primary", disabled=bool(problems),
              key="paper_launch"):
-    study = store.new_study("paper view") + f": {task}, {agents[agent].split(' (')[0]}"
+    study = store.new_study("paper view") + f": {task}, {AGENTS[agent].label.split(' (')[0]}"
     try:
-        manager.queue_baselines(manager.submit(configs, study=study, parallel=parallel))
+        run_ids = manager.submit(configs, study=study, limits=limits)
+        manager.run_beside("baselines", evaluation.baselines_job(store, run_ids))
     except IMLError as e:
         show_problem(str(e))
     else:

@@ -3,7 +3,8 @@ import os
 import streamlit as st
 
 from iml_core import cluster
-from iml_core.runner import RunManager, local_steps
+from iml_core.manager import RunManager
+from iml_core.steps import local_steps
 from iml_core.store import DEFAULT_DB, Store
 
 

@@ -24,6 +24,22 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# The slow tiers (markers registered in pyproject.toml): `make test-fast` deselects them, `make test`
+# runs everything. A test is in a tier by its file, or by a fixture it uses: the tiny GGUF and the
+# starter model are there to be run by llama.cpp.
+TIER_BY_FILE = {"test_browser.py": "browser", "test_cluster.py": "cluster", "test_disk.py": "disk",
+                "test_real_models.py": "real_model", "test_llama_cpp.py": "real_model",
+                "test_llama_server.py": "real_model", "test_llama_build.py": "real_model"}
+TIER_BY_FIXTURE = {"starter_model": "real_model", "tiny_model": "real_model"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tiers = {TIER_BY_FILE.get(item.path.name)} | {TIER_BY_FIXTURE.get(f) for f in getattr(item, "fixturenames", ())}
+        for tier in sorted(tiers - {None}):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 def task_for(config: RunConfig):
     key = (config.task, config.label_noise)
     if key not in _tasks:

@@ -37,8 +37,8 @@ def test_run_json_prints_one_summary_and_the_run_is_stored(tmp_path):
 
 
 @pytest.mark.parametrize("flags, problem", [
-    (["--momentum", "1.5"], "momentum must be between 0.0 and 1.0, got 1.5"),
-    (["--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+    (["--momentum", "1.5"], "argument --momentum: momentum must be between 0 and 1, got 1.5"),
+    (["--steps", "abc"], "argument --steps: steps must be a whole number, got 'abc'"),
     (["--batch-size", "0"], "batch_size must be between 1 and 1024, got 0"),
     (["--agent", "gpt"], "argument --agent: invalid choice: 'gpt'"),
     (["--task", "nope.csv"], "no such task file: nope.csv"),
@@ -86,6 +86,7 @@ def test_iml_db_environment_variable_chooses_the_file(tmp_path):
     assert (tmp_path / "env.duckdb").exists()
 
 
+@pytest.mark.real_model  # it names this machine's llama.cpp build
 def test_doctor_reports_llama_cpp_gpu_offload_and_a_server(tmp_path):
     with FaultServer([]) as server:
         result = iml("doctor", "--base-url", server.url)

@@ -15,7 +15,9 @@ from iml_core.cluster import LOCAL_ONLY_ENV, LOOPBACK, RaySteps
 os.environ.setdefault(*LOCAL_ONLY_ENV)  # before Ray is imported: the test cluster serves this machine only
 import ray  # noqa: E402 (`make test` installs requirements-ray.txt: without Ray this file fails, never skips)
 from iml_core.config import RunConfig
-from iml_core.runner import RunManager, create_run, execute_run, grid_configs
+from iml_core.manager import RunManager
+from iml_core.runner import create_run, execute_run
+from iml_core.studies import grid_configs
 
 
 
@@ -45,7 +47,7 @@ def test_a_2x2x2_sweep_on_ray_stores_every_step_once_and_matches_local_runs(clus
     run_ids = manager.submit(configs, study="ray sweep")
     manager.join(timeout=300)
     assert {store.run(i)["status"] for i in run_ids} == {"completed"}
-    duplicates = store._cursor().execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
+    duplicates = store.cursor().execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
                                             FROM predictions GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0]
     assert duplicates == 0
     for run_id, config in zip(run_ids, configs, strict=True):
@@ -86,7 +88,7 @@ def test_cancel_stops_the_running_tasks_and_the_queued_runs(cluster, store):
     run_ids = manager.submit(configs)
     deadline = time.monotonic() + 120
     while sum(len(store.steps(i)) >= 3 for i in run_ids) < 2:
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, "two runs did not reach step 3 on the cluster within 120 s"
         time.sleep(0.05)
     for run_id in manager.busy():
         manager.cancel(run_id)
@@ -166,7 +168,7 @@ def test_the_dashboard_runs_a_sweep_on_the_cluster_and_cancels_it_whole(cluster,
     assert len(run_ids) == 18
     deadline = time.monotonic() + 120
     while sum(len(store.steps(i)) >= 2 for i in run_ids) < 2:
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, "two runs of the dashboard's sweep did not reach step 2 within 120 s"
         time.sleep(0.05)
 
     at.switch_page("pages/live.py")
@@ -192,7 +194,9 @@ def test_runs_get_the_resources_they_ask_for_and_impossible_requests_are_refused
     manager = RunManager(store, max_parallel=2, source=source)
     run_ids = manager.submit([RunConfig(steps=60, eval_size=300, seed=seed) for seed in range(2)])
     free_cpus = []  # each run holds 1 of the 2 CPUs while it runs: both at once would leave 0
+    deadline = time.monotonic() + 120
     while manager.busy():
+        assert time.monotonic() < deadline, f"runs {manager.busy()} still busy after 120 s"
         free_cpus.append(ray.available_resources().get("CPU", 0.0))
         time.sleep(0.02)
     manager.join(timeout=120)
@@ -227,4 +231,4 @@ def test_after_a_lost_worker_the_new_task_repeats_no_completed_call(cluster, sto
     step_2 = [c for c in store.model_calls(run_id) if c["step"] == 2]
     assert [c["cached"] for c in step_2] == [True] + [False] * 5
     # Every answer reached the database's cache too: a rerun here would cost nothing.
-    assert store._cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0] == 14
+    assert store.cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0] == 14

@@ -112,13 +112,10 @@ def test_a_sweep_queues_the_grid(db):
 
 def test_invalid_settings_are_explained_and_launch_nothing(db):
     at = app_at()
+    # A single setting cannot leave its range here (its widget is bounded by SETTINGS); what only
+    # the task can tell is explained.
+    assert (at.number_input(key="steps").min, at.number_input(key="steps").max) == (1, 10_000)
     at.number_input(key="eval_size").set_value(5000)
-    at.number_input(key="steps").set_value(0)
-    at.run()
-    errors = " ".join(alerts(at))
-    assert "steps must be between 1 and 10000, got 0" in errors
-    assert at.button(key="launch").disabled
-    at.number_input(key="steps").set_value(5)
     at.run()
     assert "use an eval_size of at most 3184" in " ".join(alerts(at))
     assert at.button(key="launch").disabled
@@ -356,7 +353,7 @@ def test_alarms_show_on_live_and_runs_and_the_notes_page_shows_what_the_notes_kn
 def test_the_paper_view_queues_both_experiments_and_draws_their_figures(db):
     at = app_at("pages/paper.py")
     at.number_input(key="paper_steps").set_value(6)
-    at.number_input(key="paper_eval").set_value(60)
+    at.number_input(key="paper_eval_size").set_value(60)
     at.run()
     launch = at.button(key="paper_launch")
     assert launch.label == "Queue the paper's experiments (18 runs)"
@@ -575,7 +572,7 @@ def test_a_model_server_killed_mid_run_fails_that_run_and_the_dashboard_goes_on(
     run_id = store.runs()[0]["id"]
     deadline = time.monotonic() + 120
     while not store.steps(run_id):
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, f"run {run_id} stored no step within 120 s"
         time.sleep(0.01)
     server = next(s for s in SERVERS.servers() if s.key.model == str(tiny_model.resolve()))
     os.kill(server.pid, signal.SIGSEGV)

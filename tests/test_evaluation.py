@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from iml_core.backends import PromptTooLong
 from iml_core.config import RunConfig
 from iml_core.errors import UserError
 from iml_core.evaluation import ablate, baseline, in_context, oracle_notes, score_notes
@@ -125,7 +126,7 @@ def test_evaluate_baseline_and_ablate_from_the_command_line(tmp_path):
 
 def test_in_context_examples_that_overflow_the_context_name_both_numbers(store, tiny_model):
     config = RunConfig(agent="llm", backend="llama-cpp", model=str(tiny_model), eval_size=2, n_ctx=512)
-    with pytest.raises(UserError, match=r"the prompt has (\d+) tokens and the answer may take 24, more than the "
+    with pytest.raises(PromptTooLong, match=r"the prompt has (\d+) tokens and the answer may take 24, more than the "
                                         r"context of 512; raise n_ctx, or lower the note word cap or the in-context"):
         in_context(config, 40, cache=store.responses)
     assert len(store.evaluations_frame()) == 0

@@ -98,7 +98,7 @@ def test_line_usage_counts_the_eval_and_the_next_steps_training_answers(store):
     predictions = pd.DataFrame(store.predictions(run_id))
     step = 1
     used = predictions[((predictions.phase == "eval") & (predictions.step == step))
-                       | ((predictions.phase == "train") & (predictions.step == step + 1))]
+                       | ((predictions.phase == "infer") & (predictions.step == step + 1))]
     assert len(used) == 12 + 8
     # An answer of a class the notes do not describe yet relies on no line.
     described = {u.split(":")[0][2:] for u in note_units(store.notes_at(run_id, step))}

@@ -18,7 +18,8 @@ from iml_core.backends import PromptTooLong
 from iml_core.backends.llama_server import LlamaServerBackend, ServerPool
 from iml_core.config import RunConfig
 from iml_core.errors import UserError
-from iml_core.runner import RunManager, create_run, execute_run
+from iml_core.manager import RunManager
+from iml_core.runner import create_run, execute_run
 
 LABELS = ["Florp", "Zindle", "Quarrow", "Brimlet"]
 ASK = [{"role": "system", "content": "Notes: creatures with fur are Zindle."}, {"role": "user", "content": "A cat?"}]
@@ -99,17 +100,23 @@ def test_a_server_whose_parent_died_stops_by_itself(tiny_model, tmp_path):
     # The parent starts a server from a worker thread that then ends (as a run's thread does), then
     # is killed with SIGKILL: no atexit runs, and the server must still go.
     script = textwrap.dedent(f"""
-        import threading, time
+        import os, sys, threading, time
         from iml_core.backends.llama_server import LlamaServerBackend, SERVERS
         threading.Thread(target=lambda: LlamaServerBackend({str(tiny_model)!r}, n_ctx=512)).start()
+        deadline = time.monotonic() + 60
         while not SERVERS.servers():
+            if time.monotonic() > deadline:  # out now, whatever the starting thread is doing
+                print("no llama-server started within 60 s", file=sys.stderr, flush=True)
+                os._exit(1)
             time.sleep(0.05)
         time.sleep(1)
         print(SERVERS.servers()[0].pid, flush=True)
         time.sleep(600)
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    server_pid = int(parent.stdout.readline())
+    line = parent.stdout.readline()  # the child prints the pid, or ends within 60 s saying why on stderr
+    assert line.strip(), "the parent process started no llama-server (its stderr is in the captured output)"
+    server_pid = int(line)
     os.kill(server_pid, 0)  # alive after the thread that started it ended
     parent.kill()
     parent.wait()
@@ -133,7 +140,7 @@ def killing_config(model, **settings):
 
 
 def cached_answers(store) -> int:
-    return store._cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0]
+    return store.cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0]
 
 
 @pytest.mark.parametrize("kill", [signal.SIGSEGV, signal.SIGKILL])
@@ -202,7 +209,8 @@ def test_two_threads_share_one_server_safely(pool, tiny_model):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread was still waiting for its answer after 120 s"
     assert not errors and len(results) == 8 and set(results) <= set(LABELS)
     assert len(pool.servers()) == 1 and pool.servers()[0].in_flight == 0
 
@@ -211,7 +219,7 @@ def test_a_probe_names_the_signal_that_ended_its_child_and_this_process_goes_on(
     """`doctor --model` and the Models page's Test make their one call in a child process: a model
     that crashes llama.cpp is named (here a real SIGSEGV sent to the child mid-load), not shared."""
     from iml_core.errors import RunFailed
-    from iml_core.runner import probe
+    from iml_core.probe import probe
 
     failure = []
 
@@ -241,7 +249,7 @@ def test_a_probe_names_the_signal_that_ended_its_child_and_this_process_goes_on(
 
 
 def test_the_runs_of_one_model_share_an_endpoint_for_the_per_server_cap(tiny_model, tmp_path):
-    from iml_core.runner import endpoint
+    from iml_core.manager import endpoint
 
     def config(**settings):
         return RunConfig(agent="llm", backend="llama-server", model=str(tiny_model), **settings)

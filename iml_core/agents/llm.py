@@ -98,9 +98,9 @@ class LLMAgent:
 
         return self._each(one, observations)
 
-    def infer_from_examples(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
-                            phase: Phase) -> list[Prediction]:
-        """Answers with labelled examples in the prompt instead of notes: the in-context baseline."""
+    def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
+                   phase: Phase) -> tuple[str, list[Prediction], str]:
+        """The in-context baseline: labelled examples in the prompt instead of notes."""
         system = fill("infer_examples_system", **self._shared, count=len(examples),
                       examples="\n".join(fill("example", observation=o.text, label=label) for o, label in examples))
 
@@ -113,7 +113,7 @@ class LLMAgent:
                                                      seed=seed, max_tokens=LABEL_TOKENS))
             return Prediction(out.text or None, out.raw)
 
-        return self._each(one, observations)
+        return "", self._each(one, observations), f"{len(examples)} training examples in the prompt"
 
     def _each(self, one, observations: Sequence[Observation]) -> list[Prediction]:
         """`one` over the observations, in their order; in parallel where the backend takes it."""
@@ -152,3 +152,15 @@ class LLMAgent:
                                                              max_tokens=TOKENS_PER_WORD * max_words,
                                                              prefix=required_prefix))
         return out.text if out.text.strip() else notes
+
+
+def rule_card_notes(task: Task) -> str:
+    """A benchmark's rule card as plain sentences, one per truth-table row: "A creature that is red
+    and has a long tail is a Florp." """
+    attributes = {a.name: a for a in task.attributes}
+    sentences = []
+    for row in task.rule_card["table"]:
+        phrases = [attributes[a].phrase(v) for a, v in row["when"].items()]
+        listed = phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
+        sentences.append(f"A {task.noun} that {listed} is a {row['class']}.")
+    return "\n".join(sentences)

@@ -304,9 +304,10 @@ class OfflineRuleLearner:
         ranked.sort(key=lambda r: (-r[0], r[1]))
         return [line for _, _, line in ranked]
 
-    def fitted_notes(self, examples: Sequence[tuple[Observation, str]]) -> str:
-        """Notes fitted to some labelled examples at once: each class's line states the shares of
-        its examples' traits (the in-context baseline of iml_core.evaluation)."""
+    def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
+                   phase: Phase) -> tuple[str, list[Prediction], str]:
+        """The in-context baseline: notes fitted to the examples at once (each class's line states
+        the shares of its examples' traits), then read as any notes are."""
         lines = []
         for name in self.classes:
             mine = [o for o, label in examples if label == name]
@@ -314,7 +315,22 @@ class OfflineRuleLearner:
                 rule = {a.name: {v: _percent(sum(o.features.get(a.name) == v for o in mine) / len(mine))
                                  for v in a.values} for a in self.attributes}
                 lines.append(self.render_line(name, rule))
-        return "\n".join(lines)
+        notes = "\n".join(lines)
+        how = f"its classifier fitted on {len(examples)} training examples"
+        return notes, self.infer(notes, observations, phase), how
 
     def drain_calls(self) -> list[ModelCall]:
         return []  # no model, so no calls to log
+
+
+def rule_card_notes(task) -> str:
+    """A benchmark's rule card as the rule learner's own lines: each class with the shares of the
+    values its truth-table rows give its relevant attributes."""
+    card, learner = task.rule_card, OfflineRuleLearner(task.attributes, task.classes)
+    lines = []
+    for name in task.classes:
+        rows = [row["when"] for row in card["table"] if row["class"] == name]
+        rule = {a: {v: 100 * sum(r[a] == v for r in rows) // len(rows) for v in {r[a] for r in rows}}
+                for a in card["relevant"]}
+        lines.append(learner.render_line(name, rule))
+    return "\n".join(lines)

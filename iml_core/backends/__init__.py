@@ -1,16 +1,14 @@
 """Model backends behind one small interface: a chat that must answer with one of some labels,
-and a chat that answers with text (optionally forced to begin with a given prefix)."""
+and a chat that answers with text that should begin with a given prefix.
+
+The backends by name, with the settings each reads, are in iml_core.registry."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
-from iml_core.errors import RunFailed, UserError
-
-if TYPE_CHECKING:
-    from iml_core.config import RunConfig
+from iml_core.errors import RunFailed
 
 Messages = list[dict[str, str]]
 
@@ -19,9 +17,11 @@ class BackendError(RunFailed):
     """The model server or file failed in a way retries did not fix; the run stops `failed`."""
 
 
-class PromptTooLong(UserError):
-    """A prompt and its answer do not fit the model's context: a setting to change (the context
-    length, the note cap, the in-context examples), not a failure of the model."""
+class PromptTooLong(RunFailed):
+    """A prompt and its answer do not fit the model's context. It comes up mid-run, after steps
+    were committed, so the run stops `failed` (it is no UserError, which writes nothing); its
+    message names the setting to change (the context length, the note cap, the in-context
+    examples) before resuming or forking it."""
 
 
 def prompt_too_long(tokens: int, max_tokens: int, context: int) -> PromptTooLong:
@@ -32,7 +32,7 @@ def prompt_too_long(tokens: int, max_tokens: int, context: int) -> PromptTooLong
 @dataclass(frozen=True)
 class Completion:
     raw: str  # exactly what the model returned
-    text: str  # the usable answer: the label, or the text (with a forced prefix in front)
+    text: str  # the usable answer: the label, or the text (a local model's continuation after its prefix)
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_cached: int = 0  # prompt tokens the server did not have to evaluate again
@@ -64,71 +64,9 @@ class Backend(Protocol):
         """One of `labels`; with `lines` > 0, also the number (1..lines) of the notes unit relied on."""
 
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
-             prefix: str = "") -> Completion: ...
+             prefix: str = "") -> Completion:
+        """Free text. A model run here is made to continue `prefix` (the momentum prefix), so its text
+        begins with it; a remote server cannot be made to, so it ignores `prefix` and the prompt
+        asks for it instead (the loop repairs and records a missing prefix either way)."""
 
     def cost(self, tokens_in: int, tokens_out: int) -> float: ...
-
-
-# --- the registry: every backend by name, with the settings it reads ---------------------------
-
-def _llama_server(config: "RunConfig") -> Backend:
-    from iml_core.backends.llama_server import LlamaServerBackend
-    return LlamaServerBackend(config.model, n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx,
-                              n_threads=config.n_threads or None, chat_format=config.chat_format or None,
-                              repeat_penalty=config.repeat_penalty, slots=config.slots)
-
-
-def _llama_cpp(config: "RunConfig") -> Backend:
-    from iml_core.backends.llama_cpp import LlamaCppBackend
-    return LlamaCppBackend(config.model, n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx,
-                           n_threads=config.n_threads or None, chat_format=config.chat_format or None,
-                           repeat_penalty=config.repeat_penalty)
-
-
-def _openai(config: "RunConfig") -> Backend:
-    from iml_core.backends.openai_compat import OpenAICompatBackend
-    return OpenAICompatBackend(config.model, base_url=config.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
-                               timeout=config.timeout, max_retries=config.max_retries,
-                               max_parallel=config.max_parallel, structured_output=config.structured_output,
-                               price_in=config.price_in, price_out=config.price_out,
-                               frequency_penalty=config.frequency_penalty, presence_penalty=config.presence_penalty)
-
-
-@dataclass(frozen=True)
-class BackendKind:
-    name: str
-    where: str  # where the model runs, in a user's words
-    settings: tuple[str, ...]  # the run settings it reads besides the model and the temperature
-    sampling: tuple[str, ...]  # those of them that shape what the model writes
-    build: Callable[["RunConfig"], Backend]
-    # Where the model's process is: "managed" (a server this engine starts on this machine), "in
-    # process" (this one), or "remote" (a server at base_url that someone else runs).
-    process: str
-
-    @property
-    def runs_here(self) -> bool:
-        """Whether the model runs on this machine (a GGUF file, which llama.cpp must be built for)."""
-        return self.process != "remote"
-
-    def endpoint(self, config: "RunConfig") -> str | None:
-        """The model server a run calls (for the per-server cap); None for a model run in this process.
-        A managed llama-server is named by its model: the runs of one model share one server."""
-        if self.process == "remote":
-            return config.base_url or "https://api.openai.com/v1"
-        return f"{self.name} {config.model}" if self.process == "managed" else None
-
-
-BACKENDS = {kind.name: kind for kind in (
-    BackendKind("llama-server", "On this machine: a GGUF file run by llama.cpp in a server of its own "
-                                "(a crash there stops one run, not the app)",
-                ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty", "slots"), ("repeat_penalty",),
-                _llama_server, "managed"),
-    BackendKind("llama-cpp", "On this machine: a GGUF file run by llama.cpp inside this process",
-                ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty"), ("repeat_penalty",),
-                _llama_cpp, "in process"),
-    BackendKind("openai", "On a server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, LM Studio, "
-                          "llama.cpp server)",
-                ("base_url", "max_parallel", "timeout", "max_retries", "structured_output", "price_in", "price_out",
-                 "frequency_penalty", "presence_penalty"), ("frequency_penalty", "presence_penalty"), _openai,
-                "remote"),
-)}

@@ -33,7 +33,7 @@ class OpenAICompatBackend:
     def __init__(self, model: str, *, base_url: str = "", api_key: str | None = None, timeout: float = 60.0,
                  max_retries: int = 3, max_parallel: int = 8, structured_output: str = "auto",
                  price_in: float = 0.0, price_out: float = 0.0, frequency_penalty: float = 0.0,
-                 presence_penalty: float = 0.0):
+                 presence_penalty: float = 0.0, on_retry: Callable[[str | None], None] | None = None):
         import openai
 
         if not model:
@@ -49,7 +49,7 @@ class OpenAICompatBackend:
         self.max_retries = max_retries
         # Told "retrying after ..." before each retry and None once a retried request succeeds, so
         # the run can show that it is waiting on the server rather than stuck.
-        self.on_retry: Callable[[str | None], None] | None = None
+        self.on_retry = on_retry
         # Retries are ours, not the client's, so that they can be reported. Local servers take any
         # key; the client insists on one.
         self._client = openai.OpenAI(api_key=api_key or "not-needed", base_url=self.base_url or None,

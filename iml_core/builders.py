@@ -1,0 +1,75 @@
+"""What a run is made of, built from its settings: its task and its agent (with the model backend
+the agent calls). Below both the run lifecycle (runner, manager) and the evaluations, which build
+theirs the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+from iml_core.agents import Agent
+from iml_core.config import RunConfig
+from iml_core.errors import IMLError, UserError
+from iml_core.registry import AGENTS
+from iml_core.tasks import Task, load_task
+
+_tasks_lock = threading.Lock()
+
+
+def _file_state(spec: str) -> tuple | None:
+    """A CSV task's identity beyond its path: a file changed in place is parsed again."""
+    try:
+        stat = Path(spec).stat()
+    except OSError:
+        return None  # a preset, or a missing file: load_task names the problem
+    return stat.st_mtime_ns, stat.st_size, os.path.realpath(spec)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(spec: str, label_column: str, label_noise: float | None, file_state: tuple | None) -> Task:
+    return load_task(spec, label_column, label_noise)
+
+
+def build_task(config: RunConfig) -> Task:
+    """The run's task, parsed or generated once per identity (its spec, label column, noise, and a
+    CSV file's size and time) and shared: a Task is frozen. Checks that the eval split leaves a
+    minibatch to learn from."""
+    with _tasks_lock:  # one parse of a large CSV, not one per thread asking at once
+        task = _load(config.task, config.label_column, config.label_noise, _file_state(config.task))
+    most = len(task.samples) - config.batch_size
+    if config.eval_size > most:
+        raise UserError(
+            f"eval_size {config.eval_size} leaves fewer than batch_size ({config.batch_size}) of the "
+            f"{len(task.samples)} samples of {task.name} for training; use an eval_size of at most {most}")
+    return task
+
+
+def build_agent(config: RunConfig, task: Task, *, cache=None,
+                on_retry: Callable[[str | None], None] | None = None) -> Agent:
+    """The agent the config names; `cache` answers repeated model calls (when the config allows
+    it), `on_retry` hears a remote backend's retry notices."""
+    return AGENTS[config.agent].build(config, task, cache if config.cache else None, on_retry)
+
+
+def prepare_run(config: RunConfig) -> tuple[Task, Agent]:
+    """A run's task and agent, built to check everything that can be checked before it starts
+    (the settings, the task file, the model file); IMLError naming the first problem."""
+    config.check()
+    task = build_task(config)
+    return task, build_agent(config, task)
+
+
+def check_run(config: RunConfig) -> list[str]:
+    """Everything wrong with a config, the task-dependent checks included; [] when it can run."""
+    problems = config.problems()
+    if problems:
+        return problems
+    try:
+        prepare_run(config)
+    except IMLError as e:
+        return [str(e)]
+    return []

@@ -1,0 +1,88 @@
+"""Reading what runs did: runs, show, notes."""
+
+from __future__ import annotations
+
+import json
+
+from iml_core.builders import build_task
+from iml_core.cli.common import command, db_path, open_store, percent
+from iml_core.config import RunConfig
+from iml_core.errors import UserError
+from iml_core.truth import TruthScorer
+
+
+def add(commands) -> None:
+    command(commands, "runs", cmd_runs, "the runs in a database, one line each")
+
+    show = command(commands, "show", cmd_show, "a run's settings, accuracy per step and final notes",
+                   json="one JSON object: settings, and per step accuracies, notes length, words changed, "
+                        "rule recall and verdicts (benchmark tasks), alarms, and cost by phase")
+    show.add_argument("run_id", type=int)
+
+    notes = command(commands, "notes", cmd_notes, "the notes of a run at one step")
+    notes.add_argument("run_id", type=int)
+    notes.add_argument("--step", type=int, help="the step (default: the last)")
+
+
+def cmd_runs(args) -> int:
+    with open_store(args) as store:
+        rows = store.runs()
+    if not rows:
+        print(f"no runs in {db_path(args)}; start one with `python -m iml_core run`")
+        return 0
+    print(f"{'id':>4}  {'status':<11} {'task':<10} {'agent':<22} {'m':>4} {'K':>3} {'B':>4} "
+          f"{'steps':>9}  {'final':>5}  {'best':>5}  started")
+    for r in rows:
+        config = r["config"]
+        started = r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "-"
+        print(f"{r['id']:>4}  {r['status']:<11} {r['task'][:10]:<10} {r['agent_description'][:22]:<22} "
+              f"{config['momentum']:>4} {config['accumulation']:>3} {config['batch_size']:>4} "
+              f"{r['steps_done']:>4}/{r['steps_total']:<4}  {percent(r['final_eval_accuracy'])}  "
+              f"{percent(r['best_eval_accuracy'])}  {started}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    if args.json:
+        return _show_json(args)
+    with open_store(args) as store:
+        run = store.run(args.run_id)
+        steps = store.steps(args.run_id)
+    print(f"run {run['id']}: {run['status']}" + (f" ({run['error']})" if run["error"] else ""))
+    print(f"task {run['task']}, agent {run['agent_description']}")
+    for name, value in run["config"].items():
+        if name != "initial_notes" or value:
+            print(f"  {name:<15} {value}")
+    print(f"\n{'step':>5}  {'train':>5}  {'eval':>5}  {'words':>5}  {'changed':>7}")
+    for s in steps:
+        print(f"{s['step']:>5}  {percent(s['train_accuracy'])}  {percent(s['eval_accuracy'])}  "
+              f"{s['notes_words']:>5}  {s['words_changed']:>7}")
+    if steps:
+        print(f"\nnotes after step {steps[-1]['step']}:\n{steps[-1]['notes']}")
+    return 0
+
+
+def _show_json(args) -> int:
+    from iml_core.analysis import run_report  # pandas: only this command needs it
+
+    with open_store(args) as store:
+        run = store.run(args.run_id)
+        steps = store.steps_frame([args.run_id], notes=True)
+        costs = store.phase_costs([args.run_id])
+    try:
+        task = build_task(RunConfig.from_dict(run["config"]))
+    except UserError:
+        task = None  # the task's file has moved since: everything but the truth scores
+    scorer = TruthScorer(task) if task is not None and task.rule_card else None
+    print(json.dumps(run_report(run, steps, costs, scorer)))
+    return 0
+
+
+def cmd_notes(args) -> int:
+    with open_store(args) as store:
+        step = args.step
+        if step is None:
+            steps = store.steps(args.run_id) or [{"step": 0}]
+            step = steps[-1]["step"]
+        print(store.notes_at(args.run_id, step))
+    return 0

@@ -1,0 +1,36 @@
+"""Where a run's steps are computed: in this process (local_steps), or on a cluster
+(iml_core.cluster), which runs agent_steps on a worker. Either way the steps are committed by
+the process that owns the database (iml_core.runner.execute_run)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Iterator, Protocol
+
+from iml_core.builders import build_agent, build_task
+from iml_core.config import RunConfig
+from iml_core.learner import StepRecord, learning_steps
+from iml_core.store import Store
+
+
+class StepSource(Protocol):
+    """Yields step `after_step + 1` onwards (step 0 first when None); it may stop early once
+    `cancel` is set."""
+
+    def __call__(self, store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
+                 cancel: threading.Event | None) -> Iterator[StepRecord]: ...
+
+
+def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *, cache=None,
+                on_retry: Callable[[str | None], None] | None = None) -> Iterator[StepRecord]:
+    """A run's steps computed in this process, wherever that is (here, or on a Ray worker): `cache`
+    answers repeated model calls, `on_retry` hears the backend's retry notices."""
+    task = build_task(config)
+    agent = build_agent(config, task, cache=cache, on_retry=on_retry)
+    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes)
+
+
+def local_steps(store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
+                cancel: threading.Event | None) -> Iterator[StepRecord]:
+    yield from agent_steps(config, after_step, notes, cache=store.responses,
+                           on_retry=lambda notice: store.set_retrying(run_id, notice))

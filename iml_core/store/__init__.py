@@ -1,0 +1,36 @@
+"""Runs, steps, notes, predictions, model calls and evaluations in one DuckDB file.
+
+One Store per process owns the file (DuckDB refuses a second process); threads share it, each
+through its own cursor. Each learning step is written in one transaction: a crash loses at most
+the step in flight. The Store is made of one class per role:
+
+- database.py: opening the file, migrating it (schema.py), cursors and transactions;
+- writes.py: runs, their status and steps, deleting runs, choices and studies;
+- reads.py: what pages and the command line read of runs;
+- evaluations.py: notes scored without learning, baselines and ablations;
+- records.py: the one write path of predictions and model calls, for steps and evaluations;
+- responses.py: the response cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from iml_core.store.database import DEFAULT_DB, Database
+from iml_core.store.evaluations import Evaluations
+from iml_core.store.reads import RunReads
+from iml_core.store.records import BASELINE_KINDS, Served
+from iml_core.store.responses import StoredResponseCache
+from iml_core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from iml_core.store.writes import RunWrites
+
+__all__ = ["BASELINE_KINDS", "DEFAULT_DB", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Served", "Store",
+           "StoredResponseCache"]
+
+
+class Store(RunWrites, RunReads, Evaluations):
+    def __init__(self, path: str | Path = DEFAULT_DB, *, migrate_to: int = SCHEMA_VERSION):
+        super().__init__(path, migrate_to=migrate_to)
+        self._notice_lock = threading.Lock()
+        self.responses = StoredResponseCache(self)

@@ -1,0 +1,73 @@
+"""Evaluations: notes scored without learning (iml_core.evaluation), their predictions and model calls
+in the tables a step's go to, told apart by `served`."""
+
+from __future__ import annotations
+
+import json
+
+from iml_core.config import RunConfig
+from iml_core.store.database import Database
+from iml_core.store.records import BASELINE_KINDS, Served, write_calls, write_predictions
+
+
+class Evaluations(Database):
+    def save_evaluation(self, evaluation, config: RunConfig, run_id: int | None = None,
+                        step: int | None = None) -> int:
+        """An evaluation with its predictions and model calls, in one transaction; its id."""
+        summary = evaluation.summary()
+        served = Served.evaluation(evaluation.kind)
+        with self._transaction() as cursor:
+            evaluation_id = cursor.execute(
+                """INSERT INTO evaluations (kind, run_id, step, notes_source, notes, config, agent_description,
+                       accuracy, invalid, per_class, eval_size, shots, removed_line, tokens_in, tokens_out, cost,
+                       seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                [evaluation.kind, run_id, step, evaluation.notes_source, evaluation.notes,
+                 json.dumps(config.to_dict()), evaluation.agent_description, evaluation.accuracy,
+                 evaluation.invalid, json.dumps(evaluation.per_class), evaluation.eval_size, evaluation.shots,
+                 evaluation.removed_line, summary["tokens_in"], summary["tokens_out"], summary["cost"],
+                 evaluation.seconds]).fetchone()[0]
+            write_predictions(cursor, evaluation.predictions, served=served, run_id=run_id, step=step,
+                              evaluation_id=evaluation_id)
+            write_calls(cursor, [(c.phase, c) for c in evaluation.calls], served=served, run_id=run_id, step=step,
+                        evaluation_id=evaluation_id)
+        return evaluation_id
+
+    def evaluations_frame(self, run_ids=None):
+        """Stored evaluations, newest first; of some runs only, when given."""
+        where, params = ("WHERE list_contains(?, run_id)", [list(map(int, run_ids))]) if run_ids is not None \
+            else ("", [])
+        return self.cursor().execute(
+            f"""SELECT id, kind, run_id, step, notes_source, agent_description, accuracy, invalid, eval_size, shots,
+                       removed_line, tokens_in, tokens_out, cost, seconds, created_at
+                FROM evaluations {where} ORDER BY id DESC""", params).df()
+
+    def evaluation_predictions(self, evaluation_id: int) -> list[dict]:
+        return self._rows("SELECT * FROM predictions WHERE evaluation_id = ?", [evaluation_id])
+
+    def evaluation_calls(self, evaluation_id: int) -> list[dict]:
+        return self._rows("SELECT * FROM model_calls WHERE evaluation_id = ? ORDER BY id", [evaluation_id])
+
+    def mean_call_tokens(self, run_id: int, phase: str) -> tuple[float, float]:
+        """Mean tokens in and out of the model calls of a run's steps in a phase that a model answered
+        (0 without any): what a baseline of the run will cost, about."""
+        row = self.cursor().execute(
+            """SELECT coalesce(avg(tokens_in), 0), coalesce(avg(tokens_out), 0) FROM model_calls
+               WHERE run_id = ? AND served = 'step' AND phase = ? AND NOT cached""", [run_id, str(phase)]).fetchone()
+        return float(row[0]), float(row[1])
+
+    def baselines(self, run_ids):
+        """The latest stored baseline of each kind for some runs: run_id, kind, accuracy, shots."""
+        return self.cursor().execute(
+            """SELECT run_id, kind, arg_max(accuracy, id) AS accuracy, arg_max(shots, id) AS shots
+               FROM evaluations
+               WHERE list_contains(?, run_id) AND list_contains(?, kind)
+               GROUP BY run_id, kind ORDER BY run_id, kind""", [list(map(int, run_ids)), list(BASELINE_KINDS)]).df()
+
+    def ablation(self, run_id: int, step: int):
+        """The latest ablation of a run's notes at a step: removed_line (NULL: the notes whole), accuracy."""
+        return self.cursor().execute(
+            """WITH latest AS (SELECT removed_line, arg_max(accuracy, id) AS accuracy, max(id) AS id
+                               FROM evaluations WHERE kind = 'ablation' AND run_id = ? AND step = ?
+                               GROUP BY removed_line)
+               SELECT removed_line, accuracy FROM latest ORDER BY removed_line NULLS FIRST""",
+            [run_id, step]).df()

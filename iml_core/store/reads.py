@@ -1,0 +1,134 @@
+"""What the pages and the command line read of runs: rows for one run, frames for many.
+
+A run's predictions and model calls are those its steps made (served 'step'): an evaluation's rows
+in the same tables carry the run's id too, and are read through iml_core.store.evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+
+from iml_core.errors import UserError
+from iml_core.store.database import Database
+
+# The columns of a step's rows; the rest (evaluation_id, served) tell a step's rows from an evaluation's.
+_STEP_ROW = "* EXCLUDE (evaluation_id, served)"
+
+
+class RunReads(Database):
+    @staticmethod
+    def _run_row(row: dict) -> dict:
+        """A runs row with its JSON columns decoded: the one place they are."""
+        for column in ("config", "task_source", "prompts"):
+            row[column] = None if row.get(column) is None else json.loads(row[column])
+        return row
+
+    def runs(self) -> list[dict]:
+        return [self._run_row(row) for row in self._rows("SELECT * FROM runs ORDER BY id")]
+
+    def run(self, run_id: int) -> dict:
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
+        if not rows:
+            raise UserError(f"there is no run {run_id} in {self.path}; `python -m iml_core runs` lists the runs")
+        return self._run_row(rows[0])
+
+    def steps(self, run_id: int) -> list[dict]:
+        return self._rows("SELECT * FROM steps WHERE run_id = ? ORDER BY step", [run_id])
+
+    def notes_at(self, run_id: int, step: int) -> str:
+        self.run(run_id)
+        row = self.cursor().execute(
+            "SELECT notes FROM steps WHERE run_id = ? AND step = ?", [run_id, step]).fetchone()
+        if row is None:
+            last = self.cursor().execute(
+                "SELECT max(step) FROM steps WHERE run_id = ?", [run_id]).fetchone()[0]
+            span = "it has no steps yet" if last is None else f"its steps go from 0 to {last}"
+            raise UserError(f"run {run_id} has no step {step}; {span}")
+        return row[0]
+
+    def batch_notes(self, run_id: int, step: int) -> list[str]:
+        return [r["text"] for r in self._rows(
+            "SELECT text FROM batch_notes WHERE run_id = ? AND step = ? ORDER BY minibatch", [run_id, step])]
+
+    def predictions(self, run_id: int, step: int | None = None) -> list[dict]:
+        if step is None:
+            return self._rows(f"""SELECT {_STEP_ROW} FROM predictions WHERE run_id = ? AND served = 'step'
+                                  ORDER BY step, phase, minibatch""", [run_id])
+        return self._rows(f"""SELECT {_STEP_ROW} FROM predictions WHERE run_id = ? AND step = ? AND served = 'step'
+                              ORDER BY phase, minibatch""", [run_id, step])
+
+    def model_calls(self, run_id: int) -> list[dict]:
+        return self._rows(f"SELECT {_STEP_ROW} FROM model_calls WHERE run_id = ? AND served = 'step' ORDER BY id",
+                          [run_id])
+
+    # --- for the dashboard: frames, not rows ---------------------------------------------------
+
+    def runs_frame(self):
+        """One row per run with the settings a table sorts and groups by pulled out of the config."""
+        return self.cursor().execute("""
+            SELECT id, status, task, agent, agent_description,
+                   CAST(config->>'momentum' AS DOUBLE) AS momentum,
+                   CAST(config->>'accumulation' AS INTEGER) AS accumulation,
+                   CAST(config->>'batch_size' AS INTEGER) AS batch_size,
+                   CAST(config->>'seed' AS INTEGER) AS seed,
+                   config->>'feedback' AS feedback,
+                   CAST(config->>'max_note_words' AS INTEGER) AS max_note_words,
+                   steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
+                   tokens_in, tokens_out, cost, error, notice, study, created_at, started_at, finished_at
+            FROM runs ORDER BY id DESC""").df()
+
+    def steps_frame(self, run_ids, *, notes: bool = False):
+        """The steps of some runs, one row each; the notes themselves (the bulk of a step) only when
+        asked for, as exports do."""
+        return self.cursor().execute(f"""
+            SELECT * EXCLUDE (notes), {"notes" if notes else "NULL AS notes"}
+            FROM steps WHERE list_contains(?, run_id) ORDER BY run_id, step""", [list(map(int, run_ids))]).df()
+
+    def predictions_frame(self, run_ids):
+        return self.cursor().execute(
+            f"""SELECT {_STEP_ROW} FROM predictions WHERE list_contains(?, run_id) AND served = 'step'
+                ORDER BY run_id, step, phase, minibatch""", [list(map(int, run_ids))]).df()
+
+    def churn_frame(self):
+        """What the alarms read (iml_core.analysis.alarms), for every run at once."""
+        return self.cursor().execute(
+            """SELECT run_id, step, notes_words, words_changed, eval_accuracy, notes_repetition, eval_top_class,
+                      eval_top_share FROM steps ORDER BY run_id, step""").df()
+
+    def confusion(self, run_id: int, step: int):
+        """Eval predictions at a step counted by (label, predicted); predicted is NULL for invalid output."""
+        return self.cursor().execute("""
+            SELECT label, coalesce(predicted, '(invalid)') AS predicted, count(*) AS n
+            FROM predictions WHERE run_id = ? AND step = ? AND phase = 'eval' AND served = 'step'
+            GROUP BY ALL ORDER BY ALL""", [run_id, step]).df()
+
+    def line_usage(self, run_id: int, step: int):
+        """How the notes after `step` were used, per unit: by the eval at `step` and by the training
+        answers of the next step (columns note_line, used, right, wrong)."""
+        return self.cursor().execute("""
+            SELECT note_line, count(*) AS used, count(*) FILTER (WHERE correct) AS "right",
+                   count(*) FILTER (WHERE NOT correct) AS wrong
+            FROM predictions
+            WHERE run_id = ? AND served = 'step' AND note_line IS NOT NULL
+              AND ((phase = 'eval' AND step = ?) OR (phase = 'infer' AND step = ? + 1))
+            GROUP BY note_line ORDER BY note_line""", [run_id, step, step]).df()
+
+    def phase_costs(self, run_ids):
+        """Tokens, cost and seconds of every step split by phase (iml_core.agents.PhaseName). They
+        add up to the steps' and the runs' totals."""
+        ids = list(map(int, run_ids))
+        return self.cursor().execute("""
+            WITH calls AS (
+                SELECT run_id, step, phase, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
+                       sum(cost) AS cost
+                FROM model_calls WHERE list_contains(?, run_id) AND served = 'step' GROUP BY ALL),
+            times AS (
+                UNPIVOT (SELECT run_id, step, seconds_infer AS infer, seconds_induce AS induce,
+                                seconds_revise AS revise, seconds_eval AS eval
+                         FROM steps WHERE list_contains(?, run_id))
+                ON infer, induce, revise, eval INTO NAME phase VALUE seconds)
+            SELECT t.run_id, t.step, t.phase,
+                   coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
+                   coalesce(c.cost, 0) AS cost, t.seconds
+            FROM times t LEFT JOIN calls c USING (run_id, step, phase)
+            ORDER BY t.run_id, t.step, t.phase""", [ids, ids]).df()

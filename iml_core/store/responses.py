@@ -1,0 +1,28 @@
+"""The response cache (iml_core.agents.llm.ResponseCache) kept in the store's file."""
+
+from __future__ import annotations
+
+import duckdb
+
+from iml_core.store.database import Database
+
+
+class StoredResponseCache:
+    """Model answers by the key of everything that decided them, shared by every run in the file,
+    so a repeated call costs nothing."""
+
+    def __init__(self, database: Database):
+        self._database = database
+
+    def get(self, key: str) -> dict | None:
+        row = self._database.cursor().execute(
+            "SELECT raw, text, line FROM response_cache WHERE key = ?", [key]).fetchone()
+        return None if row is None else {"raw": row[0], "text": row[1], "line": row[2]}
+
+    def put(self, key: str, value: dict) -> None:
+        try:
+            self._database.cursor().execute(
+                "INSERT OR IGNORE INTO response_cache (key, raw, text, line) VALUES (?, ?, ?, ?)",
+                [key, value["raw"], value["text"], value.get("line")])
+        except duckdb.TransactionException:
+            pass  # another thread stored the same answer at the same moment

@@ -1,0 +1,128 @@
+"""What runs write: a run, its status, its steps; runs deleted; the user's choices and study names."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from iml_core.agents import PhaseName
+from iml_core.config import RunConfig
+from iml_core.learner import StepRecord
+from iml_core.status import ACTIVE, GOING, TERMINAL, Status
+from iml_core.store.database import Database
+from iml_core.store.records import Served, write_calls, write_predictions
+
+
+class RunWrites(Database):
+    _notice_lock: threading.Lock  # set by Store: see set_retrying
+
+    def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str,
+                   prompts: dict | None = None, parent: tuple[int, int] | None = None,
+                   study: str | None = None) -> int:
+        parent_run_id, parent_step = parent or (None, None)
+        return self.cursor().execute(
+            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total, prompts,
+                                 parent_run_id, parent_step, study)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+            [task_name, json.dumps(task_source), config.agent, agent_description, json.dumps(config.to_dict()),
+             Status.QUEUED.value,
+             config.steps, None if prompts is None else json.dumps(prompts), parent_run_id, parent_step,
+             study]).fetchone()[0]
+
+    def set_status(self, run_id: int, status: Status, error: str | None = None) -> None:
+        status = Status(status)  # ValueError for a name that is no status
+        self.cursor().execute(
+            """UPDATE runs SET status = ?, error = ?, notice = NULL,
+                   started_at = CASE WHEN ? THEN coalesce(started_at, current_timestamp) ELSE started_at END,
+                   finished_at = CASE WHEN ? THEN current_timestamp ELSE NULL END
+                WHERE id = ?""",
+            [status.value, error, status == Status.RUNNING, status in TERMINAL, run_id])
+
+    def set_retrying(self, run_id: int, notice: str | None) -> None:
+        """`retrying` with what the run waits for, or back to `running` (notice None); a run that
+        has meanwhile stopped keeps its status. Parallel requests of one run report at once, and
+        DuckDB refuses two concurrent updates of one row: they take turns."""
+        with self._notice_lock:
+            self.cursor().execute(
+                """UPDATE runs SET status = ?, notice = ? WHERE id = ? AND list_contains(?, status)""",
+                [(Status.RUNNING if notice is None else Status.RETRYING).value, notice, run_id,
+                 [s.value for s in ACTIVE]])
+
+    def save_step(self, run_id: int, record: StepRecord) -> None:
+        """All of a step or nothing of it: the step row, its batch notes, predictions, model calls
+        and the run's running totals commit together."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                """INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
+                       eval_invalid, per_class, notes_words, words_changed, prefix_words,
+                       prefix_kept_by_model, words_truncated, seconds_infer, seconds_induce,
+                       seconds_revise, seconds_eval, tokens_in, tokens_out, tokens_cached, cost,
+                       notes_repetition, eval_top_class, eval_top_share)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
+                 record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
+                 record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
+                 record.words_truncated, *(record.seconds.get(p, 0.0) for p in PhaseName),
+                 record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost(),
+                 record.notes_repetition, record.eval_top_class, record.eval_top_share])
+            if record.batch_notes:
+                cursor.execute(
+                    "INSERT INTO batch_notes VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(record.batch_notes)),
+                    [value for k, text in enumerate(record.batch_notes) for value in (run_id, record.step, k, text)])
+            write_predictions(cursor, record.predictions, served=Served.STEP, run_id=run_id, step=record.step)
+            write_calls(cursor, record.calls, served=Served.STEP, run_id=run_id, step=record.step)
+            cursor.execute(
+                """UPDATE runs SET steps_done = greatest(steps_done, ?),
+                       final_eval_accuracy = coalesce(?, final_eval_accuracy),
+                       best_eval_accuracy = greatest(best_eval_accuracy, ?),
+                       tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost = cost + ?
+                   WHERE id = ?""",
+                [record.step, record.eval_accuracy, record.eval_accuracy,
+                 record.tokens("in"), record.tokens("out"), record.cost(), run_id])
+
+    def mark_interrupted(self) -> int:
+        """Runs a previous process left `running` or `queued`: they can no longer be going."""
+        return len(self.cursor().execute(
+            """UPDATE runs SET status = ?, finished_at = current_timestamp
+               WHERE list_contains(?, status) RETURNING id""",
+            [Status.INTERRUPTED.value, [s.value for s in GOING]]).fetchall())
+
+    def delete_runs(self, run_ids) -> None:
+        """The runs with everything of theirs: steps, evaluations, and the predictions and model calls
+        of both."""
+        ids = [[int(i)] for i in run_ids]
+        with self._transaction() as cursor:
+            for table in ("predictions", "model_calls"):
+                cursor.executemany(f"""DELETE FROM {table} WHERE run_id = $1
+                                       OR evaluation_id IN (SELECT id FROM evaluations WHERE run_id = $1)""", ids)
+            for table, column in (("evaluations", "run_id"), ("batch_notes", "run_id"), ("steps", "run_id"),
+                                  ("runs", "id")):
+                cursor.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
+
+    # --- what outlives a run ------------------------------------------------------------------
+
+    def choice(self, name: str) -> dict | None:
+        """What the user chose for `name` (e.g. "model"), kept for every tab and every reload."""
+        row = self.cursor().execute("SELECT value FROM choices WHERE name = ?", [name]).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def save_choice(self, name: str, value: dict) -> None:
+        if any("key" in field.lower() for field in value):
+            raise ValueError(f"a choice never holds a key: {sorted(value)}")  # keys live in the environment
+        self.cursor().execute(
+            "INSERT OR REPLACE INTO choices (name, value, saved_at) VALUES (?, ?, current_timestamp)",
+            [name, json.dumps(value, sort_keys=True)])
+
+    def new_study(self, label: str) -> str:
+        """A study name no run has used, "LABEL N" with N from a sequence: counting the studies
+        there are would give a deleted study's name again."""
+        while True:
+            number = self.cursor().execute("SELECT nextval('study_ids')").fetchone()[0]
+            name = f"{label} {number}"
+            if self.cursor().execute("SELECT count(*) FROM runs WHERE study = ?", [name]).fetchone()[0] == 0:
+                return name
+
+    def studies(self) -> list[str]:
+        """Names of the studies (runs queued together, e.g. by the Paper page), newest first."""
+        return [row[0] for row in self.cursor().execute(
+            "SELECT study FROM runs WHERE study IS NOT NULL GROUP BY study ORDER BY max(id) DESC").fetchall()]

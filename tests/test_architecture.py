@@ -1,0 +1,115 @@
+"""The house's shape, held by tests: the engine's imports run one way, down its layers, with no
+circle; and its registries are the one place an agent or a backend is named (docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "iml_core"
+
+# Low to high: a module may import from its own layer or below, never above. Within a layer the
+# imports must still form no circle.
+LAYERS = [
+    ["errors", "status", "diff", "attribution", "prompts", "gguf_header"],
+    ["tasks", "llama_build", "truth"],
+    ["backends", "agents", "models"],  # models finds GGUF files for the backends and asks servers through one
+    ["registry"],
+    ["config"],
+    ["learner"],
+    ["store"],
+    ["builders"],
+    ["steps", "studies", "probe", "evaluation", "analysis", "export"],
+    ["runner"],
+    ["manager", "cluster"],
+    ["cli", "__main__"],
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def engine_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in ENGINE.rglob("*.py")}
+
+
+def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Every engine module `path` imports, anywhere in it (a deferred import inside a function counts:
+    it is an arrow all the same), except under `if TYPE_CHECKING:`, which never runs."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING"
+               for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    own = module_name(path) if path.is_relative_to(ROOT) else None
+    return {name for name in found if name in modules} - {own}
+
+
+def layer_of(module: str) -> int:
+    top = module.split(".")[1] if "." in module else module
+    for index, names in enumerate(LAYERS):
+        if top in names:
+            return index
+    raise AssertionError(f"{module} is in no layer of tests/test_architecture.py: place it where its imports put it")
+
+
+def test_the_engine_imports_down_its_layers_and_in_no_circle():
+    modules = engine_modules()
+    graph = {name: imports_of(path, modules) for name, path in modules.items() if name != "iml_core"}
+    upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets
+              if b != "iml_core" and layer_of(b) > layer_of(a)]
+    assert not upward, f"imports running back up: {upward}"
+
+    state: dict[str, str] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                raise AssertionError(f"import circle: {' -> '.join(trail[trail.index(target):] + [target])}")
+            if target not in state:
+                visit(target, trail + [target])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_the_walk_sees_deferred_imports_and_ignores_type_checking_ones(tmp_path):
+    modules = {"iml_core.config": Path(), "iml_core.registry": Path()}
+    file = tmp_path / "probe.py"
+    file.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from iml_core.config import X\n"
+                    "def f():\n    from iml_core.registry import AGENTS\n", encoding="utf-8")
+    assert imports_of(file, modules) == {"iml_core.registry"}
+
+
+def test_store_and_runner_are_each_under_300_lines():
+    runner = len((ENGINE / "runner.py").read_text(encoding="utf-8").splitlines())
+    store = re.search(r"^class Store\b.*?(?=^\S|\Z)", (ENGINE / "store" / "__init__.py").read_text(encoding="utf-8"),
+                      re.S | re.M)
+    assert runner < 300
+    assert store is not None and len(store.group(0).splitlines()) < 300
+    assert all(len(p.read_text(encoding="utf-8").splitlines()) < 300 for p in (ENGINE / "store").glob("*.py"))
+
+
+def test_agents_are_told_apart_only_in_the_registries():
+    # `agent == "llm"` anywhere else means a new agent needs edits all over the house.
+    pattern = re.compile(r"""\b\w*agent\w*\s*[!=]=\s*["'](offline|llm)["']""")
+    roots = [ENGINE, ROOT / "pages", ROOT / "studio", ROOT / "app.py"]
+    files = [p for root in roots for p in ([root] if root.is_file() else root.rglob("*.py"))]
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in files if p.name != "registry.py"
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not found, f"agents compared by name outside iml_core/registry.py: {found}"
