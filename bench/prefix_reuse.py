@@ -64,11 +64,12 @@ def minimum_tokens(backend, prompts: list) -> int:
     return total
 
 
-def phase(backend, task, prompts, lines: int) -> tuple[float, int]:
+def phase(backend, task, prompts, sentences: int) -> tuple[float, int]:
     backend.text(CLEAR, temperature=0, seed=0, max_tokens=1)
     start, evaluated = time.perf_counter(), 0
     for i, messages in enumerate(prompts):
-        out = backend.label(messages, task.classes, temperature=0.2, seed=i, max_tokens=LABEL_TOKENS, lines=lines)
+        out = backend.label(messages, task.classes, temperature=0.2, seed=i, max_tokens=LABEL_TOKENS,
+                            sentences=sentences)
         evaluated += out.tokens_in - out.tokens_cached
     return time.perf_counter() - start, evaluated
 
@@ -79,13 +80,13 @@ if __name__ == "__main__":
         backend = LlamaCppBackend(str(model), n_ctx=2048, n_gpu_layers=0)
         task = generate_benchmark("paper")
         notes = notes_of(backend, NOTES_TOKENS)
-        lines = len(note_units(notes))
+        sentences = len(note_units(notes))
         ours, sample_first = layouts(task, notes, [s.observation for s in task.samples[:SAMPLES]])
         times = {"ours": [], "sample_first": []}
         for _ in range(REPEATS):
-            seconds, evaluated = phase(backend, task, ours, lines)
+            seconds, evaluated = phase(backend, task, ours, sentences)
             times["ours"].append(seconds)
-            seconds, evaluated_baseline = phase(backend, task, sample_first, lines)
+            seconds, evaluated_baseline = phase(backend, task, sample_first, sentences)
             times["sample_first"].append(seconds)
         minimum = minimum_tokens(backend, ours)
         best, baseline = min(times["ours"]), min(times["sample_first"])

@@ -75,20 +75,21 @@ def trajectories(task, predictions: list[dict]) -> pd.DataFrame:
         columns=["minibatch", "observation", "answer", "right class", "correct"])
 
 
-def line_table(units: list[str], usage: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
-    """Each numbered line of the notes with what the answers cite (usage: Store.line_usage) next to
+def sentence_table(units: list[str], usage: pd.DataFrame, ablation: pd.DataFrame) -> pd.DataFrame:
+    """Each numbered sentence of the notes with what the answers cite (usage: Store.sentence_usage) next to
     what it carries (ablation: Store.ablation): the eval accuracy lost or gained without it."""
-    used = {int(r.note_line): (int(r.right), int(r.wrong)) for r in usage.itertuples()}
-    whole = ablation[ablation["removed_line"].isna()]["accuracy"]
-    without = {int(r.removed_line): float(r.accuracy) for r in ablation.dropna(subset=["removed_line"]).itertuples()}
+    used = {int(r.note_sentence): (int(r.right), int(r.wrong)) for r in usage.itertuples()}
+    whole = ablation[ablation["removed_sentence"].isna()]["accuracy"]
+    without = {int(r.removed_sentence): float(r.accuracy)
+               for r in ablation.dropna(subset=["removed_sentence"]).itertuples()}
     rows = []
     for number, text in enumerate(units, start=1):
         right, wrong = used.get(number, (0, 0))
         change = without[number] - float(whole.iloc[0]) if number in without and len(whole) else None
-        rows.append({"line": number, "text": text, "answers citing it": right + wrong,
+        rows.append({"sentence": number, "text": text, "answers citing it": right + wrong,
                      "right when cited": right / (right + wrong) if right + wrong else None,
                      "accuracy change without it": change})
-    return pd.DataFrame(rows, columns=["line", "text", "answers citing it", "right when cited",
+    return pd.DataFrame(rows, columns=["sentence", "text", "answers citing it", "right when cited",
                                        "accuracy change without it"])
 
 

@@ -39,6 +39,10 @@ class Setting:
     part: str = "run"  # "run": how a run learns; "model": the LLM agent's; "submission": how runs are queued
     axis: bool = True  # a sweep may vary it
     scorer: bool = False  # `evaluate` may change it to score notes with another agent, model or task
+    # How a run learns, not what it is scored on: a run's baselines do not depend on it
+    # (iml_core.evaluation.baseline_key).
+    learning: bool = False
+    column: bool = False  # a column of the runs table (Store.runs_frame), to sort and group runs by
 
     @property
     def flag(self) -> str:
@@ -95,21 +99,23 @@ SETTINGS = {s.name: s for s in (
     Setting("agent", "choice", "Agent", "offline: the rule learner (no LLM); llm: a language model",
             choices=AGENTS, scorer=True),
     Setting("feedback", "choice", "Feedback", "label: the environment names the right class; binary: only right "
-            "or wrong", choices=FEEDBACK_MODES),
-    _integer("steps", "Steps", 1, 10_000, "learning steps; each ends with one revision of the notes"),
-    _integer("batch_size", "Batch size", 1, 1024, "samples per minibatch (B)"),
-    _integer("accumulation", "Accumulation", 1, 64, "minibatches inferred and induced before one revision (K)"),
+            "or wrong", choices=FEEDBACK_MODES, learning=True, column=True),
+    _integer("steps", "Steps", 1, 10_000, "learning steps; each ends with one revision of the notes", learning=True),
+    _integer("batch_size", "Batch size", 1, 1024, "samples per minibatch (B)", learning=True, column=True),
+    _integer("accumulation", "Accumulation", 1, 64, "minibatches inferred and induced before one revision (K)",
+             learning=True, column=True),
     _number("momentum", "Momentum", 0.0, 1.0, "share of the old notes' words a revision must keep as its "
-            "beginning (m)", step=0.05),
+            "beginning (m)", step=0.05, learning=True, column=True),
     _integer("seed", "Seed", 0, 2**31 - 1, "derives the sample order, the eval split and every random choice",
-             scorer=True),
+             scorer=True, column=True),
     _integer("eval_size", "Eval size", 1, 100_000, "held-out samples scored after each evaluated step", step=10,
              scorer=True),
-    _integer("eval_every", "Eval every", 1, 10_000, "evaluate every E steps (and always after the last)"),
+    _integer("eval_every", "Eval every", 1, 10_000, "evaluate every E steps (and always after the last)",
+             learning=True),
     _integer("max_note_words", "Max note words", 5, 20_000, "word cap on the notes; it wins over the momentum "
-             "prefix", step=10),
+             "prefix", step=10, column=True),
     Setting("initial_notes", "text", "Initial notes", "the notes a run starts from (a fork's parent's)",
-            axis=False),
+            axis=False, learning=True),
     Setting("backend", "choice", "Backend", "where the model runs (default: llama-server for a GGUF here, else "
             "openai)", choices=BACKENDS, part="model", scorer=True),
     Setting("model", "text", "Model", "a model here: a .gguf path or a name `iml models` lists (e.g. starter); "

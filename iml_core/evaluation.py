@@ -5,7 +5,7 @@
 - The baselines of a run, on its task, agent, model, seed and eval split: no notes (the zero-shot
   floor), in-context (K labelled training examples in the prompt, no notes), oracle notes (written
   from the benchmark's rule card), and the majority class.
-- ablate: the notes once whole and once without each numbered line: which lines carry the accuracy.
+- ablate: the notes once whole and once without each numbered sentence: which sentences carry the accuracy.
 
 Every evaluation asks the agent exactly as a step's evaluation does (same split, same per-call
 seeds), so a repeated one is answered by the response cache.
@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from iml_core.agents import ModelCall, Phase, PhaseName, Prediction
 from iml_core.attribution import note_units
 from iml_core.builders import build_agent, build_task
-from iml_core.config import RunConfig
+from iml_core.config import RUN_SETTINGS, RunConfig
 from iml_core.diff import word_count
 from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.registry import AGENTS
 from iml_core.learner import PredictionRecord, SampleStream, score_answers
 from iml_core.tasks import Sample, Task
 
+DEFAULTS = RunConfig()
 KINDS = ("notes", "no notes", "in-context", "oracle", "majority", "ablation")
 BASELINES = ("no notes", "in-context", "oracle", "majority")
 
@@ -45,7 +46,7 @@ class Evaluation:
     calls: list[ModelCall] = field(default_factory=list)
     seconds: float = 0.0
     shots: int | None = None  # in-context: the examples in the prompt
-    removed_line: int | None = None  # ablation: the line left out (None: the notes whole)
+    removed_sentence: int | None = None  # ablation: the sentence left out (None: the notes whole)
 
     @property
     def eval_size(self) -> int:
@@ -54,7 +55,7 @@ class Evaluation:
     def summary(self) -> dict:
         return {"kind": self.kind, "notes_source": self.notes_source, "accuracy": self.accuracy,
                 "invalid": self.invalid, "per_class": self.per_class, "eval_size": self.eval_size,
-                "shots": self.shots, "removed_line": self.removed_line, "agent": self.agent_description,
+                "shots": self.shots, "removed_sentence": self.removed_sentence, "agent": self.agent_description,
                 "tokens_in": sum(c.tokens_in for c in self.calls), "tokens_out": sum(c.tokens_out for c in self.calls),
                 "cost": sum(c.cost for c in self.calls), "seconds": self.seconds}
 
@@ -64,7 +65,7 @@ def _eval_split(task: Task, config: RunConfig) -> list[Sample]:
 
 
 def score_notes(config: RunConfig, notes: str, *, kind: str = "notes", source: str = "text", cache=None,
-                removed_line: int | None = None) -> Evaluation:
+                removed_sentence: int | None = None) -> Evaluation:
     """The eval accuracy of `notes` read by the config's agent on its task's eval split."""
     task = build_task(config)
     agent = build_agent(config, task, cache=cache)
@@ -74,7 +75,7 @@ def score_notes(config: RunConfig, notes: str, *, kind: str = "notes", source: s
     seconds = time.perf_counter() - started
     records, accuracy, invalid, per_class = score_answers(task, "eval", None, samples, answers)
     return Evaluation(kind, source, notes, agent.description, accuracy, invalid, per_class, records,
-                      agent.drain_calls(), seconds, removed_line=removed_line)
+                      agent.drain_calls(), seconds, removed_sentence=removed_sentence)
 
 
 def oracle_notes(task: Task, agent: str) -> str:
@@ -143,29 +144,29 @@ def baseline(kind: str, config: RunConfig, *, shots: int | None = None, cache=No
 
 
 @dataclass(frozen=True)
-class LineEffect:
-    line: int
+class SentenceEffect:
+    sentence: int
     text: str
     accuracy_without: float
-    change: float  # accuracy without the line minus accuracy with the notes whole
+    change: float  # accuracy without the sentence minus accuracy with the notes whole
     answers_changed: int
 
 
 def ablate(config: RunConfig, notes: str, *, source: str, cache=None) -> tuple[Evaluation, list[Evaluation],
-                                                                              list[LineEffect]]:
-    """The notes scored whole, then once without each numbered line (iml_core.attribution)."""
+                                                                              list[SentenceEffect]]:
+    """The notes scored whole, then once without each numbered sentence (iml_core.attribution)."""
     units = note_units(notes)
     if not units:
-        raise UserError("the notes are empty: there is no line to leave out")
-    # The whole notes laid out as the shortened ones are, one unit a line, so only the removal differs.
+        raise UserError("the notes are empty: there is no sentence to leave out")
+    # The whole notes laid out as the shortened ones are, one sentence a line, so only the removal differs.
     whole = score_notes(config, "\n".join(units), kind="ablation", source=source, cache=cache)
     without, effects = [], []
     for number, text in enumerate(units, start=1):
         rest = "\n".join(u for i, u in enumerate(units, start=1) if i != number)
-        scored = score_notes(config, rest, kind="ablation", source=source, cache=cache, removed_line=number)
+        scored = score_notes(config, rest, kind="ablation", source=source, cache=cache, removed_sentence=number)
         changed = sum(a.predicted != b.predicted for a, b in zip(whole.predictions, scored.predictions, strict=True))
         without.append(scored)
-        effects.append(LineEffect(number, text, scored.accuracy, scored.accuracy - whole.accuracy, changed))
+        effects.append(SentenceEffect(number, text, scored.accuracy, scored.accuracy - whole.accuracy, changed))
     return whole, without, effects
 
 
@@ -176,9 +177,9 @@ def run_config(run: dict) -> RunConfig:
 
 def baseline_key(config: RunConfig) -> RunConfig:
     """What a run's baselines depend on: its task, agent, model, seed, eval split and note cap (the
-    in-context examples), not how it learns (momentum, accumulation, batch size, steps)."""
-    return config.replace(momentum=0.0, accumulation=1, batch_size=1, steps=1, eval_every=1, feedback="label",
-                          initial_notes="", cache=True)
+    in-context examples), not how it learns (the settings marked `learning`)."""
+    how_it_learns = {name: getattr(DEFAULTS, name) for name, setting in RUN_SETTINGS.items() if setting.learning}
+    return config.replace(**how_it_learns, cache=True)
 
 
 def applicable_baselines(config: RunConfig) -> list[str]:

@@ -95,7 +95,7 @@ class PredictionRecord:
     label: str
     correct: bool
     raw: str
-    note_line: int | None = None  # the unit of the notes the answer relied on (iml_core.attribution)
+    note_sentence: int | None = None  # the unit of the notes the answer relied on (iml_core.attribution)
 
 
 @dataclass
@@ -135,7 +135,7 @@ def score_answers(task: Task, phase: str, minibatch: int | None, samples: Sequen
         predicted = prediction.label if prediction.label in task.classes else None
         correct = predicted == sample.label
         records.append(PredictionRecord(phase, minibatch, sample.id, predicted, sample.label, correct, prediction.raw,
-                                        prediction.line))
+                                        prediction.sentence))
         per_class[sample.label][0] += correct
         per_class[sample.label][1] += 1
     right = sum(r.correct for r in records)

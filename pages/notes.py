@@ -58,23 +58,23 @@ flags = analysis.alarms(steps)
 for flag in flags[flags["step"] == after].itertuples():
     show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
 
-st.subheader(f"Which lines of the notes at step {after} helped")
-usage = store.line_usage(run_id, after)
+st.subheader(f"Which sentences of the notes at step {after} helped")
+usage = store.sentence_usage(run_id, after)
 st.caption("Each sentence shaded by the answers that relied on it (the eval at this step and the next step's "
            "training answers): green when they were right, red when wrong, stronger with more use.")
-st.html(render.line_heatmap(note_units(new), {int(r.note_line): (int(r.right), int(r.wrong))
-                                              for r in usage.itertuples()}))
+st.html(render.sentence_heatmap(note_units(new), {int(r.note_sentence): (int(r.right), int(r.wrong))
+                                                  for r in usage.itertuples()}))
 ablation = store.ablation(run_id, after)
-st.caption("Citing is not carrying: the last column scores the notes again without each line (an ablation). "
-           "A line whose removal costs accuracy carries it, whatever the answers say they relied on.")
-st.dataframe(analysis.line_table(note_units(new), usage, ablation), hide_index=True, key="notes_lines",
+st.caption("Citing is not carrying: the last column scores the notes again without each sentence (an "
+           "ablation). A sentence whose removal costs accuracy carries it, whatever the answers say they relied on.")
+st.dataframe(analysis.sentence_table(note_units(new), usage, ablation), hide_index=True, key="notes_sentences",
              column_config={"right when cited": st.column_config.NumberColumn(format="percent"),
                             "accuracy change without it": st.column_config.NumberColumn(format="percent")})
 run_settings = evaluation.run_config(store.run(run_id))
 calls = evaluation.ablation_calls(run_settings, new)
-if note_units(new) and st.button(f"Score the notes at step {after} without each line"
+if note_units(new) and st.button(f"Score the notes at step {after} without each sentence"
                                  + (f" (at most {calls} model calls)" if calls else ""), key="notes_ablate"):
-    with st.spinner("Scoring the notes without each line..."):
+    with st.spinner("Scoring the notes without each sentence..."):
         try:
             evaluation.ablate_run(store, run_id, after)
         except IMLError as e:

@@ -19,8 +19,8 @@ STYLE = """<style>
 .iml-alert { padding: 0.75rem 1rem; border-radius: 0.5rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 .iml-alert.error { background: #fdecea; color: #7d1a1a; }
 .iml-alert.warning { background: #fff6dc; color: #6b4e00; }
-.iml-lines .unit { display: block; padding: 0.15rem 0.4rem; margin: 1px 0; border-radius: 3px; }
-.iml-lines .unit small { color: #555; margin-left: 0.6rem; font-family: system-ui, sans-serif; }
+.iml-sentences .unit { display: block; padding: 0.15rem 0.4rem; margin: 1px 0; border-radius: 3px; }
+.iml-sentences .unit small { color: #555; margin-left: 0.6rem; font-family: system-ui, sans-serif; }
 </style>"""
 
 
@@ -40,7 +40,7 @@ def alert(text: str, kind: str = "error") -> str:
     return f'{STYLE}<div class="iml-alert {kind}" role="alert">{html.escape(text)}</div>'
 
 
-def line_heatmap(units: list[str], usage: dict[int, tuple[int, int]]) -> str:
+def sentence_heatmap(units: list[str], usage: dict[int, tuple[int, int]]) -> str:
     """The notes, one sentence per row, each shaded by how often answers that relied on it were
     right (green) or wrong (red); stronger with more use. `usage`: unit number -> (right, wrong)."""
     most = max((r + w for r, w in usage.values()), default=0) or 1
@@ -56,9 +56,9 @@ def line_heatmap(units: list[str], usage: dict[int, tuple[int, int]]) -> str:
             detail = f"used {used}×: {right} right, {wrong} wrong"
         else:
             style, detail = "", "not used"
-        rows.append(f'<span class="unit" data-line="{number}"{style}>[{number}] {html.escape(unit)}'
+        rows.append(f'<span class="unit" data-sentence="{number}"{style}>[{number}] {html.escape(unit)}'
                     f"<small>{detail}</small></span>")
-    return f'{STYLE}<div class="iml-text iml-lines">{"".join(rows)}</div>'
+    return f'{STYLE}<div class="iml-text iml-sentences">{"".join(rows)}</div>'
 
 
 def inline_diff(old: str, new: str) -> str:

@@ -102,3 +102,12 @@ def wait_until_answers(url: str, process, what: str, log_path=None, seconds: flo
                 log = log_path.read_text() if log_path else ""
                 raise AssertionError(f"{what} did not start: {log}") from None
             time.sleep(0.3)
+
+
+def llama_cpp_server_env() -> dict:
+    """The environment for `python -m llama_cpp.server`: llama-cpp-python's Python code loads this
+    machine's build of libllama (iml_core.llama_build), which a fresh child does not know of."""
+    import os
+
+    from iml_core import llama_build
+    return {**os.environ, "LLAMA_CPP_LIB_PATH": str(llama_build.require_build().lib)}

@@ -37,7 +37,7 @@ def test_run_json_prints_one_summary_and_the_run_is_stored(tmp_path):
 
 
 @pytest.mark.parametrize("flags, problem", [
-    (["--momentum", "1.5"], "argument --momentum: momentum must be between 0 and 1, got 1.5"),
+    (["--momentum", "1.5"], "argument --momentum: momentum must be between 0.0 and 1.0, got 1.5"),
     (["--steps", "abc"], "argument --steps: steps must be a whole number, got 'abc'"),
     (["--batch-size", "0"], "batch_size must be between 1 and 1024, got 0"),
     (["--agent", "gpt"], "argument --agent: invalid choice: 'gpt'"),

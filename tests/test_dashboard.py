@@ -346,7 +346,7 @@ def test_alarms_show_on_live_and_runs_and_the_notes_page_shows_what_the_notes_kn
     truth = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
     verdicts = truth.set_index("class")["verdict"].to_dict()
     assert verdicts == {"Florp": "complete", "Zindle": "partial", "Quarrow": "missing", "Brimlet": "missing"}
-    heat = next(h.proto.body for h in at.get("html") if "data-line=" in h.proto.body)
+    heat = next(h.proto.body for h in at.get("html") if "data-sentence=" in h.proto.body)
     assert heat.count('class="unit"') == 2 and "[1] - Florp: colour is red (90%), tail is long (85%)." in heat
 
 

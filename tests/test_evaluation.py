@@ -101,9 +101,9 @@ def test_evaluate_baseline_and_ablate_from_the_command_line(tmp_path):
     baselines = json.loads(iml("baseline", "1", "--json", "--db", db).stdout)
     assert [b["kind"] for b in baselines] == ["no notes", "in-context", "oracle", "majority"]
     ablation = json.loads(iml("ablate", "1", "--step", "5", "--eval-size", "60", "--json", "--db", db).stdout)
-    assert ablation["eval_size"] == 60 and len(ablation["lines"]) >= 4
+    assert ablation["eval_size"] == 60 and len(ablation["sentences"]) >= 4
     assert all(abs(line["change"] - (line["accuracy_without"] - ablation["accuracy"])) < 1e-12
-               for line in ablation["lines"])
+               for line in ablation["sentences"])
 
     from iml_core.store import Store
     with Store(db) as store:

@@ -89,7 +89,7 @@ def test_the_rule_learner_names_the_line_it_matched():
     answers = learner.infer(notes, [observe(colour="red", diet="plants", tail="long"),
                                     observe(colour="red", diet="meat", tail="long"),
                                     observe(colour="blue", tail="short")], Phase(0, 1, "eval"))
-    assert [(p.label, p.line) for p in answers] == [("Florp", 1), ("Florp", 5), ("Quarrow", 4)]
+    assert [(p.label, p.sentence) for p in answers] == [("Florp", 1), ("Florp", 5), ("Quarrow", 4)]
 
 
 def test_line_usage_counts_the_eval_and_the_next_steps_training_answers(store):
@@ -102,15 +102,15 @@ def test_line_usage_counts_the_eval_and_the_next_steps_training_answers(store):
     assert len(used) == 12 + 8
     # An answer of a class the notes do not describe yet relies on no line.
     described = {u.split(":")[0][2:] for u in note_units(store.notes_at(run_id, step))}
-    assert used["note_line"].isna().tolist() == [p not in described for p in used["predicted"]]
-    used = used.dropna(subset=["note_line"])
+    assert used["note_sentence"].isna().tolist() == [p not in described for p in used["predicted"]]
+    used = used.dropna(subset=["note_sentence"])
     by_hand = {int(line): (len(group), int(group.correct.sum()), int((~group.correct).sum()))
-               for line, group in used.groupby("note_line")}
-    usage = store.line_usage(run_id, step)
-    assert {int(r.note_line): (r.used, r.right, r.wrong) for r in usage.itertuples()} == by_hand
+               for line, group in used.groupby("note_sentence")}
+    usage = store.sentence_usage(run_id, step)
+    assert {int(r.note_sentence): (r.used, r.right, r.wrong) for r in usage.itertuples()} == by_hand
     units = note_units(store.notes_at(run_id, step))
     for p in used.itertuples():  # each answer points at a line about the class it chose
-        assert units[int(p.note_line) - 1].startswith(f"- {p.predicted}:")
+        assert units[int(p.note_sentence) - 1].startswith(f"- {p.predicted}:")
 
 
 def history(*runs):

@@ -37,8 +37,8 @@ def test_a_three_step_run_keeps_every_structural_promise(store, tiny_model):
     units = {s["step"]: len(note_units(s["notes"])) for s in steps}
     for p in predictions:  # the grammar also makes every answer name a line of the notes it was shown
         shown = units[p["step"]] if p["phase"] == "eval" else units[p["step"] - 1]
-        assert (p["note_line"] is None) if shown == 0 else (1 <= p["note_line"] <= shown), (p, shown)
-    assert any(p["note_line"] for p in predictions)
+        assert (p["note_sentence"] is None) if shown == 0 else (1 <= p["note_sentence"] <= shown), (p, shown)
+    assert any(p["note_sentence"] for p in predictions)
     for before, after in zip(steps, steps[1:], strict=False):
         n = after["prefix_words"]
         assert words(after["notes"])[:n] == words(before["notes"])[:n]
@@ -84,7 +84,7 @@ def test_class_names_with_quotes_and_backslashes_still_come_out_exactly(store, t
     assert {p["predicted"] for p in store.predictions(run_id)} <= set(task.classes)
     assert all(p["predicted"] is not None for p in store.predictions(run_id))
     assert label_grammar(['a"b', "c\\d"]) == 'root ::= label\nlabel ::= "a\\"b" | "c\\\\d"'
-    assert label_grammar(["x"], lines=2) == 'root ::= label " | line " number\nlabel ::= "x"\nnumber ::= "1" | "2"'
+    assert label_grammar(["x"], sentences=2) == 'root ::= label " | line " number\nlabel ::= "x"\nnumber ::= "1" | "2"'
 
 
 def test_bad_model_paths_are_refused_before_a_run_starts(store, tmp_path):

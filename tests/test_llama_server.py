@@ -63,8 +63,8 @@ def test_backends_with_the_same_settings_share_one_server_and_others_get_their_o
 
 def test_labels_are_forced_by_the_grammar_and_cached_tokens_come_from_the_server(pool, tiny_model):
     backend = LlamaServerBackend(str(tiny_model), n_ctx=1024, pool=pool)
-    answers = [backend.label(ASK, LABELS, temperature=1.0, seed=seed, max_tokens=24, lines=3) for seed in range(6)]
-    assert all(a.text in LABELS and 1 <= a.line <= 3 for a in answers), [a.raw for a in answers]
+    answers = [backend.label(ASK, LABELS, temperature=1.0, seed=seed, max_tokens=24, sentences=3) for seed in range(6)]
+    assert all(a.text in LABELS and 1 <= a.sentence <= 3 for a in answers), [a.raw for a in answers]
     assert all(a.tokens_in > 10 and a.tokens_out > 0 for a in answers)
     # The same prompt again: the server reuses all but the last of its tokens from its slot.
     assert answers[0].tokens_cached == 0 and all(a.tokens_cached >= a.tokens_in - 1 for a in answers[1:])

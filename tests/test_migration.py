@@ -1,6 +1,7 @@
-"""Migration 13: one table of model calls and one of predictions for steps and evaluations alike, and
-the inference phase's answers named `infer`. A database written before it keeps every row, and a
-run the previous release started resumes on this one with its answers from the response cache."""
+"""Migrations 13 and 14: one table of model calls and one of predictions for steps and evaluations
+alike, the inference phase's answers named `infer`, and a numbered unit of the notes called a
+sentence. A database written before them keeps every row, and a run the previous release started
+resumes on this one with its answers from the response cache."""
 
 import io
 import json
@@ -72,7 +73,7 @@ def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
     with Store(path, migrate_to=12) as old:
         run_id, evaluations = old_rows(old.cursor())
     with Store(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 13
+        assert store.schema_version() == SCHEMA_VERSION == 14
         tables = {r[0] for r in store.cursor().execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         assert not tables & {"evaluation_predictions", "evaluation_calls", "model_calls_13", "predictions_13"}
 
@@ -81,13 +82,13 @@ def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
         assert [(p["phase"], p["sample_id"]) for p in predictions] == [
             ("eval", 10), ("eval", 11), ("infer", 1), ("infer", 2)]
         assert set(predictions[0]) == {"run_id", "step", "phase", "minibatch", "sample_id", "predicted", "label",
-                                       "correct", "raw", "note_line"}
+                                       "correct", "raw", "note_sentence"}
         assert store.cursor().execute("SELECT count(*) FROM predictions WHERE phase = 'train'").fetchone()[0] == 0
         assert [(c["id"], c["prompt"]) for c in store.model_calls(run_id)] == [(1, "step infer"), (2, "step eval")]
         # The ablation at step 1 answered the same samples: readers of the run see its step's alone.
         assert store.confusion(run_id, 1)["n"].sum() == 2
-        usage = store.line_usage(run_id, 0)  # the training answers of step 1 cite line 1
-        assert usage.to_dict("records") == [{"note_line": 1, "used": 2, "right": 1, "wrong": 1}]
+        usage = store.sentence_usage(run_id, 0)  # the training answers of step 1 cite sentence 1
+        assert usage.to_dict("records") == [{"note_sentence": 1, "used": 2, "right": 1, "wrong": 1}]
         assert store.mean_call_tokens(run_id, PhaseName.EVAL) == (20.0, 1.0)
         assert store.phase_costs([run_id]).set_index(["step", "phase"])["tokens_in"].to_dict() == {
             (1, "eval"): 20, (1, "induce"): 0, (1, "infer"): 10, (1, "revise"): 0}
@@ -97,7 +98,7 @@ def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
         where = {"no notes": (run_id, None), "ablation": (run_id, 1), "file": (None, None)}
         for name, evaluation_id in evaluations.items():
             rows = store.evaluation_predictions(evaluation_id)
-            assert [(p["sample_id"], p["raw"], p["note_line"]) for p in rows] == [
+            assert [(p["sample_id"], p["raw"], p["note_sentence"]) for p in rows] == [
                 (10, f"{name} 10", None), (11, f"{name} 11", 2)]
             assert {(p["phase"], p["served"], p["evaluation_id"], p["run_id"], p["step"]) for p in rows} == {
                 ("eval", served[name], evaluation_id, *where[name])}
@@ -158,7 +159,7 @@ def test_a_database_of_the_previous_release_migrates_and_its_llm_run_resumes_fro
     previous_release(code, "baseline", str(run_id), "--kind", "no notes", "--kind", "majority", "--db", str(db))
 
     with Store(db) as store:  # migrates
-        assert store.schema_version() == 13
+        assert store.schema_version() == SCHEMA_VERSION
         steps = store.steps(run_id)
         old_notes = [s["notes"] for s in steps]
         old_calls = sorted((c["phase"], c["prompt"], c["response"]) for c in store.model_calls(run_id)

@@ -19,7 +19,7 @@ from iml_core.errors import RunFailed
 from iml_core.runner import create_run, execute_run
 from iml_core.tasks import generate_benchmark
 
-from conftest import free_port, wait_until_answers
+from conftest import free_port, llama_cpp_server_env, wait_until_answers
 from fault_server import FaultServer
 
 SECRET = "sk-iml-test-SECRET-7f3a9c"
@@ -31,7 +31,7 @@ def llama_server(tiny_model):
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "4096", "--model_alias", "tiny"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=llama_cpp_server_env())
     url = f"http://127.0.0.1:{port}/v1"
     wait_until_answers(f"{url}/models", process, "llama_cpp.server")
     yield url
@@ -58,8 +58,8 @@ def test_a_run_against_the_llama_cpp_server_gives_valid_labels(store, llama_serv
     units = {s["step"]: len(note_units(s["notes"])) for s in store.steps(run_id)}
     for p in store.predictions(run_id):
         shown = units[p["step"]] if p["phase"] == "eval" else units[p["step"] - 1]
-        assert (p["note_line"] is None) if shown == 0 else (1 <= p["note_line"] <= shown), (p, shown)
-    assert any(p["note_line"] for p in store.predictions(run_id))
+        assert (p["note_sentence"] is None) if shown == 0 else (1 <= p["note_sentence"] <= shown), (p, shown)
+    assert any(p["note_sentence"] for p in store.predictions(run_id))
 
 
 def test_parallel_requests_keep_the_samples_order(llama_server):

@@ -19,7 +19,7 @@ from iml_core.models import server_models
 from iml_core.runner import create_run, execute_run
 from iml_core.tasks import generate_benchmark
 
-from conftest import free_port, wait_until_answers
+from conftest import free_port, llama_cpp_server_env, wait_until_answers
 
 CLASSES = set(generate_benchmark("paper").classes)
 # Small enough to keep the tier within a few minutes on 2 cores: about 0.4 s per answer.
@@ -37,8 +37,8 @@ def assert_learning_steps_hold(store, run_id):
     predictions = store.predictions(run_id)
     assert predictions and all(p["predicted"] in CLASSES for p in predictions), "every label is a class"
     for p, shown in notes_shown(store, run_id):
-        assert (p["note_line"] is None) if shown == 0 else (1 <= p["note_line"] <= shown), (p, shown)
-    assert any(shown and p["note_line"] for p, shown in notes_shown(store, run_id)), "line numbers are parsed"
+        assert (p["note_sentence"] is None) if shown == 0 else (1 <= p["note_sentence"] <= shown), (p, shown)
+    assert any(shown and p["note_sentence"] for p, shown in notes_shown(store, run_id)), "line numbers are parsed"
     steps = store.steps(run_id)
     for step in steps[1:]:
         batch = store.batch_notes(run_id, step["step"])
@@ -102,7 +102,7 @@ def starter_server(starter_model, tmp_path_factory):
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(starter_model), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "smollm2"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT)
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=llama_cpp_server_env())
     url = f"http://127.0.0.1:{port}/v1"
     wait_until_answers(f"{url}/models", process, "llama_cpp.server", log)
     yield url

@@ -30,7 +30,7 @@ class ToyBackend:
         self.description = f"toy backend {self.model}"
         self.identity = {"backend": "toy", "model": self.model}
 
-    def label(self, messages, labels, *, temperature, seed, max_tokens, lines=0) -> Completion:
+    def label(self, messages, labels, *, temperature, seed, max_tokens, sentences=0) -> Completion:
         return Completion(labels[0], labels[0], tokens_in=3, tokens_out=1)
 
     def text(self, messages, *, temperature, seed, max_tokens, prefix="") -> Completion:

@@ -18,7 +18,7 @@ from iml_core.tasks import Observation
 class Prediction:
     label: str | None  # None when the output named no class; it then counts as wrong
     raw: str
-    line: int | None = None  # the unit of the notes (iml_core.attribution, from 1) the answer relied on
+    sentence: int | None = None  # the sentence of the notes (iml_core.attribution, from 1) the answer relied on
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ class LLMAgent:
             hit = self.cache.get(key)
             if hit is not None:
                 self._log(ModelCall(phase.name, prompt, hit["raw"], cached=True))
-                return Completion(hit["raw"], hit["text"], line=hit.get("line"))
+                return Completion(hit["raw"], hit["text"], sentence=hit.get("sentence"))
         started = time.perf_counter()
         try:
             result = call(seed)
@@ -67,7 +67,7 @@ class LLMAgent:
                             1000 * (time.perf_counter() - started),
                             cost=self.backend.cost(result.tokens_in, result.tokens_out)))
         if self.cache is not None:
-            self.cache.put(key, {"raw": result.raw, "text": result.text, "line": result.line})
+            self.cache.put(key, {"raw": result.raw, "text": result.text, "sentence": result.sentence})
         return result
 
     def _log(self, call: ModelCall) -> None:
@@ -93,8 +93,8 @@ class LLMAgent:
             out = self._call(
                 phase, "label", messages, key_extra={"sample": observation.id, "labels": self.task.classes},
                 call=lambda seed: self.backend.label(messages, self.task.classes, temperature=self.temperature,
-                                                     seed=seed, max_tokens=LABEL_TOKENS, lines=len(units)))
-            return Prediction(out.text or None, out.raw, out.line)
+                                                     seed=seed, max_tokens=LABEL_TOKENS, sentences=len(units)))
+            return Prediction(out.text or None, out.raw, out.sentence)
 
         return self._each(one, observations)
 

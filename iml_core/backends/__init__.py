@@ -36,21 +36,23 @@ class Completion:
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_cached: int = 0  # prompt tokens the server did not have to evaluate again
-    line: int | None = None  # for labels asked with `lines`: the notes unit the model named
+    sentence: int | None = None  # for labels asked with `sentences`: the notes sentence the model named
 
 
-LINE_SEPARATOR = " | line "  # a plain-text answer naming its notes unit: "Florp | line 2"
+# A plain-text answer naming its notes sentence: "Florp | line 2". The model is asked for a "line": the
+# prompts stored with runs say so, and their cached answers are keyed by those prompts.
+LINE_SEPARATOR = " | line "
 
 
-def split_label_line(text: str, labels: Sequence[str], lines: int) -> tuple[str, int | None]:
+def split_label_sentence(text: str, labels: Sequence[str], sentences: int) -> tuple[str, int | None]:
     """The label ('' when it is none of `labels`) and the unit number (None when absent or out of
     range) of a plain-text answer."""
     text = text.strip()
     label, separator, number = text.rpartition(LINE_SEPARATOR)
     if not separator:
         label, number = text, ""
-    line = int(number) if number.strip().isdigit() and 1 <= int(number) <= lines else None
-    return (label.strip() if label.strip() in labels else ""), line
+    sentence = int(number) if number.strip().isdigit() and 1 <= int(number) <= sentences else None
+    return (label.strip() if label.strip() in labels else ""), sentence
 
 
 class Backend(Protocol):
@@ -60,8 +62,8 @@ class Backend(Protocol):
     max_parallel: int  # requests worth sending at once
 
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
-              max_tokens: int, lines: int = 0) -> Completion:
-        """One of `labels`; with `lines` > 0, also the number (1..lines) of the notes unit relied on."""
+              max_tokens: int, sentences: int = 0) -> Completion:
+        """One of `labels`; with `sentences` > 0, also the number (1..sentences) of the notes sentence relied on."""
 
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
              prefix: str = "") -> Completion:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from iml_core.backends import LINE_SEPARATOR, Completion, Messages, prompt_too_long, split_label_line
+from iml_core.backends import LINE_SEPARATOR, Completion, Messages, prompt_too_long, split_label_sentence
 from iml_core.errors import UserError
 
 GGUF_MAGIC = b"GGUF"
@@ -59,21 +59,21 @@ def gbnf_literal(text: str) -> str:
     return f'"{escaped}"'
 
 
-def label_grammar(labels: Sequence[str], lines: int = 0) -> str:
-    """Exactly one label; with `lines`, then " | line " and a unit number from 1 to lines."""
+def label_grammar(labels: Sequence[str], sentences: int = 0) -> str:
+    """Exactly one label; with `sentences`, then " | line " and a sentence number from 1 to sentences."""
     grammar = "label ::= " + " | ".join(gbnf_literal(label) for label in labels)
-    if not lines:
+    if not sentences:
         return "root ::= label\n" + grammar
-    numbers = " | ".join(gbnf_literal(str(n)) for n in range(1, lines + 1))
+    numbers = " | ".join(gbnf_literal(str(n)) for n in range(1, sentences + 1))
     return f"root ::= label {gbnf_literal(LINE_SEPARATOR)} number\n{grammar}\nnumber ::= {numbers}"
 
 
 @functools.lru_cache(maxsize=32)
-def compiled_label_grammar(labels: tuple[str, ...], lines: int):
+def compiled_label_grammar(labels: tuple[str, ...], sentences: int):
     """Compiled once per label set and notes length (the samples of a step share both); a function
     of its own, so the cache keeps no backend, and no model, alive."""
     from iml_core.llama_build import import_llama_cpp
-    return import_llama_cpp().LlamaGrammar.from_string(label_grammar(labels, lines), verbose=False)
+    return import_llama_cpp().LlamaGrammar.from_string(label_grammar(labels, sentences), verbose=False)
 
 
 def _formatter(llm, chat_format: str | None):
@@ -123,17 +123,17 @@ class GrammarBackend:
         shown = self.path.name if Path(model_path).expanduser() == self.path else model_path
         self.description = f"{'llama.cpp' if name == 'llama-cpp' else name}: {shown}"
 
-    def _grammar(self, labels: Sequence[str], lines: int): ...
+    def _grammar(self, labels: Sequence[str], sentences: int): ...
 
     def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
                   grammar=None, repeat_penalty: float = 1.0) -> Completion: ...
 
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
-              max_tokens: int, lines: int = 0) -> Completion:
+              max_tokens: int, sentences: int = 0) -> Completion:
         out = self._complete(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             grammar=self._grammar(labels, lines))
-        label, line = split_label_line(out.raw, labels, lines)
-        return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, line)
+                             grammar=self._grammar(labels, sentences))
+        label, sentence = split_label_sentence(out.raw, labels, sentences)
+        return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, sentence)
 
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
              prefix: str = "") -> Completion:
@@ -179,8 +179,8 @@ class LlamaCppBackend(GrammarBackend):
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return 0.0  # local compute: no price per token
 
-    def _grammar(self, labels: Sequence[str], lines: int):
-        return compiled_label_grammar(tuple(labels), lines)
+    def _grammar(self, labels: Sequence[str], sentences: int):
+        return compiled_label_grammar(tuple(labels), sentences)
 
     def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
                   grammar=None, repeat_penalty: float = 1.0) -> Completion:

@@ -360,8 +360,8 @@ class LlamaServerBackend(GrammarBackend):
     def _render(self, server: Server, messages: Messages) -> str:
         return self._ask(server, "/apply-template", {"messages": messages})["prompt"]
 
-    def _grammar(self, labels: Sequence[str], lines: int) -> str:
-        return label_grammar(labels, lines)  # sent as text with each request
+    def _grammar(self, labels: Sequence[str], sentences: int) -> str:
+        return label_grammar(labels, sentences)  # sent as text with each request
 
     def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
                   grammar: str | None = None, repeat_penalty: float = 1.0) -> Completion:

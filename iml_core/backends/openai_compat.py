@@ -11,7 +11,7 @@ import time
 from typing import Callable, Sequence
 from urllib.parse import urlparse
 
-from iml_core.backends import BackendError, Completion, Messages, split_label_line
+from iml_core.backends import BackendError, Completion, Messages, split_label_sentence
 from iml_core.errors import UserError
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
@@ -115,12 +115,12 @@ class OpenAICompatBackend:
         cached = getattr(details, "cached_tokens", 0) or 0
         return usage.prompt_tokens or 0, usage.completion_tokens or 0, cached
 
-    def _label_formats(self, labels: Sequence[str], lines: int) -> dict:
+    def _label_formats(self, labels: Sequence[str], sentences: int) -> dict:
         properties = {"label": {"type": "string", "enum": list(labels)}}
-        if lines:
+        if sentences:  # the schema's field is the model's word, "line", as in the prompt
             # An enum rather than minimum/maximum: servers that turn schemas into grammars (the
             # llama.cpp server, vLLM) enforce enums but let a range through.
-            properties["line"] = {"type": "integer", "enum": list(range(1, lines + 1))}
+            properties["line"] = {"type": "integer", "enum": list(range(1, sentences + 1))}
         schema = {"type": "object", "properties": properties, "required": list(properties),
                   "additionalProperties": False}
         return {
@@ -129,8 +129,8 @@ class OpenAICompatBackend:
         }
 
     def label(self, messages: Messages, labels: Sequence[str], *, temperature: float, seed: int,
-              max_tokens: int, lines: int = 0) -> Completion:
-        formats = self._label_formats(labels, lines)
+              max_tokens: int, sentences: int = 0) -> Completion:
+        formats = self._label_formats(labels, sentences)
         kwargs = dict(messages=messages, temperature=temperature, seed=seed, max_tokens=max_tokens + 16)
         with self._mode_lock:
             mode = self._mode
@@ -141,8 +141,8 @@ class OpenAICompatBackend:
         else:
             response = self._create(self.max_retries, response_format=formats[mode], **kwargs)
         raw = response.choices[0].message.content or ""
-        label, line = _parse_label(raw, labels, lines, mode)
-        return Completion(raw, label, *self._usage(response), line=line)
+        label, sentence = _parse_label(raw, labels, sentences, mode)
+        return Completion(raw, label, *self._usage(response), sentence=sentence)
 
     def _discover(self, formats: dict, kwargs: dict) -> str:
         """json_schema where the server takes it, else json_object with the schema (what the
@@ -191,17 +191,18 @@ def _retry_after(response) -> float | None:
     return seconds if 0 <= seconds <= MAX_RETRY_AFTER else None
 
 
-def _parse_label(raw: str, labels: Sequence[str], lines: int, mode: str) -> tuple[str, int | None]:
+def _parse_label(raw: str, labels: Sequence[str], sentences: int, mode: str) -> tuple[str, int | None]:
     """The label in a structured answer, or a plain answer that is exactly one label (optionally
     followed by " | line N"); '' when there is none. Then the notes unit it names, if any."""
     if mode == "text":
-        return split_label_line(raw, labels, lines)
+        return split_label_sentence(raw, labels, sentences)
     try:
         value = json.loads(raw.strip())
     except json.JSONDecodeError:
         return "", None
     if not isinstance(value, dict):
         return "", None
-    label, line = str(value.get("label", "")), value.get("line")
-    line = line if isinstance(line, int) and not isinstance(line, bool) and 1 <= line <= lines else None
-    return (label if label in labels else ""), line
+    label, sentence = str(value.get("label", "")), value.get("line")
+    sentence = sentence if isinstance(sentence, int) and not isinstance(sentence, bool) and 1 <= sentence <= sentences \
+        else None
+    return (label if label in labels else ""), sentence

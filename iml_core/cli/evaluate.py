@@ -37,7 +37,7 @@ def add(commands) -> None:
     baseline.add_argument("--shots", type=int, help="in-context examples (default: as many as fit the run's "
                                                     "note-word cap)")
 
-    ablate = command(commands, "ablate", cmd_ablate, "which lines of a run's notes carry its accuracy",
+    ablate = command(commands, "ablate", cmd_ablate, "which sentences of a run's notes carry its accuracy",
                      json="one JSON object")
     ablate.add_argument("run_id", type=int)
     ablate.add_argument("--step", type=int, required=True, help="the notes after this step")
@@ -98,16 +98,16 @@ def cmd_baseline(args) -> int:
 
 def cmd_ablate(args) -> int:
     with open_store(args) as store:
-        whole_id, whole, lines = ablate_run(store, args.run_id, args.step, args.eval_size)
+        whole_id, whole, effects = ablate_run(store, args.run_id, args.step, args.eval_size)
     if args.json:
         print(json.dumps({"evaluation_id": whole_id, "accuracy": whole.accuracy, "eval_size": whole.eval_size,
-                          "lines": [{"line": e.line, "text": e.text, "accuracy_without": e.accuracy_without,
+                          "sentences": [{"sentence": e.sentence, "text": e.text, "accuracy_without": e.accuracy_without,
                                      "change": e.change, "answers_changed": e.answers_changed,
-                                     "evaluation_id": i} for i, e in lines]}))
+                                     "evaluation_id": i} for i, e in effects]}))
     else:
         print(f"notes of run {args.run_id} after step {args.step}: accuracy {percent(whole.accuracy).strip()}% "
               f"on {whole.eval_size} samples")
-        for _, e in lines:
-            print(f"  line {e.line:>3}: {100 * e.change:+6.1f} points, {e.answers_changed:>4} answers changed  "
+        for _, e in effects:
+            print(f"  sentence {e.sentence:>3}: {100 * e.change:+6.1f} points, {e.answers_changed:>4} answers changed  "
                   f"{e.text[:70]}")
     return 0

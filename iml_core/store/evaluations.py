@@ -19,12 +19,12 @@ class Evaluations(Database):
         with self._transaction() as cursor:
             evaluation_id = cursor.execute(
                 """INSERT INTO evaluations (kind, run_id, step, notes_source, notes, config, agent_description,
-                       accuracy, invalid, per_class, eval_size, shots, removed_line, tokens_in, tokens_out, cost,
+                       accuracy, invalid, per_class, eval_size, shots, removed_sentence, tokens_in, tokens_out, cost,
                        seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
                 [evaluation.kind, run_id, step, evaluation.notes_source, evaluation.notes,
                  json.dumps(config.to_dict()), evaluation.agent_description, evaluation.accuracy,
                  evaluation.invalid, json.dumps(evaluation.per_class), evaluation.eval_size, evaluation.shots,
-                 evaluation.removed_line, summary["tokens_in"], summary["tokens_out"], summary["cost"],
+                 evaluation.removed_sentence, summary["tokens_in"], summary["tokens_out"], summary["cost"],
                  evaluation.seconds]).fetchone()[0]
             write_predictions(cursor, evaluation.predictions, served=served, run_id=run_id, step=step,
                               evaluation_id=evaluation_id)
@@ -38,7 +38,7 @@ class Evaluations(Database):
             else ("", [])
         return self.cursor().execute(
             f"""SELECT id, kind, run_id, step, notes_source, agent_description, accuracy, invalid, eval_size, shots,
-                       removed_line, tokens_in, tokens_out, cost, seconds, created_at
+                       removed_sentence, tokens_in, tokens_out, cost, seconds, created_at
                 FROM evaluations {where} ORDER BY id DESC""", params).df()
 
     def evaluation_predictions(self, evaluation_id: int) -> list[dict]:
@@ -64,10 +64,10 @@ class Evaluations(Database):
                GROUP BY run_id, kind ORDER BY run_id, kind""", [list(map(int, run_ids)), list(BASELINE_KINDS)]).df()
 
     def ablation(self, run_id: int, step: int):
-        """The latest ablation of a run's notes at a step: removed_line (NULL: the notes whole), accuracy."""
+        """The latest ablation of a run's notes at a step: removed_sentence (NULL: the notes whole), accuracy."""
         return self.cursor().execute(
-            """WITH latest AS (SELECT removed_line, arg_max(accuracy, id) AS accuracy, max(id) AS id
+            """WITH latest AS (SELECT removed_sentence, arg_max(accuracy, id) AS accuracy, max(id) AS id
                                FROM evaluations WHERE kind = 'ablation' AND run_id = ? AND step = ?
-                               GROUP BY removed_line)
-               SELECT removed_line, accuracy FROM latest ORDER BY removed_line NULLS FIRST""",
+                               GROUP BY removed_sentence)
+               SELECT removed_sentence, accuracy FROM latest ORDER BY removed_sentence NULLS FIRST""",
             [run_id, step]).df()

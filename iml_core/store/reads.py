@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import json
 
+from iml_core.config import SETTINGS
 from iml_core.errors import UserError
 from iml_core.store.database import Database
 
 # The columns of a step's rows; the rest (evaluation_id, served) tell a step's rows from an evaluation's.
+# The settings a table of runs sorts and groups by (those marked `column`), pulled out of the config.
+_SQL_TYPES = {"integer": "INTEGER", "number": "DOUBLE"}
+SETTING_COLUMNS = ", ".join(
+    (f"CAST(config->>'{n}' AS {_SQL_TYPES[s.kind]})" if s.kind in _SQL_TYPES else f"config->>'{n}'") + f" AS {n}"
+    for n, s in SETTINGS.items() if s.column)
 _STEP_ROW = "* EXCLUDE (evaluation_id, served)"
 
 
@@ -65,14 +71,8 @@ class RunReads(Database):
 
     def runs_frame(self):
         """One row per run with the settings a table sorts and groups by pulled out of the config."""
-        return self.cursor().execute("""
-            SELECT id, status, task, agent, agent_description,
-                   CAST(config->>'momentum' AS DOUBLE) AS momentum,
-                   CAST(config->>'accumulation' AS INTEGER) AS accumulation,
-                   CAST(config->>'batch_size' AS INTEGER) AS batch_size,
-                   CAST(config->>'seed' AS INTEGER) AS seed,
-                   config->>'feedback' AS feedback,
-                   CAST(config->>'max_note_words' AS INTEGER) AS max_note_words,
+        return self.cursor().execute(f"""
+            SELECT id, status, task, agent, agent_description, {SETTING_COLUMNS},
                    steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
                    tokens_in, tokens_out, cost, error, notice, study, created_at, started_at, finished_at
             FROM runs ORDER BY id DESC""").df()
@@ -102,16 +102,16 @@ class RunReads(Database):
             FROM predictions WHERE run_id = ? AND step = ? AND phase = 'eval' AND served = 'step'
             GROUP BY ALL ORDER BY ALL""", [run_id, step]).df()
 
-    def line_usage(self, run_id: int, step: int):
+    def sentence_usage(self, run_id: int, step: int):
         """How the notes after `step` were used, per unit: by the eval at `step` and by the training
-        answers of the next step (columns note_line, used, right, wrong)."""
+        answers of the next step (columns note_sentence, used, right, wrong)."""
         return self.cursor().execute("""
-            SELECT note_line, count(*) AS used, count(*) FILTER (WHERE correct) AS "right",
+            SELECT note_sentence, count(*) AS used, count(*) FILTER (WHERE correct) AS "right",
                    count(*) FILTER (WHERE NOT correct) AS wrong
             FROM predictions
-            WHERE run_id = ? AND served = 'step' AND note_line IS NOT NULL
+            WHERE run_id = ? AND served = 'step' AND note_sentence IS NOT NULL
               AND ((phase = 'eval' AND step = ?) OR (phase = 'infer' AND step = ? + 1))
-            GROUP BY note_line ORDER BY note_line""", [run_id, step, step]).df()
+            GROUP BY note_sentence ORDER BY note_sentence""", [run_id, step, step]).df()
 
     def phase_costs(self, run_ids):
         """Tokens, cost and seconds of every step split by phase (iml_core.agents.PhaseName). They

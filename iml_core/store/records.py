@@ -31,7 +31,7 @@ class Served(StrEnum):
 _PREDICTION_SCHEMA = pa.schema([
     ("run_id", pa.int32()), ("step", pa.int32()), ("phase", pa.string()), ("minibatch", pa.int32()),
     ("sample_id", pa.int64()), ("predicted", pa.string()), ("label", pa.string()), ("correct", pa.bool_()),
-    ("raw", pa.string()), ("note_line", pa.int32()), ("evaluation_id", pa.int32()), ("served", pa.string()),
+    ("raw", pa.string()), ("note_sentence", pa.int32()), ("evaluation_id", pa.int32()), ("served", pa.string()),
 ])
 
 
@@ -45,7 +45,7 @@ def write_predictions(cursor: duckdb.DuckDBPyConnection, rows: Sequence[Predicti
         pa.array([str(p.phase) for p in rows], pa.string()), pa.array([p.minibatch for p in rows], pa.int32()),
         pa.array([p.sample_id for p in rows], pa.int64()), pa.array([p.predicted for p in rows], pa.string()),
         pa.array([p.label for p in rows], pa.string()), pa.array([p.correct for p in rows], pa.bool_()),
-        pa.array([p.raw for p in rows], pa.string()), pa.array([p.note_line for p in rows], pa.int32()),
+        pa.array([p.raw for p in rows], pa.string()), pa.array([p.note_sentence for p in rows], pa.int32()),
         pa.array([evaluation_id] * n, pa.int32()), pa.array([str(served)] * n, pa.string())],
         schema=_PREDICTION_SCHEMA)
     cursor.execute(f"INSERT INTO predictions ({', '.join(_PREDICTION_SCHEMA.names)}) "

@@ -255,5 +255,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         DROP TABLE evaluation_predictions;
         ALTER TABLE predictions_13 RENAME TO predictions;
     """),
+    (14, "a numbered unit of the notes is a sentence (iml_core.attribution), not a line", """
+        ALTER TABLE predictions RENAME COLUMN note_line TO note_sentence;
+        ALTER TABLE evaluations RENAME COLUMN removed_line TO removed_sentence;
+        ALTER TABLE response_cache RENAME COLUMN line TO sentence;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
