@@ -65,6 +65,7 @@ test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model llama
 # model or chromium needed. Ray is installed all the same: tests/test_cluster.py imports it to be collected.
 FAST := not browser and not real_model and not cluster and not disk
 test-fast: $(VENV)/.dev $(VENV)/.ray
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "$(FAST)"
 
 # One JSON line per figure; fails when any figure misses its target.

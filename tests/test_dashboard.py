@@ -536,6 +536,7 @@ def test_a_run_with_the_starter_model_starts_from_the_dashboard(db, starter_mode
     assert all(p["predicted"] in {"Florp", "Zindle", "Quarrow", "Brimlet"} for p in store.predictions(run["id"]))
 
 
+@pytest.mark.real_model  # it first finds this machine's llama.cpp build
 def test_the_models_page_says_whether_llama_cpp_is_built_and_shows_a_build_in_progress(db, tmp_path, monkeypatch):
     import fcntl
 

@@ -217,6 +217,7 @@ def test_a_server_whose_model_list_fails_is_named(tmp_path):
         server_models("localhost:8000")
 
 
+@pytest.mark.real_model  # the models it lists include the starter model
 def test_the_installed_package_works_from_any_folder(tmp_path):
     venv_bin = os.path.dirname(sys.executable)
     script = os.path.join(venv_bin, "iml")
