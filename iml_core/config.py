@@ -155,9 +155,10 @@ SETTINGS = {s.name: s for s in (
             "the cost column", part="model"),
     Setting("cache", "flag", "Answer repeated calls from the response cache", "a repeated identical call costs "
             "nothing; off measures the model afresh", part="model", axis=False),
-    _integer("parallel", "Runs at once", 1, 64, "runs of one submission going at once; the others wait queued",
+    # Up to a large Ray cluster's CPUs: a sweep there defaults to its capacity.
+    _integer("parallel", "Runs at once", 1, 4096, "runs of one submission going at once; the others wait queued",
              part="submission", axis=False),
-    _integer("max_per_endpoint", "At most at once per model server", 1, 64, "runs of one submission calling the "
+    _integer("max_per_endpoint", "At most at once per model server", 1, 4096, "runs of one submission calling the "
              "same model server at once, so a sweep cannot flood it (empty: no cap)", part="submission",
              axis=False, optional=True),
 )}

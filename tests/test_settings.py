@@ -69,7 +69,7 @@ def test_choices_are_read_from_the_registry_when_the_parser_is_built(monkeypatch
     (["fork", "1", "--step", "1", "--temperature", "3"], "temperature"),
     (["evaluate", "--oracle", "--eval-size", "0"], "eval_size"),
     (["ablate", "1", "--step", "1", "--eval-size", "100001"], "eval_size"),
-    (["sweep", "--parallel", "65"], "parallel"),
+    (["sweep", "--parallel", "4097"], "parallel"),
 ])
 def test_a_value_out_of_range_exits_2_naming_the_setting_and_its_range(tmp_path, capsys, argv, setting):
     db = tmp_path / "untouched.duckdb"
