@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 
 from iml_core.agents import Agent, ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.config import RunConfig
+from iml_core.progress import StepWatch
 from iml_core.diff import repetition, take_words, word_count, words, words_changed
 from iml_core.tasks import Sample, Task
 
@@ -144,10 +145,13 @@ def score_answers(task: Task, phase: str, minibatch: int | None, samples: Sequen
 
 
 class _Clock:
-    def __init__(self):
+    def __init__(self, watch: StepWatch | None):
         self.seconds: dict[str, float] = defaultdict(float)
+        self.watch = watch
 
     def time(self, phase: str, call, *args):
+        if self.watch is not None:
+            self.watch.begin_phase(phase)
         start = time.perf_counter()
         try:
             return call(*args)
@@ -157,17 +161,32 @@ class _Clock:
 
 # --- the loop ------------------------------------------------------------------------------------
 
-def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
-                   after_step: int | None = None, notes: str | None = None) -> Iterator[StepRecord]:
+def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: int | None = None,
+                   notes: str | None = None, watch: StepWatch | None = None) -> Iterator[StepRecord]:
     """Yields step 0 (the starting notes, evaluated) and then one record per learning step.
-    To resume, pass the last committed step (0 included) and its notes."""
+    To resume, pass the last committed step (0 included) and its notes. `watch` hears where each
+    step is (iml_core.progress)."""
     stream = SampleStream(task, config.seed, config.eval_size)
     notes = config.initial_notes if notes is None else notes
     eval_observations = [s.observation for s in stream.eval]
 
+    def phase(step: int, name: PhaseName) -> Phase:
+        return Phase(config.seed, step, name, watch)
+
+    def begin(step: int) -> _Clock:
+        """The step's clock, and the watch told what the step will ask of a model."""
+        if watch is not None:
+            evaluating = step == 0 or step % config.eval_every == 0 or step == config.steps
+            expected = {PhaseName.EVAL: len(eval_observations) if evaluating else 0}
+            if step:
+                expected |= {PhaseName.INFER: config.accumulation * config.batch_size,
+                             PhaseName.INDUCE: config.accumulation, PhaseName.REVISE: 1}
+            watch.begin_step(step, expected)
+        return _Clock(watch)
+
     def evaluate(record: StepRecord, clock: _Clock) -> None:
         predictions = clock.time(PhaseName.EVAL, agent.infer, record.notes, eval_observations,
-                                 Phase(config.seed, record.step, PhaseName.EVAL))
+                                 phase(record.step, PhaseName.EVAL))
         records, record.eval_accuracy, record.eval_invalid, record.per_class["eval"] = score_answers(
             task, PhaseName.EVAL, None, stream.eval, predictions)
         named = Counter(r.predicted for r in records if r.predicted is not None)
@@ -180,7 +199,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
         record.calls.extend((phase, call) for call in agent.drain_calls())
 
     if after_step is None:
-        clock, start = _Clock(), StepRecord(0, notes, notes_words=word_count(notes), notes_repetition=repetition(notes))
+        clock, start = begin(0), StepRecord(0, notes, notes_words=word_count(notes), notes_repetition=repetition(notes))
         evaluate(start, clock)
         drain(start, PhaseName.EVAL)
         start.seconds = dict(clock.seconds)
@@ -188,20 +207,20 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
         after_step = 0
 
     for step in range(after_step + 1, config.steps + 1):
-        clock, record = _Clock(), StepRecord(step, notes)
+        clock, record = begin(step), StepRecord(step, notes)
         train_samples: list[Sample] = []
         train_predictions: list[Prediction] = []
         for k in range(config.accumulation):
             minibatch = stream.minibatch((step - 1) * config.accumulation + k, config.batch_size)
             predictions = clock.time(PhaseName.INFER, agent.infer, notes, [s.observation for s in minibatch],
-                                     Phase(config.seed, step, PhaseName.INFER))
+                                     phase(step, PhaseName.INFER))
             drain(record, PhaseName.INFER)
             scored, _, _, _ = score_answers(task, PhaseName.INFER, k, minibatch, predictions)
             trajectories = [
                 Trajectory(s.observation, p, r.correct, s.label if config.feedback == "label" else None)
                 for s, p, r in zip(minibatch, predictions, scored, strict=True)]
             record.batch_notes.append(clock.time(PhaseName.INDUCE, agent.induce, notes, trajectories,
-                                                 Phase(config.seed, step, PhaseName.INDUCE)))
+                                                 phase(step, PhaseName.INDUCE)))
             drain(record, PhaseName.INDUCE)
             record.predictions.extend(scored)
             train_samples += minibatch
@@ -212,7 +231,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *,
 
         prefix = momentum_prefix(notes, config.momentum, config.max_note_words)
         revised = clock.time(PhaseName.REVISE, agent.revise, notes, record.batch_notes, prefix,
-                             config.max_note_words, Phase(config.seed, step, PhaseName.REVISE))
+                             config.max_note_words, phase(step, PhaseName.REVISE))
         drain(record, PhaseName.REVISE)
         revision = enforce_revision(prefix, revised, config.max_note_words)
         record.notes = revision.notes

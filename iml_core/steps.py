@@ -10,6 +10,7 @@ from typing import Callable, Iterator, Protocol
 from iml_core.builders import build_agent, build_task
 from iml_core.config import RunConfig
 from iml_core.learner import StepRecord, learning_steps
+from iml_core.progress import WATCHES, StepWatch
 from iml_core.store import Store
 
 
@@ -22,15 +23,18 @@ class StepSource(Protocol):
 
 
 def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *, cache=None,
-                on_retry: Callable[[str | None], None] | None = None) -> Iterator[StepRecord]:
+                on_retry: Callable[[str | None], None] | None = None,
+                watch: StepWatch | None = None) -> Iterator[StepRecord]:
     """A run's steps computed in this process, wherever that is (here, or on a Ray worker): `cache`
-    answers repeated model calls, `on_retry` hears the backend's retry notices."""
+    answers repeated model calls, `on_retry` hears the backend's retry notices, `watch` where a
+    step is."""
     task = build_task(config)
     agent = build_agent(config, task, cache=cache, on_retry=on_retry)
-    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes)
+    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes, watch=watch)
 
 
 def local_steps(store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
                 cancel: threading.Event | None) -> Iterator[StepRecord]:
-    yield from agent_steps(config, after_step, notes, cache=store.responses,
-                           on_retry=lambda notice: store.set_retrying(run_id, notice))
+    with WATCHES.watching(run_id) as watch:  # the Live page reads where the step is (iml_core.progress)
+        yield from agent_steps(config, after_step, notes, cache=store.responses,
+                               on_retry=lambda notice: store.set_retrying(run_id, notice), watch=watch)

@@ -1,12 +1,30 @@
 import streamlit as st
 
 from iml_core import analysis
+from iml_core.progress import WATCHES
+from iml_core.registry import AGENTS
 from iml_core.status import ACTIVE, GOING
-from studio import charts
+from studio import charts, render
 from studio.ui import baselines_button, current, percent, pick_run, show_problem
 
 store, manager = current()
 st.title("Live")
+
+
+def step_progress(progress, uses_model: bool) -> str:
+    """Where the step in flight is, in words: a model's step takes minutes on a CPU."""
+    phase = charts.PHASE_LABELS[progress.phase]
+    words = [f"Step {progress.step}: {phase}"]
+    if uses_model and progress.expected:
+        words[0] += f", {progress.answered} of {progress.expected} model calls"
+    if uses_model:
+        words.append(f"{progress.calls} calls and {progress.tokens_in + progress.tokens_out:,} tokens so far")
+    words.append(f"{progress.step_seconds:.0f} s into the step")
+    left = progress.seconds_left_in_phase
+    if left is not None:
+        words.append(f"about {left:.0f} s left in {phase}")
+    return " · ".join(words)
+
 
 
 @st.fragment(run_every=1.0)
@@ -30,6 +48,9 @@ def live() -> None:
     if where:
         st.caption(f"Computed on the Ray cluster: node {where['node']}, worker pid {where['pid']}; "
                    "each step is committed here.")
+    progress = WATCHES.now(run_id) if run["status"] in GOING else None
+    if progress is not None:
+        st.html(render.caption(step_progress(progress, AGENTS[run["agent"]].uses_model)))
     if run["notice"]:
         show_problem(f"Run {run_id} is retrying: {run['notice']}", "warning")
     if run["error"]:
@@ -38,11 +59,15 @@ def live() -> None:
     a, b, c, d = st.columns(4)
     last_train = steps["train_accuracy"].dropna()
     a.metric("Train accuracy (last step)", percent(last_train.iloc[-1] if len(last_train) else None))
-    b.metric("Eval accuracy (final)", percent(run["final_eval_accuracy"]))
+    b.metric("Eval accuracy (latest)" if run["status"] in GOING else "Eval accuracy (final)",
+             percent(run["final_eval_accuracy"]))
     c.metric("Best eval accuracy", percent(run["best_eval_accuracy"]))
     speed = analysis.tokens_per_second(run, steps)
     if speed is not None:
         d.metric("Tokens per second", f"{speed:.0f}")
+    elif AGENTS[run["agent"]].uses_model:
+        so_far = 0 if progress is None else progress.tokens_in + progress.tokens_out
+        d.metric("Model tokens", f"{so_far:,} in this step" if so_far else "none yet")
     else:
         d.metric("Model tokens", "none (no LLM)")
 

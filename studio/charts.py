@@ -12,11 +12,11 @@ LAYOUT = dict(margin=dict(l=40, r=10, t=40, b=40), height=320, legend=dict(orien
 
 
 def step_axis(steps) -> dict:
-    """An x-axis of whole steps: ticks 1, 2, 5, 10, 20, 50... apart, about eight of them (Plotly's
-    own choice puts a 3-step run's ticks at 0.5 and 1.5)."""
-    last = max([int(s) for s in steps] or [1])
+    """An x-axis of whole steps from step 0: ticks 1, 2, 5, 10, 20, 50... apart, about eight of them
+    (Plotly's own choice puts a 3-step run's ticks at 0.5 and 1.5, and an empty chart's axis at -1)."""
+    last = max((int(s) for s in steps), default=0) or 1
     spacing = next(n * 10 ** k for k in range(12) for n in (1, 2, 5) if n * 10 ** k >= last / 8)
-    return dict(title="step", tick0=0, dtick=spacing)
+    return dict(title="step", tick0=0, dtick=spacing, range=[0, last])
 
 
 def accuracy_curves(steps: pd.DataFrame, title: str = "Accuracy per step") -> go.Figure:

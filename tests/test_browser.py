@@ -285,3 +285,28 @@ def test_a_chosen_model_survives_a_reload_and_a_new_tab(page, tiny_model):
     # under that path, is told 404, and then finds them at the root: its own probe, not an error of ours.
     assert all(re.search(r"/models/_stcore/(health|host-config)$", url) for url in missing), missing
     assert page.dialogs == [] and len(page.console_errors) == len(missing), page.console_errors
+
+
+def test_live_shows_the_phase_of_a_starter_step_as_it_runs(page, starter_model):
+    page, url, tmp_path = page
+    page.goto(url)
+    nav(page, "Models")
+    choose_option(page, "Model", "starter")
+    wait_idle(page)
+    nav(page, "New run")
+    choose_option(page, "Agent", AGENTS["llm"].label)
+    for name, value in (("Steps", "1"), ("Eval size", "2"), ("Max note words", "40")):
+        wait_idle(page)
+        box = page.get_by_role("spinbutton", name=name)
+        box.fill(value)
+        box.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start run").click()
+    expect(page.get_by_text(re.compile(r"Run \d+ started"))).to_be_visible(timeout=60_000)
+    nav(page, "Live")
+    # A starter step takes about a minute here: Live says where it is while it runs.
+    said = page.get_by_text(re.compile(r"Step 1: (inference|induction|revision|evaluation), \d+ of \d+ model calls"))
+    expect(said).to_be_visible(timeout=180_000)
+    if os.environ.get("IML_SCREENSHOTS"):  # docs/live-in-step.png is taken here
+        page.screenshot(path=ROOT / "docs" / "live-in-step.png")
+    expect(page.get_by_text(re.compile(r"completed: step 1 of 1"))).to_be_visible(timeout=300_000)

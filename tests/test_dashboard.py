@@ -593,3 +593,22 @@ def test_a_model_server_killed_mid_run_fails_that_run_and_the_dashboard_goes_on(
     latest = max(r["id"] for r in store.runs())
     assert store.run(latest)["status"] == "completed"
     assert all(s.pid != server.pid for s in SERVERS.servers())
+
+
+def test_live_says_which_phase_an_llm_step_is_in_and_how_far_it_got(db, tiny_model):
+    import time
+
+    store, manager = engine(db)
+    config = RunConfig(agent="llm", backend="llama-server", model=str(tiny_model), steps=1, batch_size=2,
+                       eval_size=2000, max_note_words=20, n_ctx=1024, cache=False)
+    (run_id,) = manager.submit([config])
+    at = app_at("pages/live.py")
+    deadline, said = time.monotonic() + 120, ""
+    while not re.search(r"Step 0: evaluation, [1-9]\d* of 2000 model calls", said):
+        assert time.monotonic() < deadline, f"Live never told the phase; it said: {said!r}"
+        at.run()
+        said = " ".join(html.unescape(h.proto.body) for h in at.get("html") if "iml-caption" in h.proto.body)
+    assert re.search(r"[1-9][\d,]* tokens so far · \d+ s into the step", said), said
+    assert "none (no LLM)" not in [m.value for m in at.metric]  # the run does use a model
+    manager.cancel(run_id)
+    manager.join(timeout=120)

@@ -7,7 +7,7 @@ experience have in common (induce), and how should the notes read now (revise).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, Sequence
 
@@ -54,6 +54,9 @@ class Phase:
     run_seed: int
     step: int
     name: PhaseName
+    # Told of each model call as it is made (iml_core.progress.StepWatch), for the Live page; no
+    # part of any seed or cache key.
+    watch: object | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -54,25 +54,27 @@ class LLMAgent:
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                self._log(ModelCall(phase.name, prompt, hit["raw"], cached=True))
+                self._log(phase, ModelCall(phase.name, prompt, hit["raw"], cached=True))
                 return Completion(hit["raw"], hit["text"], sentence=hit.get("sentence"))
         started = time.perf_counter()
         try:
             result = call(seed)
         except IMLError as e:  # a failed call is logged with its error, then the run stops
-            self._log(ModelCall(phase.name, prompt, "", duration_ms=1000 * (time.perf_counter() - started),
-                                error=str(e)))
+            self._log(phase, ModelCall(phase.name, prompt, "", duration_ms=1000 * (time.perf_counter() - started),
+                                       error=str(e)))
             raise
-        self._log(ModelCall(phase.name, prompt, result.raw, result.tokens_in, result.tokens_out, result.tokens_cached,
-                            1000 * (time.perf_counter() - started),
-                            cost=self.backend.cost(result.tokens_in, result.tokens_out)))
+        self._log(phase, ModelCall(phase.name, prompt, result.raw, result.tokens_in, result.tokens_out,
+                                   result.tokens_cached, 1000 * (time.perf_counter() - started),
+                                   cost=self.backend.cost(result.tokens_in, result.tokens_out)))
         if self.cache is not None:
             self.cache.put(key, {"raw": result.raw, "text": result.text, "sentence": result.sentence})
         return result
 
-    def _log(self, call: ModelCall) -> None:
+    def _log(self, phase: Phase, call: ModelCall) -> None:
         with self._calls_lock:
             self._calls.append(call)
+        if phase.watch is not None:
+            phase.watch.called(call)
 
     def drain_calls(self) -> list[ModelCall]:
         with self._calls_lock:

@@ -1,0 +1,50 @@
+"""Inside a step: the Live page says which phase a run is in and how far it got (iml_core.progress)."""
+
+import time
+
+from iml_core.config import RunConfig
+from iml_core.progress import WATCHES, StepWatch
+
+
+def test_a_phase_that_comes_back_adds_up_its_seconds_and_counts_its_calls():
+    class Call:
+        tokens_in, tokens_out = 30, 2
+
+    watch = StepWatch()
+    assert watch.snapshot() is None
+    watch.begin_step(3, {"infer": 4, "induce": 2, "revise": 1})
+    watch.begin_phase("infer")
+    watch.called(Call())
+    time.sleep(0.05)
+    watch.begin_phase("induce")  # accumulation: infer, induce, infer, induce
+    watch.called(Call())
+    watch.begin_phase("infer")
+    now = watch.snapshot()
+    assert (now.step, now.phase, now.answered, now.expected, now.calls, now.tokens_in) == (3, "infer", 1, 4, 2, 60)
+    assert now.phase_seconds >= 0.05  # the first half's time counts
+    assert now.seconds_left_in_phase == now.phase_seconds / 1 * 3
+
+
+def test_a_running_llm_step_is_watched_call_by_call_and_forgotten_when_it_ends(store, tiny_model):
+    from iml_core.manager import RunManager
+
+    config = RunConfig(agent="llm", backend="llama-server", model=str(tiny_model), steps=1, batch_size=3,
+                       accumulation=2, eval_size=300, max_note_words=20, n_ctx=1024, cache=False)
+    manager = RunManager(store)
+    (run_id,) = manager.submit([config])
+    seen = []
+    deadline = time.monotonic() + 120
+    while store.run(run_id)["status"] in ("queued", "running") and time.monotonic() < deadline:
+        now = WATCHES.now(run_id)
+        if now is not None and (not seen or now.phase != seen[-1].phase or now.step != seen[-1].step):
+            seen.append(now)
+        time.sleep(0.002)
+    manager.join(timeout=60)
+    assert store.run(run_id)["status"] == "completed"
+    assert WATCHES.now(run_id) is None  # nothing is kept once the run is over
+    phases = [(p.step, p.phase) for p in seen]
+    # Step 0's evaluation (300 calls) and step 1's phases, in order, each seen while it ran.
+    assert (0, "eval") in phases and (1, "revise") in phases and phases.index((0, "eval")) < phases.index((1, "revise"))
+    expected = {p.phase: p.expected for p in seen if p.step == 1}
+    assert expected.get("infer", 6) == 6 and expected.get("induce", 2) == 2 and expected["eval"] == 300
+    assert all(0 <= p.answered <= p.expected for p in seen)
