@@ -25,5 +25,7 @@ page = st.navigation([
     st.Page("pages/data.py", title="Data"),
     st.Page("pages/models.py", title="Models"),
 ])
+st.sidebar.caption("In-Memory Learning (arXiv 2403.02757): a language model learns a task by writing and "
+                   "revising notes, not by changing its weights.")
 st.sidebar.caption(f"Database: {database_path()}")
 page.run()

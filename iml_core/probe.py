@@ -23,11 +23,14 @@ class Probe:
     tokens_out: int
 
 
+QUESTION = "Answer yes or no: is the sky blue?"
+
+
 def probe_here(config: RunConfig) -> Probe:
     """One real call to the model a config names, in this process (loading the model first)."""
     backend = BACKENDS[config.backend].build(config, None)
     started = time.perf_counter()
-    out = backend.label([{"role": "user", "content": "Answer yes or no: is the sky blue?"}], ["yes", "no"],
+    out = backend.label([{"role": "user", "content": QUESTION}], ["yes", "no"],
                         temperature=0.0, seed=0, max_tokens=8)
     return Probe(backend.description, time.perf_counter() - started, out.raw, out.tokens_in, out.tokens_out)
 

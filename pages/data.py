@@ -5,6 +5,7 @@ from iml_core.errors import IMLError
 from iml_core.tasks import (PRESETS, csv_columns, formula_like_cells, generate_benchmark, parse_csv_task, save_task,
                             saved_tasks)
 from studio import charts, render
+from studio.engine import tasks_dir
 from studio.ui import show_problem
 
 st.title("Data")
@@ -56,11 +57,11 @@ with upload_tab:
                                  help="letters, digits, - and _; it then appears on the New run page")
             if st.button("Save task", key="csv_save"):
                 try:
-                    path = save_task(parsed, name)
+                    path = save_task(parsed, name, tasks_dir())
                 except IMLError as e:
                     show_problem(str(e))
                 else:
                     st.success(f"Saved as {path.name}; pick it on the New run page.")
-    saved = saved_tasks()
+    saved = saved_tasks(tasks_dir())
     if saved:
         st.caption("Saved tasks: " + ", ".join(p.stem for p in saved))

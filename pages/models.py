@@ -8,7 +8,7 @@ from iml_core.registry import BACKENDS, model_agent
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError
 from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, install_starter_model
-from iml_core.probe import probe
+from iml_core.probe import QUESTION, probe
 from studio import render
 from studio.ui import model_settings, models_here, save_model_settings, show_problem
 from studio.widgets import setting_input
@@ -154,4 +154,5 @@ if st.button("Test: one real call", disabled=bool(problems), key="model_test"):
         else:
             st.success(f"{answer.description} answered in {answer.seconds:.2f} s "
                        f"({answer.tokens_in} tokens in, {answer.tokens_out} out).")
-            st.html(render.escaped_block(f"Answer: {answer.answer}"))
+            st.html(render.escaped_block(f"Asked: {QUESTION} (its answer forced to yes or no)\n"
+                                         f"Answered: {answer.answer}"))

@@ -7,9 +7,9 @@ from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import grid_configs
 from iml_core.registry import AGENTS, BACKENDS
-from iml_core.tasks import PRESETS, saved_tasks
+from iml_core.tasks import PRESETS
 from studio import render
-from studio.ui import SELECTED, current, model_settings, show_problem
+from studio.ui import SELECTED, current, model_settings, show_problem, task_choices
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -17,7 +17,7 @@ defaults = RunConfig()
 st.title("New run")
 st.caption("Every setting has its valid range; a run starts only when all of them hold.")
 
-tasks = {name: f"{name} (preset)" for name in PRESETS} | {str(p): f"{p.stem} (CSV)" for p in saved_tasks()}
+tasks = task_choices()
 left, right = st.columns(2)
 task = left.selectbox("Task", list(tasks), format_func=tasks.get, key="task",
                       help="a benchmark preset, or a CSV task saved on the Data page")
@@ -25,10 +25,13 @@ agent = setting_input(right, "agent", defaults.agent, key="agent")
 uses_model = AGENTS[agent].uses_model
 
 left, middle, right = st.columns(3)
-chosen = {name: setting_input(column, name, getattr(defaults, name), key=name, slider=True)
-          for column, name in zip((left, middle, right), ("momentum", "accumulation", "batch_size"), strict=True)}
-for column, name in zip((left, middle, right, left, middle), ("steps", "eval_size", "eval_every", "max_note_words",
-                                                               "seed"), strict=True):
+# Under a sweep, its own momentum and accumulation values (below) are used, not these.
+swept = "the sweep's values below are used" if st.session_state.get("sweep") else None
+chosen = {name: setting_input(column, name, getattr(defaults, name), key=name, slider=True, disabled=bool(swept),
+                              help=swept)
+          for column, name in zip((left, middle), ("momentum", "accumulation"), strict=True)}
+for column, name in zip((right, left, middle, right, left, middle), ("batch_size", "steps", "eval_size", "eval_every",
+                                                                     "max_note_words", "seed"), strict=True):
     chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
 chosen["feedback"] = setting_input(right, "feedback", defaults.feedback, key="feedback", radio=True)
 if task in PRESETS:

@@ -10,8 +10,7 @@ from iml_core.registry import AGENTS
 from iml_core.runner import fork_config
 from iml_core.truth import TruthScorer
 from studio import charts, render
-from iml_core.tasks import PRESETS, saved_tasks
-from studio.ui import SELECTED, current, model_settings, percent, pick_run, show_problem
+from studio.ui import SELECTED, current, model_settings, percent, pick_run, show_problem, task_choices
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -85,7 +84,7 @@ if note_units(new) and st.button(f"Score the notes at step {after} without each 
 with st.expander(f"Score these notes (step {after}) with another agent, model or task"):
     a, b = st.columns(2)
     scorer_agent = setting_input(a, "agent", run_settings.agent, key="score_agent")
-    tasks = {name: f"{name} (preset)" for name in PRESETS} | {str(p): f"{p.stem} (CSV)" for p in saved_tasks()}
+    tasks = task_choices()
     scorer_task = b.selectbox("Task", list(tasks), format_func=tasks.get, key="score_task")
     scorer = run_settings.replace(task=scorer_task, agent=scorer_agent, label_noise=None,
                                   **(model_settings() if AGENTS[scorer_agent].uses_model else {}))

@@ -80,8 +80,12 @@ def confusion(counts: pd.DataFrame, classes: list[str]) -> go.Figure:
 
 
 def per_class(table: pd.DataFrame) -> go.Figure:
-    figure = go.Figure(go.Bar(x=table["class"], y=table["accuracy"]))
-    figure.update_layout(title="Per-class eval accuracy", yaxis=dict(range=[0, 1.02]), **{**LAYOUT, "height": 300})
+    # Each bar says its value: a class at 0% is a labelled bar, not a gap that looks like no data.
+    labels = [f"{100 * a:.1f}%" for a in table["accuracy"]]
+    figure = go.Figure(go.Bar(x=table["class"], y=table["accuracy"], text=labels, textposition="outside",
+                              cliponaxis=False))
+    figure.update_layout(title="Per-class eval accuracy", yaxis=dict(range=[0, 1.1], tickformat=".0%"),
+                         **{**LAYOUT, "height": 300})
     return figure
 
 

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -10,6 +11,12 @@ from iml_core.store import DEFAULT_DB, Store
 
 def database_path() -> str:
     return os.environ.get("IML_DB") or str(DEFAULT_DB)
+
+
+def tasks_dir() -> Path:
+    """Where CSV tasks saved on the Data page go: beside the database, never into the checkout
+    unless the database is there (data/tasks/, which git ignores)."""
+    return Path(database_path()).resolve().parent / "tasks"
 
 
 def key_from_secrets() -> None:

@@ -9,8 +9,9 @@ from iml_core import analysis, evaluation
 from iml_core.errors import IMLError
 from iml_core.models import default_model_choice, find_models
 from iml_core.store import Store
+from iml_core.tasks import PRESETS, saved_tasks
 from studio import render
-from studio.engine import database_path, engine
+from studio.engine import database_path, engine, tasks_dir
 
 # Which runs the user picked on one page, for the next (Runs -> Notes, Runs -> Compare, New run -> Live).
 SELECTED = "selected_runs"
@@ -38,6 +39,13 @@ def save_model_settings(settings: dict) -> None:
 @st.cache_data(ttl=60, show_spinner="Looking for models on this machine...")
 def models_here() -> list:
     return find_models()
+
+
+def task_choices() -> dict[str, str]:
+    """Every task a run can take, for a selectbox: the presets, then the CSV tasks saved beside the
+    database (the Data page)."""
+    return ({name: f"{name} (preset)" for name in PRESETS}
+            | {str(p): f"{p.stem} (CSV)" for p in saved_tasks(tasks_dir())})
 
 
 def current() -> tuple[Store, object]:

@@ -196,7 +196,7 @@ def start_llm_run(at: AppTest, steps: int, eval_size: int, max_note_words: int, 
     at.selectbox(key="agent").set_value("llm")
     at.number_input(key="steps").set_value(steps)
     if batch_size is not None:
-        at.slider(key="batch_size").set_value(batch_size)
+        at.number_input(key="batch_size").set_value(batch_size)
     at.number_input(key="eval_size").set_value(eval_size)
     at.number_input(key="max_note_words").set_value(max_note_words)
     at.run()

@@ -73,7 +73,7 @@ def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
     with Store(path, migrate_to=12) as old:
         run_id, evaluations = old_rows(old.cursor())
     with Store(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 14
+        assert store.schema_version() == SCHEMA_VERSION == 15
         tables = {r[0] for r in store.cursor().execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         assert not tables & {"evaluation_predictions", "evaluation_calls", "model_calls_13", "predictions_13"}
 

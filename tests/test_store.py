@@ -130,3 +130,12 @@ def test_a_choice_outlives_the_process_and_never_holds_a_key(tmp_path):
     with Store(path) as store:
         assert store.choice("model") == {"backend": "llama-server", "model": "starter"}
     assert b"sk-secret" not in path.read_bytes()
+
+
+def test_studies_are_numbered_per_label_and_a_deleted_ones_name_is_not_given_again(store):
+    assert store.new_study("sweep") == "sweep 1"
+    assert store.new_study("paper view") == "paper view 1"  # a sweep before it takes none of its numbers
+    run_id = create_run(store, RunConfig(steps=1, eval_size=20), study="sweep 2")  # a name of old, taken
+    assert store.new_study("sweep") == "sweep 3"
+    store.delete_runs([run_id])
+    assert store.new_study("sweep") == "sweep 4"

@@ -260,5 +260,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE evaluations RENAME COLUMN removed_line TO removed_sentence;
         ALTER TABLE response_cache RENAME COLUMN line TO sentence;
     """),
+    (15, "studies numbered per label (the first paper view is paper view 1, whatever came before)", """
+        CREATE TABLE study_counters (
+            label VARCHAR PRIMARY KEY,
+            last INTEGER NOT NULL
+        );
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

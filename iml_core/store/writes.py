@@ -114,10 +114,13 @@ class RunWrites(Database):
             [name, json.dumps(value, sort_keys=True)])
 
     def new_study(self, label: str) -> str:
-        """A study name no run has used, "LABEL N" with N from a sequence: counting the studies
-        there are would give a deleted study's name again."""
+        """A study name no run has used, "LABEL N" with N counted per label and kept: counting the
+        studies there are would give a deleted study's name again."""
         while True:
-            number = self.cursor().execute("SELECT nextval('study_ids')").fetchone()[0]
+            number = self.cursor().execute(
+                """INSERT INTO study_counters VALUES (?, 1)
+                   ON CONFLICT (label) DO UPDATE SET last = study_counters.last + 1 RETURNING last""",
+                [label]).fetchone()[0]
             name = f"{label} {number}"
             if self.cursor().execute("SELECT count(*) FROM runs WHERE study = ?", [name]).fetchone()[0] == 0:
                 return name
