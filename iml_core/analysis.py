@@ -109,10 +109,12 @@ REPETITION_SHARE = 0.5  # the notes are mostly phrases said before in them (iml_
 ONE_CLASS_SHARE = 0.9  # this share of an eval's answers named the same class
 
 
-def alarms(steps: pd.DataFrame) -> pd.DataFrame:
+def alarms(steps: pd.DataFrame, learners: frozenset[int] = frozenset()) -> pd.DataFrame:
     """One row per flagged step (run_id, step, kind, message) of any number of runs. A stall is
     flagged once, at the step its streak reaches STALL_STEPS; repetition and one class at the first
-    step of each streak of them (steps stored before they were measured count as neither)."""
+    step of each streak of them (steps stored before they were measured count as neither).
+    `learners` are the runs of an agent that calls no model: their messages speak of a learner and
+    give no model's advice."""
     columns = ["run_id", "step", "kind", "message"]
     if steps.empty:
         return pd.DataFrame(columns=columns)
@@ -130,6 +132,10 @@ def alarms(steps: pd.DataFrame) -> pd.DataFrame:
 
     def percent(values: pd.Series) -> pd.Series:
         return pd.Series([f"{100 * v:.1f}%" for v in values], index=values.index, dtype=object)
+
+    def by_agent(rows: pd.DataFrame, learner: str, model: str) -> pd.Series:
+        return pd.Series([learner if run_id in learners else model for run_id in rows["run_id"]], index=rows.index,
+                         dtype=object)
 
     def whole(values: pd.Series) -> pd.Series:
         return pd.Series([str(int(v)) for v in values], index=values.index, dtype=object)
@@ -152,11 +158,13 @@ def alarms(steps: pd.DataFrame) -> pd.DataFrame:
         stalled.assign(kind="stall", message=f"the notes have not changed for {STALL_STEPS} steps while eval "
                        "accuracy is " + percent(stalled["last_eval"])),
         repetitive.assign(kind="repetition", message=percent(repetitive["notes_repetition"])
-                          + " of the notes' 3-word phrases repeat earlier ones: the model is repeating itself "
-                          "(try a repeat or frequency penalty)"),
+                          + " of the notes' 3-word phrases repeat earlier ones: " + by_agent(
+                              repetitive, "the learner's lines restate each other",
+                              "the model is repeating itself (try a repeat or frequency penalty)")),
         one_class.assign(kind="one class", message=percent(one_class["eval_top_share"]) + " of the eval answers "
-                         "named " + one_class["eval_top_class"].astype(str) + ": the model is not telling the "
-                         "classes apart"),
+                         "named " + one_class["eval_top_class"].astype(str) + ": " + by_agent(
+                             one_class, "the learner is not telling the classes apart yet",
+                             "the model is not telling the classes apart")),
     ])
     return found[columns].sort_values(["run_id", "step"], ignore_index=True)
 

@@ -81,7 +81,7 @@ def live() -> None:
             cancelled = manager.cancel_study(study)
             st.toast(f"Cancelling the {len(cancelled)} run(s) of {study} still going.")
 
-    flags = analysis.alarms(steps)
+    flags = analysis.alarms(steps, frozenset() if AGENTS[run["agent"]].uses_model else frozenset({run_id}))
     for flag in flags.itertuples():
         show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
     curve = charts.with_baselines(charts.accuracy_curves(steps), store.baselines([run_id]))

@@ -10,7 +10,7 @@ from iml_core.errors import IMLError
 from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, install_starter_model
 from iml_core.probe import QUESTION, probe
 from studio import render
-from studio.ui import model_settings, models_here, save_model_settings, show_problem
+from studio.ui import model_settings, models_here, save_model_settings, show_problem, table
 from studio.widgets import setting_input
 
 ANOTHER_FILE = "Another GGUF file..."
@@ -91,12 +91,12 @@ if runs_here:
     st.write(f"**{len(found)} model file(s) found** in ./models, $IML_MODELS, the Hugging Face cache, "
              "LM Studio and Ollama:")
     if found:
-        st.dataframe(pd.DataFrame([{
-            "name": m.name, "found in": m.source, "size (MB)": None if m.size_bytes is None else m.size_bytes / 1e6,
+        table(pd.DataFrame([{
+            "name": m.name, "found in": m.source,
+            "size (MB)": None if m.size_bytes is None else round(m.size_bytes / 1e6),
             "architecture": m.architecture, "parameters": m.parameters_text, "quantization": m.quantization,
             "context": m.context_length, "chat template": m.chat_template, "problem": m.problem, "path": m.path}
-            for m in found]), hide_index=True, key="models_found",
-            column_config={"size (MB)": st.column_config.NumberColumn(format="%.0f")})
+            for m in found]), key="models_found")
     if st.button("Look again", key="models_rescan"):
         models_here.clear()
         st.rerun()

@@ -10,7 +10,7 @@ from iml_core.registry import AGENTS
 from iml_core.runner import fork_config
 from iml_core.truth import TruthScorer
 from studio import charts, render
-from studio.ui import SELECTED, current, model_settings, percent, pick_run, show_problem, task_choices
+from studio.ui import SELECTED, current, model_settings, percent, pick_run, show_problem, table, task_choices
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -53,7 +53,7 @@ with kept:
 
 run = store.run(run_id)
 task = build_task(RunConfig.from_dict(run["config"]))
-flags = analysis.alarms(steps)
+flags = analysis.alarms(steps, frozenset() if AGENTS[run["agent"]].uses_model else frozenset({run_id}))
 for flag in flags[flags["step"] == after].itertuples():
     show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
 
@@ -66,9 +66,8 @@ st.html(render.sentence_heatmap(note_units(new), {int(r.note_sentence): (int(r.r
 ablation = store.ablation(run_id, after)
 st.caption("Citing is not carrying: the last column scores the notes again without each sentence (an "
            "ablation). A sentence whose removal costs accuracy carries it, whatever the answers say they relied on.")
-st.dataframe(analysis.sentence_table(note_units(new), usage, ablation), hide_index=True, key="notes_sentences",
-             column_config={"right when cited": st.column_config.NumberColumn(format="percent"),
-                            "accuracy change without it": st.column_config.NumberColumn(format="percent")})
+table(analysis.sentence_table(note_units(new), usage, ablation), key="notes_sentences",
+      percent=("right when cited",), points=("accuracy change without it",))
 run_settings = evaluation.run_config(store.run(run_id))
 calls = evaluation.ablation_calls(run_settings, new)
 if note_units(new) and st.button(f"Score the notes at step {after} without each sentence"

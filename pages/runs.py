@@ -1,52 +1,67 @@
 import streamlit as st
 
 from iml_core import export
-from iml_core.status import RESUMABLE
-from studio.ui import SELECTED, alarm_text, current
+from iml_core.status import GOING, RESUMABLE
+from studio.ui import SELECTED, alarm_text, current, table
 
 store, manager = current()
 st.title("Runs")
 
-runs = store.runs_frame()
-if runs.empty:
-    st.info("No runs yet. Start one on the New run page.")
-    st.stop()
+ALL = "all runs"
+# What a person scans first, left to right; the rest (tokens, times, messages) after.
+COLUMNS = ["id", "status", "study", "task", "agent_description", "momentum", "accumulation", "batch_size", "seed",
+           "steps", "final_eval_accuracy", "best_eval_accuracy", "seconds", "cost", "alarms", "tokens_in",
+           "tokens_out", "started_at", "notice", "error"]
 
-alarms = alarm_text(runs)
-runs["alarms"] = [alarms.get(run_id, "") for run_id in runs["id"]]
-shown = runs[["id", "status", "alarms", "task", "agent_description", "momentum", "accumulation", "batch_size", "seed",
-              "steps_done", "steps_total", "final_eval_accuracy", "best_eval_accuracy", "tokens_in",
-              "tokens_out", "started_at", "notice", "error"]]
-picked = st.dataframe(
-    shown, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
-    column_config={
-        "agent_description": "agent",
-        "batch_size": "batch",
-        "steps_done": "steps",
-        "steps_total": "of",
-        "final_eval_accuracy": st.column_config.NumberColumn("final eval", format="percent"),
-        "best_eval_accuracy": st.column_config.NumberColumn("best eval", format="percent"),
-        "tokens_in": "tokens in",
-        "tokens_out": "tokens out",
-    })
-chosen = [int(shown.iloc[i]["id"]) for i in picked.selection.rows]
-st.caption("Click column headers to sort; tick rows to act on them. Cost appears with LLM runs.")
 
+# Refreshed every 2 s while any run goes; a table of finished runs stays still for reading.
+REFRESH = 2.0 if store.runs_frame()["status"].isin(GOING).any() else None
+
+
+@st.fragment(run_every=REFRESH)
+def runs_table() -> list[int]:
+    """The runs; a new selection reruns the whole page, whose buttons act on it."""
+    runs = store.runs_frame()
+    if runs.empty:
+        st.info("No runs yet. Start one on the New run page.")
+        return []
+    study = st.selectbox("Study", [ALL, *store.studies()], key="runs_study",
+                         help="runs queued together: a sweep, or the Paper view's experiments")
+    if study != ALL:
+        runs = runs[runs["study"] == study]
+    alarms = alarm_text(runs)
+    runs = runs.assign(alarms=[alarms.get(run_id, "") for run_id in runs["id"]],
+                       steps=[f"{done} of {total}" for done, total in zip(runs["steps_done"], runs["steps_total"],
+                                                                            strict=True)])
+    shown = runs[COLUMNS]
+    picked = table(shown, key="runs_table", percent=("final_eval_accuracy", "best_eval_accuracy"),
+                   on_select="rerun", selection_mode="multi-row",
+                   column_config={"cost": "cost ($)", "alarms": st.column_config.TextColumn("alarms", width="medium")})
+    going = runs["status"].isin(GOING).any()
+    st.caption("Click column headers to sort; tick rows to act on them. Cost is that of the model's tokens at the "
+               "prices set on the Models page." + (" Refreshing while runs go." if going else ""))
+    chosen = [int(shown.iloc[i]["id"]) for i in picked.selection.rows]
+    if chosen != st.session_state.get("runs_chosen", []):
+        st.session_state["runs_chosen"] = chosen
+        st.rerun()  # the whole page: the buttons below act on the runs ticked now
+    return chosen
+
+
+chosen = runs_table()
 evaluations = store.evaluations_frame()
 if not evaluations.empty:
     with st.expander(f"Evaluations: notes scored without learning ({len(evaluations)})"):
         st.caption("Baselines (no notes, in-context, oracle, majority), notes scored by another agent, model or "
                    "task, and ablations; `python -m iml_core evaluate`, `baseline` and `ablate` make them too.")
-        st.dataframe(evaluations, hide_index=True, key="evaluations_table",
-                     column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
-                                    "agent_description": "agent", "notes_source": "notes from"})
+        table(evaluations, key="evaluations_table", percent=("accuracy",))
 if not chosen:
     st.stop()
 
 st.session_state[SELECTED] = chosen
 st.write(f"Selected: {', '.join(f'run {i}' for i in chosen)}")
+statuses = {run["id"]: run["status"] for run in store.runs() if run["id"] in chosen}
 open_col, compare_col, resume_col, cancel_col, delete_col = st.columns(5)
-stopped = [int(i) for i in shown[shown["id"].isin(chosen) & shown["status"].isin(RESUMABLE)]["id"]]
+stopped = [i for i in chosen if statuses.get(i) in RESUMABLE]
 going = [i for i in chosen if i in set(manager.busy())]
 if cancel_col.button("Cancel", disabled=not going, key="cancel_runs",
                      help="queued runs never start; running ones stop (on Ray, their tasks are cancelled)"):
@@ -62,8 +77,9 @@ if open_col.button("Open notes", key="open_notes"):
 if compare_col.button("Compare", key="compare_runs"):
     st.switch_page("pages/compare.py")
 busy = set(manager.busy()) & set(chosen)
-confirm = delete_col.checkbox("Yes, delete these runs and all their steps", key="confirm_delete",
-                              disabled=bool(busy), help="runs still going cannot be deleted; cancel them first")
+confirm = delete_col.checkbox("Yes, delete", key="confirm_delete", disabled=bool(busy),
+                              help="deletes the ticked runs with all their steps, notes and evaluations; runs "
+                                   "still going cannot be deleted: cancel them first")
 if delete_col.button("Delete", disabled=not confirm or bool(busy), key="delete_runs"):
     store.delete_runs(chosen)
     st.session_state[SELECTED] = []

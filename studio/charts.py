@@ -140,10 +140,12 @@ BASELINE_STYLES = {  # kind -> (label, colour): what frames a learning curve
 
 
 def with_baselines(figure: go.Figure, baselines: pd.DataFrame) -> go.Figure:
-    """Labelled horizontal lines at the stored baselines (Store.baselines); over several runs, each
-    kind's mean."""
+    """Horizontal lines at the stored baselines (Store.baselines), named in the legend, where two
+    at the same height cannot overwrite each other; over several runs, each kind's mean. A ceiling
+    under its floor says what it knows of why."""
     if baselines.empty:
         return figure
+    means = baselines.groupby("kind")["accuracy"].mean()
     for kind, rows in baselines.groupby("kind"):
         label, colour = BASELINE_STYLES[kind]
         shots = rows["shots"].dropna()
@@ -152,9 +154,14 @@ def with_baselines(figure: go.Figure, baselines: pd.DataFrame) -> go.Figure:
         if len(rows) > 1:
             label += f", mean of {len(rows)} runs"
         accuracy = float(rows["accuracy"].mean())
-        figure.add_hline(y=accuracy, line=dict(color=colour, dash="dot", width=1.5),
-                         annotation_text=f"{label}: {100 * accuracy:.1f}%", annotation_position="top left",
-                         annotation_font_color=colour)
+        label = f"{label}: {100 * accuracy:.1f}%"
+        if kind == "oracle" and "no notes" in means and accuracy < means["no notes"]:
+            invalid, answered = int(rows["invalid"].sum()), int(rows["eval_size"].sum())
+            label += (f", under the floor: {invalid} of {answered} answers named no class" if invalid else
+                      ", under the floor: the model did not use the true rules it was given")
+        line = dict(color=colour, dash="dot", width=1.5)
+        figure.add_hline(y=accuracy, line=line)
+        figure.add_scatter(x=[None], y=[None], mode="lines", line=line, name=label)  # its legend entry
     return figure
 
 

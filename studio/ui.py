@@ -91,6 +91,34 @@ def baselines_button(store: Store, run_ids, key: str) -> None:
         st.rerun()
 
 
+# Headers a person reads: a column's words where its name from the code would not do.
+HEADERS = {"id": "run", "run_id": "run", "agent_description": "agent", "notes_source": "notes from",
+           "removed_sentence": "sentence left out", "eval_size": "eval samples", "tokens_in": "tokens in",
+           "tokens_out": "tokens out", "created_at": "created", "started_at": "started", "finished_at": "finished",
+           "final_eval_accuracy": "final eval", "best_eval_accuracy": "best eval", "batch_size": "batch"}
+
+
+def header(column: str) -> str:
+    return HEADERS.get(column, column.replace("_", " "))
+
+
+def _points(change: float) -> str:
+    return f"{100 * change:+.1f} points"
+
+
+def table(frame: pd.DataFrame, *, key: str, percent: tuple[str, ...] = (), points: tuple[str, ...] = (),
+          column_config: dict | None = None, **options):
+    """A frame as people read it: headers in words, shares as percentages to one decimal, changes
+    of a share in points, and an empty cell where there is nothing (never `None`). The values stay
+    numbers underneath (a Styler formats them), so columns still sort as numbers."""
+    formats = {column: "{:.1%}" for column in percent} | {column: _points for column in points}
+    formats |= {column: "{:g}" for column in frame.select_dtypes("float").columns if column not in formats}
+    styled = frame.style.format(formats, na_rep="").format(
+        na_rep="", subset=[column for column in frame.columns if column not in formats])
+    config = {column: header(column) for column in frame.columns} | (column_config or {})
+    return st.dataframe(styled, hide_index=True, key=key, column_config=config, **options)
+
+
 def show_problem(text: str, kind: str = "error") -> None:
     """Problems quote settings, file names, CSV headers and server answers: shown escaped."""
     st.html(render.alert(text, kind))

@@ -458,10 +458,10 @@ def test_chart_x_axes_show_whole_steps():
 
 
 def baseline_labels(at: AppTest) -> list[str]:
-    """The labels of the baseline lines drawn on the page's charts."""
+    """The labels of the baseline lines drawn on the page's charts: their legend entries."""
     import json
-    return [a["text"] for chart in at.get("plotly_chart") for a in json.loads(chart.proto.spec)["layout"].get(
-        "annotations", []) if "%" in a.get("text", "")]
+    return [trace["name"] for chart in at.get("plotly_chart") for trace in json.loads(chart.proto.spec)["data"]
+            if "%" in trace.get("name", "")]
 
 
 def test_live_and_compare_draw_the_baselines_a_button_computed(db):
@@ -612,3 +612,19 @@ def test_live_says_which_phase_an_llm_step_is_in_and_how_far_it_got(db, tiny_mod
     assert "none (no LLM)" not in [m.value for m in at.metric]  # the run does use a model
     manager.cancel(run_id)
     manager.join(timeout=120)
+
+
+def test_baselines_are_named_in_the_legend_and_a_ceiling_under_its_floor_says_why():
+    import pandas as pd
+
+    from studio.charts import accuracy_curves, with_baselines
+
+    steps = pd.DataFrame({"run_id": 1, "step": [0, 1], "train_accuracy": 0.5, "eval_accuracy": 0.5})
+    baselines = pd.DataFrame({"run_id": 1, "kind": ["no notes", "majority", "oracle"], "accuracy": [0.5, 0.5, 0.0],
+                              "shots": None, "invalid": [0, 0, 38], "eval_size": 40})
+    figure = with_baselines(accuracy_curves(steps), baselines)
+    names = [trace.name for trace in figure.data if "%" in (trace.name or "")]
+    # Floor and majority at the same height: two legend entries, not two labels on one line.
+    assert names == ["majority class: 50.0%", "no notes (floor): 50.0%",
+                     "oracle notes (ceiling): 0.0%, under the floor: 38 of 40 answers named no class"]
+    assert not figure.layout.annotations

@@ -191,6 +191,11 @@ def test_repetition_and_one_class_alarms_fire_where_each_streak_begins():
     messages = dict(zip(zip(found["step"], found["kind"], strict=True), found["message"], strict=True))
     assert messages[(2, "one class")].startswith("95.0% of the eval answers named Zindle")
     assert messages[(2, "repetition")].startswith("90.0% of the notes' 3-word phrases repeat earlier ones")
+    assert "penalty" in messages[(2, "repetition")] and "the model" in messages[(2, "one class")]
+    # The same steps from the rule learner: no model to blame, no model's setting to try.
+    learner = alarms(steps, learners=frozenset({1}))
+    assert learner["step"].tolist() == found["step"].tolist()
+    assert not any("model" in m or "penalty" in m for m in learner["message"]), learner["message"].tolist()
     # Steps stored before these were measured (NULL) raise neither.
     assert alarms(steps.assign(notes_repetition=None, eval_top_share=None)).query(
         "kind in ['repetition', 'one class']").empty

@@ -56,9 +56,11 @@ class Evaluations(Database):
         return float(row[0]), float(row[1])
 
     def baselines(self, run_ids):
-        """The latest stored baseline of each kind for some runs: run_id, kind, accuracy, shots."""
+        """The latest stored baseline of each kind for some runs: run_id, kind, accuracy, shots, and
+        the answers that named no class of how many (invalid, eval_size)."""
         return self.cursor().execute(
-            """SELECT run_id, kind, arg_max(accuracy, id) AS accuracy, arg_max(shots, id) AS shots
+            """SELECT run_id, kind, arg_max(accuracy, id) AS accuracy, arg_max(shots, id) AS shots,
+                      arg_max(invalid, id) AS invalid, arg_max(eval_size, id) AS eval_size
                FROM evaluations
                WHERE list_contains(?, run_id) AND list_contains(?, kind)
                GROUP BY run_id, kind ORDER BY run_id, kind""", [list(map(int, run_ids)), list(BASELINE_KINDS)]).df()

@@ -74,7 +74,9 @@ class RunReads(Database):
         return self.cursor().execute(f"""
             SELECT id, status, task, agent, agent_description, {SETTING_COLUMNS},
                    steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
-                   tokens_in, tokens_out, cost, error, notice, study, created_at, started_at, finished_at
+                   tokens_in, tokens_out, cost, error, notice, study, created_at, started_at, finished_at,
+                   -- how long it has run: until it finished, or until now while it goes
+                   date_diff('second', started_at, coalesce(finished_at, now()::TIMESTAMP)) AS seconds
             FROM runs ORDER BY id DESC""").df()
 
     def steps_frame(self, run_ids, *, notes: bool = False):
