@@ -35,13 +35,30 @@ def grouped_curves(runs: pd.DataFrame, steps: pd.DataFrame, by: str) -> pd.DataF
     return out.rename(columns={by: "group"})
 
 
-def heatmaps(runs: pd.DataFrame, steps: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Momentum x accumulation tables of mean final eval accuracy and mean instability."""
-    spread = instability(steps).rename("instability")
-    table = runs.set_index("id").join(spread).dropna(subset=["final_eval_accuracy"])
-    final = table.pivot_table(index="momentum", columns="accumulation", values="final_eval_accuracy", aggfunc="mean")
-    unstable = table.pivot_table(index="momentum", columns="accumulation", values="instability", aggfunc="mean")
-    return final, unstable
+REACHED_SHARE = 0.95  # a run has "got there" at its first eval within this share of its final accuracy
+
+
+def settling(steps: pd.DataFrame, share: float = REACHED_SHARE) -> pd.DataFrame:
+    """Per run (index run_id): the first step whose eval accuracy reached `share` of the run's final
+    one (steps_to_reach), and the spread (std) of its evals from there on (spread_after). When every
+    setting ends at 100%, these still tell them apart: how fast, and how steadily, each got there."""
+    rows = []
+    for run_id, curve in eval_curve(steps).sort_values("step").groupby("run_id"):
+        final = float(curve["eval_accuracy"].iloc[-1])
+        reached = curve[curve["eval_accuracy"] >= share * final - 1e-12]
+        first = int(reached["step"].iloc[0])
+        after = curve[curve["step"] >= first]["eval_accuracy"]
+        rows.append({"run_id": run_id, "steps_to_reach": first, "spread_after": float(after.std(ddof=0))})
+    return pd.DataFrame(rows, columns=["run_id", "steps_to_reach", "spread_after"]).set_index("run_id")
+
+
+def heatmaps(runs: pd.DataFrame, steps: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Momentum x accumulation tables of the runs' means: final eval accuracy, steps to reach 95%
+    of it, the spread of the evals after that, and the instability of the last evals."""
+    table = runs.set_index("id").join(instability(steps).rename("instability")).join(settling(steps))
+    table = table.dropna(subset=["final_eval_accuracy"])
+    return {column: table.pivot_table(index="momentum", columns="accumulation", values=column, aggfunc="mean")
+            for column in ("final_eval_accuracy", "steps_to_reach", "spread_after", "instability")}
 
 
 def seconds_left(run: dict, steps: pd.DataFrame) -> float | None:

@@ -29,13 +29,24 @@ curves = charts.grouped_curves(analysis.grouped_curves(selected, steps, by), by)
 st.plotly_chart(charts.with_baselines(curves, store.baselines(chosen)), key="compare_curves")
 baselines_button(store, chosen, key="compare_baselines")
 
-final, unstable = analysis.heatmaps(selected, steps)
-if final.size > 1:
+maps = analysis.heatmaps(selected, steps)
+if maps["final_eval_accuracy"].size > 1:
+    last_step = int(selected["steps_done"].max())
     left, right = st.columns(2)
-    left.plotly_chart(charts.heatmap(final, "Final eval accuracy", "Viridis"), key="heat_final")
+    left.plotly_chart(charts.heatmap(maps["final_eval_accuracy"], "Final eval accuracy", "Viridis", (0, 1),
+                                     "{:.1%}"), key="heat_final")
+    right.plotly_chart(charts.heatmap(maps["steps_to_reach"], f"Steps to reach {analysis.REACHED_SHARE:.0%} of the "
+                                      "final accuracy", "Viridis_r", (0, last_step), "{:.0f}"), key="heat_reach")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.heatmap(maps["spread_after"], "Spread of eval accuracy after reaching it", "Reds",
+                                     (0, 0.25), "{:.1%}"), key="heat_spread")
     right.plotly_chart(charts.heatmap(
-        unstable, f"Instability: spread of eval accuracy over the last {analysis.INSTABILITY_WINDOW} evals", "Reds"),
-        key="heat_instability")
+        maps["instability"], f"Instability: spread of eval accuracy over the last {analysis.INSTABILITY_WINDOW} evals",
+        "Reds", (0, 0.25), "{:.1%}"), key="heat_instability")
+    if (selected["final_eval_accuracy"].dropna() >= 0.99).all():
+        st.info("Every run here ends at 100%, so final accuracy cannot tell the settings apart: read how fast they "
+                "got there and how steadily (the maps beside it), or try a harder task: the `hard` preset (its "
+                "classes depend on two traits at once) or `noisy` (a share of wrong labels).")
 else:
     st.caption("Heat maps appear when the runs cover more than one momentum x accumulation cell.")
 

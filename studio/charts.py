@@ -45,10 +45,14 @@ def grouped_curves(curves: pd.DataFrame, by: str) -> go.Figure:
     return figure
 
 
-def heatmap(table: pd.DataFrame, title: str, colorscale: str) -> go.Figure:
+def heatmap(table: pd.DataFrame, title: str, colorscale: str, scale: tuple[float, float], text: str) -> go.Figure:
+    """A momentum x accumulation map on a fixed colour scale (`scale`: the values its ends mean), so
+    that the same colour says the same thing on every page and a map of equal cells is one colour;
+    `text` formats each cell's value."""
+    cells = [["" if pd.isna(v) else text.format(v) for v in row] for row in table.values]
     figure = go.Figure(go.Heatmap(
         z=table.values, x=[str(c) for c in table.columns], y=[str(i) for i in table.index], colorscale=colorscale,
-        text=[[f"{v:.3f}" for v in row] for row in table.values], texttemplate="%{text}"))
+        zmin=scale[0], zmax=scale[1], text=cells, texttemplate="%{text}"))
     figure.update_layout(title=title, xaxis=dict(title="accumulation", type="category"),
                          yaxis=dict(title="momentum", type="category"), **LAYOUT)
     return figure

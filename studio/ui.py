@@ -78,8 +78,13 @@ def baselines_button(store: Store, run_ids, key: str) -> None:
     if not plan.missing:
         return
     kinds = [kind for kind in evaluation.BASELINES if any(kind in missing for missing in plan.missing.values())]
-    cost = (f": at most {plan.model_calls} model calls (about {plan.tokens:,} tokens"
-            + (f", ${plan.cost:.4f})" if plan.cost else ")")) if plan.model_calls else " (no model calls)"
+    if not plan.model_calls:
+        cost = " (no model calls)"
+    elif not plan.tokens:  # the runs have made no evaluation call yet to measure a call by
+        cost = f": at most {plan.model_calls} model calls (their tokens are measured from the run's first evaluation)"
+    else:
+        cost = (f": at most {plan.model_calls} model calls (about {plan.tokens:,} tokens"
+                + (f", ${plan.cost:.4f})" if plan.cost else ")"))
     if st.button(f"Compute the missing baselines ({', '.join(kinds)}) of {len(plan.missing)} run(s){cost}", key=key):
         with st.spinner("Scoring the baselines..."):
             try:

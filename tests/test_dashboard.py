@@ -628,3 +628,24 @@ def test_baselines_are_named_in_the_legend_and_a_ceiling_under_its_floor_says_wh
     assert names == ["majority class: 50.0%", "no notes (floor): 50.0%",
                      "oracle notes (ceiling): 0.0%, under the floor: 38 of 40 answers named no class"]
     assert not figure.layout.annotations
+
+
+def test_compare_reads_a_sweep_that_ends_at_100_percent_by_how_fast_and_steadily_it_got_there(db):
+    import json
+
+    configs = [RunConfig(steps=12, eval_size=60, momentum=m, accumulation=k) for m in (0.0, 0.25) for k in (1, 2)]
+    store, run_ids = with_runs(db, *configs)
+    assert all(store.run(i)["final_eval_accuracy"] == 1.0 for i in run_ids)  # the paper preset saturates
+    at = app_at("pages/compare.py")
+    at.multiselect(key="compare_runs").set_value(run_ids)
+    at.run()
+    assert not at.exception
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    heat = [spec for spec in specs if spec["data"] and spec["data"][0]["type"] == "heatmap"]
+    titles = [spec["layout"]["title"]["text"] for spec in heat]
+    assert titles[:2] == ["Final eval accuracy", "Steps to reach 95% of the final accuracy"]
+    final = heat[0]["data"][0]
+    assert (final["zmin"], final["zmax"]) == (0, 1) and {t for row in final["text"] for t in row} == {"100.0%"}
+    reach = heat[1]["data"][0]
+    assert reach["zmax"] == 12 and all(1 <= int(t) <= 12 for row in reach["text"] for t in row)
+    assert any("Every run here ends at 100%" in i.value and "`hard` preset" in i.value for i in at.info)

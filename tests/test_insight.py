@@ -209,3 +209,16 @@ def test_a_stored_step_records_repetition_and_the_most_named_class(store):
         top, count = named.most_common(1)[0]
         assert (step["eval_top_class"], step["eval_top_share"]) == (top, count / 40)
         assert step["notes_repetition"] == repetition(step["notes"])
+
+
+def test_settling_tells_apart_runs_that_all_end_at_100_percent():
+    from iml_core.analysis import settling
+
+    steps = pd.DataFrame(
+        [{"run_id": 1, "step": s, "eval_accuracy": a} for s, a in enumerate([0.25, 0.5, 1.0, 1.0, 1.0, 1.0])]
+        + [{"run_id": 2, "step": s, "eval_accuracy": a} for s, a in enumerate([0.25, 0.3, 0.5, 0.7, 0.96, 1.0])]
+        + [{"run_id": 3, "step": s, "eval_accuracy": a} for s, a in enumerate([0.25, 1.0, 0.8, 1.0, 0.8, 1.0])])
+    found = settling(steps)
+    assert found["steps_to_reach"].to_dict() == {1: 2, 2: 4, 3: 1}  # the first eval at 95% of the final or more
+    assert found.loc[1, "spread_after"] == 0.0 and found.loc[2, "spread_after"] == pytest.approx(0.02)
+    assert found.loc[3, "spread_after"] == pytest.approx(pd.Series([1.0, 0.8, 1.0, 0.8, 1.0]).std(ddof=0))
