@@ -43,8 +43,8 @@ def build_task(config: RunConfig) -> Task:
     most = len(task.samples) - config.batch_size
     if config.eval_size > most:
         raise UserError(
-            f"eval_size {config.eval_size} leaves fewer than batch_size ({config.batch_size}) of the "
-            f"{len(task.samples)} samples of {task.name} for training; use an eval_size of at most {most}")
+            f"an eval size of {config.eval_size} leaves fewer than the batch size ({config.batch_size}) of the "
+            f"{len(task.samples)} samples of {task.name} for training; use an eval size of at most {most}")
     return task
 
 

@@ -63,23 +63,24 @@ class Setting:
         return ", ".join(self.values) if self.kind == "choice" else ""
 
     def problem(self, value) -> str | None:
-        """What is wrong with `value` for this setting, as a sentence naming it; None when it is valid."""
+        """What is wrong with `value` for this setting, as a sentence naming it by its label (as pages
+        show it; the command line puts the flag before it); None when it is valid."""
         if value is None and self.optional:
             return None
         if self.kind in ("integer", "number"):
             integer = self.kind == "integer"
             if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-                return f"{self.name} must be {'a whole number' if integer else 'a number'}, got {value!r}"
+                return f"{self.label} must be {'a whole number' if integer else 'a number'}, got {value!r}"
             if isinstance(value, float) and not math.isfinite(value):
-                return f"{self.name} must be a finite number, got {value!r}"
+                return f"{self.label} must be a finite number, got {value!r}"
             if not self.low <= value <= self.high:
-                return f"{self.name} must be between {self.low} and {self.high}, got {value!r}"
+                return f"{self.label} must be between {self.low} and {self.high}, got {value!r}"
         elif self.kind == "choice" and value not in self.values:
-            return f"{self.name} must be one of {', '.join(self.values)}, got {value!r}"
+            return f"{self.label} must be one of {', '.join(self.values)}, got {value!r}"
         elif self.kind == "text" and not isinstance(value, str):
-            return f"{self.name} must be text, got {value!r}"
+            return f"{self.label} must be text, got {value!r}"
         elif self.kind == "flag" and not isinstance(value, bool):
-            return f"{self.name} must be true or false, got {value!r}"
+            return f"{self.label} must be true or false, got {value!r}"
         return None
 
 

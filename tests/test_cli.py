@@ -37,12 +37,12 @@ def test_run_json_prints_one_summary_and_the_run_is_stored(tmp_path):
 
 
 @pytest.mark.parametrize("flags, problem", [
-    (["--momentum", "1.5"], "argument --momentum: momentum must be between 0.0 and 1.0, got 1.5"),
-    (["--steps", "abc"], "argument --steps: steps must be a whole number, got 'abc'"),
-    (["--batch-size", "0"], "batch_size must be between 1 and 1024, got 0"),
+    (["--momentum", "1.5"], "argument --momentum: Momentum must be between 0.0 and 1.0, got 1.5"),
+    (["--steps", "abc"], "argument --steps: Steps must be a whole number, got 'abc'"),
+    (["--batch-size", "0"], "Batch size must be between 1 and 1024, got 0"),
     (["--agent", "gpt"], "argument --agent: invalid choice: 'gpt'"),
     (["--task", "nope.csv"], "no such task file: nope.csv"),
-    (["--eval-size", "3190"], "use an eval_size of at most 3184"),
+    (["--eval-size", "3190"], "use an eval size of at most 3184"),
 ])
 def test_bad_flags_exit_2_with_one_line_naming_the_problem(tmp_path, flags, problem):
     db = tmp_path / "bad.duckdb"

@@ -117,7 +117,7 @@ def test_invalid_settings_are_explained_and_launch_nothing(db):
     assert (at.number_input(key="steps").min, at.number_input(key="steps").max) == (1, 10_000)
     at.number_input(key="eval_size").set_value(5000)
     at.run()
-    assert "use an eval_size of at most 3184" in " ".join(alerts(at))
+    assert "use an eval size of at most 3184" in " ".join(alerts(at))
     assert at.button(key="launch").disabled
     assert engine(db)[0].runs() == []
 

@@ -119,8 +119,8 @@ def test_sampling_settings_are_checked_stored_and_taken_by_the_cli(tmp_path, tin
     import subprocess
     import sys
 
-    assert RunConfig(repeat_penalty=0.5).problems() == ["repeat_penalty must be between 1.0 and 2.0, got 0.5"]
-    assert RunConfig(frequency_penalty=3.0).problems() == ["frequency_penalty must be between -2.0 and 2.0, got 3.0"]
+    assert RunConfig(repeat_penalty=0.5).problems() == ["Repeat penalty must be between 1.0 and 2.0, got 0.5"]
+    assert RunConfig(frequency_penalty=3.0).problems() == ["Frequency penalty must be between -2.0 and 2.0, got 3.0"]
     db = tmp_path / "p.duckdb"
     result = subprocess.run(
         [sys.executable, "-m", "iml_core", "run", "--model", str(tiny_model), "--repeat-penalty", "1.3",

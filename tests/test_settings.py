@@ -1,6 +1,7 @@
 """SETTINGS describes every setting once: the command line's flags (and the dashboard's widgets) agree with it."""
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_every_setting_flag_agrees_with_its_setting(command, name):
         value = parsed[0] if isinstance(parsed, list) else parsed
         assert value == setting.low and type(value) is (int if setting.kind == "integer" else float)
         for outside in (setting.low - 1, setting.high + 1):
-            with pytest.raises(argparse.ArgumentTypeError, match=f"^{name} must be between "):
+            with pytest.raises(argparse.ArgumentTypeError, match=f"^{re.escape(setting.label)} must be between "):
                 action.type(str(outside))
 
 
@@ -76,7 +77,7 @@ def test_a_value_out_of_range_exits_2_naming_the_setting_and_its_range(tmp_path,
     assert cli.main([*argv, "--db", str(db)]) == 2
     low, high = SETTINGS[setting].low, SETTINGS[setting].high
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and f"{setting} must be between {low} and {high}" in error, error
+    assert error.count("\n") == 1 and f"{SETTINGS[setting].label} must be between {low} and {high}" in error, error
     assert not db.exists()
 
 
