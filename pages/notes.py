@@ -31,6 +31,11 @@ before = left.selectbox("From step", numbers, index=max(0, len(numbers) - 2), ke
 after = right.selectbox("To step", numbers, index=len(numbers) - 1, key=f"notes_to_{run_id}")
 old, new = store.notes_at(run_id, before), store.notes_at(run_id, after)
 row = steps[steps["step"] == after].iloc[0]
+run = store.run(run_id)
+if not AGENTS[run["agent"]].uses_model:
+    st.caption("The rule learner writes one line per class: its typical traits, each with the share of the class's "
+               "recent examples that had it (90% is 9 in 10). Under momentum it keeps the old lines and adds "
+               "corrections; a later line about a class overrides the traits it names.")
 
 inline, side, kept = st.tabs(["Inline diff", "Side by side", f"Notes at step {after}"])
 with inline:
@@ -51,7 +56,6 @@ with kept:
     if row["words_truncated"]:
         st.caption(f"{int(row['words_truncated'])} words over the cap were cut.")
 
-run = store.run(run_id)
 task = build_task(RunConfig.from_dict(run["config"]))
 flags = analysis.alarms(steps, frozenset() if AGENTS[run["agent"]].uses_model else frozenset({run_id}))
 for flag in flags[flags["step"] == after].itertuples():

@@ -264,7 +264,12 @@ class OfflineRuleLearner:
             cost = word_count(line)
             if (spent and spent + cost > budget) or word_count(text) + cost > max_words:
                 continue
-            text = (text + "\n" if text and not text.endswith("\n") else text) + line
+            if text.rsplit("\n", 1)[-1].strip() == "-":
+                # The kept prefix ends on a line's bullet alone: the correction goes on it, not
+                # under an empty "-" line.
+                text = text.rstrip() + " " + line.removeprefix("- ")
+            else:
+                text = (text + "\n" if text and not text.endswith("\n") else text) + line
             spent += cost
         return text if spent else None
 
