@@ -3,12 +3,19 @@ model text, but are escaped anyway by Plotly's own text handling."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
 from iml_core.agents import PhaseName
 
 LAYOUT = dict(margin=dict(l=40, r=10, t=40, b=40), height=320, legend=dict(orientation="h", y=-0.25))
+
+
+# A share's axis: 0 to 100% with ticks every 20 points (an overlaid axis otherwise takes ticks
+# such as 0.051, 0.357, 0.663).
+SHARE_AXIS = dict(range=[0, 1.02], tick0=0, dtick=0.2, tickformat=".0%")
 
 
 def step_axis(steps) -> dict:
@@ -28,7 +35,7 @@ def accuracy_curves(steps: pd.DataFrame, title: str = "Accuracy per step") -> go
                            line=dict(dash="dot"))
         figure.add_scatter(x=evaluated["step"], y=evaluated["eval_accuracy"], mode="lines+markers",
                            name=f"run {run_id} eval")
-    figure.update_layout(title=title, xaxis=step_axis(steps["step"]), yaxis=dict(title="accuracy", range=[0, 1.02]),
+    figure.update_layout(title=title, xaxis=step_axis(steps["step"]), yaxis=dict(title="accuracy", **SHARE_AXIS),
                          **LAYOUT)
     return figure
 
@@ -41,7 +48,7 @@ def grouped_curves(curves: pd.DataFrame, by: str) -> go.Figure:
                            fill="toself", line=dict(width=0), opacity=0.2, showlegend=False, hoverinfo="skip")
         figure.add_scatter(x=rows["step"], y=rows["mean"], mode="lines", name=f"{by} = {group}")
     figure.update_layout(title=f"Eval accuracy by {by}: mean and spread over runs", xaxis=step_axis(curves["step"]),
-                         yaxis=dict(title="eval accuracy", range=[0, 1.02]), **LAYOUT)
+                         yaxis=dict(title="eval accuracy", **SHARE_AXIS), **LAYOUT)
     return figure
 
 
@@ -68,7 +75,7 @@ def stability(steps: pd.DataFrame) -> go.Figure:
                        name="eval accuracy", yaxis="y2")
     figure.update_layout(title="Churn and length of the notes next to accuracy", xaxis=step_axis(steps["step"]),
                          yaxis=dict(title="words"),
-                         yaxis2=dict(title="eval accuracy", overlaying="y", side="right", range=[0, 1.02]), **LAYOUT)
+                         yaxis2=dict(title="eval accuracy", overlaying="y", side="right", **SHARE_AXIS), **LAYOUT)
     return figure
 
 
@@ -130,8 +137,10 @@ def truth_curves(truth: pd.DataFrame, steps: pd.DataFrame) -> go.Figure:
     figure.add_scatter(x=truth["step"], y=truth["rule_recall"], mode="lines", name="rule recall")
     figure.add_bar(x=truth["step"], y=truth["distractors"], name="distractors cited", yaxis="y2", opacity=0.35)
     figure.update_layout(title="What the notes know: the rule card's attributes recalled, distractors cited",
-                         xaxis=step_axis(truth["step"]), yaxis=dict(title="share", range=[0, 1.02]),
-                         yaxis2=dict(title="distractors", overlaying="y", side="right", rangemode="tozero"), **LAYOUT)
+                         xaxis=step_axis(truth["step"]), yaxis=dict(title="share", **SHARE_AXIS),
+                         yaxis2=dict(title="distractors", overlaying="y", side="right", rangemode="tozero",
+                                     dtick=max(1, math.ceil(truth["distractors"].max() / 5)) if len(truth) else 1,
+                                     tickformat="d"), **LAYOUT)
     return figure
 
 
