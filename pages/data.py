@@ -6,7 +6,7 @@ from iml_core.tasks import (PRESETS, csv_columns, formula_like_cells, generate_b
                             saved_tasks)
 from studio import charts, render
 from studio.engine import tasks_dir
-from studio.ui import show_problem
+from studio.ui import show_problem, table
 
 st.title("Data")
 preset_tab, upload_tab = st.tabs(["Benchmark presets", "Your CSV"])
@@ -19,12 +19,11 @@ with preset_tab:
     left, right = st.columns(2)
     with left:
         st.markdown(f"**Rule card**: the class depends on {', '.join(card['relevant'])} only.")
-        st.dataframe(pd.DataFrame([{**row["when"], "class": row["class"]} for row in card["table"]]),
-                     hide_index=True, key="rule_table")
+        table(pd.DataFrame([{**row["when"], "class": row["class"]} for row in card["table"]]), key="rule_table")
     with right:
         st.plotly_chart(charts.class_balance(pd.Series([s.label for s in task.samples])), key="balance")
-    st.dataframe(pd.DataFrame([{"id": s.id, "sentence": s.text, "label": s.label} for s in task.samples[:50]]),
-                 hide_index=True, key="preset_samples")
+    table(pd.DataFrame([{"id": s.id, "sentence": s.text, "label": s.label} for s in task.samples[:50]]),
+          key="preset_samples")
 
 with upload_tab:
     st.caption("One column holds the class; the others are attributes. An `id` column names samples, a "

@@ -112,10 +112,10 @@ if task.rule_card:
     st.caption(f"Against the rule card of {task.name}: the class depends on {', '.join(scorer.relevant)}. "
                f"At step {after} the notes recall {100 * score.rule_recall:.0f}% of the rule and cite "
                f"{score.distractors} distractor attribute(s).")
-    st.dataframe(pd.DataFrame([{
+    table(pd.DataFrame([{
         "class": v.name, "verdict": v.verdict, "recalled": ", ".join(v.recalled),
         "missing": ", ".join(v.missing), "wrong value": ", ".join(v.wrong),
-        "distractors cited": ", ".join(v.distractors)} for v in score.classes]), hide_index=True, key="truth_table")
+        "distractors cited": ", ".join(v.distractors)} for v in score.classes]), key="truth_table")
     st.plotly_chart(charts.truth_curves(analysis.truth_curve(scorer, store.steps(run_id)), steps), key="truth_curve")
 else:
     st.caption("This task has no rule card (a CSV task), so the notes cannot be scored against the truth.")
@@ -149,7 +149,6 @@ if after > 0:
         st.markdown(f"**Batch note {k}**")
         st.html(render.escaped_block(text))
     st.markdown("**Trajectories** (observation, answer, feedback)")
-    st.dataframe(analysis.trajectories(task, store.predictions(run_id, after)), hide_index=True,
-                 key="trajectories")
+    table(analysis.trajectories(task, store.predictions(run_id, after)), key="trajectories")
 
 st.plotly_chart(charts.mark_alarms(charts.stability(steps), flags), key="notes_stability")

@@ -10,7 +10,7 @@ from iml_core.registry import AGENTS
 from iml_core.status import GOING
 from iml_core.tasks import PRESETS
 from studio import charts
-from studio.ui import current, model_settings, percent, show_problem
+from studio.ui import current, model_settings, percent, show_problem, table
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -68,11 +68,11 @@ def figures() -> None:
     b.plotly_chart(charts.with_baselines(charts.grouped_curves(by_accumulation, "accumulation"), baselines),
                    key="paper_accumulation")
     final = analysis.final_accuracy_by_cell(runs)
-    st.dataframe(pd.DataFrame({
+    table(pd.DataFrame({
         "momentum": final["momentum"], "accumulation": final["accumulation"],
         "final eval accuracy (mean over seeds)": final["mean"].map(percent),
         "spread (std)": final["std"].map(lambda v: "–" if pd.isna(v) else f"{100 * v:.1f} points"),
-        "runs": final["count"]}), hide_index=True, key="paper_table")
+        "runs": final["count"]}), key="paper_table")
 
 
 figures()

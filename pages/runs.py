@@ -53,7 +53,7 @@ if not evaluations.empty:
     with st.expander(f"Evaluations: notes scored without learning ({len(evaluations)})"):
         st.caption("Baselines (no notes, in-context, oracle, majority), notes scored by another agent, model or "
                    "task, and ablations; `python -m iml_core evaluate`, `baseline` and `ablate` make them too.")
-        table(evaluations, key="evaluations_table", percent=("accuracy",))
+        table(evaluations, key="evaluations_table", percent=("accuracy",), column_config={"id": "evaluation"})
 if not chosen:
     st.stop()
 

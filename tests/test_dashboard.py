@@ -649,3 +649,38 @@ def test_compare_reads_a_sweep_that_ends_at_100_percent_by_how_fast_and_steadily
     reach = heat[1]["data"][0]
     assert reach["zmax"] == 12 and all(1 <= int(t) <= 12 for row in reach["text"] for t in row)
     assert any("Every run here ends at 100%" in i.value and "`hard` preset" in i.value for i in at.info)
+
+
+def shown_words(at: AppTest) -> tuple[list[str], list[str]]:
+    """What a person reads on the page: every table header (its label), and every text, cell included."""
+    import json
+
+    import pyarrow as pa
+
+    headers, texts = [], []
+    for frame in at.dataframe:
+        labels = json.loads(frame.proto.columns or "{}")
+        headers += [labels.get(column, {}).get("label", column) for column in frame.value.columns]
+        styler = frame.proto.arrow_data.styler
+        cells = pa.ipc.open_stream(styler.display_values).read_all().to_pandas() if styler.display_values \
+            else frame.value
+        texts += [str(v) for v in cells.to_numpy().ravel()]
+    for kind in ("markdown", "caption", "info", "success", "warning", "text"):
+        texts += [element.value for element in at.get(kind)]
+    texts += [str(metric.value) for metric in at.metric] + [h.proto.body for h in at.get("html")]
+    return headers, texts
+
+
+def test_no_page_shows_none_or_a_name_from_the_code(db):
+    from iml_core import evaluation
+
+    store, (run_id,) = with_runs(db, RunConfig(steps=3, eval_size=40, momentum=1.0))
+    evaluation.ablate_run(store, run_id, 3)  # an ablation: the whole notes' row has no sentence left out
+    evaluation.compute_baselines(store, run_id)
+    for page in PAGES:
+        at = app_at(page)
+        assert not at.exception, (page, at.exception)
+        headers, texts = shown_words(at)
+        assert not [h for h in headers if "_" in h], (page, headers)
+        assert not [t for t in texts if re.search(r"\b(None|nan|NaN)\b", t)], (page, [
+            t[:200] for t in texts if re.search(r"\b(None|nan|NaN)\b", t)])
