@@ -71,6 +71,17 @@ def seconds_left(run: dict, steps: pd.DataFrame) -> float | None:
     return max(0.0, per_step * (run["steps_total"] - run["steps_done"]))
 
 
+def seconds_per_step(call_seconds: dict[str, float], config) -> float | None:
+    """A learning step's seconds for a config, from the measured seconds of one call per phase
+    (Store.call_seconds): its K*B answers, K inductions, one revision and, every E steps, its eval
+    answers. None until every phase the step needs has been measured."""
+    calls = {PhaseName.INFER: config.accumulation * config.batch_size, PhaseName.INDUCE: config.accumulation,
+             PhaseName.REVISE: 1, PhaseName.EVAL: config.eval_size / config.eval_every}
+    if any(phase not in call_seconds for phase in calls):
+        return None
+    return sum(n * call_seconds[phase] for phase, n in calls.items())
+
+
 def tokens_per_second(run: dict, steps: pd.DataFrame) -> float | None:
     """A run's model tokens (in and out) per second of its steps; None when it used no model."""
     tokens = run["tokens_in"] + run["tokens_out"]

@@ -1,11 +1,14 @@
+import contextlib
 import itertools
 
 import streamlit as st
 
+from iml_core import analysis
 from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
 from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import grid_configs
+from iml_core.models import resolve_model
 from iml_core.registry import AGENTS, BACKENDS
 from iml_core.tasks import PRESETS
 from studio import render
@@ -42,6 +45,9 @@ model = model_settings() if uses_model else {}
 NO_MODEL = "No model is chosen yet: choose one on the Models page, then come back here."
 if uses_model and model.get("model"):
     st.html(render.caption(f"Model: {model['model']}, run by {model.get('backend')}; change it on the Models page"))
+    names = [model["model"]]
+    with contextlib.suppress(IMLError):  # a model here is stored by its file
+        names.append(str(resolve_model(model["model"])))
 if uses_model:
     model["cache"] = setting_input(st, "cache", defaults.cache, key="use_cache")
     backend = BACKENDS.get(model.get("backend", ""))
@@ -50,6 +56,14 @@ if uses_model:
         model[name] = setting_input(column, name, getattr(defaults, name), key=name)
 
 base = RunConfig(task=task, agent=agent, **chosen, **model)
+if uses_model and model.get("model") and not base.problems():
+    per_step = analysis.seconds_per_step(store.call_seconds(names), base)
+    if per_step is None:
+        st.caption("How long a step takes with this model is measured by its first run here.")
+    else:
+        st.caption(f"Earlier runs of this model here: about {per_step:,.1f} s per step, so about "
+                   f"{per_step * base.steps / 60:,.1f} min for {base.steps} steps (the response cache can make "
+                   "repeats faster).")
 
 st.divider()
 sweep = st.toggle("Sweep: a grid of momentum x accumulation x seeds", key="sweep")

@@ -684,3 +684,31 @@ def test_no_page_shows_none_or_a_name_from_the_code(db):
         assert not [h for h in headers if "_" in h], (page, headers)
         assert not [t for t in texts if re.search(r"\b(None|nan|NaN)\b", t)], (page, [
             t[:200] for t in texts if re.search(r"\b(None|nan|NaN)\b", t)])
+
+
+def test_new_run_says_how_long_a_step_of_this_model_took_here_before(db, tiny_model):
+    from iml_core import analysis
+
+    at = models_page_with_file(tiny_model)
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    assert any("measured by its first run here" in c.value for c in at.caption)
+    store = launch_one_step_llm_run(at, db, max_note_words=30)
+    measured = store.call_seconds([str(tiny_model)])
+    assert set(measured) == {"infer", "induce", "revise", "eval"} and all(s > 0 for s in measured.values())
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.number_input(key="steps").set_value(10)
+    at.run()
+    # New run keeps what the launch set (batch 2, eval size 4) with the 10 steps set now.
+    config = RunConfig(agent="llm", backend="llama-server", model=str(tiny_model), steps=10, batch_size=2,
+                       eval_size=4)
+    expected = analysis.seconds_per_step(measured, config)
+    assert expected == pytest.approx(2 * measured["infer"] + measured["induce"] + measured["revise"]
+                                     + 4 * measured["eval"])
+    said = [c.value for c in at.caption if c.value.startswith("Earlier runs of this model here")]
+    assert said == [f"Earlier runs of this model here: about {expected:,.1f} s per step, so about "
+                    f"{expected * 10 / 60:,.1f} min for 10 steps (the response cache can make repeats faster)."]

@@ -115,6 +115,15 @@ class RunReads(Database):
               AND ((phase = 'eval' AND step = ?) OR (phase = 'infer' AND step = ? + 1))
             GROUP BY note_sentence ORDER BY note_sentence""", [run_id, step, step]).df()
 
+    def call_seconds(self, models: list[str]) -> dict[str, float]:
+        """Mean seconds of one model call per phase, over the calls a model answered (not the cache)
+        in earlier runs of any of `models` (a model's names: as given and as its file)."""
+        rows = self.cursor().execute(
+            """SELECT c.phase, avg(c.duration_ms) / 1000 FROM model_calls c JOIN runs r ON r.id = c.run_id
+               WHERE c.served = 'step' AND NOT c.cached AND c.error IS NULL
+                 AND list_contains(?, r.config->>'model') GROUP BY c.phase""", [models]).fetchall()
+        return {phase: float(seconds) for phase, seconds in rows}
+
     def phase_costs(self, run_ids):
         """Tokens, cost and seconds of every step split by phase (iml_core.agents.PhaseName). They
         add up to the steps' and the runs' totals."""
