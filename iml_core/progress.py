@@ -64,9 +64,9 @@ class StepWatch:
             self._phase, self._phase_started = phase, now - self._spent.get(phase, 0.0)
 
     def called(self, call) -> None:
-        """One model call (an iml_core.agents.ModelCall) of the current phase, from any thread."""
+        """One model call (an iml_core.agents.ModelCall), from any thread."""
         with self._lock:
-            self._answered[self._phase] = self._answered.get(self._phase, 0) + 1
+            self._answered[call.phase] = self._answered.get(call.phase, 0) + 1
             self._calls += 1
             self._tokens_in += call.tokens_in
             self._tokens_out += call.tokens_out

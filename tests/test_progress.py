@@ -10,14 +10,17 @@ def test_a_phase_that_comes_back_adds_up_its_seconds_and_counts_its_calls():
     class Call:
         tokens_in, tokens_out = 30, 2
 
+        def __init__(self, phase):
+            self.phase = phase
+
     watch = StepWatch()
     assert watch.snapshot() is None
     watch.begin_step(3, {"infer": 4, "induce": 2, "revise": 1})
     watch.begin_phase("infer")
-    watch.called(Call())
+    watch.called(Call("infer"))
     time.sleep(0.05)
     watch.begin_phase("induce")  # accumulation: infer, induce, infer, induce
-    watch.called(Call())
+    watch.called(Call("induce"))
     watch.begin_phase("infer")
     now = watch.snapshot()
     assert (now.step, now.phase, now.answered, now.expected, now.calls, now.tokens_in) == (3, "infer", 1, 4, 2, 60)
