@@ -170,14 +170,16 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
     notes = config.initial_notes if notes is None else notes
     eval_observations = [s.observation for s in stream.eval]
 
+    def evaluates(step: int) -> bool:
+        return step % config.eval_every == 0 or step == config.steps
+
     def phase(step: int, name: PhaseName) -> Phase:
         return Phase(config.seed, step, name, watch)
 
     def begin(step: int) -> _Clock:
         """The step's clock, and the watch told what the step will ask of a model."""
         if watch is not None:
-            evaluating = step == 0 or step % config.eval_every == 0 or step == config.steps
-            expected = {PhaseName.EVAL: len(eval_observations) if evaluating else 0}
+            expected = {PhaseName.EVAL: len(eval_observations) if step == 0 or evaluates(step) else 0}
             if step:
                 expected |= {PhaseName.INFER: config.accumulation * config.batch_size,
                              PhaseName.INDUCE: config.accumulation, PhaseName.REVISE: 1}
@@ -242,7 +244,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
         record.prefix_kept_by_model = revision.kept_by_model
         record.words_truncated = revision.words_truncated
 
-        if step % config.eval_every == 0 or step == config.steps:
+        if evaluates(step):
             evaluate(record, clock)
             drain(record, PhaseName.EVAL)
         record.seconds = dict(clock.seconds)

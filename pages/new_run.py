@@ -1,4 +1,3 @@
-import contextlib
 import itertools
 
 import streamlit as st
@@ -8,11 +7,10 @@ from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
 from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import grid_configs
-from iml_core.models import resolve_model
 from iml_core.registry import AGENTS, BACKENDS
 from iml_core.tasks import PRESETS
 from studio import render
-from studio.ui import SELECTED, current, model_settings, show_problem, task_choices
+from studio.ui import SELECTED, current, model_settings, models_here, show_problem, task_choices
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -45,9 +43,8 @@ model = model_settings() if uses_model else {}
 NO_MODEL = "No model is chosen yet: choose one on the Models page, then come back here."
 if uses_model and model.get("model"):
     st.html(render.caption(f"Model: {model['model']}, run by {model.get('backend')}; change it on the Models page"))
-    names = [model["model"]]
-    with contextlib.suppress(IMLError):  # a model here is stored by its file
-        names.append(str(resolve_model(model["model"])))
+    # A model here is stored with its runs by its file: the listed models (cached) name it.
+    names = [model["model"], *(m.path for m in models_here() if m.name == model["model"])]
 if uses_model:
     model["cache"] = setting_input(st, "cache", defaults.cache, key="use_cache")
     backend = BACKENDS.get(model.get("backend", ""))

@@ -15,7 +15,7 @@ COLUMNS = ["id", "status", "study", "task", "agent_description", "momentum", "ac
 
 
 # Refreshed every 2 s while any run goes; a table of finished runs stays still for reading.
-REFRESH = 2.0 if store.runs_frame()["status"].isin(GOING).any() else None
+REFRESH = 2.0 if manager.busy() else None
 
 
 @st.fragment(run_every=REFRESH)
@@ -59,9 +59,8 @@ if not chosen:
 
 st.session_state[SELECTED] = chosen
 st.write(f"Selected: {', '.join(f'run {i}' for i in chosen)}")
-statuses = {run["id"]: run["status"] for run in store.runs() if run["id"] in chosen}
 open_col, compare_col, resume_col, cancel_col, delete_col = st.columns(5)
-stopped = [i for i in chosen if statuses.get(i) in RESUMABLE]
+stopped = [i for i in chosen if store.run(i)["status"] in RESUMABLE]
 going = [i for i in chosen if i in set(manager.busy())]
 if cancel_col.button("Cancel", disabled=not going, key="cancel_runs",
                      help="queued runs never start; running ones stop (on Ray, their tasks are cancelled)"):
