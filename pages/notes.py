@@ -61,94 +61,104 @@ flags = analysis.alarms(steps, frozenset() if AGENTS[run["agent"]].uses_model el
 for flag in flags[flags["step"] == after].itertuples():
     show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
 
-st.subheader(f"Which sentences of the notes at step {after} helped")
-usage = store.sentence_usage(run_id, after)
-st.caption("Each sentence shaded by the answers that relied on it (the eval at this step and the next step's "
-           "training answers): green when they were right, red when wrong, stronger with more use.")
-st.html(render.sentence_heatmap(note_units(new), {int(r.note_sentence): (int(r.right), int(r.wrong))
-                                                  for r in usage.itertuples()}))
-ablation = store.ablation(run_id, after)
-st.caption("Citing is not carrying: the last column scores the notes again without each sentence (an "
-           "ablation). A sentence whose removal costs accuracy carries it, whatever the answers say they relied on.")
-table(analysis.sentence_table(note_units(new), usage, ablation), key="notes_sentences",
-      percent=("right when cited",), points=("accuracy change without it",))
-run_settings = evaluation.run_config(store.run(run_id))
-calls = evaluation.ablation_calls(run_settings, new)
-if note_units(new) and st.button(f"Score the notes at step {after} without each sentence"
-                                 + (f" (at most {calls} model calls)" if calls else ""), key="notes_ablate"):
-    with st.spinner("Scoring the notes without each sentence..."):
-        try:
-            evaluation.ablate_run(store, run_id, after)
-        except IMLError as e:
-            show_problem(str(e))
-        else:
-            st.rerun()
-
-with st.expander(f"Score these notes (step {after}) with another agent, model or task"):
-    a, b = st.columns(2)
-    scorer_agent = setting_input(a, "agent", run_settings.agent, key="score_agent")
-    tasks = task_choices()
-    scorer_task = b.selectbox("Task", list(tasks), format_func=tasks.get, key="score_task")
-    scorer = run_settings.replace(task=scorer_task, agent=scorer_agent, label_noise=None,
-                                  **(model_settings() if AGENTS[scorer_agent].uses_model else {}))
-    problems = check_run(scorer)
-    for problem in problems:
-        show_problem(problem)
-    if st.button("Score", disabled=bool(problems), key="score_notes"):
-        with st.spinner("Scoring..."):
+# One tab per question keeps the page one screen long, however long the run.
+helped, knows, caused, stability, elsewhere = st.tabs([
+    "Which sentences helped", "What the notes know", f"What caused step {after}", "Stability",
+    "Score elsewhere or fork"])
+with helped:
+    usage = store.sentence_usage(run_id, after)
+    st.caption("Each sentence shaded by the answers that relied on it (the eval at this step and the next step's "
+               "training answers): green when they were right, red when wrong, stronger with more use.")
+    st.html(render.sentence_heatmap(note_units(new), {int(r.note_sentence): (int(r.right), int(r.wrong))
+                                                      for r in usage.itertuples()}))
+    ablation = store.ablation(run_id, after)
+    st.caption("Citing is not carrying: the last column scores the notes again without each sentence (an "
+               "ablation). A sentence whose removal costs accuracy carries it, whatever the answers say they "
+               "relied on.")
+    table(analysis.sentence_table(note_units(new), usage, ablation), key="notes_sentences",
+          percent=("right when cited",), points=("accuracy change without it",))
+    run_settings = evaluation.run_config(store.run(run_id))
+    calls = evaluation.ablation_calls(run_settings, new)
+    if note_units(new) and st.button(f"Score the notes at step {after} without each sentence"
+                                     + (f" (at most {calls} model calls)" if calls else ""), key="notes_ablate"):
+        with st.spinner("Scoring the notes without each sentence..."):
             try:
-                evaluation_id, scored = evaluation.score_and_store(store, scorer, new, run_id=run_id, step=after)
+                evaluation.ablate_run(store, run_id, after)
             except IMLError as e:
                 show_problem(str(e))
             else:
-                st.success(f"Evaluation {evaluation_id}: {percent(scored.accuracy)} on {scored.eval_size} samples "
-                           f"of {scorer_task} read by {scored.agent_description} ({scored.invalid} invalid); "
-                           f"this run's own eval at step {after}: {percent(row['eval_accuracy'])}.")
+                st.rerun()
 
-if task.rule_card:
-    st.subheader("What the notes know")
-    scorer = TruthScorer(task)
-    score = scorer.score(new)
-    st.caption(f"Against the rule card of {task.name}: the class depends on {', '.join(scorer.relevant)}. "
-               f"At step {after} the notes recall {100 * score.rule_recall:.0f}% of the rule and cite "
-               f"{score.distractors} distractor attribute(s).")
-    table(pd.DataFrame([{
-        "class": v.name, "verdict": v.verdict, "recalled": ", ".join(v.recalled),
-        "missing": ", ".join(v.missing), "wrong value": ", ".join(v.wrong),
-        "distractors cited": ", ".join(v.distractors)} for v in score.classes]), key="truth_table")
-    st.plotly_chart(charts.truth_curves(analysis.truth_curve(scorer, store.steps(run_id)), steps), key="truth_curve")
-else:
-    st.caption("This task has no rule card (a CSV task), so the notes cannot be scored against the truth.")
+with knows:
+    if task.rule_card:
+        scorer = TruthScorer(task)
+        score = scorer.score(new)
+        st.caption(f"Against the rule card of {task.name}: the class depends on {', '.join(scorer.relevant)}. "
+                   f"At step {after} the notes recall {100 * score.rule_recall:.0f}% of the rule and cite "
+                   f"{score.distractors} distractor attribute(s).")
+        table(pd.DataFrame([{
+            "class": v.name, "verdict": v.verdict, "recalled": ", ".join(v.recalled),
+            "missing": ", ".join(v.missing), "wrong value": ", ".join(v.wrong),
+            "distractors cited": ", ".join(v.distractors)} for v in score.classes]), key="truth_table")
+        st.plotly_chart(charts.truth_curves(analysis.truth_curve(scorer, store.steps(run_id)), steps),
+                        key="truth_curve")
+    else:
+        st.caption("This task has no rule card (a CSV task), so the notes cannot be scored against the truth.")
 
-with st.expander(f"Fork: a new run that starts from these notes (step {after})"):
-    old_config = RunConfig.from_dict(store.run(run_id)["config"])
-    a, b, c = st.columns(3)
-    changes = {name: setting_input(column, name, getattr(old_config, name), key=f"fork_{name}",
-                                   slider=name != "steps")
-               for column, name in zip((a, b, c), ("momentum", "accumulation", "steps"), strict=True)}
-    fork = fork_config(store, run_id, after, **changes)
-    problems = check_run(fork)
-    for problem in problems:
-        show_problem(problem)
-    st.caption("Everything else as in run {}; the new run records it as its parent.".format(run_id))
-    if st.button("Start the fork", disabled=bool(problems), key="fork_start"):
-        try:
-            (fork_id,) = manager.submit([fork], parent=(run_id, after))
-        except IMLError as e:
-            show_problem(str(e))
-        else:
-            st.session_state[SELECTED] = [fork_id]
-            st.success(f"Run {fork_id} started from run {run_id}'s notes at step {after}.")
-            st.page_link("pages/live.py", label="Watch it on the Live page")
+with caused:
+    if after > 0:
+        if before != after - 1:
+            st.caption(f"The diff spans steps {before}–{after}; below is only the last revision's evidence.")
+        for k, text in enumerate(store.batch_notes(run_id, after), start=1):
+            st.markdown(f"**Batch note {k}**")
+            st.html(render.escaped_block(text))
+        st.markdown("**Trajectories** (observation, answer, feedback)")
+        table(analysis.trajectories(task, store.predictions(run_id, after)), key="trajectories")
+    else:
+        st.caption("Step 0 holds the notes the run started with: no revision made them.")
 
-if after > 0:
-    st.subheader(f"What caused the revision at step {after}")
-    if before != after - 1:
-        st.caption(f"The diff spans steps {before}–{after}; below is only the last revision's evidence.")
-    for k, text in enumerate(store.batch_notes(run_id, after), start=1):
-        st.markdown(f"**Batch note {k}**")
-        st.html(render.escaped_block(text))
-    st.markdown("**Trajectories** (observation, answer, feedback)")
-    table(analysis.trajectories(task, store.predictions(run_id, after)), key="trajectories")
+with stability:
+    st.plotly_chart(charts.mark_alarms(charts.stability(steps), flags), key="notes_stability")
+with elsewhere:
+    with st.expander(f"Score these notes (step {after}) with another agent, model or task"):
+        a, b = st.columns(2)
+        scorer_agent = setting_input(a, "agent", run_settings.agent, key="score_agent")
+        tasks = task_choices()
+        scorer_task = b.selectbox("Task", list(tasks), format_func=tasks.get, key="score_task")
+        scorer = run_settings.replace(task=scorer_task, agent=scorer_agent, label_noise=None,
+                                      **(model_settings() if AGENTS[scorer_agent].uses_model else {}))
+        problems = check_run(scorer)
+        for problem in problems:
+            show_problem(problem)
+        if st.button("Score", disabled=bool(problems), key="score_notes"):
+            with st.spinner("Scoring..."):
+                try:
+                    evaluation_id, scored = evaluation.score_and_store(store, scorer, new, run_id=run_id, step=after)
+                except IMLError as e:
+                    show_problem(str(e))
+                else:
+                    st.success(f"Evaluation {evaluation_id}: {percent(scored.accuracy)} on {scored.eval_size} samples "
+                               f"of {scorer_task} read by {scored.agent_description} ({scored.invalid} invalid); "
+                               f"this run's own eval at step {after}: {percent(row['eval_accuracy'])}.")
 
-st.plotly_chart(charts.mark_alarms(charts.stability(steps), flags), key="notes_stability")
+    with st.expander(f"Fork: a new run that starts from these notes (step {after})"):
+        old_config = RunConfig.from_dict(store.run(run_id)["config"])
+        a, b, c = st.columns(3)
+        changes = {name: setting_input(column, name, getattr(old_config, name), key=f"fork_{name}",
+                                       slider=name != "steps")
+                   for column, name in zip((a, b, c), ("momentum", "accumulation", "steps"), strict=True)}
+        fork = fork_config(store, run_id, after, **changes)
+        problems = check_run(fork)
+        for problem in problems:
+            show_problem(problem)
+        st.caption("Everything else as in run {}; the new run records it as its parent.".format(run_id))
+        if st.button("Start the fork", disabled=bool(problems), key="fork_start"):
+            try:
+                (fork_id,) = manager.submit([fork], parent=(run_id, after))
+            except IMLError as e:
+                show_problem(str(e))
+            else:
+                st.session_state[SELECTED] = [fork_id]
+                st.success(f"Run {fork_id} started from run {run_id}'s notes at step {after}.")
+                st.page_link("pages/live.py", label="Watch it on the Live page")
+

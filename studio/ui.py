@@ -121,7 +121,8 @@ def table(frame: pd.DataFrame, *, key: str, percent: tuple[str, ...] = (), point
     styled = frame.style.format(formats, na_rep="").format(
         na_rep="", subset=[column for column in frame.columns if column not in formats])
     config = {column: header(column) for column in frame.columns} | (column_config or {})
-    return st.dataframe(styled, hide_index=True, key=key, column_config=config, **options)
+    # The grid draws a missing value as a grey "None" unless told what to draw instead.
+    return st.dataframe(styled, hide_index=True, key=key, column_config=config, placeholder="", **options)
 
 
 def show_problem(text: str, kind: str = "error") -> None:

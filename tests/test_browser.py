@@ -310,3 +310,55 @@ def test_live_shows_the_phase_of_a_starter_step_as_it_runs(page, starter_model):
     if os.environ.get("IML_SCREENSHOTS"):  # docs/live-in-step.png is taken here
         page.screenshot(path=ROOT / "docs" / "live-in-step.png")
     expect(page.get_by_text(re.compile(r"completed: step 1 of 1"))).to_be_visible(timeout=300_000)
+
+
+PAGE_TITLES = ["New run", "Live", "Runs", "Notes", "Compare", "Paper view", "Data", "Models"]
+# Words from the code, and percentages past one decimal ("93.48%").
+CODE_WORD = re.compile(r"\b(None|nan|NaN)\b|\d\.\d{2,}%")
+
+
+# Tables are drawn on a canvas: every string the page draws there is recorded as it is drawn.
+RECORD_CANVAS_TEXT = """
+window.drawnText = [];
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+    window.drawnText.push(String(text));
+    return fillText.call(this, text, ...rest);
+};
+"""
+
+
+def shown_text(page) -> tuple[list[str], list[str]]:
+    """What a reader sees: the page's text, each table's headers (its grid keeps them in the DOM
+    for screen readers), and every string drawn on a canvas since the last call."""
+    headers = page.locator('[data-testid="stDataFrame"] th[role="columnheader"]').all_inner_texts()
+    drawn = page.evaluate("() => window.drawnText.splice(0)")
+    return headers, [page.locator("body").inner_text(), *drawn]
+
+
+def test_no_page_shows_none_or_a_name_from_the_code(tmp_path):
+    from iml_core import evaluation
+
+    db = tmp_path / "words.duckdb"
+    with Store(db) as store:  # the dashboard tests' database: a finished run, its ablation and baselines
+        run_id = create_run(store, RunConfig(steps=3, eval_size=40, momentum=1.0))
+        execute_run(store, run_id)
+        evaluation.ablate_run(store, run_id, 3)
+        evaluation.compute_baselines(store, run_id)
+    seen_tables = 0
+    with dashboard(db, tmp_path) as url, chromium() as browser:
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.add_init_script(RECORD_CANVAS_TEXT)
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        for title in PAGE_TITLES:
+            nav(page, title)
+            wait_idle(page)
+            page.wait_for_timeout(1_000)  # tables draw after the script has finished
+            headers, texts = shown_text(page)
+            seen_tables += len(headers) > 0
+            assert headers == [h for h in headers if "_" not in h], (title, headers)
+            said = [m.group(0) + " in: " + t[max(0, m.start() - 60):m.end() + 60]
+                    for t in texts for m in [CODE_WORD.search(t)] if m]
+            assert said == [], (title, said)
+    assert seen_tables >= 3, f"only {seen_tables} pages showed a table a reader could see"
