@@ -19,10 +19,11 @@ from typing import Iterator
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.learner import StepRecord
+from iml_core.progress import WATCHES, RelayedWatch, StepProgress, StepWatch
 from iml_core.store import Store
 
 RAY_ADDRESS_ENV = "IML_RAY_ADDRESS"
-POLL_SECONDS = 0.5  # how often a waiting run looks at its cancel flag
+POLL_SECONDS = 0.5  # how often a waiting run looks at its cancel flag, and a worker posts its progress
 
 
 def ray_address(flag: str | None = None) -> str | None:
@@ -122,13 +123,14 @@ def capacity(resources: Resources) -> int:
 
 class _Board:
     """A Ray actor through which workers tell the driver what it cannot see from the steps: that
-    a run waits on a failing model server (the backend's retry notices), and the model's answers
-    as they come (the response cache). The cache here holds what this driver's cluster runs were
-    answered, so a task that takes over after a lost worker repeats no completed call; the driver
-    copies every entry into the database's cache."""
+    a run waits on a failing model server (the backend's retry notices), where it is inside its
+    step (iml_core.progress), and the model's answers as they come (the response cache). The
+    cache here holds what this driver's cluster runs were answered, so a task that takes over after
+    a lost worker repeats no completed call; the driver copies every entry into the database's cache."""
 
     def __init__(self):
         self._notices: dict[int, str | None] = {}
+        self._progress: dict[int, StepProgress | None] = {}
         self._answers: dict[str, dict] = {}
         self._unsaved: list[tuple[str, dict]] = []
 
@@ -140,6 +142,12 @@ class _Board:
         if run_id in self._notices:
             return True, self._notices.pop(run_id)
         return False, None
+
+    def post_progress(self, run_id: int, progress: StepProgress | None) -> None:
+        self._progress[run_id] = progress
+
+    def progress(self, run_id: int) -> StepProgress | None:
+        return self._progress.get(run_id)
 
     def get(self, key: str) -> dict | None:
         return self._answers.get(key)
@@ -178,9 +186,28 @@ def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int,
     yield {"pid": os.getpid(), "node": socket.gethostname()}
     if board is None:
         yield from agent_steps(RunConfig.from_dict(config), after_step, notes)
-    else:
+        return
+    watch, done = StepWatch(), threading.Event()
+    poster = threading.Thread(target=_post_progress, args=(watch, board, run_id, done), daemon=True)
+    poster.start()
+    try:
         yield from agent_steps(RunConfig.from_dict(config), after_step, notes, cache=_BoardCache(board),
-                               on_retry=lambda notice: board.post.remote(run_id, notice))
+                               on_retry=lambda notice: board.post.remote(run_id, notice), watch=watch)
+    finally:
+        done.set()
+        board.post_progress.remote(run_id, None)
+
+
+def _post_progress(watch: StepWatch, board, run_id: int, done: threading.Event) -> None:
+    """On a worker: the step's progress to the board, whenever it changed, until the run ends."""
+    posted = None
+    while not done.wait(POLL_SECONDS):
+        now = watch.snapshot()
+        moved = now is not None and (posted is None or (now.step, now.phase, now.calls)
+                                     != (posted.step, posted.phase, posted.calls))
+        if moved:
+            board.post_progress.remote(run_id, now)
+            posted = now
 
 
 _remote_learn = None
@@ -218,15 +245,21 @@ class RaySteps:
     def __call__(self, store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
                  cancel: threading.Event | None) -> Iterator[StepRecord]:
         ray = _ray()
-        lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
         board = self._driver_board() if config.uses_model else None
+        with WATCHES.watching(run_id, RelayedWatch()) as relayed:
+            yield from self._run(ray, store, run_id, config, after_step, notes, cancel, board, relayed)
+
+    def _run(self, ray, store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
+             cancel: threading.Event | None, board, relayed: RelayedWatch) -> Iterator[StepRecord]:
+        lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
         losses = 0
         while True:
             task = _remote().options(**self.resources.options()).remote(config.to_dict(), after_step, notes,
                                                                         run_id, board)
             recovering = losses > 0
             try:
-                for item in self._items(ray, task, cancel, lambda: self._relay(ray, board, store, run_id)):
+                for item in self._items(ray, task, cancel,
+                                       lambda: self._relay(ray, board, store, run_id, relayed)):
                     if isinstance(item, dict):
                         with self._lock:
                             self.workers[run_id] = item
@@ -257,13 +290,14 @@ class RaySteps:
                 with self._lock:
                     self.workers.pop(run_id, None)
                 ray.cancel(task)  # a no-op once the task is done
-                self._relay(ray, board, store, run_id)
+                self._relay(ray, board, store, run_id, relayed)
 
     @staticmethod
-    def _relay(ray, board, store: Store, run_id: int) -> None:
-        """What workers told the board since last time: into the run's status and the cache."""
+    def _relay(ray, board, store: Store, run_id: int, relayed: RelayedWatch) -> None:
+        """What workers told the board since last time: into the run's status, its watch and the cache."""
         if board is None:
             return
+        relayed.update(ray.get(board.progress.remote(run_id)))
         changed, notice = ray.get(board.take.remote(run_id))
         if changed:
             store.set_retrying(run_id, notice)

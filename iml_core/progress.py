@@ -4,12 +4,15 @@ takes minutes on a CPU; the Live page reads this to show it is moving and how lo
 
 The loop reports phases (iml_core.learner), the LLM agent reports each call (through the Phase it
 is handed), and the run's step source registers the watch under the run's id (iml_core.steps).
-It lives in the memory of the process computing the steps; nothing of it is stored.
+It lives in the memory of the process computing the steps; nothing of it is stored. A run on a
+Ray cluster computes elsewhere: its worker posts snapshots, and the process that owns the run
+holds the latest in a RelayedWatch (iml_core.cluster).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -81,16 +84,38 @@ class StepWatch:
                                 now - self._step_started, now - self._phase_started)
 
 
-class Watches:
-    """The watch of each run computing here, by run id."""
+class RelayedWatch:
+    """The latest snapshot posted by a watch in another process, its clocks moved on by the time
+    since it arrived, so the seconds keep counting between posts."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._watches: dict[int, StepWatch] = {}
+        self._latest: tuple[StepProgress, float] | None = None
+
+    def update(self, progress: StepProgress | None) -> None:
+        with self._lock:
+            self._latest = None if progress is None else (progress, time.monotonic())
+
+    def snapshot(self) -> StepProgress | None:
+        with self._lock:
+            if self._latest is None:
+                return None
+            progress, arrived = self._latest
+        since = time.monotonic() - arrived
+        return dataclasses.replace(progress, step_seconds=progress.step_seconds + since,
+                                   phase_seconds=progress.phase_seconds + since)
+
+
+class Watches:
+    """The watch of each run computing here (or relayed here from a worker), by run id."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._watches: dict[int, StepWatch | RelayedWatch] = {}
 
     @contextlib.contextmanager
-    def watching(self, run_id: int):
-        watch = StepWatch()
+    def watching(self, run_id: int, watch: StepWatch | RelayedWatch | None = None):
+        watch = StepWatch() if watch is None else watch
         with self._lock:
             self._watches[run_id] = watch
         try:

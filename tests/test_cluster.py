@@ -144,6 +144,35 @@ def test_an_llm_run_on_the_cluster_shows_retrying_while_its_server_fails(cluster
     assert len(store.model_calls(run_id)) == 2 + 2 + 1 + 1 + 2  # eval@0, train, induce, revise, eval@1
 
 
+def test_live_sees_where_a_cluster_run_is_inside_its_step(cluster, store):
+    from fault_server import FaultServer
+
+    from iml_core.progress import WATCHES
+
+    seen = {}
+
+    def look(number):
+        if number == 5:  # the revision of step 1, held until the driver shows it
+            deadline = time.monotonic() + 10  # the worker posts, and the driver relays, every POLL_SECONDS
+            while time.monotonic() < deadline:
+                now = WATCHES.now(run_id)
+                if now is not None and (now.step, now.phase) == (1, "revise"):
+                    seen["now"] = now
+                    return
+                time.sleep(0.05)
+
+    with FaultServer([], on_request=look) as server:
+        config = RunConfig(agent="llm", backend="openai", base_url=server.url, model="m", steps=1, eval_size=2,
+                           batch_size=2, max_parallel=1, max_note_words=40, structured_output="json_object")
+        manager = RunManager(store, max_parallel=1, source=RaySteps())
+        (run_id,) = manager.submit([config])
+        manager.join(timeout=120)
+    assert store.run(run_id)["status"] == "completed"
+    now = seen["now"]  # requests 0-1 eval step 0; in step 1: 2-3 inference, 4 induction, 5 revision
+    assert (now.answered, now.expected, now.calls) == (0, 1, 3) and now.step_seconds > 0
+    assert WATCHES.now(run_id) is None  # nothing is kept once the run is over
+
+
 def test_the_dashboard_runs_a_sweep_on_the_cluster_and_cancels_it_whole(cluster, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
