@@ -22,6 +22,7 @@ page = st.navigation([
     st.Page("pages/notes.py", title="Notes"),
     st.Page("pages/compare.py", title="Compare"),
     st.Page("pages/paper.py", title="Paper view"),
+    st.Page("pages/ladder.py", title="Ladder"),
     st.Page("pages/data.py", title="Data"),
     st.Page("pages/models.py", title="Models"),
 ])

@@ -213,14 +213,16 @@ TRUTH_POINTS = 200  # a score takes 1-2 ms: long runs are scored at this many ev
 
 
 def truth_curve(scorer, steps: list[dict], most: int = TRUTH_POINTS) -> pd.DataFrame:
-    """Rule recall and distractors cited by the notes per step (scorer: iml_core.truth); for runs
-    longer than `most` steps, at `most` evenly spaced steps, the first and the last included."""
+    """Rule recall, discovery rate and distractors cited by the notes per step (scorer:
+    iml_core.truth); for runs longer than `most` steps, at `most` evenly spaced steps, the first and
+    the last included."""
     if len(steps) > most:
         picked = sorted({round(i * (len(steps) - 1) / (most - 1)) for i in range(most)})
         steps = [steps[i] for i in picked]
     scores = [(s["step"], scorer.score(s["notes"])) for s in steps]
     return pd.DataFrame({"step": [step for step, _ in scores],
                          "rule_recall": [score.rule_recall for _, score in scores],
+                         "discovery_rate": [score.discovery_rate for _, score in scores],
                          "distractors": [score.distractors for _, score in scores]})
 
 
@@ -232,17 +234,81 @@ def paper_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> tuple[pd.DataFrame,
     return by_momentum, by_accumulation
 
 
+def final_accuracy_by(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Final eval accuracy per group of runs sharing the values of `by` (usually all but the seed):
+    mean, spread (std) and count, the runs evaluated (one not evaluated yet has no final accuracy)."""
+    return runs.groupby(by)["final_eval_accuracy"].agg(["mean", "std", "count"]).reset_index()
+
+
 def final_accuracy_by_cell(runs: pd.DataFrame) -> pd.DataFrame:
     """Final eval accuracy per momentum x accumulation cell: mean, spread (std) and runs."""
-    return (runs.groupby(["momentum", "accumulation"])["final_eval_accuracy"]
-            .agg(["mean", "std", "count"]).reset_index())
+    return final_accuracy_by(runs, ["momentum", "accumulation"])
+
+
+# A rung "applies" or "learns" its rule when the mean over seeds clears the floor by this much.
+LADDER_MARGIN = 0.10
+LADDER_COLUMNS = ("no notes", "majority", "in-context", "oracle", "learned")
+
+
+def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """A ladder study's runs (iml_core.studies.LADDER) rung by rung: the mean over seeds of each
+    baseline and of the learned (final eval) accuracy, the learned spread, and two verdicts against
+    the floor (the better of no notes and the majority class, which a model answering one class
+    reaches): *applies*, the oracle notes clear it (the model can use a rule it is given), and
+    *learns*, its own notes do (LADDER_MARGIN). A rung none of whose runs has finished is left out."""
+    from iml_core.studies import LADDER, rung_of
+
+    done = runs[runs["final_eval_accuracy"].notna()]
+    accuracy = baselines.pivot_table(index="run_id", columns="kind", values="accuracy") if len(baselines) else \
+        pd.DataFrame()
+    rows = []
+    for number, rung in enumerate(LADDER, start=1):
+        on_rung = done[[rung_of(task) == rung for task in done["task"]]]
+        if on_rung.empty:
+            continue
+        row = {"rung": number, "task": rung.name, "seeds": len(on_rung)}
+        for kind in LADDER_COLUMNS[:-1]:
+            values = accuracy.reindex(on_rung["id"])[kind].dropna() if kind in accuracy else pd.Series(dtype=float)
+            row[kind] = values.mean() if len(values) else None
+        row["learned"] = on_rung["final_eval_accuracy"].mean()
+        row["learned spread"] = on_rung["final_eval_accuracy"].std() if len(on_rung) > 1 else None
+        floor = max((row[k] for k in ("no notes", "majority") if row[k] is not None), default=None)
+        row["applies"] = None if floor is None or row["oracle"] is None else row["oracle"] - floor >= LADDER_MARGIN
+        row["learns"] = None if floor is None else row["learned"] - floor >= LADDER_MARGIN
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["rung", "task", "seeds", *LADDER_COLUMNS, "learned spread", "applies",
+                                       "learns"])
+
+
+def ladder_verdict(table: pd.DataFrame) -> str:
+    """Where on the ladder the model stops applying rules and where it stops learning them, in words."""
+    if table.empty:
+        return "No rung has finished a run yet."
+    said = []
+    stops_applying = table[table["applies"] == False]  # noqa: E712 (None means not measured, not False)
+    stops_learning = table[(table["learns"] == False) & (table["applies"] != False)]  # noqa: E712
+    if len(stops_applying):
+        first = stops_applying.iloc[0]
+        said.append(f"It stops applying a rule it is given at rung {first['rung']} ({first['task']}): the oracle "
+                    "notes no longer lift it clear of its floor.")
+    else:
+        said.append("It applies the rule it is given on every rung measured.")
+    if len(stops_learning):
+        first = stops_learning.iloc[0]
+        said.append(f"It stops learning at rung {first['rung']} ({first['task']}): its own notes end near its "
+                    "floor while the oracle's are still clear of it.")
+    elif (table["learns"] == True).all():  # noqa: E712
+        said.append("It learns on every rung measured.")
+    else:
+        said.append("Wherever it applies a rule it is given, it also learns one.")
+    return " ".join(said)
 
 
 def run_report(run: dict, steps: pd.DataFrame, costs: pd.DataFrame, scorer=None) -> dict:
     """One run for scripts and notebooks, without SQL: its settings, and per step the accuracies,
-    the notes' length and churn, rule recall and verdicts (with a `scorer`: benchmark tasks), the
-    alarms, and seconds, tokens and cost by phase. `steps` holds the notes (Store.steps_frame with
-    notes); `costs` is Store.phase_costs."""
+    the notes' length and churn, rule recall, discovery rate and verdicts (with a `scorer`: tasks
+    with a rule card), the alarms, and seconds, tokens and cost by phase. `steps` holds the notes
+    (Store.steps_frame with notes); `costs` is Store.phase_costs."""
     flags = alarms(steps)
     by_step = {}
     for row in costs.itertuples(index=False):
@@ -263,6 +329,7 @@ def run_report(run: dict, steps: pd.DataFrame, costs: pd.DataFrame, scorer=None)
         if scorer is not None:
             score = scorer.score(row.notes)
             step["rule_recall"] = score.rule_recall
+            step["discovery_rate"] = score.discovery_rate
             step["verdicts"] = {v.name: v.verdict for v in score.classes}
         report_steps.append(step)
     keep = ("id", "status", "error", "task", "agent_description", "steps_done", "steps_total",

@@ -15,18 +15,24 @@ from iml_core.agents import Agent
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError, UserError
 from iml_core.registry import AGENTS
-from iml_core.tasks import Task, load_task
+from iml_core.tasks import Task, load_task, rule_card_path
 
 _tasks_lock = threading.Lock()
 
 
 def _file_state(spec: str) -> tuple | None:
-    """A CSV task's identity beyond its path: a file changed in place is parsed again."""
+    """A CSV task's identity beyond its path: a file changed in place is parsed again, and so is
+    one whose rule card beside it was added, changed or removed."""
     try:
         stat = Path(spec).stat()
     except OSError:
-        return None  # a preset, or a missing file: load_task names the problem
-    return stat.st_mtime_ns, stat.st_size, os.path.realpath(spec)
+        return None  # a preset, a generated task, or a missing file: load_task names the problem
+    try:
+        card = rule_card_path(spec).stat()
+    except OSError:
+        card = None
+    return (stat.st_mtime_ns, stat.st_size, os.path.realpath(spec),
+            card and (card.st_mtime_ns, card.st_size))
 
 
 @functools.lru_cache(maxsize=16)
@@ -36,7 +42,7 @@ def _load(spec: str, label_column: str, label_noise: float | None, file_state: t
 
 def build_task(config: RunConfig) -> Task:
     """The run's task, parsed or generated once per identity (its spec, label column, noise, and a
-    CSV file's size and time) and shared: a Task is frozen. Checks that the eval split leaves a
+    CSV file's and its rule card's size and time) and shared: a Task is frozen. Checks that the eval split leaves a
     minibatch to learn from."""
     with _tasks_lock:  # one parse of a large CSV, not one per thread asking at once
         task = _load(config.task, config.label_column, config.label_noise, _file_state(config.task))

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from iml_core.errors import UserError
+from iml_core.prompts import DEFAULT_LAYOUT, PROMPT_LAYOUTS
 from iml_core.registry import AGENTS, BACKENDS
 
 FEEDBACK_MODES = {"label": "the environment names the right class",
@@ -93,10 +94,13 @@ def _number(name, label, low, high, help, **more) -> Setting:
 
 
 SETTINGS = {s.name: s for s in (
-    Setting("task", "text", "Task", "a preset (paper, noisy, hard) or the path of a CSV file", scorer=True),
+    Setting("task", "text", "Task", "a preset (paper, noisy, hard), a generated task "
+            "(rules:classes=3,attributes=6,relevant=2,...; its knobs on the Data page) or the path of a CSV file",
+            scorer=True),
     Setting("label_column", "text", "Label column", "the CSV column that holds the classes"),
     _number("label_noise", "Label noise", 0.0, 0.95, "share of a preset's labels replaced by a wrong class "
-            "(empty: the preset's own)", step=0.05, optional=True),
+            "(empty: the preset's own); a generated task's noise knob, when its spec sets none", step=0.05,
+            optional=True),
     Setting("agent", "choice", "Agent", "offline: the rule learner (no LLM); llm: a language model",
             choices=AGENTS, scorer=True),
     Setting("feedback", "choice", "Feedback", "label: the environment names the right class; binary: only right "
@@ -129,6 +133,11 @@ SETTINGS = {s.name: s for s in (
             "server", choices=STRUCTURED_OUTPUT, part="model", scorer=True),
     _number("temperature", "Temperature", 0.0, 2.0, "sampling temperature of the model", step=0.05, part="model",
             scorer=True),
+    # Not `learning`: the oracle and in-context baselines are asked in the run's layout, and the
+    # layout alone can move them from below chance to 100%, so runs differing in it do not share them.
+    Setting("prompt_layout", "choice", "Prompt layout", "where the inference prompt puts the notes (system or user "
+            "turn, before the sample) and whether the answer names the line it relied on (plain: it does not)",
+            choices=PROMPT_LAYOUTS, part="model", scorer=True, column=True),
     # Penalties act on the written phases (induction, revision) only: in an answer a class name
     # that the notes mention is no repetition to discourage.
     _number("repeat_penalty", "Repeat penalty", 1.0, 2.0, "llama.cpp: how much the notes' writing avoids "
@@ -189,6 +198,7 @@ class RunConfig:
     chat_format: str = ""  # a model here only; empty means the template inside the GGUF
     structured_output: str = "auto"
     temperature: float = 0.2
+    prompt_layout: str = DEFAULT_LAYOUT  # the layout of every run before layouts existed
     repeat_penalty: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
@@ -218,7 +228,7 @@ class RunConfig:
                 found.append("an LLM run needs a model: a .gguf path or a listed name for a model here, "
                              "a model name for openai")
         if not str(self.task).strip():
-            found.append("task is empty; give a preset name or the path of a CSV file")
+            found.append("task is empty; give a preset name, a generated task (rules:...) or the path of a CSV file")
         return found
 
     def check(self) -> "RunConfig":

@@ -47,6 +47,7 @@ class Evaluation:
     seconds: float = 0.0
     shots: int | None = None  # in-context: the examples in the prompt
     removed_sentence: int | None = None  # ablation: the sentence left out (None: the notes whole)
+    prompt_layout: str | None = None  # how a model was asked (iml_core.prompts); None: no model was
 
     @property
     def eval_size(self) -> int:
@@ -56,6 +57,7 @@ class Evaluation:
         return {"kind": self.kind, "notes_source": self.notes_source, "accuracy": self.accuracy,
                 "invalid": self.invalid, "per_class": self.per_class, "eval_size": self.eval_size,
                 "shots": self.shots, "removed_sentence": self.removed_sentence, "agent": self.agent_description,
+                "prompt_layout": self.prompt_layout,
                 "tokens_in": sum(c.tokens_in for c in self.calls), "tokens_out": sum(c.tokens_out for c in self.calls),
                 "cost": sum(c.cost for c in self.calls), "seconds": self.seconds}
 
@@ -75,13 +77,19 @@ def score_notes(config: RunConfig, notes: str, *, kind: str = "notes", source: s
     seconds = time.perf_counter() - started
     records, accuracy, invalid, per_class = score_answers(task, "eval", None, samples, answers)
     return Evaluation(kind, source, notes, agent.description, accuracy, invalid, per_class, records,
-                      agent.drain_calls(), seconds, removed_sentence=removed_sentence)
+                      agent.drain_calls(), seconds, removed_sentence=removed_sentence,
+                      prompt_layout=_layout(config))
+
+
+def _layout(config: RunConfig) -> str | None:
+    return config.prompt_layout if config.uses_model else None
 
 
 def oracle_notes(task: Task, agent: str) -> str:
     """The rule card written as notes the way the agent reads notes (iml_core.registry.AgentKind)."""
     if not task.rule_card:
-        raise UserError(f"{task.name} has no rule card (a CSV task): oracle notes exist for benchmark presets only")
+        raise UserError(f"{task.name} has no rule card (a CSV task without one): oracle notes need the rule; put "
+                        f"a {task.name}.rules.json beside the CSV, in the format `iml data` writes for the presets")
     return AGENTS[agent].rule_card_notes(task)
 
 
@@ -115,7 +123,7 @@ def in_context(config: RunConfig, shots: int | None = None, *, cache=None) -> Ev
     seconds = time.perf_counter() - started
     records, accuracy, invalid, per_class = score_answers(task, "eval", None, samples, answers)
     return Evaluation("in-context", source, notes, agent.description, accuracy, invalid, per_class, records,
-                      agent.drain_calls(), seconds, shots=shots)
+                      agent.drain_calls(), seconds, shots=shots, prompt_layout=_layout(config))
 
 
 def majority(config: RunConfig) -> Evaluation:
@@ -187,13 +195,23 @@ def applicable_baselines(config: RunConfig) -> list[str]:
     return [kind for kind in BASELINES if kind != "oracle" or build_task(config).rule_card]
 
 
-def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None) -> list[tuple[int, Evaluation]]:
-    """Computes and stores a run's baselines (all that apply, or `kinds`); (evaluation id, evaluation) each."""
+def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None,
+                      layouts=None) -> list[tuple[int, Evaluation]]:
+    """Computes and stores a run's baselines (all that apply, or `kinds`), in the run's prompt
+    layout or in each of `layouts`, to compare them; (evaluation id, evaluation) each. Only those in
+    the run's own layout count as its baselines (Store.baselines)."""
     config = run_config(store.run(run_id))
+    layouts = list(dict.fromkeys(layouts or [config.prompt_layout]))
+    if not config.uses_model and layouts != [config.prompt_layout]:
+        raise UserError(f"run {run_id} is the {AGENTS[config.agent].label}'s, which reads no prompt: prompt layouts "
+                        "apply to a run of a model; leave out --prompt-layout")
     done = []
     for kind in kinds or applicable_baselines(config):
-        evaluation = baseline(kind, config, shots=shots, cache=store.responses)
-        done.append((store.save_evaluation(evaluation, config, run_id=run_id), evaluation))
+        # The majority class asks no model: once, stored as the run's own.
+        for layout in [config.prompt_layout] if kind == "majority" else layouts:
+            scored = config.replace(prompt_layout=layout).check()
+            evaluation = baseline(kind, scored, shots=shots, cache=store.responses)
+            done.append((store.save_evaluation(evaluation, scored, run_id=run_id), evaluation))
     return done
 
 

@@ -2,9 +2,13 @@
 
 The inference prompt puts what all samples of a step share (task, classes, notes) first and the
 sample last, so llama.cpp reuses its KV cache for the shared part across the samples of a step.
+Where the notes sit and whether the answer names a line of them is the run's prompt layout
+(PROMPT_LAYOUTS); every layout keeps that order.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 PROMPTS = {
     "infer_system": (
@@ -24,6 +28,22 @@ PROMPTS = {
         "Here are {count} {noun}s whose class is known:\n{examples}"
     ),
     "example": "- {observation} Class: {label}",
+    # The layouts with the notes in the user turn: the system turn says only the task, and the
+    # notes (or the in-context examples) come right before the sample, after the shared part.
+    "infer_task_system": (
+        "You sort each {noun} into exactly one of these classes: {classes}.\n"
+        "You keep notes of what you learned from earlier answers and their feedback. Use them."
+    ),
+    "infer_notes_user": "Your notes, one numbered line per sentence:\n{notes}\n\n{ask}",
+    # The plain layouts show the notes as written, one sentence a line, and ask for the class alone.
+    "infer_system_plain": (
+        "You sort each {noun} into exactly one of these classes: {classes}.\n"
+        "You keep notes of what you learned from earlier answers and their feedback. Use them.\n\n"
+        "Your notes:\n{notes}"
+    ),
+    "infer_notes_user_plain": "Your notes:\n{notes}\n\n{ask}",
+    "infer_examples_task_system": "You sort each {noun} into exactly one of these classes: {classes}.",
+    "infer_examples_user": "Here are {count} {noun}s whose class is known:\n{examples}\n\n{ask}",
     "induce_system": (
         "You are learning to sort each {noun} into one of these classes: {classes}. "
         "You answered some {noun}s and got feedback."
@@ -50,3 +70,38 @@ PROMPTS = {
 
 def fill(name: str, **values) -> str:
     return PROMPTS[name].format(**values)
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    """How the inference prompt is laid out: the PROMPTS that make each turn. `user` wraps the
+    question (`{ask}`) with the notes; empty, the question is the whole user turn."""
+    label: str  # how a page names it
+    system: str
+    user: str
+    names_line: bool  # the notes are numbered and the answer names the line it relied on
+    examples_system: str  # the in-context baseline: its examples sit where this layout's notes do
+    examples_user: str
+
+    @property
+    def notes_turn(self) -> str:
+        return "user" if self.user else "system"
+
+
+# Placement (system or user turn) times answer (naming a line or not): each alone and both together
+# can be told apart, which is why both plain variants exist. `system` is the layout every run had
+# before layouts existed, so it is the default and its texts stay as they were: stored runs and
+# the response cache (keyed by the messages) stay valid.
+PROMPT_LAYOUTS = {
+    "system": PromptLayout("system: notes numbered in the system turn, the answer names a line", "infer_system", "",
+                           True, "infer_examples_system", ""),
+    "user": PromptLayout("user: notes numbered in the user turn before the sample, the answer names a line",
+                         "infer_task_system", "infer_notes_user", True, "infer_examples_task_system",
+                         "infer_examples_user"),
+    "plain": PromptLayout("plain: notes in the system turn, the answer is the class alone", "infer_system_plain", "",
+                          False, "infer_examples_system", ""),
+    "user-plain": PromptLayout("user-plain: notes in the user turn before the sample, the answer is the class alone",
+                               "infer_task_system", "infer_notes_user_plain", False, "infer_examples_task_system",
+                               "infer_examples_user"),
+}
+DEFAULT_LAYOUT = "system"

@@ -125,7 +125,7 @@ def _offline(config: RunSettings, task, cache, on_retry) -> Agent:
 def _llm(config: RunSettings, task, cache, on_retry) -> Agent:
     from iml_core.agents.llm import LLMAgent
     return LLMAgent(task, BACKENDS[config.backend].build(config, on_retry), temperature=config.temperature,
-                    cache=cache)
+                    cache=cache, layout=config.prompt_layout)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Scoring notes against a benchmark's rule card: what the notes know, not only how well they score.
+"""Scoring notes against a task's rule card: what the notes know, not only how well they score.
 
 For each class, the notes' description of it is every part of a sentence that names it (a sentence
 naming one class belongs to it whole; one naming several is split at each name). In a description,
@@ -11,6 +11,15 @@ is red" (the rule learner), the preset's phrase ("has a long tail"), the phrase 
   table allows; they get it *wrong* when they cite only values it does not allow.
 - Rule recall is the share of (class, deciding attribute) pairs recalled; distractors are the
   irrelevant attributes the notes cite for any class.
+- The discovery rate is HypoBench's (true rules found, times how right each one is), judged here
+  rather than by a model, with each class's rows of the truth table as one true rule. A class's rule
+  is *found* when its description cites at least one of its deciding attributes. Its *correctness*
+  is the mean, over its deciding attributes, of the share of the values cited for the attribute
+  that the table allows for the class (1 for a recalled attribute, 0 for a wrong or uncited one,
+  1/2 for "red or blue" where only red is right). The discovery rate is (rules found / rules) x
+  (mean correctness of the found rules), which is the mean of found x correctness over the classes.
+  A class that no single attribute decides (the middle ranges of a count rule) has nothing to judge
+  and is left out; when no class is left the rate is None.
 
 A value right after a negation in the same clause ("not blue", "never red or blue") is not a
 citation; beyond that the scorer reads names, not logic.
@@ -61,6 +70,8 @@ class ClassVerdict:
     wrong: tuple[str, ...]  # deciding attributes cited with values the table does not allow
     missing: tuple[str, ...]  # deciding attributes not recalled (wrong ones included)
     distractors: tuple[str, ...]  # irrelevant attributes cited
+    # found x correctness of the class's rule (module docstring); None when no attribute decides it
+    discovery: float | None = None
 
     @property
     def verdict(self) -> str:
@@ -76,6 +87,7 @@ class TruthScore:
     rule_recall: float
     distractors: int
     classes: tuple[ClassVerdict, ...] = field(default_factory=tuple)
+    discovery_rate: float | None = None  # None: no class is decided by any single attribute
 
 
 class TruthScorer:
@@ -134,8 +146,21 @@ class TruthScorer:
             wrong = tuple(a for a in self.deciding[name] if cited.get(a) and not cited[a] & self.allowed[name][a])
             missing = tuple(a for a in self.deciding[name] if a not in recalled)
             irrelevant = tuple(sorted(a for a in cited if a not in self.relevant))
-            verdicts.append(ClassVerdict(name, bool(parts), recalled, wrong, missing, irrelevant))
+            verdicts.append(ClassVerdict(name, bool(parts), recalled, wrong, missing, irrelevant,
+                                         self._discovery(name, cited)))
             pairs += len(self.deciding[name])
             recalled_pairs += len(recalled)
             distractors.update(irrelevant)
-        return TruthScore(recalled_pairs / pairs if pairs else 1.0, len(distractors), tuple(verdicts))
+        judged = [v.discovery for v in verdicts if v.discovery is not None]
+        return TruthScore(recalled_pairs / pairs if pairs else 1.0, len(distractors), tuple(verdicts),
+                          sum(judged) / len(judged) if judged else None)
+
+    def _discovery(self, name: str, cited: dict[str, set[str]]) -> float | None:
+        """found x correctness of one class's rule, as the module docstring defines them."""
+        deciding = self.deciding[name]
+        if not deciding:
+            return None
+        if not any(cited.get(a) for a in deciding):
+            return 0.0  # not found
+        return sum(len(cited[a] & self.allowed[name][a]) / len(cited[a]) for a in deciding if cited.get(a)) \
+            / len(deciding)

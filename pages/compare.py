@@ -1,7 +1,6 @@
 import streamlit as st
 
-from iml_core import analysis
-from studio import charts
+from iml_core import analysis, charts
 from studio.ui import SELECTED, baselines_button, current, run_label
 
 NEWEST = 24
@@ -18,7 +17,8 @@ labels = {row["id"]: run_label(row) for _, row in finished.iterrows()}
 # The runs picked elsewhere, else the newest ones: a sweep just finished is what one compares.
 preselected = [i for i in st.session_state.get(SELECTED, []) if i in labels] or list(labels)[:NEWEST]
 chosen = st.multiselect("Runs", list(labels), preselected, format_func=labels.get, key="compare_runs")
-by = st.selectbox("Group by", ["momentum", "accumulation", "batch_size", "feedback", "task", "id"], key="compare_by",
+by = st.selectbox("Group by", ["momentum", "accumulation", "batch_size", "feedback", "prompt_layout", "task", "id"],
+                  key="compare_by",
                   help="runs that share this setting form one curve: its mean, and its spread as a band")
 if not chosen:
     st.stop()
@@ -31,18 +31,13 @@ baselines_button(store, chosen, key="compare_baselines")
 
 maps = analysis.heatmaps(selected, steps)
 if maps["final_eval_accuracy"].size > 1:
-    last_step = int(selected["steps_done"].max())
+    final, reach, spread, instability = charts.settling_maps(maps, int(selected["steps_done"].max()))
     left, right = st.columns(2)
-    left.plotly_chart(charts.heatmap(maps["final_eval_accuracy"], "Final eval accuracy", "Viridis", (0, 1),
-                                     "{:.1%}"), key="heat_final")
-    right.plotly_chart(charts.heatmap(maps["steps_to_reach"], f"Steps to reach {analysis.REACHED_SHARE:.0%} of the "
-                                      "final accuracy", "Viridis_r", (0, last_step), "{:.0f}"), key="heat_reach")
+    left.plotly_chart(final, key="heat_final")
+    right.plotly_chart(reach, key="heat_reach")
     left, right = st.columns(2)
-    left.plotly_chart(charts.heatmap(maps["spread_after"], "Spread of eval accuracy after reaching it", "Reds",
-                                     (0, 0.25), "{:.1%}"), key="heat_spread")
-    right.plotly_chart(charts.heatmap(
-        maps["instability"], f"Instability: spread of eval accuracy over the last {analysis.INSTABILITY_WINDOW} evals",
-        "Reds", (0, 0.25), "{:.1%}"), key="heat_instability")
+    left.plotly_chart(spread, key="heat_spread")
+    right.plotly_chart(instability, key="heat_instability")
     if (selected["final_eval_accuracy"].dropna() >= 0.99).all():
         st.info("Every run here ends at 100%, so final accuracy cannot tell the settings apart: read how fast they "
                 "got there and how steadily (the maps beside it), or try a harder task: the `hard` preset (its "

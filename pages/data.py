@@ -2,32 +2,73 @@ import pandas as pd
 import streamlit as st
 
 from iml_core.errors import IMLError
-from iml_core.tasks import (PRESETS, csv_columns, formula_like_cells, generate_benchmark, parse_csv_task, save_task,
-                            saved_tasks)
-from studio import charts, render
+from iml_core.tasks import (PRESETS, RULE_KNOBS, Task, csv_columns, formula_like_cells, generate_benchmark,
+                            generate_rules_task, parse_csv_task, rules_spec, save_task, saved_tasks)
+from iml_core import charts, render
 from studio.engine import tasks_dir
-from studio.ui import show_problem, table
+from studio.ui import keep_generated_task, show_problem, table
 
 st.title("Data")
-preset_tab, upload_tab = st.tabs(["Benchmark presets", "Your CSV"])
+preset_tab, generated_tab, upload_tab = st.tabs(["Benchmark presets", "Generated tasks", "Your CSV"])
 
-with preset_tab:
-    name = st.selectbox("Preset", list(PRESETS), key="data_preset")
-    task = generate_benchmark(name)
-    st.write(PRESETS[name].description)
+
+def show_task(task: Task, key: str) -> None:
+    """A task's rule card (its rule in sentences, when it has them, and its table), its class
+    balance and its first samples."""
     card = task.rule_card
     left, right = st.columns(2)
     with left:
         st.markdown(f"**Rule card**: the class depends on {', '.join(card['relevant'])} only.")
-        table(pd.DataFrame([{**row["when"], "class": row["class"]} for row in card["table"]]), key="rule_table")
+        for sentence in card.get("rules", [])[:20]:
+            st.html(render.escaped_block(sentence))
+        table(pd.DataFrame([{**row["when"], "class": row["class"]} for row in card["table"]]), key=f"{key}_rules")
     with right:
-        st.plotly_chart(charts.class_balance(pd.Series([s.label for s in task.samples])), key="balance")
+        st.plotly_chart(charts.class_balance(pd.Series([s.label for s in task.samples])), key=f"{key}_balance")
     table(pd.DataFrame([{"id": s.id, "sentence": s.text, "label": s.label} for s in task.samples[:50]]),
-          key="preset_samples")
+          key=f"{key}_samples")
+
+
+with preset_tab:
+    name = st.selectbox("Preset", list(PRESETS), key="data_preset")
+    st.write(PRESETS[name].description)
+    if PRESETS[name].base:
+        st.caption(f"Same rule and samples as {PRESETS[name].base}; only the replaced labels differ.")
+    show_task(generate_benchmark(name), "preset")
+
+with generated_tab:
+    st.caption("A task drawn from a rule with knobs; the same knobs give the same task, byte for byte. Its name "
+               "is its spec, which also works as `--task` on the command line.")
+    knobs, columns = {}, st.columns(3)
+    for position, knob in enumerate(RULE_KNOBS.values()):
+        column = columns[position % len(columns)]
+        if knob.choices:
+            knobs[knob.name] = column.selectbox(knob.name.capitalize(), knob.choices, key=f"knob_{knob.name}",
+                                                help=knob.help)
+        elif isinstance(knob.default, int):
+            knobs[knob.name] = column.number_input(knob.name.capitalize(), int(knob.low), int(knob.high),
+                                                   knob.default, key=f"knob_{knob.name}", help=knob.help)
+        else:
+            # Rounded: steps of 0.05 add up to 0.15000000000000002, which would be another task's name.
+            knobs[knob.name] = round(column.number_input(knob.name.capitalize(), knob.low, knob.high, knob.default,
+                                                         step=0.05, key=f"knob_{knob.name}", help=knob.help), 4)
+    try:
+        generated = generate_rules_task(rules_spec(knobs))
+    except IMLError as e:
+        show_problem(str(e))
+    else:
+        st.code(generated.name, language=None)
+        st.write(generated.rule_card["description"])
+        if st.button("Use on New run", key="use_generated",
+                     help="adds this task to New run's task list (for every tab) and picks it there"):
+            keep_generated_task(generated.name)
+            st.session_state["task"] = generated.name  # New run's task selectbox
+            st.success("Added; it is picked on the New run page.")
+        show_task(generated, "generated")
 
 with upload_tab:
     st.caption("One column holds the class; the others are attributes. An `id` column names samples, a "
-               "`text` column, if there is one, is the sentence the agent reads.")
+               "`text` column, if there is one, is the sentence the agent reads. A saved task may get a rule card "
+               "(truth scoring, the oracle): NAME.rules.json beside NAME.csv, as data/paper.rules.json is.")
     upload = st.file_uploader("CSV file", type=["csv"], key="csv_upload")
     if upload is not None:
         data = upload.getvalue()

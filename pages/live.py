@@ -4,7 +4,7 @@ from iml_core import analysis
 from iml_core.progress import WATCHES
 from iml_core.registry import AGENTS
 from iml_core.status import ACTIVE, GOING
-from studio import charts, render
+from iml_core import charts, render
 from studio.ui import baselines_button, current, percent, pick_run, show_problem
 
 store, manager = current()

@@ -3,13 +3,12 @@ import os
 import pandas as pd
 import streamlit as st
 
-from iml_core import llama_build
+from iml_core import llama_build, render
 from iml_core.registry import BACKENDS, model_agent
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError
 from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, install_starter_model
 from iml_core.probe import QUESTION, probe
-from studio import render
 from studio.ui import model_settings, models_here, save_model_settings, show_problem, table
 from studio.widgets import setting_input
 

@@ -3,13 +3,13 @@ import itertools
 import streamlit as st
 
 from iml_core import analysis
-from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
+from iml_core.config import DEFAULT_SUBMISSION, SETTINGS, RunConfig, Submission
 from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import grid_configs
 from iml_core.registry import AGENTS, BACKENDS
 from iml_core.tasks import PRESETS
-from studio import render
+from iml_core import render
 from studio.ui import SELECTED, current, model_settings, models_here, show_problem, task_choices
 from studio.widgets import setting_input
 
@@ -21,7 +21,7 @@ st.caption("Every setting has its valid range; a run starts only when all of the
 tasks = task_choices()
 left, right = st.columns(2)
 task = left.selectbox("Task", list(tasks), format_func=tasks.get, key="task",
-                      help="a benchmark preset, or a CSV task saved on the Data page")
+                      help="a benchmark preset, or a task generated or a CSV task saved on the Data page")
 agent = setting_input(right, "agent", defaults.agent, key="agent")
 uses_model = AGENTS[agent].uses_model
 
@@ -47,6 +47,9 @@ if uses_model and model.get("model"):
     names = [model["model"], *(m.path for m in models_here() if m.name == model["model"])]
 if uses_model:
     model["cache"] = setting_input(st, "cache", defaults.cache, key="use_cache")
+    # Only a model reads a prompt; under a sweep, its own layouts (below) are used.
+    model["prompt_layout"] = setting_input(st, "prompt_layout", defaults.prompt_layout, key="prompt_layout",
+                                           disabled=bool(swept), help=swept)
     backend = BACKENDS.get(model.get("backend", ""))
     sampling = ["temperature", *(backend.sampling if backend else ())]
     for column, name in zip(st.columns(3), sampling, strict=False):
@@ -75,7 +78,10 @@ if sweep:
         parallel=setting_input(left, "parallel", DEFAULT_SUBMISSION.parallel, key="sweep_parallel"),
         max_per_endpoint=setting_input(middle, "max_per_endpoint", DEFAULT_SUBMISSION.max_per_endpoint,
                                        key="sweep_per_endpoint") if uses_model else None)
-    configs = grid_configs(base, {"momentum": momenta, "accumulation": accumulations,
+    layout = SETTINGS["prompt_layout"]
+    layouts = st.multiselect("Prompt layouts", layout.values, [base.prompt_layout], format_func=layout.describe,
+                             key="sweep_prompt_layouts", help=layout.help) if uses_model else [base.prompt_layout]
+    configs = grid_configs(base, {"prompt_layout": layouts, "momentum": momenta, "accumulation": accumulations,
                                   "seed": range(base.seed, base.seed + int(seed_count))})
 else:
     configs, limits = [base], DEFAULT_SUBMISSION
@@ -85,7 +91,8 @@ if uses_model and not model.get("model"):
 else:
     problems = list(dict.fromkeys(itertools.chain.from_iterable(check_run(c) for c in configs[:1] + configs[-1:])))
 if sweep and not configs:
-    problems.append("pick at least one momentum and one accumulation value")
+    problems.append("pick at least one momentum and one accumulation value" + (" and one prompt layout" if uses_model
+                                                                               else ""))
 for problem in problems:
     show_problem(problem)
 

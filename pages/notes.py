@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from iml_core import analysis, evaluation
+from iml_core import analysis, charts, evaluation, render
 from iml_core.attribution import note_units
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError
@@ -9,7 +9,6 @@ from iml_core.builders import build_task, check_run
 from iml_core.registry import AGENTS
 from iml_core.runner import fork_config
 from iml_core.truth import TruthScorer
-from studio import charts, render
 from studio.ui import SELECTED, current, model_settings, percent, pick_run, show_problem, table, task_choices
 from studio.widgets import setting_input
 

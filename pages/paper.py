@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from iml_core import analysis, evaluation
+from iml_core import analysis, charts, evaluation
 from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
 from iml_core.errors import IMLError
 from iml_core.builders import check_run
@@ -9,7 +9,6 @@ from iml_core.studies import PAPER_ACCUMULATIONS, PAPER_MOMENTA, PAPER_SEEDS, pa
 from iml_core.registry import AGENTS
 from iml_core.status import GOING
 from iml_core.tasks import PRESETS
-from studio import charts
 from studio.ui import current, model_settings, percent, show_problem, table
 from studio.widgets import setting_input
 

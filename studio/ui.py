@@ -5,18 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from iml_core import analysis, evaluation
+from iml_core import analysis, evaluation, render
 from iml_core.errors import IMLError
 from iml_core.models import default_model_choice, find_models
 from iml_core.store import Store
-from iml_core.tasks import PRESETS, saved_tasks
-from studio import render
+from iml_core.tasks import PRESETS, RULES_PREFIX, saved_tasks
 from studio.engine import database_path, engine, tasks_dir
 
 # Which runs the user picked on one page, for the next (Runs -> Notes, Runs -> Compare, New run -> Live).
 SELECTED = "selected_runs"
 # The model settings made on the Models page, used by New run (a RunConfig's LLM fields; no key).
 MODEL = "model_settings"
+# Tasks generated on the Data page and kept for New run: the store's choice, so every tab has them.
+GENERATED = "generated_tasks"
+MOST_GENERATED = 20
 
 
 def model_settings() -> dict:
@@ -41,10 +43,21 @@ def models_here() -> list:
     return find_models()
 
 
+def generated_tasks() -> list[str]:
+    """The specs of the tasks generated on the Data page for New run, the latest first."""
+    return list((current()[0].choice(GENERATED) or {}).get("specs", []))
+
+
+def keep_generated_task(spec: str) -> None:
+    specs = [spec, *(s for s in generated_tasks() if s != spec)][:MOST_GENERATED]
+    current()[0].save_choice(GENERATED, {"specs": specs})
+
+
 def task_choices() -> dict[str, str]:
-    """Every task a run can take, for a selectbox: the presets, then the CSV tasks saved beside the
-    database (the Data page)."""
+    """Every task a run can take, for a selectbox: the presets, the tasks generated on the Data
+    page, then the CSV tasks saved beside the database (also the Data page)."""
     return ({name: f"{name} (preset)" for name in PRESETS}
+            | {spec: f"{spec.removeprefix(RULES_PREFIX)} (generated)" for spec in generated_tasks()}
             | {str(p): f"{p.stem} (CSV)" for p in saved_tasks(tasks_dir())})
 
 

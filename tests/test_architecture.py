@@ -21,7 +21,7 @@ LAYERS = [
     ["learner"],
     ["store"],
     ["builders"],
-    ["steps", "studies", "probe", "evaluation", "analysis", "export"],
+    ["steps", "studies", "probe", "evaluation", "analysis", "export", "charts", "render", "report"],
     ["runner"],
     ["manager", "cluster"],
     ["cli", "__main__"],

@@ -312,7 +312,7 @@ def test_live_shows_the_phase_of_a_starter_step_as_it_runs(page, starter_model):
     expect(page.get_by_text(re.compile(r"completed: step 1 of 1"))).to_be_visible(timeout=300_000)
 
 
-PAGE_TITLES = ["New run", "Live", "Runs", "Notes", "Compare", "Paper view", "Data", "Models"]
+PAGE_TITLES = ["New run", "Live", "Runs", "Notes", "Compare", "Paper view", "Ladder", "Data", "Models"]
 # Words from the code, and percentages past one decimal ("93.48%").
 CODE_WORD = re.compile(r"\b(None|nan|NaN)\b|\d\.\d{2,}%")
 

@@ -161,7 +161,40 @@ def test_show_json_reads_a_run_without_sql(tmp_path):
         (s["notes_words"], s["words_changed"]) for s in steps]
     scorer = TruthScorer(generate_benchmark("paper"))
     assert [s["rule_recall"] for s in report["steps"]] == [scorer.score(s["notes"]).rule_recall for s in steps]
+    assert [s["discovery_rate"] for s in report["steps"]] == [scorer.score(s["notes"]).discovery_rate for s in steps]
     assert set(report["steps"][3]["verdicts"]) == {"Florp", "Zindle", "Quarrow", "Brimlet"}
     assert set(report["steps"][3]["phases"]) == {"infer", "induce", "revise", "eval"}
     seconds = sum(p["seconds"] for s in report["steps"] for p in s["phases"].values())
     assert abs(seconds - sum(s[f"seconds_{p}"] for s in steps for p in ("infer", "induce", "revise", "eval"))) < 1e-9
+
+
+def test_the_offline_learner_learns_a_generated_task_and_show_reports_its_discovery_rate(tmp_path):
+    db = str(tmp_path / "rules.duckdb")
+    spec = "rules:classes=2,attributes=3,relevant=1"
+    run = iml("run", "--task", spec, "--agent", "offline", "--db", db, "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["final_eval_accuracy"] == 1.0
+    report = json.loads(iml("show", "1", "--json", "--db", db).stdout)
+    assert report["task"] == ("rules:classes=2,attributes=3,values=2,relevant=1,form=table,noise=0,domain=creatures,"
+                              "samples=1000,seed=0")
+    assert report["config"]["task"] == spec
+    first, last = report["steps"][0], report["steps"][-1]
+    assert first["discovery_rate"] == 0.0 and first["notes_words"] == 0  # empty notes discover nothing
+    assert last["discovery_rate"] == 1.0 and last["rule_recall"] == 1.0 and last["eval_accuracy"] == 1.0
+
+    bad = iml("run", "--task", "rules:classes=3", "--db", db)
+    assert bad.returncode == 2 and "classes=3 needs at least 3 combinations" in bad.stderr, bad.stderr
+
+
+def test_ladder_runs_every_rung_over_three_seeds_with_its_baselines(tmp_path):
+    result = iml("ladder", "--steps", "20", "--eval-size", "100", "--db", str(tmp_path / "ladder.duckdb"), "--json")
+    assert result.returncode == 0, result.stderr
+    ladder = json.loads(result.stdout)
+    rungs = ladder["rungs"]
+    assert [r["rung"] for r in rungs] == [1, 2, 3, 4, 5] and len(ladder["run_ids"]) == 15
+    assert all(r["seeds"] == 3 and None not in (r["no notes"], r["majority"], r["in-context"], r["oracle"])
+               for r in rungs)
+    first = rungs[0]  # one binary rule: the rule learner finds it, and its oracle notes hold it
+    assert first["learned"] == 1.0 and first["oracle"] == 1.0 and first["applies"] and first["learns"]
+    assert rungs[-1]["learned"] < first["learned"]  # the ladder gets harder
+    assert ladder["verdict"].startswith("It ")

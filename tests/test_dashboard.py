@@ -8,14 +8,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from iml_core.config import RunConfig
-from studio import render
+from iml_core import render
 from studio.engine import engine
 
 ANOTHER_FILE = "Another GGUF file..."
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/new_run.py", "pages/live.py", "pages/runs.py", "pages/notes.py", "pages/compare.py",
-         "pages/paper.py", "pages/data.py", "pages/models.py"]
+         "pages/paper.py", "pages/ladder.py", "pages/data.py", "pages/models.py"]
 HOSTILE = ("<script>alert('x')</script> <img src=x onerror=alert(1)> "
            "[click](javascript:alert(2)) :red[red] **bold**")
 
@@ -447,7 +447,7 @@ def test_a_failed_starter_install_is_one_message(db, monkeypatch):
 
 
 def test_chart_x_axes_show_whole_steps():
-    from studio.charts import accuracy_curves, step_axis
+    from iml_core.charts import accuracy_curves, step_axis
 
     assert [step_axis(range(n + 1))["dtick"] for n in (1, 3, 8, 9, 30, 100, 1000)] == [1, 1, 1, 2, 5, 20, 200]
     steps = RunConfig(steps=3)  # a 3-step run's chart: ticks at 0, 1, 2, 3, never 0.5
@@ -617,7 +617,7 @@ def test_live_says_which_phase_an_llm_step_is_in_and_how_far_it_got(db, tiny_mod
 def test_baselines_are_named_in_the_legend_and_a_ceiling_under_its_floor_says_why():
     import pandas as pd
 
-    from studio.charts import accuracy_curves, with_baselines
+    from iml_core.charts import accuracy_curves, with_baselines
 
     steps = pd.DataFrame({"run_id": 1, "step": [0, 1], "train_accuracy": 0.5, "eval_accuracy": 0.5})
     baselines = pd.DataFrame({"run_id": 1, "kind": ["no notes", "majority", "oracle"], "accuracy": [0.5, 0.5, 0.0],
@@ -712,3 +712,62 @@ def test_new_run_says_how_long_a_step_of_this_model_took_here_before(db, tiny_mo
     said = [c.value for c in at.caption if c.value.startswith("Earlier runs of this model here")]
     assert said == [f"Earlier runs of this model here: about {expected:,.1f} s per step, so about "
                     f"{expected * 10 / 60:,.1f} min for 10 steps (the response cache can make repeats faster)."]
+
+
+def test_the_ladder_page_climbs_with_the_offline_learner_and_says_where_it_stops(db):
+    from iml_core.studies import LADDER, rung_of
+
+    at = app_at("pages/ladder.py")
+    at.number_input(key="ladder_steps").set_value(20)
+    at.number_input(key="ladder_eval_size").set_value(100)
+    at.run()
+    launch = at.button(key="ladder_launch")
+    assert launch.label == "Climb the ladder (15 runs, then their baselines)"
+    launch.click()
+    at.run()
+    assert not at.exception
+    store, manager = engine(db)
+    manager.join(timeout=300)
+    runs = store.runs_frame()
+    assert len(runs) == 15 and set(runs["status"]) == {"completed"}
+    assert [sum(rung_of(t) == rung for t in runs["task"]) for rung in LADDER] == [3] * 5
+    at.run()
+    rungs = next(d.value for d in at.dataframe if "learned" in d.value.columns)
+    assert rungs["rung"].tolist() == [1, 2, 3, 4, 5] and rungs["seeds"].eq(3).all()
+    # One binary rule is learned whole; the noisy 4-class rung stays under its 80% noise ceiling.
+    assert rungs["learned"].iloc[0] == 1.0 and rungs["learned"].iloc[-1] < 0.8
+    assert (rungs["oracle"] >= rungs["no notes"]).all()
+    said = " ".join(m.value for m in at.markdown)
+    assert "It applies the rule it is given" in said or "It stops applying" in said
+    assert any("Accuracy up the ladder" in c.proto.spec for c in at.get("plotly_chart"))
+
+
+def test_a_task_generated_on_the_data_page_is_previewed_and_runs_from_new_run(db):
+    at = app_at("pages/data.py")
+    at.number_input(key="knob_classes").set_value(3)
+    at.run()
+    assert "classes=3 needs at least 3 combinations" in " ".join(alerts(at))  # 1 relevant two-valued attribute
+    at.number_input(key="knob_values").set_value(3)
+    at.selectbox(key="knob_domain").set_value("loans")
+    at.number_input(key="knob_samples").set_value(300)
+    at.run()
+    assert not at.exception and not alerts(at)
+    spec = "rules:classes=3,attributes=4,values=3,relevant=1,form=table,noise=0,domain=loans,samples=300,seed=0"
+    assert at.code[0].value == spec
+    assert "An applicant that" in " ".join(h.proto.body for h in at.get("html"))  # the rule in sentences
+    at.button(key="use_generated").click()
+    at.run()
+    at.switch_page("pages/new_run.py")
+    at.run()
+    assert at.selectbox(key="task").value == spec
+    assert "(generated)" in at.selectbox(key="task").format_func(spec)
+    at.number_input(key="steps").set_value(2)
+    at.number_input(key="eval_size").set_value(40)
+    at.button(key="launch").click()
+    at.run()
+    assert not at.exception and any("Run 1 started" in s.value for s in at.success)
+    store, manager = engine(db)
+    manager.join(timeout=60)
+    assert store.run(1)["task"] == spec and store.run(1)["status"] == "completed"
+    # Kept for every tab: a new session lists it too.
+    assert f"{spec.removeprefix('rules:')} (generated)" in app_at("pages/new_run.py").selectbox(key="task").options

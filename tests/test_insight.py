@@ -13,7 +13,9 @@ from iml_core.attribution import note_units
 from iml_core.config import RunConfig
 from iml_core.diff import repetition
 from iml_core.runner import create_run, execute_run
-from iml_core.tasks import Observation, generate_benchmark
+from iml_core.agents.llm import rule_card_notes
+from iml_core.agents.offline import rule_card_notes as offline_rule_card_notes
+from iml_core.tasks import Observation, generate_benchmark, load_task
 from iml_core.truth import TruthScorer
 
 from conftest import offline_history
@@ -51,6 +53,7 @@ def test_long_runs_are_scored_at_evenly_spaced_steps():
     assert curve["step"].tolist() == list(range(0, 1001, 100))
     assert curve["rule_recall"].tolist() == [0.0] * 11  # even steps have empty notes
     assert truth_curve(TruthScorer(PAPER), steps[:5], most=11)["rule_recall"].tolist() == [0, 0.25, 0, 0.25, 0]
+    assert truth_curve(TruthScorer(PAPER), steps[:5], most=11)["discovery_rate"].tolist() == [0, 0.25, 0, 0.25, 0]
 
 
 def test_a_missing_class_and_a_wrong_value_are_named():
@@ -70,6 +73,45 @@ def test_notes_citing_only_distractors_recall_nothing_and_count_them():
     assert score.rule_recall == 0.0
     assert score.distractors == 5  # diet, habitat, wing type, call, size
     assert verdicts(score) == {"Florp": "no rule", "Zindle": "no rule", "Brimlet": "no rule", "Quarrow": "missing"}
+
+
+def discovery(score):
+    return {v.name: v.discovery for v in score.classes}
+
+
+@pytest.mark.parametrize("notes, rate, by_class", [
+    # The rule card as either agent writes it: every rule found and right.
+    (rule_card_notes(PAPER), 1.0, {"Florp": 1.0, "Zindle": 1.0, "Brimlet": 1.0, "Quarrow": 1.0}),
+    (offline_rule_card_notes(PAPER), 1.0, {"Florp": 1.0, "Zindle": 1.0, "Brimlet": 1.0, "Quarrow": 1.0}),
+    ("", 0.0, {"Florp": 0.0, "Zindle": 0.0, "Brimlet": 0.0, "Quarrow": 0.0}),
+    # Half the classes, each complete.
+    ("Florp: red, long tail. Zindle: red, short tail.", 0.5, {"Florp": 1.0, "Zindle": 1.0, "Brimlet": 0.0,
+                                                               "Quarrow": 0.0}),
+    # Found but half stated (1/2), found with both colours named (tail right, colour 1/2 right:
+    # (1 + 1/2) / 2), found but wrong (0), described by a distractor only (not found).
+    ("Florp: red. Zindle: red or blue, short tail. Brimlet: red, short tail. Quarrow eats meat.",
+     (0.5 + 0.75 + 0 + 0) / 4, {"Florp": 0.5, "Zindle": 0.75, "Brimlet": 0.0, "Quarrow": 0.0}),
+])
+def test_the_discovery_rate_is_rules_found_times_how_right_each_is(notes, rate, by_class):
+    score = TruthScorer(PAPER).score(notes)
+    assert score.discovery_rate == pytest.approx(rate)
+    assert discovery(score) == pytest.approx(by_class)
+
+
+def test_the_discovery_rate_leaves_out_a_class_no_single_attribute_decides():
+    # A count rule over 3 attributes cut into {0, 1} and {2, 3} marked values: each class allows
+    # every value of every attribute, so no rule can be stated attribute by attribute.
+    task = next(t for t in (load_task(f"rules:form=count,relevant=3,attributes=3,seed={seed}") for seed in range(40))
+                if not any(TruthScorer(t).deciding.values()))
+    score = TruthScorer(task).score(rule_card_notes(task))
+    assert score.discovery_rate is None and set(discovery(score).values()) == {None}
+    # A task where one class is decided and another is not judges the decided one alone.
+    quarrow = load_task("rules:classes=2,relevant=2,values=2,attributes=2,form=count")
+    scorer = TruthScorer(quarrow)
+    judged = [name for name in quarrow.classes if scorer.deciding[name]]
+    assert 0 < len(judged) < 2
+    assert scorer.score(rule_card_notes(quarrow)).discovery_rate == 1.0
+    assert scorer.score("").discovery_rate == 0.0
 
 
 def test_the_rule_learner_names_the_line_it_matched():

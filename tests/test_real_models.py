@@ -152,7 +152,7 @@ def test_the_models_page_offers_the_servers_models(starter_server, tmp_path, mon
 
 def test_the_starter_models_baselines_are_stored_and_drawn(store, starter_model):
     from iml_core.evaluation import compute_baselines, oracle_notes
-    from studio.charts import accuracy_curves, with_baselines
+    from iml_core.charts import accuracy_curves, with_baselines
 
     run_id = create_run(store, RunConfig(agent="llm", backend="llama-server", model="starter", steps=1,
                                          **{**SMALL, "max_note_words": 120}))
@@ -171,3 +171,39 @@ def test_the_starter_models_baselines_are_stored_and_drawn(store, starter_model)
     labels = [trace.name for trace in figure.data if trace.name and "%" in trace.name]  # the legend's
     assert any(label.startswith(f"oracle notes (ceiling): {100 * oracle.accuracy:.1f}%") for label in labels)
     assert len(labels) == 3
+
+
+def test_the_user_layout_keeps_the_shared_part_first_so_the_kv_cache_is_reused(store, starter_model):
+    from iml_core.evaluation import compute_baselines
+
+    # Notes longer than a sample and its question, as a step's usually are: a later call that reused
+    # them has most of its prompt cached; one that evaluated them again would not.
+    notes = ("A creature that is red and has a long tail is a Florp. A creature that is red and has a short tail "
+             "is a Zindle.\nA creature that is blue and has a long tail is a Brimlet. A creature that is blue and "
+             "has a short tail is a Quarrow.\nWings, eyes, food and habitat do not decide the class. When unsure, "
+             "look at the colour first and at the tail second.")
+    run_id = create_run(store, RunConfig(agent="llm", backend="llama-server", model="starter", steps=1,
+                                         prompt_layout="user", initial_notes=notes,
+                                         **{**SMALL, "max_note_words": 100}))
+    summary = execute_run(store, run_id)
+    assert summary["status"] == "completed", summary
+    calls = store.model_calls(run_id)
+    for step, phase in ((0, "eval"), (1, "infer"), (1, "eval")):
+        asked = [c for c in calls if c["step"] == step and c["phase"] == phase]
+        assert len(asked) > 1, (step, phase)
+        for c in asked:
+            system, user = c["prompt"].split("\n\n[user]\n")
+            assert "Your notes" not in system and user.startswith("Your notes, one numbered line per sentence:\n")
+        assert all(c["tokens_cached"] > 0 for c in asked[1:]), (step, phase)
+        if step == 0 or phase == "infer":  # the notes above (step 1's eval reads the model's own)
+            shares = [c["tokens_cached"] / c["tokens_in"] for c in asked[1:]]
+            assert min(shares) >= 0.5, (step, phase, shares)
+    answers = store.predictions(run_id)
+    assert all(p["predicted"] in CLASSES for p in answers)
+    assert any(p["note_sentence"] for p in answers), "the user layout still asks for a line, and gets one"
+
+    # The plain layout asks for no line: the grammar allows none, and none is stored.
+    [(_, plain)] = compute_baselines(store, run_id, ["oracle"], layouts=["plain"])
+    assert plain.prompt_layout == "plain" and all(p.predicted in CLASSES for p in plain.predictions)
+    assert all(p.note_sentence is None for p in plain.predictions)
+    assert all("which line" not in c.prompt and "[1]" not in c.prompt for c in plain.calls)

@@ -19,9 +19,9 @@ from typing import Protocol, Sequence
 from iml_core.agents import ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.attribution import note_units, numbered
 from iml_core.backends import LINE_SEPARATOR, Backend, Completion
-from iml_core.errors import IMLError
-from iml_core.prompts import PROMPTS, fill
-from iml_core.tasks import Observation, Task
+from iml_core.errors import IMLError, UserError
+from iml_core.prompts import DEFAULT_LAYOUT, PROMPT_LAYOUTS, PROMPTS, fill
+from iml_core.tasks import Observation, Task, rule_sentence
 
 LABEL_TOKENS = 24  # a class name, then " | line N"
 INDUCE_TOKENS = 256
@@ -35,9 +35,15 @@ class ResponseCache(Protocol):
 
 
 class LLMAgent:
-    def __init__(self, task: Task, backend: Backend, *, temperature: float = 0.2, cache: ResponseCache | None = None):
+    def __init__(self, task: Task, backend: Backend, *, temperature: float = 0.2, cache: ResponseCache | None = None,
+                 layout: str = DEFAULT_LAYOUT):
+        if layout not in PROMPT_LAYOUTS:
+            raise UserError(f"unknown prompt layout {layout!r}; choose one of {', '.join(PROMPT_LAYOUTS)}")
         self.task, self.backend, self.temperature, self.cache = task, backend, temperature, cache
-        self.description = backend.description
+        self.layout = PROMPT_LAYOUTS[layout]
+        # Named only when not the default, so that the descriptions of earlier runs stay theirs, and
+        # evaluations of one run under several layouts (`baseline --prompt-layout`) are told apart.
+        self.description = backend.description + ("" if layout == DEFAULT_LAYOUT else f" (prompt layout {layout})")
         self._shared = {"noun": task.noun, "classes": ", ".join(task.classes)}
         self._calls: list[ModelCall] = []
         self._calls_lock = threading.Lock()
@@ -84,31 +90,39 @@ class LLMAgent:
     # --- the three phases ------------------------------------------------------------------------
 
     def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]:
-        units = note_units(notes)
-        system = fill("infer_system", **self._shared, notes=numbered(units) if units else PROMPTS["no_notes"])
+        units, layout = note_units(notes), self.layout
+        lines = len(units) if layout.names_line else 0  # the answer names one of these (0: no line asked)
+        shown = (numbered(units) if lines else "\n".join(units)) if units else PROMPTS["no_notes"]
+        system = fill(layout.system, **self._shared, notes=shown)
 
         def one(observation: Observation) -> Prediction:
             ask = (fill("infer_user_line", observation=observation.text,
-                        example=f"{self.task.classes[0]}{LINE_SEPARATOR}1") if units
+                        example=f"{self.task.classes[0]}{LINE_SEPARATOR}1") if lines
                    else fill("infer_user", observation=observation.text))
-            messages = [{"role": "system", "content": system}, {"role": "user", "content": ask}]
+            user = fill(layout.user, notes=shown, ask=ask) if layout.user else ask
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
             out = self._call(
                 phase, "label", messages, key_extra={"sample": observation.id, "labels": self.task.classes},
                 call=lambda seed: self.backend.label(messages, self.task.classes, temperature=self.temperature,
-                                                     seed=seed, max_tokens=LABEL_TOKENS, sentences=len(units)))
+                                                     seed=seed, max_tokens=LABEL_TOKENS, sentences=lines))
             return Prediction(out.text or None, out.raw, out.sentence)
 
         return self._each(one, observations)
 
     def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
                    phase: Phase) -> tuple[str, list[Prediction], str]:
-        """The in-context baseline: labelled examples in the prompt instead of notes."""
-        system = fill("infer_examples_system", **self._shared, count=len(examples),
-                      examples="\n".join(fill("example", observation=o.text, label=label) for o, label in examples))
+        """The in-context baseline: labelled examples in the prompt instead of notes, where the
+        layout puts notes."""
+        layout = self.layout
+        shown = dict(count=len(examples),
+                     examples="\n".join(fill("example", observation=o.text, label=label) for o, label in examples))
+        system = fill(layout.examples_system, **self._shared, **shown)
 
         def one(observation: Observation) -> Prediction:
+            ask = fill("infer_user", observation=observation.text)
             messages = [{"role": "system", "content": system},
-                        {"role": "user", "content": fill("infer_user", observation=observation.text)}]
+                        {"role": "user", "content": fill(layout.examples_user, **self._shared, **shown, ask=ask)
+                         if layout.examples_user else ask}]
             out = self._call(
                 phase, "label", messages, key_extra={"sample": observation.id, "labels": self.task.classes},
                 call=lambda seed: self.backend.label(messages, self.task.classes, temperature=self.temperature,
@@ -157,12 +171,6 @@ class LLMAgent:
 
 
 def rule_card_notes(task: Task) -> str:
-    """A benchmark's rule card as plain sentences, one per truth-table row: "A creature that is red
+    """A task's rule card as plain sentences, one per truth-table row: "A creature that is red
     and has a long tail is a Florp." """
-    attributes = {a.name: a for a in task.attributes}
-    sentences = []
-    for row in task.rule_card["table"]:
-        phrases = [attributes[a].phrase(v) for a, v in row["when"].items()]
-        listed = phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
-        sentences.append(f"A {task.noun} that {listed} is a {row['class']}.")
-    return "\n".join(sentences)
+    return "\n".join(rule_sentence(task, row["when"], row["class"]) for row in task.rule_card["table"])

@@ -1,6 +1,6 @@
 """The command line, `python -m iml_core COMMAND` (or `iml COMMAND`):
 
-- runs (runs.py, sweep.py): run, sweep, fork, resume
+- runs (runs.py, sweep.py, ladder.py): run, sweep, fork, resume, ladder
 - reading them (reading.py): runs, show, notes
 - scoring notes (evaluate.py): evaluate, baseline, ablate
 - this machine (machine.py): doctor, models, build, data
@@ -15,13 +15,13 @@ import argparse
 import sys
 
 from iml_core import llama_build
-from iml_core.cli import evaluate, machine, reading, runs, sweep
+from iml_core.cli import evaluate, ladder, machine, reading, runs, sweep
 from iml_core.cli.common import Parser
 from iml_core.errors import RunFailed, UserError
 
 BAD_INPUT = 2
 RUN_FAILED = 1
-GROUPS = (runs, sweep, reading, evaluate, machine)
+GROUPS = (runs, sweep, ladder, reading, evaluate, machine)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -112,12 +112,17 @@ def add_setting(parser, setting: Setting, default: str | None = None, *, lists: 
     """The flag of one setting: its type, range or choices and help from SETTINGS, and None when not
     given, so that each command fills the rest its own way (a run from RunConfig, a fork from the old
     run). `default` says in words what that is; with `lists` (a sweep) a number takes comma-separated
-    values."""
+    values and a choice may be given again (a list of each value given)."""
+    # A choice is repeated rather than comma-separated so that argparse checks each value against the choices.
+    repeated = lists and setting.kind == "choice"
     lists = lists and setting.kind in NUMBERS
     notes = [setting.range_text()] if setting.kind in NUMBERS else []
     notes += [f"default {default}"] if default else []
+    notes += ["repeatable: give it once per value"] if repeated else []
     help = (setting.help + (f" ({'; '.join(notes)})" if notes else "")).replace("%", "%%")
-    if setting.kind == "flag":
+    if repeated:
+        parser.add_argument(setting.flag, choices=setting.values, default=None, action="append", help=help)
+    elif setting.kind == "flag":
         # A flag that is on unless turned off is given as --no-NAME.
         on = getattr(RUN_DEFAULTS, setting.name)
         parser.add_argument(("--no-" if on else "--") + setting.name.replace("_", "-"), dest=setting.name,

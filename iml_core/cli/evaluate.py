@@ -10,6 +10,7 @@ from iml_core.cli.common import add_setting, add_settings, command, given, open_
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
 from iml_core.evaluation import BASELINES, ablate_run, compute_baselines, oracle_notes, score_and_store
+from iml_core.prompts import DEFAULT_LAYOUT
 
 # Who scores the notes: the run's own settings (else RunConfig's), changed by any of these given.
 SCORER_FLAGS = [*(name for name, setting in SETTINGS.items() if setting.scorer), "cache"]
@@ -36,6 +37,8 @@ def add(commands) -> None:
                                                                             "that apply)")
     baseline.add_argument("--shots", type=int, help="in-context examples (default: as many as fit the run's "
                                                     "note-word cap)")
+    # Repeated, it compares layouts in one call: one result per kind and layout.
+    add_setting(baseline, SETTINGS["prompt_layout"], "the run's", lists=True)
 
     ablate = command(commands, "ablate", cmd_ablate, "which sentences of a run's notes carry its accuracy",
                      json="one JSON object")
@@ -44,12 +47,17 @@ def add(commands) -> None:
     add_setting(ablate, SETTINGS["eval_size"], "the run's")
 
 
-def _print_evaluation(evaluation_id: int, evaluation, as_json: bool) -> None:
+def _print_evaluation(evaluation_id: int, evaluation, as_json: bool, *, comparing_layouts: bool = False) -> None:
     if as_json:
         print(json.dumps({"evaluation_id": evaluation_id, **evaluation.summary()}))
     else:
+        # A model's description names a layout other than the default (iml_core.agents.llm); next
+        # to others, the default is named too.
+        described = evaluation.agent_description + (
+            f" (prompt layout {DEFAULT_LAYOUT})" if comparing_layouts and evaluation.prompt_layout == DEFAULT_LAYOUT
+            else "")
         print(f"evaluation {evaluation_id}: {evaluation.kind} ({evaluation.notes_source}), "
-              f"{evaluation.agent_description}: accuracy {percent(evaluation.accuracy).strip()}% on "
+              f"{described}: accuracy {percent(evaluation.accuracy).strip()}% on "
               f"{evaluation.eval_size} samples, {evaluation.invalid} invalid")
 
 
@@ -87,12 +95,12 @@ def cmd_evaluate(args) -> int:
 
 def cmd_baseline(args) -> int:
     with open_store(args) as store:
-        results = compute_baselines(store, args.run_id, args.kind, shots=args.shots)
+        results = compute_baselines(store, args.run_id, args.kind, shots=args.shots, layouts=args.prompt_layout)
     if args.json:
         print(json.dumps([{"evaluation_id": i, **e.summary()} for i, e in results]))
     else:
         for evaluation_id, evaluation in results:
-            _print_evaluation(evaluation_id, evaluation, False)
+            _print_evaluation(evaluation_id, evaluation, False, comparing_layouts=bool(args.prompt_layout))
     return 0
 
 

@@ -16,7 +16,8 @@ def add(commands) -> None:
 
     show = command(commands, "show", cmd_show, "a run's settings, accuracy per step and final notes",
                    json="one JSON object: settings, and per step accuracies, notes length, words changed, "
-                        "rule recall and verdicts (benchmark tasks), alarms, and cost by phase")
+                        "rule recall, discovery rate and verdicts (tasks with a rule card), alarms, and "
+                        "cost by phase")
     show.add_argument("run_id", type=int)
 
     notes = command(commands, "notes", cmd_notes, "the notes of a run at one step")

@@ -27,8 +27,9 @@ GRID_FILE_SETTINGS = {*RUN_SETTINGS, "seeds"}
 def add(commands) -> None:
     sweep = command(commands, "sweep", cmd_sweep, "a grid of runs, here or on a Ray cluster",
                     json="one JSON object listing every run at the end")
-    sweep.description += ("; a number given as comma-separated values (--momentum 0,0.5,1) makes an axis of the "
-                          "grid, every combination of the axes' values is a run")
+    sweep.description += ("; a number given as comma-separated values (--momentum 0,0.5,1), or a choice given more "
+                          "than once (--prompt-layout system --prompt-layout user), makes an axis of the grid, every "
+                          "combination of the axes' values is a run")
     add_settings(sweep, [*AXES, "cache"], lists=True)
     sweep.add_argument("--seeds", type=int, help="seeds per grid cell, counting up from --seed (default 1)")
     sweep.add_argument("--grid", help="a TOML or YAML file of settings: a list makes an axis of the grid, "
@@ -124,7 +125,7 @@ def cmd_sweep(args) -> int:
         print(f"{study}: {len(run_ids)} runs ({', '.join(f'{k} x{len(v)}' for k, v in axes.items()) or 'one cell'}), "
               f"{parallel} at once{' on Ray at ' + address if address else ''}", file=sys.stderr)
         try:
-            _follow(store, manager, run_ids)
+            follow(store, manager, run_ids)
         except KeyboardInterrupt:
             for run_id in manager.busy():
                 manager.cancel(run_id)
@@ -150,7 +151,7 @@ def cmd_sweep(args) -> int:
     return 0 if all(r["status"] == Status.COMPLETED for r in runs) else 1
 
 
-def _follow(store: Store, manager: RunManager, run_ids: list[int]) -> None:
+def follow(store: Store, manager: RunManager, run_ids: list[int]) -> None:
     """One line on stderr as each run ends, until all have."""
     reported: set[int] = set()
     while len(reported) < len(run_ids):

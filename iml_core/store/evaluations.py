@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from iml_core.config import RunConfig
+from iml_core.prompts import DEFAULT_LAYOUT
 from iml_core.store.database import Database
 from iml_core.store.records import BASELINE_KINDS, Served, write_calls, write_predictions
 
@@ -57,13 +58,17 @@ class Evaluations(Database):
 
     def baselines(self, run_ids):
         """The latest stored baseline of each kind for some runs: run_id, kind, accuracy, shots, and
-        the answers that named no class of how many (invalid, eval_size)."""
+        the answers that named no class of how many (invalid, eval_size). Only those asked in the
+        run's own prompt layout: `baseline --prompt-layout` stores others beside them, to compare."""
         return self.cursor().execute(
-            """SELECT run_id, kind, arg_max(accuracy, id) AS accuracy, arg_max(shots, id) AS shots,
-                      arg_max(invalid, id) AS invalid, arg_max(eval_size, id) AS eval_size
-               FROM evaluations
-               WHERE list_contains(?, run_id) AND list_contains(?, kind)
-               GROUP BY run_id, kind ORDER BY run_id, kind""", [list(map(int, run_ids)), list(BASELINE_KINDS)]).df()
+            f"""SELECT e.run_id, e.kind, arg_max(e.accuracy, e.id) AS accuracy, arg_max(e.shots, e.id) AS shots,
+                       arg_max(e.invalid, e.id) AS invalid, arg_max(e.eval_size, e.id) AS eval_size
+                FROM evaluations e JOIN runs r ON r.id = e.run_id
+                WHERE list_contains(?, e.run_id) AND list_contains(?, e.kind)
+                  AND coalesce(e.config->>'prompt_layout', '{DEFAULT_LAYOUT}')
+                      = coalesce(r.config->>'prompt_layout', '{DEFAULT_LAYOUT}')
+                GROUP BY e.run_id, e.kind ORDER BY e.run_id, e.kind""",
+            [list(map(int, run_ids)), list(BASELINE_KINDS)]).df()
 
     def ablation(self, run_id: int, step: int):
         """The latest ablation of a run's notes at a step: removed_sentence (NULL: the notes whole), accuracy."""

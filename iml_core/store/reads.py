@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 
-from iml_core.config import SETTINGS
+from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
 from iml_core.store.database import Database
 
 # The columns of a step's rows; the rest (evaluation_id, served) tell a step's rows from an evaluation's.
 # The settings a table of runs sorts and groups by (those marked `column`), pulled out of the config.
+# A run stored before a setting existed ran with its default (RunConfig's), which it shows.
 _SQL_TYPES = {"integer": "INTEGER", "number": "DOUBLE"}
 SETTING_COLUMNS = ", ".join(
-    (f"CAST(config->>'{n}' AS {_SQL_TYPES[s.kind]})" if s.kind in _SQL_TYPES else f"config->>'{n}'") + f" AS {n}"
+    (f"CAST(config->>'{n}' AS {_SQL_TYPES[s.kind]})" if s.kind in _SQL_TYPES
+     else f"coalesce(config->>'{n}', '{getattr(RunConfig(), n)}')") + f" AS {n}"
     for n, s in SETTINGS.items() if s.column)
 _STEP_ROW = "* EXCLUDE (evaluation_id, served)"
 

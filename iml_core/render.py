@@ -1,5 +1,6 @@
 """HTML for model- and user-written text. Every piece of such text goes through html.escape and
-sits inside markup of our own; it is shown with st.html, which runs no script."""
+sits inside markup of our own; the dashboard shows it with st.html, which runs no script, and the
+study report (iml_core.report) writes it into its file."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Plotly figures of stored runs. Names in legends and titles come from our own settings, not from
-model text, but are escaped anyway by Plotly's own text handling."""
+"""Plotly figures of stored runs, for the dashboard's pages and the study report (iml_core.report):
+pure Plotly, no Streamlit. Names in legends and titles come from our own settings, not from model
+text, but are escaped anyway by Plotly's own text handling."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
+from iml_core import analysis
 from iml_core.agents import PhaseName
 
 LAYOUT = dict(margin=dict(l=40, r=10, t=40, b=40), height=320, legend=dict(orientation="h", y=-0.25))
@@ -63,6 +65,20 @@ def heatmap(table: pd.DataFrame, title: str, colorscale: str, scale: tuple[float
     figure.update_layout(title=title, xaxis=dict(title="accumulation", type="category"),
                          yaxis=dict(title="momentum", type="category"), **LAYOUT)
     return figure
+
+
+def settling_maps(maps: dict[str, pd.DataFrame], last_step: int) -> list[go.Figure]:
+    """The four maps of iml_core.analysis.heatmaps, each on its fixed scale: final eval accuracy, the
+    steps to reach most of it (up to the runs' last step), the spread after that, and instability."""
+    return [
+        heatmap(maps["final_eval_accuracy"], "Final eval accuracy", "Viridis", (0, 1), "{:.1%}"),
+        heatmap(maps["steps_to_reach"], f"Steps to reach {analysis.REACHED_SHARE:.0%} of the final accuracy",
+                "Viridis_r", (0, last_step), "{:.0f}"),
+        heatmap(maps["spread_after"], "Spread of eval accuracy after reaching it", "Reds", (0, 0.25), "{:.1%}"),
+        heatmap(maps["instability"],
+                f"Instability: spread of eval accuracy over the last {analysis.INSTABILITY_WINDOW} evals", "Reds",
+                (0, 0.25), "{:.1%}"),
+    ]
 
 
 def stability(steps: pd.DataFrame) -> go.Figure:
@@ -130,11 +146,14 @@ def phase_costs(costs: pd.DataFrame, measure: str, by: str = "step") -> go.Figur
 
 
 def truth_curves(truth: pd.DataFrame, steps: pd.DataFrame) -> go.Figure:
-    """Rule recall and distractors cited per step, next to eval accuracy."""
+    """Rule recall, discovery rate and distractors cited per step, next to eval accuracy."""
     figure = go.Figure()
     evaluated = steps.dropna(subset=["eval_accuracy"])
     figure.add_scatter(x=evaluated["step"], y=evaluated["eval_accuracy"], mode="lines+markers", name="eval accuracy")
     figure.add_scatter(x=truth["step"], y=truth["rule_recall"], mode="lines", name="rule recall")
+    if "discovery_rate" in truth:
+        figure.add_scatter(x=truth["step"], y=truth["discovery_rate"], mode="lines", name="discovery rate",
+                           line=dict(dash="dot"))
     figure.add_bar(x=truth["step"], y=truth["distractors"], name="distractors cited", yaxis="y2", opacity=0.35)
     figure.update_layout(title="What the notes know: the rule card's attributes recalled, distractors cited",
                          xaxis=step_axis(truth["step"]), yaxis=dict(title="share", **SHARE_AXIS),
@@ -186,4 +205,26 @@ def mark_alarms(figure: go.Figure, flags: pd.DataFrame) -> go.Figure:
         figure.add_scatter(x=flags["step"], y=[1.0] * len(flags), mode="markers", name="alarm",
                            marker=dict(symbol="triangle-down", size=11, color="#c0392b"),
                            text=flags["kind"] + ": " + flags["message"], hoverinfo="text")
+    return figure
+
+
+def ladder(table: pd.DataFrame) -> go.Figure:
+    """A ladder study (iml_core.analysis.ladder_table): each baseline and the learned accuracy per
+    rung, the learned spread over seeds as error bars, and the rungs where the model stops applying
+    a given rule (grey) or stops learning one (red) shaded."""
+    figure = go.Figure()
+    rungs = [f"{row.rung}. {row.task}" for row in table.itertuples()]
+    for kind in ("no notes", "majority", "in-context", "oracle"):
+        label, colour = BASELINE_STYLES[kind]
+        figure.add_scatter(x=rungs, y=table[kind], name=label, mode="lines+markers",
+                           line=dict(color=colour, dash="dot", width=1.5))
+    figure.add_scatter(x=rungs, y=table["learned"], name="learned (final eval)", mode="lines+markers",
+                       line=dict(color="#1f4e79", width=3),
+                       error_y=dict(type="data", array=table["learned spread"].fillna(0), visible=True))
+    for position, row in enumerate(table.itertuples()):
+        if row.applies is False or row.learns is False:
+            figure.add_vrect(x0=position - 0.5, x1=position + 0.5, line_width=0, opacity=0.12,
+                             fillcolor="#7f8c8d" if row.applies is False else "#c0392b")
+    figure.update_layout(title="Accuracy up the ladder (mean over seeds)", yaxis=SHARE_AXIS,
+                         xaxis_title="rung", legend=dict(orientation="h", y=-0.3))
     return figure

@@ -1,0 +1,77 @@
+import streamlit as st
+
+from iml_core import analysis, evaluation
+from iml_core.builders import check_run
+from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
+from iml_core.errors import IMLError
+from iml_core.registry import AGENTS
+from iml_core.status import GOING
+from iml_core.studies import LADDER, LADDER_SEEDS, MOST_LADDER_SEEDS, ladder_study
+from iml_core import charts
+from studio.ui import current, model_settings, show_problem, table
+from studio.widgets import setting_input
+
+store, manager = current()
+st.title("Ladder")
+st.caption("Where a model can learn: generated tasks from one binary rule to a noisy 4-class rule over 3 "
+           "attributes, each rung over several seeds (each seed its own rule), with the rung's floor (no "
+           "notes, majority class), in-context and oracle accuracy beside what a run learned. The offline "
+           "learner climbs it in seconds: run it first as the reference.")
+st.markdown("\n".join(f"{number}. {rung.name}" for number, rung in enumerate(LADDER, start=1)))
+
+left, middle, right = st.columns(3)
+defaults = RunConfig()
+agent = setting_input(left, "agent", defaults.agent, key="ladder_agent")
+chosen = {name: setting_input(column, name, getattr(defaults, name), key=f"ladder_{name}")
+          for column, name in zip((middle, right, left), ("steps", "batch_size", "eval_size"), strict=True)}
+seeds = middle.number_input("Seeds per rung", 1, MOST_LADDER_SEEDS, LADDER_SEEDS, key="ladder_seeds",
+                            help="each seed draws its own rule and its own samples")
+limits = Submission(parallel=setting_input(right, "parallel", DEFAULT_SUBMISSION.parallel, key="ladder_parallel"))
+model = model_settings() if AGENTS[agent].uses_model else {}
+if model:
+    model["prompt_layout"] = setting_input(left, "prompt_layout", model.get("prompt_layout", defaults.prompt_layout),
+                                           key="ladder_prompt_layout")
+
+base = RunConfig(agent=agent, **chosen, **model)
+configs = ladder_study(base, int(seeds))
+problems = check_run(configs[-1])  # the hardest rung: its task asks the most of the settings
+for problem in problems:
+    show_problem(problem)
+if st.button(f"Climb the ladder ({len(configs)} runs, then their baselines)", type="primary",
+             disabled=bool(problems), key="ladder_launch"):
+    study = store.new_study("ladder") + f": {AGENTS[agent].label.split(' (')[0]}"
+    try:
+        run_ids = manager.submit(configs, study=study, limits=limits)
+        manager.run_beside("baselines", evaluation.baselines_job(store, run_ids))
+    except IMLError as e:
+        show_problem(str(e))
+    else:
+        st.session_state["ladder_study"] = study
+
+
+@st.fragment(run_every=1.0)
+def results() -> None:
+    studies = [s for s in store.studies() if s.startswith("ladder")]
+    if not studies:
+        st.info("No ladder yet: press the button above.")
+        return
+    if st.session_state.get("ladder_study") not in studies:
+        st.session_state["ladder_study"] = studies[0]
+    study = st.selectbox("Study", studies, key="ladder_study")
+    runs = store.runs_frame()
+    runs = runs[runs["study"] == study]
+    going = int(runs["status"].isin(GOING).sum())
+    st.progress(1 - going / len(runs), text=f"{len(runs) - going} of {len(runs)} runs finished"
+                if going else f"all {len(runs)} runs finished")
+    rungs = analysis.ladder_table(runs, store.baselines(runs["id"].tolist()))
+    st.markdown(analysis.ladder_verdict(rungs))
+    if rungs.empty:
+        return
+    st.plotly_chart(charts.ladder(rungs), key="ladder_chart")
+    shown = rungs.assign(applies=rungs["applies"].map({True: "yes", False: "no"}),
+                         learns=rungs["learns"].map({True: "yes", False: "no"}))
+    table(shown, key="ladder_table", percent=("no notes", "majority", "in-context", "oracle", "learned"),
+          points=("learned spread",))
+
+
+results()
