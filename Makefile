@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 PORT ?= 8501
 
-.PHONY: run test test-fast model ray data bench llama gpu clean-venv
+.PHONY: run test test-fast model ray mlflow data bench llama gpu clean-venv
 BENCHES := $(filter-out bench/common.py,$(wildcard bench/*.py))
 
 # uv is bootstrapped with pip inside the venv so nothing lands in the system Python.
@@ -46,6 +46,11 @@ $(VENV)/.ray: requirements-ray.txt $(VENV)/.runtime
 	$(UV) pip install --quiet --python $(PY) -r requirements-ray.txt
 	touch $@
 
+# MLflow is optional for users (`--mlflow URI`, iml_core.tracking); the tests log to a SQLite store.
+$(VENV)/.mlflow: requirements-mlflow.txt $(VENV)/.runtime
+	$(UV) pip install --quiet --python $(PY) -r requirements-mlflow.txt
+	touch $@
+
 # The dashboard serves without waiting for llama.cpp: the offline learner needs none, and a build
 # starts (in the background, with its progress on the Models page) when a model here is chosen.
 run: $(VENV)/.runtime
@@ -54,17 +59,20 @@ run: $(VENV)/.runtime
 
 ray: $(VENV)/.ray
 
+mlflow: $(VENV)/.mlflow
+
 model: $(VENV)/.model
 
-test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model llama
+test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.mlflow $(VENV)/.model llama
 	scripts/ensure-chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # The slow tiers (pytest markers, assigned in tests/conftest.py) left out: no llama.cpp build, starter
-# model or chromium needed. Ray is installed all the same: tests/test_cluster.py imports it to be collected.
+# model or chromium needed. Ray and MLflow are installed all the same: tests/test_cluster.py imports Ray to
+# be collected, and tests/test_tracking.py logs to MLflow.
 FAST := not browser and not real_model and not cluster and not disk
-test-fast: $(VENV)/.dev $(VENV)/.ray
+test-fast: $(VENV)/.dev $(VENV)/.ray $(VENV)/.mlflow
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "$(FAST)"
 

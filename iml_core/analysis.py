@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -80,6 +81,53 @@ def seconds_per_step(call_seconds: dict[str, float], config) -> float | None:
     if any(phase not in call_seconds for phase in calls):
         return None
     return sum(n * call_seconds[phase] for phase, n in calls.items())
+
+
+def calls_per_run(config) -> dict[str, int]:
+    """The model calls a run of a model makes, per phase: step 0's eval, then per step its K*B
+    answers, K inductions and one revision, and an eval every E steps and after the last."""
+    evals = len(range(0, config.steps + 1, config.eval_every)) + (config.steps % config.eval_every != 0)
+    return {PhaseName.INFER: config.steps * config.accumulation * config.batch_size,
+            PhaseName.INDUCE: config.steps * config.accumulation, PhaseName.REVISE: config.steps,
+            PhaseName.EVAL: evals * config.eval_size}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What some runs will ask of a model before they start: at most, since the response cache
+    answers repeated calls for free. Tokens and cost are None until the model has answered each
+    phase here before (Store.call_tokens)."""
+    calls: int
+    tokens: int | None
+    cost: float | None
+
+    def sentence(self) -> str:
+        if not self.calls:
+            return "These runs call no model: they cost nothing."
+        said = f"At most {self.calls:,} model calls"
+        if self.tokens is None:
+            return said + "; their tokens and cost are measured by this model's first run here."
+        return said + f", about {self.tokens:,} tokens and a cost of {self.cost:.4g} (at the prices set)."
+
+
+def estimate(configs, call_tokens: dict[str, tuple[float, float]]) -> Estimate:
+    """The calls, tokens and cost of some runs, from their settings and the model's measured mean
+    tokens in and out per call and phase (Store.call_tokens)."""
+    calls = tokens = 0
+    cost = 0.0
+    measured = True
+    for config in configs:
+        if not config.uses_model:
+            continue
+        for phase, n in calls_per_run(config).items():
+            calls += n
+            if phase not in call_tokens:
+                measured = measured and n == 0
+                continue
+            tokens_in, tokens_out = call_tokens[phase]
+            tokens += round(n * (tokens_in + tokens_out))
+            cost += n * (tokens_in * config.price_in + tokens_out * config.price_out) / 1e6
+    return Estimate(calls, tokens if measured else None, cost if measured else None)
 
 
 def tokens_per_second(run: dict, steps: pd.DataFrame) -> float | None:
@@ -237,7 +285,8 @@ def paper_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> tuple[pd.DataFrame,
 def final_accuracy_by(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Final eval accuracy per group of runs sharing the values of `by` (usually all but the seed):
     mean, spread (std) and count, the runs evaluated (one not evaluated yet has no final accuracy)."""
-    return runs.groupby(by)["final_eval_accuracy"].agg(["mean", "std", "count"]).reset_index()
+    # A setting left unset (None) in some runs is a group of its own, not dropped.
+    return runs.groupby(by, dropna=False)["final_eval_accuracy"].agg(["mean", "std", "count"]).reset_index()
 
 
 def final_accuracy_by_cell(runs: pd.DataFrame) -> pd.DataFrame:

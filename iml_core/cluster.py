@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from iml_core.budget import Budget, Limits, Spent
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.learner import StepRecord
@@ -176,23 +177,26 @@ class _BoardCache:
         _ray().get(self.board.put.remote(key, value))
 
 
-def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int, board):
+def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int, board, spent: Spent | None):
     """On a worker: says where it runs, then yields every step record. Retry notices and the
-    response cache go through `board` (LLM runs)."""
+    response cache go through `board` (LLM runs); a run with limits gets a budget over what its
+    committed steps `spent` (a sweep's shared budget lives in the driver and does not reach here)."""
     import socket
 
     from iml_core.steps import agent_steps
 
     yield {"pid": os.getpid(), "node": socket.gethostname()}
+    config = RunConfig.from_dict(config)
+    budget = None if spent is None else Budget(Limits.of(config), spent, what=f"run {run_id}")
     if board is None:
-        yield from agent_steps(RunConfig.from_dict(config), after_step, notes)
+        yield from agent_steps(config, after_step, notes, budget=budget)
         return
     watch, done = StepWatch(), threading.Event()
     poster = threading.Thread(target=_post_progress, args=(watch, board, run_id, done), daemon=True)
     poster.start()
     try:
-        yield from agent_steps(RunConfig.from_dict(config), after_step, notes, cache=_BoardCache(board),
-                               on_retry=lambda notice: board.post.remote(run_id, notice), watch=watch)
+        yield from agent_steps(config, after_step, notes, cache=_BoardCache(board),
+                               on_retry=lambda notice: board.post.remote(run_id, notice), watch=watch, budget=budget)
     finally:
         done.set()
         board.post_progress.remote(run_id, None)
@@ -254,8 +258,9 @@ class RaySteps:
         lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
         losses = 0
         while True:
+            spent = store.run_spent(run_id) if Limits.of(config) else None
             task = _remote().options(**self.resources.options()).remote(config.to_dict(), after_step, notes,
-                                                                        run_id, board)
+                                                                        run_id, board, spent)
             recovering = losses > 0
             try:
                 for item in self._items(ray, task, cancel,

@@ -37,7 +37,9 @@ class Setting:
     choices: Mapping | None = None
     step: float | None = None  # how far a widget's arrows move it
     optional: bool = False  # None is valid and means "not set" (e.g. the preset's own label noise)
-    part: str = "run"  # "run": how a run learns; "model": the LLM agent's; "submission": how runs are queued
+    # "run": how a run learns; "model": the LLM agent's; "budget": what it may spend; "submission": how
+    # runs are queued
+    part: str = "run"
     axis: bool = True  # a sweep may vary it
     scorer: bool = False  # `evaluate` may change it to score notes with another agent, model or task
     # How a run learns, not what it is scored on: a run's baselines do not depend on it
@@ -163,6 +165,16 @@ SETTINGS = {s.name: s for s in (
             "cost column", part="model"),
     _number("price_out", "Price per million output tokens", 0.0, 1000.0, "price per million output tokens, for "
             "the cost column", part="model"),
+    # Budgets (iml_core.budget): what a run may spend before it stops as `budget reached`. Not how
+    # it learns nor what it is scored on, so neither a sweep axis nor a part of its baselines' key.
+    _number("max_cost", "Cost limit", 0.0, 1e9, "stop before the model call that would pass this cost (in the "
+            "price units above; empty: no limit)", part="budget", axis=False, optional=True),
+    _integer("max_tokens", "Token limit", 1, 10**12, "stop before the model call that would pass this many tokens "
+             "in and out (empty: no limit)", part="budget", axis=False, optional=True, step=1000),
+    _integer("max_calls", "Model call limit", 1, 10**9, "stop before the model call past this many "
+             "(empty: no limit)", part="budget", axis=False, optional=True, step=10),
+    _number("max_minutes", "Minute limit", 0.01, 1e6, "stop at the first model call or step after this many "
+            "minutes of running (empty: no limit)", part="budget", axis=False, optional=True, step=1.0),
     Setting("cache", "flag", "Answer repeated calls from the response cache", "a repeated identical call costs "
             "nothing; off measures the model afresh", part="model", axis=False),
     # Up to a large Ray cluster's CPUs: a sweep there defaults to its capacity.
@@ -171,6 +183,15 @@ SETTINGS = {s.name: s for s in (
     _integer("max_per_endpoint", "At most at once per model server", 1, 4096, "runs of one submission calling the "
              "same model server at once, so a sweep cannot flood it (empty: no cap)", part="submission",
              axis=False, optional=True),
+    # A sweep's budget (iml_core.budget): what all the runs of one submission may spend together.
+    _number("sweep_max_cost", "Sweep cost limit", 0.0, 1e9, "what the runs of this sweep may cost together "
+            "(empty: no limit)", part="submission", axis=False, optional=True),
+    _integer("sweep_max_tokens", "Sweep token limit", 1, 10**12, "tokens the runs of this sweep may spend together "
+             "(empty: no limit)", part="submission", axis=False, optional=True, step=1000),
+    _integer("sweep_max_calls", "Sweep model call limit", 1, 10**9, "model calls the runs of this sweep may make "
+             "together (empty: no limit)", part="submission", axis=False, optional=True, step=10),
+    _number("sweep_max_minutes", "Sweep minute limit", 0.01, 1e6, "minutes after its submission at which the "
+            "sweep's runs stop (empty: no limit)", part="submission", axis=False, optional=True, step=1.0),
 )}
 RUN_SETTINGS = {name: s for name, s in SETTINGS.items() if s.part != "submission"}
 
@@ -212,6 +233,10 @@ class RunConfig:
     price_in: float = 0.0
     price_out: float = 0.0
     cache: bool = True
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    max_calls: int | None = None
+    max_minutes: float | None = None
 
     @property
     def uses_model(self) -> bool:
@@ -258,6 +283,10 @@ class Submission:
     one tab never changes another's."""
     parallel: int = 2
     max_per_endpoint: int | None = None
+    sweep_max_cost: float | None = None
+    sweep_max_tokens: int | None = None
+    sweep_max_calls: int | None = None
+    sweep_max_minutes: float | None = None
 
     def check(self) -> "Submission":
         found = [p for name, setting in SETTINGS.items() if setting.part == "submission"

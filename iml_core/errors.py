@@ -22,3 +22,8 @@ class DatabaseLocked(UserError):
 
 class RunFailed(IMLError):
     """Something outside the engine failed while a run was going: a model server, the disk, a worker."""
+
+
+class BudgetReached(IMLError):
+    """A run (or its sweep) would pass one of its limits with the next model call: it stops with the
+    status `budget reached`, its committed steps kept, and resumes with a higher limit."""

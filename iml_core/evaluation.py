@@ -185,8 +185,9 @@ def run_config(run: dict) -> RunConfig:
 
 def baseline_key(config: RunConfig) -> RunConfig:
     """What a run's baselines depend on: its task, agent, model, seed, eval split and note cap (the
-    in-context examples), not how it learns (the settings marked `learning`)."""
-    how_it_learns = {name: getattr(DEFAULTS, name) for name, setting in RUN_SETTINGS.items() if setting.learning}
+    in-context examples), not how it learns (the settings marked `learning`) or what it may spend."""
+    how_it_learns = {name: getattr(DEFAULTS, name) for name, setting in RUN_SETTINGS.items()
+                     if setting.learning or setting.part == "budget"}
     return config.replace(**how_it_learns, cache=True)
 
 

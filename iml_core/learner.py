@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 
 from iml_core.agents import Agent, ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.config import RunConfig
+from iml_core.budget import Budget
 from iml_core.progress import StepWatch
 from iml_core.diff import repetition, take_words, word_count, words, words_changed
 from iml_core.tasks import Sample, Task
@@ -162,10 +163,11 @@ class _Clock:
 # --- the loop ------------------------------------------------------------------------------------
 
 def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: int | None = None,
-                   notes: str | None = None, watch: StepWatch | None = None) -> Iterator[StepRecord]:
+                   notes: str | None = None, watch: StepWatch | None = None,
+                   budget: Budget | None = None) -> Iterator[StepRecord]:
     """Yields step 0 (the starting notes, evaluated) and then one record per learning step.
     To resume, pass the last committed step (0 included) and its notes. `watch` hears where each
-    step is (iml_core.progress)."""
+    step is (iml_core.progress); `budget` stops the run before a step or model call past its limits."""
     stream = SampleStream(task, config.seed, config.eval_size)
     notes = config.initial_notes if notes is None else notes
     eval_observations = [s.observation for s in stream.eval]
@@ -174,10 +176,12 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
         return step % config.eval_every == 0 or step == config.steps
 
     def phase(step: int, name: PhaseName) -> Phase:
-        return Phase(config.seed, step, name, watch)
+        return Phase(config.seed, step, name, watch, budget)
 
     def begin(step: int) -> _Clock:
         """The step's clock, and the watch told what the step will ask of a model."""
+        if budget is not None:
+            budget.before_step()
         if watch is not None:
             expected = {PhaseName.EVAL: len(eval_observations) if step == 0 or evaluates(step) else 0}
             if step:

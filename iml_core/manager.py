@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
+from iml_core.budget import SWEEP_BUDGETS, Budget, Limits
 from iml_core.builders import prepare_run
 from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
 from iml_core.errors import IMLError
@@ -18,6 +19,7 @@ from iml_core.runner import check_resumable, create_run, execute_run
 from iml_core.status import Status
 from iml_core.steps import StepSource, local_steps
 from iml_core.store import Store
+from iml_core.tracking import RunObserver
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +43,27 @@ class RunManager:
         self._cancels: dict[int, threading.Event] = {}
         self._endpoints: dict[int, str | None] = {}
         self._limits: dict[int, tuple[int, Submission]] = {}  # run -> (its submission, that submission's limits)
+        self._observers: dict[int, RunObserver] = {}
         self._submissions = itertools.count(1)
         self._side_threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def submit(self, configs: Sequence[RunConfig], *, parent: tuple[int, int] | None = None,
-               study: str | None = None, limits: Submission = DEFAULT_SUBMISSION) -> list[int]:
+               study: str | None = None, limits: Submission = DEFAULT_SUBMISSION,
+               observer: RunObserver | None = None) -> list[int]:
         """Creates the runs (all checked first: one bad config queues none) and starts what may start.
-        `parent` (run id, step) marks them as forks of that run's notes at that step."""
+        `parent` (run id, step) marks them as forks of that run's notes at that step; `observer` (an
+        MLflow logger) is told of each of their steps and of each one's end."""
         limits.check()
         for config in configs:
             prepare_run(config)
         run_ids = [create_run(self.store, config, parent=parent, study=study) for config in configs]
+        sweep = Limits.of(limits, prefix="sweep_")
+        if sweep:  # one budget that every run of the submission spends from (iml_core.budget)
+            SWEEP_BUDGETS.share(run_ids, Budget(sweep, what=study or f"the sweep of runs {run_ids[0]}-{run_ids[-1]}",
+                                                  sweep=True))
+        if observer is not None:
+            self._observers.update(dict.fromkeys(run_ids, observer))
         self._enqueue(run_ids, limits)
         return run_ids
 
@@ -101,13 +112,17 @@ class RunManager:
                 thread.start()
 
     def _work(self, run_id: int, cancel: threading.Event) -> None:
+        observer = self._observers.get(run_id)
+        on_step = None if observer is None else (lambda record: observer.step(self.store, run_id, record))
         try:
-            execute_run(self.store, run_id, cancel=cancel, source=self.source)
+            execute_run(self.store, run_id, cancel=cancel, source=self.source, on_step=on_step)
         except IMLError as e:  # stored on the run with its message; logged for whoever runs the server
             log.warning("run %s failed: %s", run_id, e)
         except Exception:
             log.exception("run %s stopped on an unexpected error", run_id)
         finally:
+            if observer is not None:  # before the thread counts as done, so that `join` waits for it
+                observer.end(self.store, run_id)
             with self._lock:
                 self._threads.pop(run_id, None)
             self._dispatch()

@@ -23,7 +23,7 @@ from iml_core.config import SETTINGS
 from iml_core.errors import UserError
 from iml_core.registry import AGENTS
 from iml_core.store import Store
-from iml_core.studies import PAPER_ACCUMULATIONS, PAPER_MOMENTA, rung_of
+from iml_core.studies import LADDER, PAPER_ACCUMULATIONS, PAPER_MOMENTA, rung_of
 
 # Settings that tell repeats apart rather than conditions: curves and tables average over them.
 REPEATS = ("seed",)
@@ -69,6 +69,16 @@ def runs_of_study(store: Store, study: str) -> list[int]:
         there = f"the studies are: {', '.join(known)}" if known else "it holds no study yet (a sweep makes one)"
         raise UserError(f"there is no study {study!r} in {store.path}; {there}")
     return ids
+
+
+def report_title(store: Store, run_ids) -> str:
+    """The study's name when the runs are all of one study's runs, else their ids."""
+    ids = sorted({int(i) for i in run_ids})
+    runs = store.runs_frame()
+    studies = set(runs.loc[runs["id"].isin(ids), "study"].dropna())
+    if len(studies) == 1 and sorted(runs.loc[runs["study"] == next(iter(studies)), "id"]) == ids:
+        return next(iter(studies))
+    return f"Runs {', '.join(map(str, ids))}" if len(ids) <= 12 else f"{len(ids)} runs, from run {ids[0]} to {ids[-1]}"
 
 
 def report_html(store: Store, run_ids, title: str) -> str:
@@ -134,25 +144,35 @@ class _Report:
         self.steps = store.steps_frame(self.ids)
         self.baselines = store.baselines(self.ids)
         self.figures = 0
-        uses_model = {i: AGENTS[a].uses_model if a in AGENTS else True for i, a in zip(runs["id"], runs["agent"],
-                                                                                       strict=True)}
+        # An agent no longer registered is taken to call a model: its alarms then give a model's advice.
+        uses_model = {int(i): AGENTS[agent].uses_model if agent in AGENTS else True
+                      for i, agent in zip(runs["id"], runs["agent"], strict=True)}
         self.learners = frozenset(i for i, model in uses_model.items() if not model)
         names = list(dict.fromkeys([*SETTINGS, *(n for c in configs.values() for n in c)]))
         values = {name: [_value_text(c.get(name)) for c in configs.values()] for name in names}
         self.differing = [n for n in names if len(set(values[n])) > 1]
         # What sets a run's condition apart; a group of runs differing only in these is one condition.
         self.conditions = [n for n in self.differing if n not in REPEATS]
+        # Each condition's value per run. On the ladder each seed draws its own rule, so its task
+        # differs by seed: its rung is the condition, and the seeds are repeats of it.
+        self.condition_values = {n: {i: c.get(n) for i, c in configs.items()} for n in self.conditions}
+        rungs = {i: rung_of(c.get("task", "")) for i, c in configs.items()}
+        if "task" in self.conditions and all(rungs.values()):
+            self.condition_values = {("rung" if n == "task" else n): ({
+                i: f"{LADDER.index(rung) + 1}. {rung.name}" for i, rung in rungs.items()} if n == "task" else values)
+                for n, values in self.condition_values.items()}
+            self.conditions = list(self.condition_values)
         # Model settings say nothing of runs that call no model, and an empty one was never set.
         any_model = any(uses_model.values())
         self.shared = {n: values[n][0] for n in names if n not in self.differing and values[n][0]
                        and (any_model or n not in SETTINGS or SETTINGS[n].part != "model")}
         self.condition = ", ".join(self.conditions)
-        if self.conditions:
-            self.runs = self.runs.assign(**{self.condition: [
-                ", ".join(_value_text(configs[int(i)].get(n)) for n in self.conditions) for i in self.runs["id"]]})
 
-    def figure(self, figure: go.Figure) -> str:
+    def figure(self, figure: go.Figure, height: int | None = None) -> str:
+        """A figure's div and the script that draws it with the plotly.js inlined once in the head."""
         self.figures += 1
+        if height:  # a legend of baselines needs more room than the dashboard's columns give it
+            figure.update_layout(height=height)
         height = figure.layout.height or 450
         body = figure.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, config=PLOTLY_CONFIG,
                               default_height=f"{height}px")
@@ -215,20 +235,26 @@ class _Report:
         if self.steps.empty:
             return '<p class="note">No run has a step yet.</p>'
         if self.conditions:
-            curves = charts.grouped_curves(analysis.grouped_curves(self.runs, self.steps, self.condition),
-                                           self.condition)
+            # A column of its own: a setting's column of the same name keeps its numbers for the maps.
+            runs = self.runs.assign(condition=[", ".join(_value_text(self.condition_values[n][int(i)])
+                                                         for n in self.conditions) for i in self.runs["id"]])
+            curves = charts.grouped_curves(analysis.grouped_curves(runs, self.steps, "condition"), self.condition)
         else:
             curves = charts.accuracy_curves(self.steps, "Accuracy per step")
         said = ('<p class="note">No baselines are stored for these runs: <code>python -m iml_core baseline RUN</code> '
                 "or Compare's button computes them.</p>" if self.baselines.empty else
                 '<p class="note">Dotted lines: the baselines (the mean over runs of each kind): no notes (the floor), '
                 "in-context examples, the oracle's notes (the ceiling), the majority class.</p>")
-        return self.figure(charts.with_baselines(curves, self.baselines)) + said
+        return self.figure(charts.with_baselines(curves, self.baselines), height=440) + said
 
     def final(self) -> str:
-        by = self.conditions or ["runs"]
-        runs = self.runs if self.conditions else self.runs.assign(runs="all")
-        table = analysis.final_accuracy_by(runs, by).rename(columns={
+        # Each condition's own values (not their text), so that groups sort as numbers.
+        runs = pd.DataFrame({name: [self.condition_values[name][int(i)] for i in self.runs["id"]]
+                             for name in self.conditions} | {
+            "final_eval_accuracy": self.runs["final_eval_accuracy"].to_numpy()})
+        if not self.conditions:
+            runs["runs"] = "all"
+        table = analysis.final_accuracy_by(runs, self.conditions or ["runs"]).rename(columns={
             "mean": "final eval accuracy (mean)", "std": "spread over seeds (std)", "count": "runs evaluated"})
         return _table(table, {"final eval accuracy (mean)": _percent, "spread over seeds (std)": _points})
 
@@ -239,7 +265,7 @@ class _Report:
         if not wanted <= cells or not set(self.conditions) <= {"momentum", "accumulation"}:
             return ""
         by_momentum, by_accumulation = analysis.paper_curves(self.runs, self.steps)
-        figures = [self.figure(charts.with_baselines(charts.grouped_curves(curves, by), self.baselines))
+        figures = [self.figure(charts.with_baselines(charts.grouped_curves(curves, by), self.baselines), height=460)
                    for curves, by in ((by_momentum, "momentum"), (by_accumulation, "accumulation"))]
         return (f'<p class="note">Eval accuracy by momentum (runs with accumulation 1) and by accumulation (runs '
                 f'without momentum), mean and spread over seeds.</p><div class="pair">{"".join(figures)}</div>')
@@ -289,8 +315,9 @@ class _Report:
                 if len(measures) == 1 else '<p class="note">Tokens were not priced: set the price per token to '
                 "see cost.</p>")
         figures = "".join(self.figure(charts.phase_costs(costs, m, by="run_id")) for m in measures)
-        return _table(table, {"seconds": lambda v: f"{v:,.1f}", "tokens in": lambda v: f"{v:,.0f}",
-                              "tokens out": lambda v: f"{v:,.0f}", "cost": lambda v: f"{v:.4f}"}) + said + figures
+        counts = {"seconds": lambda v: f"{v:,.2f}" if v < 10 else f"{v:,.1f}", "tokens in": lambda v: f"{v:,.0f}",
+                  "tokens out": lambda v: f"{v:,.0f}", "cost": lambda v: f"{v:.4f}"}
+        return _table(table, counts) + said + figures
 
     def notes(self) -> str:
         evaluated = self.runs.dropna(subset=["final_eval_accuracy"])

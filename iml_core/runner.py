@@ -11,7 +11,7 @@ from typing import Callable
 
 from iml_core.builders import prepare_run
 from iml_core.config import RunConfig
-from iml_core.errors import IMLError, UserError
+from iml_core.errors import BudgetReached, IMLError, UserError
 from iml_core.learner import StepRecord
 from iml_core.prompts import PROMPTS
 from iml_core.status import RESUMABLE, Status
@@ -68,6 +68,9 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
                 raise RuntimeError(f"the steps stopped after step {last} of {config.steps} without being cancelled")
             store.set_status(run_id, Status.CANCELLED)
             return run_summary(store, run_id)
+    except BudgetReached as e:  # an outcome the user asked for, not a failure: the summary says it
+        _record_stop(store, run_id, Status.BUDGET_REACHED, str(e))
+        return run_summary(store, run_id)
     except IMLError as e:
         _record_stop(store, run_id, Status.FAILED, str(e))
         raise
@@ -90,6 +93,12 @@ def _record_stop(store: Store, run_id: int, status: Status, error: str) -> None:
     except Exception:
         log.exception("run %s stopped %s (%s), and writing that status failed too", run_id, status.value, error)
 
+
+
+def raise_limits(store: Store, run_id: int, limits: dict) -> None:
+    """New limits (settings of part "budget") for a stopped run, before it resumes; the others keep theirs."""
+    config = RunConfig.from_dict(store.run(run_id)["config"])
+    store.set_limits(run_id, config.replace(**limits).check())
 
 
 def check_resumable(store: Store, run_id: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Iterator, Protocol
 
+from iml_core.budget import SWEEP_BUDGETS, Budget, Limits
 from iml_core.builders import build_agent, build_task
 from iml_core.config import RunConfig
 from iml_core.learner import StepRecord, learning_steps
@@ -24,17 +25,28 @@ class StepSource(Protocol):
 
 def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *, cache=None,
                 on_retry: Callable[[str | None], None] | None = None,
-                watch: StepWatch | None = None) -> Iterator[StepRecord]:
+                watch: StepWatch | None = None, budget: Budget | None = None) -> Iterator[StepRecord]:
     """A run's steps computed in this process, wherever that is (here, or on a Ray worker): `cache`
     answers repeated model calls, `on_retry` hears the backend's retry notices, `watch` where a
-    step is."""
+    step is, `budget` stops it at its limits."""
     task = build_task(config)
     agent = build_agent(config, task, cache=cache, on_retry=on_retry)
-    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes, watch=watch)
+    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes, watch=watch, budget=budget)
+
+
+def run_budget(store: Store, run_id: int, config: RunConfig) -> Budget | None:
+    """The run's own limits, over what its committed steps spent, within its sweep's budget if it has
+    one (iml_core.budget.SWEEP_BUDGETS); None when neither limits it."""
+    sweep = SWEEP_BUDGETS.of(run_id)
+    limits = Limits.of(config)
+    if not limits and sweep is None:
+        return None
+    return Budget(limits, store.run_spent(run_id), parent=sweep, what=f"run {run_id}")
 
 
 def local_steps(store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
                 cancel: threading.Event | None) -> Iterator[StepRecord]:
     with WATCHES.watching(run_id) as watch:  # the Live page reads where the step is (iml_core.progress)
         yield from agent_steps(config, after_step, notes, cache=store.responses,
-                               on_retry=lambda notice: store.set_retrying(run_id, notice), watch=watch)
+                               on_retry=lambda notice: store.set_retrying(run_id, notice), watch=watch,
+                               budget=run_budget(store, run_id, config))

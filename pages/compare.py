@@ -1,7 +1,7 @@
 import streamlit as st
 
 from iml_core import analysis, charts
-from studio.ui import SELECTED, baselines_button, current, run_label
+from studio.ui import SELECTED, baselines_button, current, report_button, run_label
 
 NEWEST = 24
 store, _ = current()
@@ -28,6 +28,7 @@ steps = store.steps_frame(chosen)
 curves = charts.grouped_curves(analysis.grouped_curves(selected, steps, by), by)
 st.plotly_chart(charts.with_baselines(curves, store.baselines(chosen)), key="compare_curves")
 baselines_button(store, chosen, key="compare_baselines")
+report_button(store, chosen, key="compare_report")
 
 maps = analysis.heatmaps(selected, steps)
 if maps["final_eval_accuracy"].size > 1:

@@ -5,10 +5,11 @@ from iml_core.builders import check_run
 from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
 from iml_core.errors import IMLError
 from iml_core.registry import AGENTS
+from iml_core.report import runs_of_study
 from iml_core.status import GOING
 from iml_core.studies import LADDER, LADDER_SEEDS, MOST_LADDER_SEEDS, ladder_study
 from iml_core import charts
-from studio.ui import current, model_settings, show_problem, table
+from studio.ui import current, estimate_caption, model_settings, report_button, show_problem, table
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -37,6 +38,8 @@ configs = ladder_study(base, int(seeds))
 problems = check_run(configs[-1])  # the hardest rung: its task asks the most of the settings
 for problem in problems:
     show_problem(problem)
+if not problems:
+    estimate_caption(configs)
 if st.button(f"Climb the ladder ({len(configs)} runs, then their baselines)", type="primary",
              disabled=bool(problems), key="ladder_launch"):
     study = store.new_study("ladder") + f": {AGENTS[agent].label.split(' (')[0]}"
@@ -49,15 +52,20 @@ if st.button(f"Climb the ladder ({len(configs)} runs, then their baselines)", ty
         st.session_state["ladder_study"] = study
 
 
+# The study is chosen outside the fragment that redraws the ladder every second: the report's
+# download button must not be redrawn while its file is made.
+studies = [s for s in store.studies() if s.startswith("ladder")]
+if not studies:
+    st.info("No ladder yet: press the button above.")
+    st.stop()
+if st.session_state.get("ladder_study") not in studies:
+    st.session_state["ladder_study"] = studies[0]
+study = st.selectbox("Study", studies, key="ladder_study")
+report_button(store, runs_of_study(store, study), key="ladder_report")
+
+
 @st.fragment(run_every=1.0)
-def results() -> None:
-    studies = [s for s in store.studies() if s.startswith("ladder")]
-    if not studies:
-        st.info("No ladder yet: press the button above.")
-        return
-    if st.session_state.get("ladder_study") not in studies:
-        st.session_state["ladder_study"] = studies[0]
-    study = st.selectbox("Study", studies, key="ladder_study")
+def results(study: str) -> None:
     runs = store.runs_frame()
     runs = runs[runs["study"] == study]
     going = int(runs["status"].isin(GOING).sum())
@@ -71,7 +79,7 @@ def results() -> None:
     shown = rungs.assign(applies=rungs["applies"].map({True: "yes", False: "no"}),
                          learns=rungs["learns"].map({True: "yes", False: "no"}))
     table(shown, key="ladder_table", percent=("no notes", "majority", "in-context", "oracle", "learned"),
-          points=("learned spread",))
+          spreads=("learned spread",))
 
 
-results()
+results(study)

@@ -10,7 +10,8 @@ from iml_core.studies import grid_configs
 from iml_core.registry import AGENTS, BACKENDS
 from iml_core.tasks import PRESETS
 from iml_core import render
-from studio.ui import SELECTED, current, model_settings, models_here, show_problem, task_choices
+from studio.ui import MLFLOW, SELECTED, current, estimate_caption, mlflow_logger, model_names, model_settings, \
+    show_problem, task_choices
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -43,8 +44,7 @@ model = model_settings() if uses_model else {}
 NO_MODEL = "No model is chosen yet: choose one on the Models page, then come back here."
 if uses_model and model.get("model"):
     st.html(render.caption(f"Model: {model['model']}, run by {model.get('backend')}; change it on the Models page"))
-    # A model here is stored with its runs by its file: the listed models (cached) name it.
-    names = [model["model"], *(m.path for m in models_here() if m.name == model["model"])]
+    names = model_names(model["model"])
 if uses_model:
     model["cache"] = setting_input(st, "cache", defaults.cache, key="use_cache")
     # Only a model reads a prompt; under a sweep, its own layouts (below) are used.
@@ -54,6 +54,12 @@ if uses_model:
     sampling = ["temperature", *(backend.sampling if backend else ())]
     for column, name in zip(st.columns(3), sampling, strict=False):
         model[name] = setting_input(column, name, getattr(defaults, name), key=name)
+
+BUDGET = [name for name, setting in SETTINGS.items() if setting.part == "budget"]
+with st.expander("Budget: stop a run before it spends more than..."):
+    columns = st.columns(len(BUDGET))
+    chosen |= {name: setting_input(column, name, getattr(defaults, name), key=name)
+               for column, name in zip(columns, BUDGET, strict=True)}
 
 base = RunConfig(task=task, agent=agent, **chosen, **model)
 if uses_model and model.get("model") and not base.problems():
@@ -74,10 +80,13 @@ if sweep:
     accumulations = middle.multiselect("Accumulation values", [1, 2, 4, 8], [1, 4], key="sweep_accumulations")
     seed_count = right.number_input("Seeds per cell", 1, 20, 3, key="sweep_seeds",
                                     help="seeds start at the Seed above")
+    sweep_budget = [name for name in SETTINGS if name.startswith("sweep_max_")]
     limits = Submission(
         parallel=setting_input(left, "parallel", DEFAULT_SUBMISSION.parallel, key="sweep_parallel"),
         max_per_endpoint=setting_input(middle, "max_per_endpoint", DEFAULT_SUBMISSION.max_per_endpoint,
-                                       key="sweep_per_endpoint") if uses_model else None)
+                                       key="sweep_per_endpoint") if uses_model else None,
+        **{name: setting_input(column, name, None, key=name)
+           for column, name in zip(st.columns(len(sweep_budget)), sweep_budget, strict=True)})
     layout = SETTINGS["prompt_layout"]
     layouts = st.multiselect("Prompt layouts", layout.values, [base.prompt_layout], format_func=layout.describe,
                              key="sweep_prompt_layouts", help=layout.help) if uses_model else [base.prompt_layout]
@@ -95,11 +104,23 @@ if sweep and not configs:
                                                                                else ""))
 for problem in problems:
     show_problem(problem)
+if uses_model and model.get("model") and configs:
+    estimate_caption(configs)
+
+saved_uri = (store.choice(MLFLOW) or {}).get("uri", "")
+mlflow_uri = st.text_input("MLflow tracking URI (optional)", saved_uri, key="mlflow_uri",
+                           placeholder="sqlite:///mlflow.db",
+                           help="runs started here log to MLflow step by step: sqlite:///PATH/mlflow.db for a file "
+                                "on this machine, or http://HOST:PORT for a tracking server; empty: no MLflow").strip()
 
 label = f"Queue {len(configs)} runs" if sweep else "Start run"
 if st.button(label, type="primary", disabled=bool(problems), key="launch"):
     try:
-        run_ids = manager.submit(configs, study=store.new_study("sweep") if sweep else None, limits=limits)
+        observer = mlflow_logger(mlflow_uri) if mlflow_uri else None
+        if mlflow_uri != saved_uri:
+            store.save_choice(MLFLOW, {"uri": mlflow_uri})
+        run_ids = manager.submit(configs, study=store.new_study("sweep") if sweep else None, limits=limits,
+                                 observer=observer)
     except IMLError as e:
         show_problem(str(e))
     else:

@@ -7,9 +7,10 @@ from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import PAPER_ACCUMULATIONS, PAPER_MOMENTA, PAPER_SEEDS, paper_study
 from iml_core.registry import AGENTS
+from iml_core.report import runs_of_study
 from iml_core.status import GOING
 from iml_core.tasks import PRESETS
-from studio.ui import current, model_settings, percent, show_problem, table
+from studio.ui import current, estimate_caption, model_settings, report_button, show_problem, table
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -32,6 +33,8 @@ configs = paper_study(base)
 problems = check_run(base)
 for problem in problems:
     show_problem(problem)
+if not problems:
+    estimate_caption(configs)
 if st.button(f"Queue the paper's experiments ({len(configs)} runs)", type="primary", disabled=bool(problems),
              key="paper_launch"):
     study = store.new_study("paper view") + f": {task}, {AGENTS[agent].label.split(' (')[0]}"
@@ -44,15 +47,20 @@ if st.button(f"Queue the paper's experiments ({len(configs)} runs)", type="prima
         st.session_state["paper_study"] = study
 
 
+# The study is chosen outside the fragment that redraws its figures every second: the report's
+# download button must not be redrawn while its file is made.
+studies = [s for s in store.studies() if s.startswith("paper view")]
+if not studies:
+    st.info("No paper study yet: press the button above.")
+    st.stop()
+if st.session_state.get("paper_study") not in studies:
+    st.session_state["paper_study"] = studies[0]
+study = st.selectbox("Study", studies, key="paper_study")
+report_button(store, runs_of_study(store, study), key="paper_report")
+
+
 @st.fragment(run_every=1.0)
-def figures() -> None:
-    studies = [s for s in store.studies() if s.startswith("paper view")]
-    if not studies:
-        st.info("No paper study yet: press the button above.")
-        return
-    if st.session_state.get("paper_study") not in studies:
-        st.session_state["paper_study"] = studies[0]
-    study = st.selectbox("Study", studies, key="paper_study")
+def figures(study: str) -> None:
     runs = store.runs_frame()
     runs = runs[runs["study"] == study]
     going = int(runs["status"].isin(GOING).sum())
@@ -69,9 +77,9 @@ def figures() -> None:
     final = analysis.final_accuracy_by_cell(runs)
     table(pd.DataFrame({
         "momentum": final["momentum"], "accumulation": final["accumulation"],
-        "final eval accuracy (mean over seeds)": final["mean"].map(percent),
-        "spread (std)": final["std"].map(lambda v: "–" if pd.isna(v) else f"{100 * v:.1f} points"),
-        "runs": final["count"]}), key="paper_table")
+        "final eval accuracy (mean over seeds)": final["mean"], "spread (std)": final["std"],
+        "runs": final["count"]}), key="paper_table", percent=("final eval accuracy (mean over seeds)",),
+        spreads=("spread (std)",))
 
 
-figures()
+figures(study)

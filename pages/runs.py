@@ -1,8 +1,14 @@
 import streamlit as st
 
 from iml_core import export
-from iml_core.status import GOING, RESUMABLE
-from studio.ui import SELECTED, alarm_text, current, table
+from iml_core.config import SETTINGS
+from iml_core.errors import IMLError
+from iml_core.runner import raise_limits
+from iml_core.status import GOING, RESUMABLE, Status
+from studio.ui import SELECTED, alarm_text, current, show_problem, table
+from studio.widgets import setting_input
+
+BUDGET = [name for name, setting in SETTINGS.items() if setting.part == "budget"]
 
 store, manager = current()
 st.title("Runs")
@@ -67,10 +73,25 @@ if cancel_col.button("Cancel", disabled=not going, key="cancel_runs",
     for run_id in going:
         manager.cancel(run_id)
     st.success(f"Cancelling {', '.join(f'run {i}' for i in going)}.")
+capped = [i for i in stopped if store.run(i)["status"] == Status.BUDGET_REACHED]
+raised = {}
+if capped:
+    with st.expander(f"New limits for {', '.join(f'run {i}' for i in capped)} (budget reached), before resuming"):
+        columns = st.columns(len(BUDGET))
+        raised = {name: value for column, name in zip(columns, BUDGET, strict=True)
+                  if (value := setting_input(column, name, None, key=f"raise_{name}",
+                                             help="empty keeps the run's own limit")) is not None}
 if resume_col.button("Resume", disabled=not stopped, key="resume_runs",
-                     help="interrupted, cancelled or failed runs go on from their last committed step"):
-    manager.resume(stopped)
-    st.success(f"Resumed {', '.join(f'run {i}' for i in stopped)}.")
+                     help="interrupted, cancelled, failed or budget-reached runs go on from their last committed "
+                          "step"):
+    try:
+        for run_id in capped if raised else ():
+            raise_limits(store, run_id, raised)
+        manager.resume(stopped)
+    except IMLError as e:
+        show_problem(str(e))
+    else:
+        st.success(f"Resumed {', '.join(f'run {i}' for i in stopped)}.")
 if open_col.button("Open notes", key="open_notes"):
     st.switch_page("pages/notes.py")
 if compare_col.button("Compare", key="compare_runs"):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
 from iml_core import analysis, evaluation, render
 from iml_core.errors import IMLError
 from iml_core.models import default_model_choice, find_models
+from iml_core.report import report_html, report_title
 from iml_core.store import Store
 from iml_core.tasks import PRESETS, RULES_PREFIX, saved_tasks
 from studio.engine import database_path, engine, tasks_dir
@@ -19,6 +22,8 @@ MODEL = "model_settings"
 # Tasks generated on the Data page and kept for New run: the store's choice, so every tab has them.
 GENERATED = "generated_tasks"
 MOST_GENERATED = 20
+# The MLflow tracking URI that runs started on New run log to: the store's choice, so every tab has it.
+MLFLOW = "mlflow"
 
 
 def model_settings() -> dict:
@@ -43,6 +48,20 @@ def models_here() -> list:
     return find_models()
 
 
+def model_names(model: str) -> list[str]:
+    """The names a model's earlier runs are stored under: as chosen, and a model here by its file
+    (read from the cached model list, not a scan per rerun)."""
+    return [model, *(m.path for m in models_here() if m.name == model)]
+
+
+def estimate_caption(configs) -> None:
+    """What runs of the chosen model will ask of it, said before they start (iml_core.analysis.estimate)."""
+    models = {c.model for c in configs if c.uses_model}
+    if models:
+        names = [name for model in models for name in model_names(model)]
+        st.caption("Before you start: " + analysis.estimate(configs, current()[0].call_tokens(names)).sentence())
+
+
 def generated_tasks() -> list[str]:
     """The specs of the tasks generated on the Data page for New run, the latest first."""
     return list((current()[0].choice(GENERATED) or {}).get("specs", []))
@@ -63,6 +82,15 @@ def task_choices() -> dict[str, str]:
 
 def current() -> tuple[Store, object]:
     return engine(database_path())
+
+
+@st.cache_resource(show_spinner="Opening the MLflow tracking store...")
+def mlflow_logger(uri: str):
+    """One logger per tracking URI in this server process, shared by every run that logs to it.
+    MLflow is imported only here, when a URI is given; without it the UserError says how to install it."""
+    from iml_core.tracking import MlflowLogger
+
+    return MlflowLogger(uri)
 
 
 def run_label(row) -> str:
@@ -124,12 +152,18 @@ def _points(change: float) -> str:
     return f"{100 * change:+.1f} points"
 
 
+def _spread(size: float) -> str:
+    return f"{100 * size:.1f} points"
+
+
 def table(frame: pd.DataFrame, *, key: str, percent: tuple[str, ...] = (), points: tuple[str, ...] = (),
-          column_config: dict | None = None, **options):
+          spreads: tuple[str, ...] = (), column_config: dict | None = None, **options):
     """A frame as people read it: headers in words, shares as percentages to one decimal, changes
-    of a share in points, and an empty cell where there is nothing (never `None`). The values stay
-    numbers underneath (a Styler formats them), so columns still sort as numbers."""
-    formats = {column: "{:.1%}" for column in percent} | {column: _points for column in points}
+    of a share in points (signed), spreads of shares in points (a size: no sign), and an empty cell
+    where there is nothing (never `None`). The values stay numbers underneath (a Styler formats
+    them), so columns still sort as numbers."""
+    formats = ({column: "{:.1%}" for column in percent} | {column: _points for column in points}
+               | {column: _spread for column in spreads})
     formats |= {column: "{:g}" for column in frame.select_dtypes("float").columns if column not in formats}
     styled = frame.style.format(formats, na_rep="").format(
         na_rep="", subset=[column for column in frame.columns if column not in formats])
@@ -153,3 +187,18 @@ def alarm_text(runs: pd.DataFrame) -> dict[int, str]:
     runs they take about 50 ms, and the Runs page reruns on every tick of a row)."""
     progress = tuple(zip(runs["id"].tolist(), runs["steps_done"].tolist(), runs["status"].tolist(), strict=True))
     return _alarm_text(database_path(), progress)
+
+
+def report_button(store: Store, run_ids, key: str) -> None:
+    """A download of the runs' study report (iml_core.report), made only when pressed: it holds
+    plotly.js (about 5 MB), which a page must not rebuild on every rerun. Keep it out of a fragment
+    that reruns on a timer: each rerun drops the file being made before the browser fetches it."""
+    ids = sorted(int(i) for i in run_ids)
+    title = report_title(store, ids)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", title).strip("-.") or "report"
+    st.download_button(f"Download the report of {len(ids)} run{'s' if len(ids) != 1 else ''} (HTML)",
+                       data=lambda: report_html(store, ids, title), file_name=f"{name}.html", mime="text/html",
+                       key=key, on_click="ignore", disabled=not ids,
+                       help="One HTML file that opens offline in any browser: the settings that differ, the curves "
+                            "with their baselines, final accuracy over seeds, heat maps, alarms, cost by phase and "
+                            "the best run's notes (`iml report` writes the same)")

@@ -13,7 +13,7 @@ ENGINE = ROOT / "iml_core"
 # Low to high: a module may import from its own layer or below, never above. Within a layer the
 # imports must still form no circle.
 LAYERS = [
-    ["errors", "status", "diff", "attribution", "prompts", "gguf_header", "progress"],
+    ["errors", "status", "diff", "attribution", "prompts", "gguf_header", "progress", "budget"],
     ["tasks", "llama_build", "truth"],
     ["backends", "agents", "models"],  # models finds GGUF files for the backends and asks servers through one
     ["registry"],
@@ -21,7 +21,8 @@ LAYERS = [
     ["learner"],
     ["store"],
     ["builders"],
-    ["steps", "studies", "probe", "evaluation", "analysis", "export", "charts", "render", "report"],
+    ["steps", "studies", "probe", "evaluation", "analysis", "export", "charts", "render", "report",
+     "tracking"],
     ["runner"],
     ["manager", "cluster"],
     ["cli", "__main__"],

@@ -712,6 +712,11 @@ def test_new_run_says_how_long_a_step_of_this_model_took_here_before(db, tiny_mo
     said = [c.value for c in at.caption if c.value.startswith("Earlier runs of this model here")]
     assert said == [f"Earlier runs of this model here: about {expected:,.1f} s per step, so about "
                     f"{expected * 10 / 60:,.1f} min for 10 steps (the response cache can make repeats faster)."]
+    # And what the run will ask of the model, before it starts: 10 steps of 2 answers, 1 note and 1
+    # revision, and 11 evals of 4.
+    estimate = analysis.estimate([config], store.call_tokens([str(tiny_model)]))
+    assert estimate.calls == 10 * 4 + 11 * 4 and estimate.tokens > estimate.calls
+    assert f"Before you start: {estimate.sentence()}" in [c.value for c in at.caption]
 
 
 def test_the_ladder_page_climbs_with_the_offline_learner_and_says_where_it_stops(db):
@@ -771,3 +776,28 @@ def test_a_task_generated_on_the_data_page_is_previewed_and_runs_from_new_run(db
     assert store.run(1)["task"] == spec and store.run(1)["status"] == "completed"
     # Kept for every tab: a new session lists it too.
     assert f"{spec.removeprefix('rules:')} (generated)" in app_at("pages/new_run.py").selectbox(key="task").options
+
+
+def test_live_shows_what_a_run_spent_of_its_budget_and_why_it_stopped(db):
+    store, (run_id,) = with_runs(db, RunConfig(steps=10_000, eval_size=20, max_minutes=0.01))
+    assert store.run(run_id)["status"] == "budget reached"
+    at = app_at("pages/live.py")
+    said = [c.value for c in at.caption if c.value.startswith("Budget: ")]
+    assert len(said) == 1 and re.fullmatch(r"Budget: 0\.\d of 0\.01 minutes \(0\.0 left\)", said[0]), said
+    assert any("0.01 minutes are up" in a and "--max-minutes" in a for a in alerts(at))
+
+
+def test_the_runs_page_resumes_a_budget_reached_run_with_a_higher_limit(db):
+    store, (run_id,) = with_runs(db, RunConfig(steps=10_000, eval_size=20, max_minutes=0.01))
+    done = store.run(run_id)["steps_done"]
+    at = app_at("pages/runs.py")
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.number_input(key="raise_max_minutes").set_value(0.02)
+    at.run()
+    at.button(key="resume_runs").click()
+    at.run()
+    assert not at.exception and not alerts(at)
+    engine(db)[1].join(timeout=120)
+    run = store.run(run_id)
+    assert run["config"]["max_minutes"] == 0.02 and run["steps_done"] > done

@@ -57,6 +57,8 @@ class Phase:
     # Told of each model call as it is made (iml_core.progress.StepWatch), for the Live page; no
     # part of any seed or cache key.
     watch: object | None = field(default=None, compare=False)
+    # Checked before each model call and told what it spent (iml_core.budget.Budget).
+    budget: object | None = field(default=None, compare=False)
 
 
 @dataclass

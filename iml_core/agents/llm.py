@@ -62,16 +62,22 @@ class LLMAgent:
             if hit is not None:
                 self._log(phase, ModelCall(phase.name, prompt, hit["raw"], cached=True))
                 return Completion(hit["raw"], hit["text"], sentence=hit.get("sentence"))
+        # Raises BudgetReached before a call past a limit; what it reserves is handed back below.
+        reserved = None if phase.budget is None else phase.budget.before_call(phase.name)
         started = time.perf_counter()
         try:
             result = call(seed)
         except IMLError as e:  # a failed call is logged with its error, then the run stops
             self._log(phase, ModelCall(phase.name, prompt, "", duration_ms=1000 * (time.perf_counter() - started),
                                        error=str(e)))
+            if reserved is not None:
+                phase.budget.called(reserved, phase.name, 0, 0.0)
             raise
+        cost = self.backend.cost(result.tokens_in, result.tokens_out)
         self._log(phase, ModelCall(phase.name, prompt, result.raw, result.tokens_in, result.tokens_out,
-                                   result.tokens_cached, 1000 * (time.perf_counter() - started),
-                                   cost=self.backend.cost(result.tokens_in, result.tokens_out)))
+                                   result.tokens_cached, 1000 * (time.perf_counter() - started), cost=cost))
+        if reserved is not None:
+            phase.budget.called(reserved, phase.name, result.tokens_in + result.tokens_out, cost)
         if self.cache is not None:
             self.cache.put(key, {"raw": result.raw, "text": result.text, "sentence": result.sentence})
         return result

@@ -2,11 +2,14 @@
 
 - runs (runs.py, sweep.py, ladder.py): run, sweep, fork, resume, ladder
 - reading them (reading.py): runs, show, notes
+- a study as one HTML file (report.py): report
+- runs logged to MLflow (export.py): export
 - scoring notes (evaluate.py): evaluate, baseline, ablate
 - this machine (machine.py): doctor, models, build, data
 
 Every setting's flag is made from its row in iml_core.config.SETTINGS (common.py).
-Exit codes: 0 success, 1 a run that failed, 2 bad input (one line naming the problem and the fix).
+Exit codes: 0 success, 1 a run that failed, 2 bad input (one line naming the problem and the fix),
+3 a run stopped at its budget (iml_core.budget).
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ import argparse
 import sys
 
 from iml_core import llama_build
-from iml_core.cli import evaluate, ladder, machine, reading, runs, sweep
+from iml_core.cli import evaluate, export, ladder, machine, reading, report, runs, sweep
 from iml_core.cli.common import Parser
 from iml_core.errors import RunFailed, UserError
 
 BAD_INPUT = 2
 RUN_FAILED = 1
-GROUPS = (runs, sweep, ladder, reading, evaluate, machine)
+GROUPS = (runs, sweep, ladder, reading, report, export, evaluate, machine)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
+from iml_core.analysis import estimate
 from iml_core.config import SETTINGS, RunConfig, Setting
 from iml_core.errors import UserError
+from iml_core.models import is_local_model, resolve_model
 from iml_core.registry import AGENTS, default_backend, model_agent
 from iml_core.store import DEFAULT_DB, Store
 
@@ -153,3 +156,16 @@ def add_settings(parser, names: Iterable[str], default: Callable[[str], str | No
                 groups[numeric] = parser.add_argument_group(titles[numeric])
             target = groups[numeric]
         add_setting(target, setting, default(name), lists=lists)
+
+
+def say_estimate(store: Store, configs) -> None:
+    """On stderr, before runs of a model start: at most how many calls, and about how many tokens
+    and what cost, from this model's earlier calls here (iml_core.analysis.estimate)."""
+    models = {c.model for c in configs if c.uses_model}
+    if not models:
+        return
+    names = set(models)
+    for model in models:  # a model here is stored with its runs by its file
+        if is_local_model(model):
+            names |= {str(resolve_model(model)), str(resolve_model(model).resolve())}
+    print(f"Before it starts: {estimate(configs, store.call_tokens(sorted(names))).sentence()}", file=sys.stderr)

@@ -6,7 +6,8 @@ import json
 import sys
 
 from iml_core import analysis, evaluation
-from iml_core.cli.common import add_setting, add_settings, command, given, open_store, percent, with_model_defaults
+from iml_core.cli.common import add_setting, add_settings, command, given, open_store, percent, say_estimate, \
+    with_model_defaults
 from iml_core.cli.sweep import follow
 from iml_core.config import DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, RunConfig, Submission
 from iml_core.errors import RunFailed, UserError
@@ -38,6 +39,7 @@ def cmd_ladder(args) -> int:
     with open_store(args) as store:
         study = args.study or store.new_study("ladder") + f": {AGENTS[base.agent].label.split(' (')[0]}"
         manager = RunManager(store)
+        say_estimate(store, configs)
         run_ids = manager.submit(configs, study=study, limits=limits)
         print(f"{study}: {len(run_ids)} runs ({len(run_ids) // args.seeds} rungs x {args.seeds} seeds), then their "
               "baselines",

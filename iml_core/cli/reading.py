@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 
-from iml_core.builders import build_task
 from iml_core.cli.common import command, db_path, open_store, percent
-from iml_core.config import RunConfig
-from iml_core.errors import UserError
-from iml_core.truth import TruthScorer
 
 
 def add(commands) -> None:
@@ -64,18 +60,11 @@ def cmd_show(args) -> int:
 
 
 def _show_json(args) -> int:
-    from iml_core.analysis import run_report  # pandas: only this command needs it
+    from iml_core.export import stored_run_report  # pandas: only this command needs it
 
     with open_store(args) as store:
-        run = store.run(args.run_id)
-        steps = store.steps_frame([args.run_id], notes=True)
-        costs = store.phase_costs([args.run_id])
-    try:
-        task = build_task(RunConfig.from_dict(run["config"]))
-    except UserError:
-        task = None  # the task's file has moved since: everything but the truth scores
-    scorer = TruthScorer(task) if task is not None and task.rule_card else None
-    print(json.dumps(run_report(run, steps, costs, scorer)))
+        report = stored_run_report(store, args.run_id)
+    print(json.dumps(report))
     return 0
 
 

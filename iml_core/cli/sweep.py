@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from iml_core import cluster
-from iml_core.cli.common import NUMBERS, add_setting, add_settings, command, given, open_store, percent
+from iml_core.cli.common import NUMBERS, add_setting, add_settings, command, given, open_store, percent, \
+    say_estimate
 from iml_core.config import DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, RunConfig, Submission
 from iml_core.errors import UserError
 from iml_core.manager import RunManager
@@ -16,12 +17,16 @@ from iml_core.status import Status
 from iml_core.steps import local_steps
 from iml_core.store import Store
 from iml_core.studies import grid_configs
+from iml_core.tracking import URI_HELP, MlflowLogger
 
 # What a run is (its task, agent and model) varies slowest, so that the runs sharing a model
 # server are queued together; the seed varies fastest, so a cell's seeds finish close in time.
 AXES = sorted((name for name, setting in SETTINGS.items() if setting.axis),
               key=lambda name: (name == "seed", SETTINGS[name].kind in NUMBERS))
 GRID_FILE_SETTINGS = {*RUN_SETTINGS, "seeds"}
+# Each run's own limits, and those of the sweep as a whole (iml_core.budget).
+RUN_BUDGET = [name for name, setting in RUN_SETTINGS.items() if setting.part == "budget"]
+SWEEP_BUDGET = [name for name in SETTINGS if name.startswith("sweep_max_")]
 
 
 def add(commands) -> None:
@@ -35,9 +40,15 @@ def add(commands) -> None:
     sweep.add_argument("--grid", help="a TOML or YAML file of settings: a list makes an axis of the grid, "
                                       "a single value is fixed; flags win over the file")
     sweep.add_argument("--study", help="a name for the runs of this sweep (default: sweep N)")
+    sweep.add_argument("--mlflow", metavar="URI", help=f"log every run to MLflow while it goes, step by step: "
+                                                       f"{URI_HELP} (optional: requirements-mlflow.txt)")
     add_setting(sweep, SETTINGS["parallel"], f"{DEFAULT_SUBMISSION.parallel} here; on Ray, the cluster's CPUs divided "
                                              "by --num-cpus")
     add_setting(sweep, SETTINGS["max_per_endpoint"])
+    budgets = sweep.add_argument_group("budgets (each run's own, and the sweep's together)")
+    add_settings(budgets, RUN_BUDGET)
+    for name in SWEEP_BUDGET:
+        add_setting(budgets, SETTINGS[name])
     ray = sweep.add_argument_group("Ray (optional: requirements-ray.txt)")
     ray.add_argument("--ray-address", help="'auto' for the cluster this machine is in, 'local' to start one "
                                            "here, or ray://host:10001; default $IML_RAY_ADDRESS; none: no Ray")
@@ -77,7 +88,7 @@ def _grid_file(path: str) -> dict:
 
 def sweep_grid(args) -> tuple[RunConfig, dict[str, list]]:
     """The sweep's fixed settings and its axes, from the grid file and then the flags."""
-    values = {**(_grid_file(args.grid) if args.grid else {}), **given(args, [*AXES, "cache"])}
+    values = {**(_grid_file(args.grid) if args.grid else {}), **given(args, [*AXES, "cache", *RUN_BUDGET])}
     seeds = args.seeds if args.seeds is not None else values.pop("seeds", None)
     fixed, axes = {}, {}
     for name, value in values.items():
@@ -107,6 +118,7 @@ def cmd_sweep(args) -> int:
     configs = grid_configs(base, axes)
     for config in configs[:1] + configs[-1:]:
         config.check()  # before Ray starts; the manager checks every one before it queues any
+    observer = MlflowLogger(args.mlflow) if args.mlflow else None  # a bad URI queues no run
     address = cluster.ray_address(args.ray_address)
     source, parallel = local_steps, args.parallel or DEFAULT_SUBMISSION.parallel
     if address:
@@ -116,12 +128,14 @@ def cmd_sweep(args) -> int:
         source = cluster.RaySteps(resources, worker_retries=args.worker_retries)
         # A large cluster holds more runs than one submission may run at once.
         parallel = args.parallel or min(cluster.capacity(resources), SETTINGS["parallel"].high)
-    limits = Submission(parallel=parallel, max_per_endpoint=args.max_per_endpoint).check()
+    limits = Submission(parallel=parallel, max_per_endpoint=args.max_per_endpoint,
+                        **given(args, SWEEP_BUDGET)).check()
     started = time.perf_counter()
     with open_store(args) as store:
         study = args.study or store.new_study("sweep")
+        say_estimate(store, configs)
         manager = RunManager(store, max_parallel=parallel if address else None, source=source)
-        run_ids = manager.submit(configs, study=study, limits=limits)
+        run_ids = manager.submit(configs, study=study, limits=limits, observer=observer)
         print(f"{study}: {len(run_ids)} runs ({', '.join(f'{k} x{len(v)}' for k, v in axes.items()) or 'one cell'}), "
               f"{parallel} at once{' on Ray at ' + address if address else ''}", file=sys.stderr)
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from iml_core.budget import Spent
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
 from iml_core.store.database import Database
@@ -30,6 +31,17 @@ class RunReads(Database):
         for column in ("config", "task_source", "prompts"):
             row[column] = None if row.get(column) is None else json.loads(row[column])
         return row
+
+    def run_spent(self, run_id: int) -> Spent:
+        """What a run's committed steps spent: the calls a model answered (not the cache), their tokens
+        and cost, and the steps' seconds; a budget counts on from there (iml_core.budget)."""
+        calls, tokens, cost = self.cursor().execute(
+            """SELECT count(*), coalesce(sum(tokens_in + tokens_out), 0), coalesce(sum(cost), 0) FROM model_calls
+               WHERE run_id = ? AND served = 'step' AND NOT cached""", [run_id]).fetchone()
+        (seconds,) = self.cursor().execute(
+            """SELECT coalesce(sum(seconds_infer + seconds_induce + seconds_revise + seconds_eval), 0)
+               FROM steps WHERE run_id = ?""", [run_id]).fetchone()
+        return Spent(int(calls), int(tokens), float(cost), float(seconds))
 
     def runs(self) -> list[dict]:
         return [self._run_row(row) for row in self._rows("SELECT * FROM runs ORDER BY id")]
@@ -125,6 +137,15 @@ class RunReads(Database):
                WHERE c.served = 'step' AND NOT c.cached AND c.error IS NULL
                  AND list_contains(?, r.config->>'model') GROUP BY c.phase""", [models]).fetchall()
         return {phase: float(seconds) for phase, seconds in rows}
+
+    def call_tokens(self, models: list[str]) -> dict[str, tuple[float, float]]:
+        """Mean tokens in and out of one model call per phase, over the calls a model answered in
+        earlier runs of any of `models` (as call_seconds): what an estimate of new runs reads."""
+        rows = self.cursor().execute(
+            """SELECT c.phase, avg(c.tokens_in), avg(c.tokens_out) FROM model_calls c JOIN runs r ON r.id = c.run_id
+               WHERE c.served = 'step' AND NOT c.cached AND c.error IS NULL
+                 AND list_contains(?, r.config->>'model') GROUP BY c.phase""", [models]).fetchall()
+        return {phase: (float(tokens_in), float(tokens_out)) for phase, tokens_in, tokens_out in rows}
 
     def phase_costs(self, run_ids):
         """Tokens, cost and seconds of every step split by phase (iml_core.agents.PhaseName). They

@@ -29,6 +29,11 @@ class RunWrites(Database):
              config.steps, None if prompts is None else json.dumps(prompts), parent_run_id, parent_step,
              study]).fetchone()[0]
 
+    def set_limits(self, run_id: int, config: RunConfig) -> None:
+        """A run's budget changed for its resume (iml_core.budget): its limits are the only settings
+        a stored run may change, since they change nothing it computes."""
+        self.cursor().execute("UPDATE runs SET config = ? WHERE id = ?", [json.dumps(config.to_dict()), run_id])
+
     def set_status(self, run_id: int, status: Status, error: str | None = None) -> None:
         status = Status(status)  # ValueError for a name that is no status
         self.cursor().execute(

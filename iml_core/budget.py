@@ -1,0 +1,192 @@
+"""Budgets: limits on what a run, or a sweep as a whole, may spend: cost (in the configured price
+units), tokens, model calls and wall-clock minutes.
+
+A model call is checked before it is made: the run stops at the first call that would pass a limit,
+judged by what this phase's calls cost so far (the first call of a run is always allowed), and at
+the first step that begins past the minutes. A call answered by the response cache costs nothing
+and is never stopped. The step in flight is not committed, but every call it made is in the response
+cache, so a resume with a higher limit answers them again for free and ends exactly where a run
+without a limit would have.
+
+What a run has spent comes from what its committed steps stored (iml_core.store): the calls a
+model answered, their tokens and cost, and the steps' seconds, to which the running execution adds
+its own time. A sweep's budget adds up what its runs spend from the moment it was submitted, in the
+process that submitted it (a run resumed later has only its own limits).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from iml_core.errors import BudgetReached
+
+LIMIT_SETTINGS = {"max_cost": "cost", "max_tokens": "tokens", "max_calls": "calls", "max_minutes": "minutes"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    cost: float | None = None
+    tokens: int | None = None
+    calls: int | None = None
+    minutes: float | None = None
+
+    @classmethod
+    def of(cls, settings, prefix: str = "") -> Limits:
+        """The limits among a RunConfig's settings, or a Submission's (prefix "sweep_")."""
+        return cls(**{part: getattr(settings, prefix + name, None) for name, part in LIMIT_SETTINGS.items()})
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.cost, self.tokens, self.calls, self.minutes))
+
+
+@dataclass
+class Spent:
+    calls: int = 0  # model calls answered by a model (not the cache)
+    tokens: int = 0  # in and out
+    cost: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Means:
+    """What a phase's calls cost so far, to judge the next one by."""
+    calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+
+    def expected(self) -> tuple[float, float]:
+        return (self.tokens / self.calls, self.cost / self.calls) if self.calls else (0.0, 0.0)
+
+
+@dataclass
+class Budget:
+    limits: Limits
+    spent_before: Spent = field(default_factory=Spent)  # by earlier executions (a resumed run) or runs
+    parent: Budget | None = None  # a sweep's budget, which every run of it also spends from
+    what: str = "the run"  # how the message names whose budget it is
+    sweep: bool = False  # shared by the runs of a sweep, which a resume does not bring back
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._phases: dict[str, _Means] = {}
+        self._calls = self._tokens = 0
+        self._cost = 0.0
+        self._reserved_calls = self._reserved_tokens = 0
+        self._reserved_cost = 0.0
+
+    def spent(self) -> Spent:
+        with self._lock:
+            return Spent(self.spent_before.calls + self._calls, self.spent_before.tokens + self._tokens,
+                         self.spent_before.cost + self._cost,
+                         self.spent_before.seconds + time.monotonic() - self._started)
+
+    def before_step(self) -> None:
+        """Stops a run whose minutes are up before it begins another step."""
+        self._check_minutes()
+        if self.parent is not None:
+            self.parent.before_step()
+
+    def before_call(self, phase: str) -> tuple[float, float]:
+        """Reserves the call's expected (tokens, cost), which `called` is handed back, or raises
+        BudgetReached when it would pass a limit. Calls in flight at once (parallel inference) count
+        against the limit together."""
+        self._check_minutes()
+        with self._lock:
+            means = self._phases.get(phase) or self._overall()
+            tokens, cost = means.expected()
+            spent = self.spent_before
+            calls_after = spent.calls + self._calls + self._reserved_calls + 1
+            tokens_after = spent.tokens + self._tokens + self._reserved_tokens + tokens
+            cost_after = spent.cost + self._cost + self._reserved_cost + cost
+            limits = self.limits
+            if limits.calls is not None and calls_after > limits.calls:
+                self._stop(f"its {limits.calls:,} model calls are spent", "--max-calls")
+            if limits.tokens is not None and tokens_after > limits.tokens:
+                self._stop(f"the next {phase} call (about {tokens:,.0f} tokens) would pass its limit of "
+                           f"{limits.tokens:,} tokens ({spent.tokens + self._tokens:,} spent)", "--max-tokens")
+            if limits.cost is not None and cost_after > limits.cost:
+                self._stop(f"the next {phase} call (about {cost:.6g}) would pass its cost limit of {limits.cost:g} "
+                           f"({spent.cost + self._cost:.6g} spent)", "--max-cost")
+            self._reserved_calls += 1
+            self._reserved_tokens += tokens
+            self._reserved_cost += cost
+        if self.parent is not None:
+            try:
+                self.parent.before_call(phase)
+            except BudgetReached:
+                self._release((tokens, cost))
+                raise
+        return tokens, cost
+
+    def called(self, reserved: tuple[float, float], phase: str, tokens: int, cost: float) -> None:
+        """A call answered by the model (a failed one too: it was made), with what it spent;
+        `reserved` is what its before_call reserved."""
+        with self._lock:
+            means = self._phases.setdefault(phase, _Means())
+            means.calls, means.tokens, means.cost = means.calls + 1, means.tokens + tokens, means.cost + cost
+            self._calls, self._tokens, self._cost = self._calls + 1, self._tokens + tokens, self._cost + cost
+        self._release(reserved)
+        if self.parent is not None:
+            self.parent.called(reserved, phase, tokens, cost)
+
+    def _release(self, reserved: tuple[float, float]) -> None:
+        tokens, cost = reserved
+        with self._lock:
+            self._reserved_calls = max(0, self._reserved_calls - 1)
+            self._reserved_tokens = max(0.0, self._reserved_tokens - tokens)
+            self._reserved_cost = max(0.0, self._reserved_cost - cost)
+
+    def _overall(self) -> _Means:
+        return _Means(sum(m.calls for m in self._phases.values()), sum(m.tokens for m in self._phases.values()),
+                      sum(m.cost for m in self._phases.values()))
+
+    def _check_minutes(self) -> None:
+        minutes = self.limits.minutes
+        if minutes is not None and self.spent().seconds >= 60 * minutes:
+            self._stop(f"its {minutes:g} minutes are up", "--max-minutes")
+
+    def _stop(self, why: str, flag: str) -> None:
+        if self.sweep:
+            raise BudgetReached(f"budget reached: {self.what} stopped because {why.replace('its', 'its sweep', 1)} "
+                                f"(--sweep-{flag[2:]}); its runs keep their finished steps, and each resumes with "
+                                "only its own limits")
+        raise BudgetReached(f"budget reached: {self.what} stopped because {why}; its finished steps are kept. "
+                            f"Resume it with a higher {flag} to go on from there")
+
+
+class SweepBudgets:
+    """The budget each run of a sweep shares with the others, by run id, for as long as the process
+    that submitted them lives (a sweep's budget counts from its submission, not across restarts)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._by_run: dict[int, Budget] = {}
+
+    def share(self, run_ids, budget: Budget) -> None:
+        with self._lock:
+            self._by_run.update(dict.fromkeys(run_ids, budget))
+
+    def of(self, run_id: int) -> Budget | None:
+        with self._lock:
+            return self._by_run.get(run_id)
+
+
+SWEEP_BUDGETS = SweepBudgets()
+
+
+def spent_against(limits: Limits, spent: Spent) -> str:
+    """What a run spent of each of its limits, in words: "0.12 of 0.50 cost · 3.1 of 10 minutes"."""
+    parts = []
+    if limits.cost is not None:
+        parts.append(f"{spent.cost:.4g} of {limits.cost:g} cost")
+    if limits.tokens is not None:
+        parts.append(f"{spent.tokens:,} of {limits.tokens:,} tokens")
+    if limits.calls is not None:
+        parts.append(f"{spent.calls:,} of {limits.calls:,} model calls")
+    if limits.minutes is not None:
+        left = max(0.0, limits.minutes - spent.seconds / 60)
+        parts.append(f"{spent.seconds / 60:.1f} of {limits.minutes:g} minutes ({left:.1f} left)")
+    return " · ".join(parts)
