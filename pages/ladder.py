@@ -1,15 +1,13 @@
 import streamlit as st
 
-from iml_core import analysis, evaluation
+from iml_core import analysis
 from iml_core.builders import check_run
 from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
-from iml_core.errors import IMLError
 from iml_core.registry import AGENTS
-from iml_core.report import runs_of_study
-from iml_core.status import GOING
 from iml_core.studies import LADDER, LADDER_SEEDS, MOST_LADDER_SEEDS, ladder_study
 from iml_core import charts
-from studio.ui import current, estimate_caption, model_settings, report_button, show_problem, table
+from studio.ui import chosen_study, current, estimate_caption, model_settings, queue_study, show_problem, study_runs, \
+    table
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -42,35 +40,15 @@ if not problems:
     estimate_caption(configs)
 if st.button(f"Climb the ladder ({len(configs)} runs, then their baselines)", type="primary",
              disabled=bool(problems), key="ladder_launch"):
-    study = store.new_study("ladder") + f": {AGENTS[agent].label.split(' (')[0]}"
-    try:
-        run_ids = manager.submit(configs, study=study, limits=limits)
-        manager.run_beside("baselines", evaluation.baselines_job(store, run_ids))
-    except IMLError as e:
-        show_problem(str(e))
-    else:
-        st.session_state["ladder_study"] = study
+    queue_study(configs, label="ladder", name=AGENTS[agent].label.split(" (")[0], limits=limits,
+                state_key="ladder_study")
 
-
-# The study is chosen outside the fragment that redraws the ladder every second: the report's
-# download button must not be redrawn while its file is made.
-studies = [s for s in store.studies() if s.startswith("ladder")]
-if not studies:
-    st.info("No ladder yet: press the button above.")
-    st.stop()
-if st.session_state.get("ladder_study") not in studies:
-    st.session_state["ladder_study"] = studies[0]
-study = st.selectbox("Study", studies, key="ladder_study")
-report_button(store, runs_of_study(store, study), key="ladder_report")
+study = chosen_study("ladder", state_key="ladder_study", empty="No ladder yet: press the button above.")
 
 
 @st.fragment(run_every=1.0)
 def results(study: str) -> None:
-    runs = store.runs_frame()
-    runs = runs[runs["study"] == study]
-    going = int(runs["status"].isin(GOING).sum())
-    st.progress(1 - going / len(runs), text=f"{len(runs) - going} of {len(runs)} runs finished"
-                if going else f"all {len(runs)} runs finished")
+    runs = study_runs(study)
     rungs = analysis.ladder_table(runs, store.baselines(runs["id"].tolist()))
     st.markdown(analysis.ladder_verdict(rungs))
     if rungs.empty:

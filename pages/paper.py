@@ -1,16 +1,14 @@
 import pandas as pd
 import streamlit as st
 
-from iml_core import analysis, charts, evaluation
+from iml_core import analysis, charts
 from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
-from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import PAPER_ACCUMULATIONS, PAPER_MOMENTA, PAPER_SEEDS, paper_study
 from iml_core.registry import AGENTS
-from iml_core.report import runs_of_study
-from iml_core.status import GOING
 from iml_core.tasks import PRESETS
-from studio.ui import current, estimate_caption, model_settings, report_button, show_problem, table
+from studio.ui import chosen_study, current, estimate_caption, model_settings, queue_study, show_problem, study_runs, \
+    table
 from studio.widgets import setting_input
 
 store, manager = current()
@@ -37,35 +35,15 @@ if not problems:
     estimate_caption(configs)
 if st.button(f"Queue the paper's experiments ({len(configs)} runs)", type="primary", disabled=bool(problems),
              key="paper_launch"):
-    study = store.new_study("paper view") + f": {task}, {AGENTS[agent].label.split(' (')[0]}"
-    try:
-        run_ids = manager.submit(configs, study=study, limits=limits)
-        manager.run_beside("baselines", evaluation.baselines_job(store, run_ids))
-    except IMLError as e:
-        show_problem(str(e))
-    else:
-        st.session_state["paper_study"] = study
+    queue_study(configs, label="paper view", name=f"{task}, {AGENTS[agent].label.split(' (')[0]}", limits=limits,
+                state_key="paper_study")
 
-
-# The study is chosen outside the fragment that redraws its figures every second: the report's
-# download button must not be redrawn while its file is made.
-studies = [s for s in store.studies() if s.startswith("paper view")]
-if not studies:
-    st.info("No paper study yet: press the button above.")
-    st.stop()
-if st.session_state.get("paper_study") not in studies:
-    st.session_state["paper_study"] = studies[0]
-study = st.selectbox("Study", studies, key="paper_study")
-report_button(store, runs_of_study(store, study), key="paper_report")
+study = chosen_study("paper view", state_key="paper_study", empty="No paper study yet: press the button above.")
 
 
 @st.fragment(run_every=1.0)
 def figures(study: str) -> None:
-    runs = store.runs_frame()
-    runs = runs[runs["study"] == study]
-    going = int(runs["status"].isin(GOING).sum())
-    st.progress(1 - going / len(runs), text=f"{len(runs) - going} of {len(runs)} runs finished"
-                if going else f"all {len(runs)} runs finished")
+    runs = study_runs(study)
     steps = store.steps_frame(runs["id"].tolist())
     by_momentum, by_accumulation = analysis.paper_curves(runs, steps)
     a, b = st.columns(2)

@@ -10,7 +10,8 @@ import streamlit as st
 from iml_core import analysis, evaluation, render
 from iml_core.errors import IMLError
 from iml_core.models import default_model_choice, find_models
-from iml_core.report import report_html, report_title
+from iml_core.report import report_html, report_title, runs_of_study
+from iml_core.status import GOING
 from iml_core.store import Store
 from iml_core.tasks import PRESETS, RULES_PREFIX, saved_tasks
 from studio.engine import database_path, engine, tasks_dir
@@ -202,3 +203,43 @@ def report_button(store: Store, run_ids, key: str) -> None:
                        help="One HTML file that opens offline in any browser: the settings that differ, the curves "
                             "with their baselines, final accuracy over seeds, heat maps, alarms, cost by phase and "
                             "the best run's notes (`iml report` writes the same)")
+
+
+def queue_study(configs, *, label: str, name: str, limits, state_key: str) -> None:
+    """Queues a study's runs (named `label N: name`) with their baselines beside them, and makes
+    it the page's chosen study (`state_key`)."""
+    store, manager = current()
+    study = store.new_study(label) + f": {name}"
+    try:
+        run_ids = manager.submit(configs, study=study, limits=limits)
+        manager.run_beside("baselines", evaluation.baselines_job(store, run_ids))
+    except IMLError as e:
+        show_problem(str(e))
+    else:
+        st.session_state[state_key] = study
+
+
+def chosen_study(label: str, *, state_key: str, empty: str) -> str:
+    """The study of this kind to show (the latest unless another is chosen) with its report's
+    download, or the page stops with `empty`. Chosen outside any fragment that redraws on a timer:
+    the download must not be redrawn while its file is made."""
+    store = current()[0]
+    studies = [s for s in store.studies() if s.startswith(label)]
+    if not studies:
+        st.info(empty)
+        st.stop()
+    if st.session_state.get(state_key) not in studies:
+        st.session_state[state_key] = studies[0]
+    study = st.selectbox("Study", studies, key=state_key)
+    report_button(store, runs_of_study(store, study), key=f"{state_key}_report")
+    return study
+
+
+def study_runs(study: str) -> pd.DataFrame:
+    """The runs of a study, with a bar of how many have finished."""
+    runs = current()[0].runs_frame()
+    runs = runs[runs["study"] == study]
+    going = int(runs["status"].isin(GOING).sum())
+    st.progress(1 - going / len(runs), text=f"{len(runs) - going} of {len(runs)} runs finished"
+                if going else f"all {len(runs)} runs finished")
+    return runs
