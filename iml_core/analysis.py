@@ -110,16 +110,23 @@ class Estimate:
         return said + f", about {self.tokens:,} tokens and a cost of {self.cost:.4g} (at the prices set)."
 
 
-def estimate(configs, call_tokens: dict[str, tuple[float, float]]) -> Estimate:
-    """The calls, tokens and cost of some runs, from their settings and the model's measured mean
-    tokens in and out per call and phase (Store.call_tokens)."""
+# The baselines that ask a model (no notes, in-context, oracle) each answer the run's eval split.
+MODEL_BASELINES = 3
+
+
+def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=()) -> Estimate:
+    """The calls, tokens and cost of some runs, and of the baselines of `baselines` (one config per
+    set of baselines a study computes), from their settings and the model's measured mean tokens in
+    and out per call and phase (Store.call_tokens); a baseline's call is priced as an eval call."""
     calls = tokens = 0
     cost = 0.0
     measured = True
-    for config in configs:
+    asked = [(config, calls_per_run(config)) for config in configs]
+    asked += [(config, {PhaseName.EVAL: MODEL_BASELINES * config.eval_size}) for config in baselines]
+    for config, per_phase in asked:
         if not config.uses_model:
             continue
-        for phase, n in calls_per_run(config).items():
+        for phase, n in per_phase.items():
             calls += n
             if phase not in call_tokens:
                 measured = measured and n == 0
@@ -329,27 +336,36 @@ def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
                                        "learns"])
 
 
+def ladder_in_words(table: pd.DataFrame) -> pd.DataFrame:
+    """The ladder table as people read it: its verdicts as yes and no, empty where not measured."""
+    words = {True: "yes", False: "no"}
+    return table.assign(applies=table["applies"].map(words), learns=table["learns"].map(words))
+
+
 def ladder_verdict(table: pd.DataFrame) -> str:
-    """Where on the ladder the model stops applying rules and where it stops learning them, in words."""
+    """Where on the ladder the model stops applying rules and where it stops learning them, in words;
+    only rungs whose verdicts are measured (their baselines computed) count."""
     if table.empty:
         return "No rung has finished a run yet."
+    applies = table[table["applies"].notna()]
+    if applies.empty:
+        return "Not measured yet: no rung's baselines have been computed."
     said = []
-    stops_applying = table[table["applies"] == False]  # noqa: E712 (None means not measured, not False)
-    stops_learning = table[(table["learns"] == False) & (table["applies"] != False)]  # noqa: E712
-    if len(stops_applying):
-        first = stops_applying.iloc[0]
+    failing = applies[~applies["applies"].astype(bool)]
+    if len(failing):
+        first = failing.iloc[0]
         said.append(f"It stops applying a rule it is given at rung {first['rung']} ({first['task']}): the oracle "
                     "notes no longer lift it clear of its floor.")
     else:
-        said.append("It applies the rule it is given on every rung measured.")
+        said.append(f"It applies the rule it is given on every rung measured ({len(applies)} of {len(table)}).")
+    clear = applies[applies["applies"].astype(bool)]
+    stops_learning = clear[~clear["learns"].astype(bool)]
     if len(stops_learning):
         first = stops_learning.iloc[0]
         said.append(f"It stops learning at rung {first['rung']} ({first['task']}): its own notes end near its "
                     "floor while the oracle's are still clear of it.")
-    elif (table["learns"] == True).all():  # noqa: E712
-        said.append("It learns on every rung measured.")
-    else:
-        said.append("Wherever it applies a rule it is given, it also learns one.")
+    elif len(clear):
+        said.append("It learns on every rung where it applies a rule it is given.")
     return " ".join(said)
 
 

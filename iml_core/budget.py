@@ -60,6 +60,13 @@ class _Means:
         return (self.tokens / self.calls, self.cost / self.calls) if self.calls else (0.0, 0.0)
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What before_call set aside for one call in each budget it counts against (the run's, and its
+    sweep's), handed back to `called` so that each budget releases exactly its own."""
+    held: tuple[tuple[Budget, float, float], ...]
+
+
 @dataclass
 class Budget:
     limits: Limits
@@ -69,7 +76,7 @@ class Budget:
     sweep: bool = False  # shared by the runs of a sweep, which a resume does not bring back
 
     def __post_init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._started = time.monotonic()
         self._phases: dict[str, _Means] = {}
         self._calls = self._tokens = 0
@@ -89,55 +96,71 @@ class Budget:
         if self.parent is not None:
             self.parent.before_step()
 
-    def before_call(self, phase: str) -> tuple[float, float]:
-        """Reserves the call's expected (tokens, cost), which `called` is handed back, or raises
+    def before_call(self, phase: str) -> Reservation:
+        """Reserves the call's expected tokens and cost in this budget and its sweep's, or raises
         BudgetReached when it would pass a limit. Calls in flight at once (parallel inference) count
-        against the limit together."""
+        against the limit together; while no call has been measured, one goes alone, so that the
+        calls sent at once are judged by what it cost."""
+        held = [self._reserve(phase)]
+        if self.parent is not None:
+            try:
+                held.append(self.parent._reserve(phase))
+            except BudgetReached:
+                self._release(*held[0][1:])
+                raise
+        return Reservation(tuple(held))
+
+    def called(self, reservation: Reservation, phase: str, tokens: int, cost: float) -> None:
+        """A call answered by the model (a failed one too: it was made), with what it spent."""
+        for budget, reserved_tokens, reserved_cost in reservation.held:
+            budget._spend(phase, tokens, cost)
+            budget._release(reserved_tokens, reserved_cost)
+
+    def _reserve(self, phase: str) -> tuple[Budget, float, float]:
         self._check_minutes()
         with self._lock:
-            means = self._phases.get(phase) or self._overall()
-            tokens, cost = means.expected()
+            priced = self.limits.tokens is not None or self.limits.cost is not None
+            while priced and self._expected(phase) is None and self._reserved_calls:
+                self._lock.wait()  # the first measured call says what the others will cost
+            tokens, cost = self._expected(phase) or (0.0, 0.0)
             spent = self.spent_before
-            calls_after = spent.calls + self._calls + self._reserved_calls + 1
-            tokens_after = spent.tokens + self._tokens + self._reserved_tokens + tokens
-            cost_after = spent.cost + self._cost + self._reserved_cost + cost
             limits = self.limits
-            if limits.calls is not None and calls_after > limits.calls:
-                self._stop(f"its {limits.calls:,} model calls are spent", "--max-calls")
-            if limits.tokens is not None and tokens_after > limits.tokens:
-                self._stop(f"the next {phase} call (about {tokens:,.0f} tokens) would pass its limit of "
-                           f"{limits.tokens:,} tokens ({spent.tokens + self._tokens:,} spent)", "--max-tokens")
-            if limits.cost is not None and cost_after > limits.cost:
-                self._stop(f"the next {phase} call (about {cost:.6g}) would pass its cost limit of {limits.cost:g} "
-                           f"({spent.cost + self._cost:.6g} spent)", "--max-cost")
+            if limits.calls is not None and spent.calls + self._calls + self._reserved_calls + 1 > limits.calls:
+                self._stop(f"{{whose}} {limits.calls:,} model calls are spent", "max-calls")
+            if limits.tokens is not None and \
+                    spent.tokens + self._tokens + self._reserved_tokens + tokens > limits.tokens:
+                self._stop(f"the next {phase} call (about {tokens:,.0f} tokens) would pass {{whose}} limit of "
+                           f"{limits.tokens:,} tokens ({spent.tokens + self._tokens:,} spent)", "max-tokens")
+            if limits.cost is not None and spent.cost + self._cost + self._reserved_cost + cost > limits.cost:
+                self._stop(f"the next {phase} call (about {cost:.6g}) would pass {{whose}} cost limit of "
+                           f"{limits.cost:g} "
+                           f"({spent.cost + self._cost:.6g} spent)", "max-cost")
             self._reserved_calls += 1
             self._reserved_tokens += tokens
             self._reserved_cost += cost
-        if self.parent is not None:
-            try:
-                self.parent.before_call(phase)
-            except BudgetReached:
-                self._release((tokens, cost))
-                raise
-        return tokens, cost
+            return self, tokens, cost
 
-    def called(self, reserved: tuple[float, float], phase: str, tokens: int, cost: float) -> None:
-        """A call answered by the model (a failed one too: it was made), with what it spent;
-        `reserved` is what its before_call reserved."""
+    def _expected(self, phase: str) -> tuple[float, float] | None:
+        """What the next call of a phase will spend, from this phase's calls, else all calls here,
+        else what the run's earlier executions spent per call; None before any was measured."""
+        for means in (self._phases.get(phase), self._overall(),
+                      _Means(self.spent_before.calls, self.spent_before.tokens, self.spent_before.cost)):
+            if means is not None and means.calls:
+                return means.expected()
+        return None
+
+    def _spend(self, phase: str, tokens: int, cost: float) -> None:
         with self._lock:
             means = self._phases.setdefault(phase, _Means())
             means.calls, means.tokens, means.cost = means.calls + 1, means.tokens + tokens, means.cost + cost
             self._calls, self._tokens, self._cost = self._calls + 1, self._tokens + tokens, self._cost + cost
-        self._release(reserved)
-        if self.parent is not None:
-            self.parent.called(reserved, phase, tokens, cost)
 
-    def _release(self, reserved: tuple[float, float]) -> None:
-        tokens, cost = reserved
+    def _release(self, tokens: float, cost: float) -> None:
         with self._lock:
             self._reserved_calls = max(0, self._reserved_calls - 1)
             self._reserved_tokens = max(0.0, self._reserved_tokens - tokens)
             self._reserved_cost = max(0.0, self._reserved_cost - cost)
+            self._lock.notify_all()
 
     def _overall(self) -> _Means:
         return _Means(sum(m.calls for m in self._phases.values()), sum(m.tokens for m in self._phases.values()),
@@ -146,32 +169,40 @@ class Budget:
     def _check_minutes(self) -> None:
         minutes = self.limits.minutes
         if minutes is not None and self.spent().seconds >= 60 * minutes:
-            self._stop(f"its {minutes:g} minutes are up", "--max-minutes")
+            self._stop(f"{{whose}} {minutes:g} minutes are up", "max-minutes")
 
     def _stop(self, why: str, flag: str) -> None:
+        """`why` says "{whose}" where the limit's owner goes: the run's own, or its sweep's."""
         if self.sweep:
-            raise BudgetReached(f"budget reached: {self.what} stopped because {why.replace('its', 'its sweep', 1)} "
-                                f"(--sweep-{flag[2:]}); its runs keep their finished steps, and each resumes with "
+            raise BudgetReached(f"budget reached: {self.what} stopped because {why.format(whose=SWEEPS)} "
+                                f"(--sweep-{flag}); its runs keep their finished steps, and each resumes with "
                                 "only its own limits")
-        raise BudgetReached(f"budget reached: {self.what} stopped because {why}; its finished steps are kept. "
-                            f"Resume it with a higher {flag} to go on from there")
+        raise BudgetReached(f"budget reached: {self.what} stopped because {why.format(whose='its')}; its finished "
+                            f"steps are kept. Resume it with a higher --{flag} to go on from there")
+
+
+SWEEPS = "the sweep's"  # whose limit it was, in a sweep's message
 
 
 class SweepBudgets:
-    """The budget each run of a sweep shares with the others, by run id, for as long as the process
-    that submitted them lives (a sweep's budget counts from its submission, not across restarts)."""
+    """The budget each run of a sweep shares with the others, by database and run id, from the
+    sweep's submission until the run's first execution ends: a resumed run has only its own limits."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._by_run: dict[int, Budget] = {}
+        self._by_run: dict[tuple[str, int], Budget] = {}
 
-    def share(self, run_ids, budget: Budget) -> None:
+    def share(self, database: str, run_ids, budget: Budget) -> None:
         with self._lock:
-            self._by_run.update(dict.fromkeys(run_ids, budget))
+            self._by_run.update({(database, run_id): budget for run_id in run_ids})
 
-    def of(self, run_id: int) -> Budget | None:
+    def of(self, database: str, run_id: int) -> Budget | None:
         with self._lock:
-            return self._by_run.get(run_id)
+            return self._by_run.get((database, run_id))
+
+    def forget(self, database: str, run_id: int) -> None:
+        with self._lock:
+            self._by_run.pop((database, run_id), None)
 
 
 SWEEP_BUDGETS = SweepBudgets()
@@ -190,3 +221,12 @@ def spent_against(limits: Limits, spent: Spent) -> str:
         left = max(0.0, limits.minutes - spent.seconds / 60)
         parts.append(f"{spent.seconds / 60:.1f} of {limits.minutes:g} minutes ({left:.1f} left)")
     return " · ".join(parts)
+
+
+def spent_so_far(committed: Spent, step=None) -> Spent:
+    """What a run has spent: its committed steps' spend, and the tokens and seconds of the step in
+    flight (an iml_core.progress.StepProgress); that step's calls count once it commits."""
+    if step is None:
+        return committed
+    return Spent(committed.calls, committed.tokens + step.tokens_in + step.tokens_out, committed.cost,
+                 committed.seconds + step.step_seconds)

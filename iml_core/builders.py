@@ -40,6 +40,19 @@ def _load(spec: str, label_column: str, label_noise: float | None, file_state: t
     return load_task(spec, label_column, label_noise)
 
 
+def task_moved(run: dict) -> str | None:
+    """Why a stored run's settings no longer build the data it learned from (a CSV changed since,
+    or a preset generated differently by an earlier release), as a sentence; None when they do."""
+    stored = run.get("task_source")
+    if not stored:
+        return None
+    now = build_task(RunConfig.from_dict(run["config"])).source
+    if stored == now:
+        return None
+    return (f"run {run['id']}'s task {run['task']} is no longer the data it learned from (it was {stored}, it is "
+            f"now {now}); its stored steps stay readable, but going on would mix two data sets: start a new run")
+
+
 def build_task(config: RunConfig) -> Task:
     """The run's task, parsed or generated once per identity (its spec, label column, noise, and a
     CSV file's and its rule card's size and time) and shared: a Task is frozen. Checks that the eval split leaves a

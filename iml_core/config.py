@@ -194,6 +194,9 @@ SETTINGS = {s.name: s for s in (
             "sweep's runs stop (empty: no limit)", part="submission", axis=False, optional=True, step=1.0),
 )}
 RUN_SETTINGS = {name: s for name, s in SETTINGS.items() if s.part != "submission"}
+# A run's own limits, and a sweep's for its runs together (iml_core.budget).
+BUDGET_SETTINGS = [name for name, s in SETTINGS.items() if s.part == "budget"]
+SWEEP_BUDGET_SETTINGS = [name for name in SETTINGS if name.startswith("sweep_max_")]
 
 
 @dataclass(frozen=True)

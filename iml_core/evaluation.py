@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from iml_core.agents import ModelCall, Phase, PhaseName, Prediction
 from iml_core.attribution import note_units
-from iml_core.builders import build_agent, build_task
+from iml_core.builders import build_agent, build_task, task_moved
 from iml_core.config import RUN_SETTINGS, RunConfig
 from iml_core.diff import word_count
 from iml_core.errors import IMLError, RunFailed, UserError
@@ -191,6 +191,12 @@ def baseline_key(config: RunConfig) -> RunConfig:
     return config.replace(**how_it_learns, cache=True)
 
 
+def shared_baselines(configs) -> list[RunConfig]:
+    """One config per set of baselines that runs of these configs share (baselines_job computes
+    each set once)."""
+    return list({baseline_key(config): config for config in configs}.values())
+
+
 def applicable_baselines(config: RunConfig) -> list[str]:
     """Every baseline that exists for a run's task (oracle notes need a rule card)."""
     return [kind for kind in BASELINES if kind != "oracle" or build_task(config).rule_card]
@@ -201,7 +207,11 @@ def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None,
     """Computes and stores a run's baselines (all that apply, or `kinds`), in the run's prompt
     layout or in each of `layouts`, to compare them; (evaluation id, evaluation) each. Only those in
     the run's own layout count as its baselines (Store.baselines)."""
-    config = run_config(store.run(run_id))
+    run = store.run(run_id)
+    moved = task_moved(run)
+    if moved:
+        raise UserError(moved.replace("going on", "baselines on what it is now"))
+    config = run_config(run)
     layouts = list(dict.fromkeys(layouts or [config.prompt_layout]))
     if not config.uses_model and layouts != [config.prompt_layout]:
         raise UserError(f"run {run_id} is the {AGENTS[config.agent].label}'s, which reads no prompt: prompt layouts "

@@ -60,8 +60,8 @@ class RunManager:
         run_ids = [create_run(self.store, config, parent=parent, study=study) for config in configs]
         sweep = Limits.of(limits, prefix="sweep_")
         if sweep:  # one budget that every run of the submission spends from (iml_core.budget)
-            SWEEP_BUDGETS.share(run_ids, Budget(sweep, what=study or f"the sweep of runs {run_ids[0]}-{run_ids[-1]}",
-                                                  sweep=True))
+            shared = Budget(sweep, what=study or f"the sweep of runs {run_ids[0]}-{run_ids[-1]}", sweep=True)
+            SWEEP_BUDGETS.share(str(self.store.path), run_ids, shared)
         if observer is not None:
             self._observers.update(dict.fromkeys(run_ids, observer))
         self._enqueue(run_ids, limits)
@@ -121,6 +121,7 @@ class RunManager:
         except Exception:
             log.exception("run %s stopped on an unexpected error", run_id)
         finally:
+            SWEEP_BUDGETS.forget(str(self.store.path), run_id)
             if observer is not None:  # before the thread counts as done, so that `join` waits for it
                 observer.end(self.store, run_id)
             with self._lock:
@@ -133,6 +134,7 @@ class RunManager:
             if run_id in self._queue:
                 self._queue.remove(run_id)
                 self.store.set_status(run_id, Status.CANCELLED)
+                SWEEP_BUDGETS.forget(str(self.store.path), run_id)
                 return
             event = self._cancels.get(run_id)
         if event is not None:

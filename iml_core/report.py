@@ -19,7 +19,8 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from iml_core import __version__, analysis, charts, render
-from iml_core.config import SETTINGS
+from iml_core.backends import without_credentials
+from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
 from iml_core.registry import AGENTS
 from iml_core.store import Store
@@ -92,7 +93,11 @@ def report_html(store: Store, run_ids, title: str) -> str:
         raise UserError(f"there is no run {', '.join(map(str, missing))} in {store.path}; "
                         "`python -m iml_core runs` lists the runs")
     runs = everything[everything["id"].isin(wanted)].sort_values("id", ignore_index=True)
-    configs = {int(i): store.run(int(i))["config"] for i in runs["id"]}
+    # As RunConfig reads them: a run stored before a setting existed ran with its default, and must
+    # not differ from a newer run by that setting's absence.
+    # A report is made to be sent: a server address goes without any user, password or query in it.
+    configs = {int(i): (config := RunConfig.from_dict(store.run(int(i))["config"])).replace(
+        base_url=without_credentials(config.base_url)).to_dict() for i in runs["id"]}
     report = _Report(store, runs, configs)
     return report.document(title)
 
@@ -216,7 +221,8 @@ class _Report:
 
     def settings(self) -> str:
         shown = self.runs.assign(
-            agent=self.runs["agent_description"],
+            # Descriptions stored before they dropped credentials may name a server with them.
+            agent=self.runs["agent_description"].str.replace(r"(\w+://)[^/\s@]+@", r"\1", regex=True),
             steps=[f"{d}/{t}" for d, t in zip(self.runs["steps_done"], self.runs["steps_total"], strict=True)])
         for name in self.differing:
             shown[name] = [_short(_value_text(self.configs[int(i)].get(name))) for i in shown["id"]]
@@ -284,8 +290,7 @@ class _Report:
         verdict = f"<p>{html.escape(analysis.ladder_verdict(rungs))}</p>"
         if rungs.empty:
             return verdict
-        shown = rungs.assign(applies=rungs["applies"].map({True: "yes", False: "no"}),
-                             learns=rungs["learns"].map({True: "yes", False: "no"}))
+        shown = analysis.ladder_in_words(rungs)
         return verdict + self.figure(charts.ladder(rungs)) + _table(
             shown, {**{c: _percent for c in analysis.LADDER_COLUMNS}, "learned spread": _points})
 

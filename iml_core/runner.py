@@ -9,7 +9,7 @@ import logging
 import threading
 from typing import Callable
 
-from iml_core.builders import prepare_run
+from iml_core.builders import prepare_run, task_moved
 from iml_core.config import RunConfig
 from iml_core.errors import BudgetReached, IMLError, UserError
 from iml_core.learner import StepRecord
@@ -102,9 +102,12 @@ def raise_limits(store: Store, run_id: int, limits: dict) -> None:
 
 
 def check_resumable(store: Store, run_id: int) -> None:
-    status = store.run(run_id)["status"]
-    if status not in RESUMABLE:
-        raise UserError(f"run {run_id} is {status}; only {', '.join(RESUMABLE)} runs can be resumed")
+    run = store.run(run_id)
+    if run["status"] not in RESUMABLE:
+        raise UserError(f"run {run_id} is {run['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
+    moved = task_moved(run)
+    if moved:
+        raise UserError(moved)
 
 
 def run_summary(store: Store, run_id: int) -> dict:

@@ -37,7 +37,7 @@ def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *,
 def run_budget(store: Store, run_id: int, config: RunConfig) -> Budget | None:
     """The run's own limits, over what its committed steps spent, within its sweep's budget if it has
     one (iml_core.budget.SWEEP_BUDGETS); None when neither limits it."""
-    sweep = SWEEP_BUDGETS.of(run_id)
+    sweep = SWEEP_BUDGETS.of(str(store.path), run_id)
     limits = Limits.of(config)
     if not limits and sweep is None:
         return None

@@ -220,8 +220,10 @@ def generate_benchmark(preset: str, seed: int = BENCHMARK_SEED, label_noise: flo
         classes=SPECIES,
         samples=tuple(samples),
         rule_card=rule_card,
+        # "wrong labels drawn apart": runs made before that drew them from the feature stream, so
+        # their noisy samples differ from these, and their stored source says so by lacking it.
         source={"preset": preset, "seed": seed, "label_noise": noise,
-                **({"base": base} if base != preset else {})},
+                **({"base": base} if base != preset else {}), **({"wrong_labels": "apart"} if noise else {})},
     )
 
 

@@ -38,11 +38,11 @@ import json
 import logging
 import os
 import threading
-import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Protocol
 
+from iml_core.backends import without_credentials
 from iml_core.config import RunConfig
 from iml_core.errors import UserError
 from iml_core.learner import StepRecord
@@ -115,15 +115,6 @@ def sqlite_file(uri: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
-def without_credentials(url: str) -> str:
-    """A URL as it may be shown or stored: without a user and password, or a query string (where
-    some services take a key)."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.netloc:
-        return url
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
-
-
 def settings_params(config: RunConfig) -> dict[str, str]:
     """Every setting as an MLflow param. The starting notes are text of any length (MLflow cuts a
     param at 6,000 characters), and a fork's are its parent's notes: they are logged whole as
@@ -179,7 +170,8 @@ def _quiet_schema_setup():
 @contextlib.contextmanager
 def _impatient_http():
     """MLflow asks an unreachable server again for about 4 minutes before it gives up. The first
-    contact, where a mistyped URI shows, asks once and waits 15 s at most."""
+    contact (where a mistyped URI shows) and a live step's logging (which its run waits for) ask
+    once and wait 15 s at most."""
     saved = {name: os.environ.get(name) for name in HTTP_FIRST_CONTACT}
     os.environ.update(HTTP_FIRST_CONTACT)
     try:
@@ -247,7 +239,9 @@ class MlflowLogger:
         if who in self._stopped:
             return
         try:
-            with MLFLOW_LOCK:
+            # Impatient: a run waits for its step's logging, and MLflow's own retries of a server
+            # gone away take minutes; this run's logging stops instead, and the export comes later.
+            with MLFLOW_LOCK, _impatient_http():
                 self._sync(store, run_id, final=False)
         except Exception as e:
             self._stopped.add(who)

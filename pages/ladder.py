@@ -37,7 +37,7 @@ problems = check_run(configs[-1])  # the hardest rung: its task asks the most of
 for problem in problems:
     show_problem(problem)
 if not problems:
-    estimate_caption(configs)
+    estimate_caption(configs, with_baselines=True)
 if st.button(f"Climb the ladder ({len(configs)} runs, then their baselines)", type="primary",
              disabled=bool(problems), key="ladder_launch"):
     queue_study(configs, label="ladder", name=AGENTS[agent].label.split(" (")[0], limits=limits,
@@ -54,8 +54,7 @@ def results(study: str) -> None:
     if rungs.empty:
         return
     st.plotly_chart(charts.ladder(rungs), key="ladder_chart")
-    shown = rungs.assign(applies=rungs["applies"].map({True: "yes", False: "no"}),
-                         learns=rungs["learns"].map({True: "yes", False: "no"}))
+    shown = analysis.ladder_in_words(rungs)
     table(shown, key="ladder_table", percent=("no notes", "majority", "in-context", "oracle", "learned"),
           spreads=("learned spread",))
 

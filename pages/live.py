@@ -3,7 +3,7 @@ import streamlit as st
 from iml_core import analysis
 from iml_core.progress import WATCHES
 from iml_core.registry import AGENTS
-from iml_core.budget import Limits, spent_against
+from iml_core.budget import Limits, spent_against, spent_so_far
 from iml_core.config import RunConfig
 from iml_core.status import ACTIVE, GOING, Status
 from iml_core import charts, render
@@ -59,12 +59,8 @@ def live() -> None:
         show_problem(f"Run {run_id} stopped: {run['error']}",
                      "warning" if run["status"] == Status.BUDGET_REACHED else "error")
     limits = Limits.of(RunConfig.from_dict(run["config"]))
-    if limits:  # what its committed steps spent, and the step in flight so far
-        spent = store.run_spent(run_id)
-        if progress is not None:  # its calls count once committed; their tokens and seconds now
-            spent.tokens += progress.tokens_in + progress.tokens_out
-            spent.seconds += progress.step_seconds
-        st.caption(f"Budget: {spent_against(limits, spent)}")
+    if limits:
+        st.caption(f"Budget: {spent_against(limits, spent_so_far(store.run_spent(run_id), progress))}")
 
     a, b, c, d = st.columns(4)
     last_train = steps["train_accuracy"].dropna()

@@ -3,7 +3,9 @@ import itertools
 import streamlit as st
 
 from iml_core import analysis
-from iml_core.config import DEFAULT_SUBMISSION, SETTINGS, RunConfig, Submission
+from iml_core.backends import without_credentials
+from iml_core.config import BUDGET_SETTINGS, DEFAULT_SUBMISSION, SETTINGS, SWEEP_BUDGET_SETTINGS, RunConfig, \
+    Submission
 from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import grid_configs
@@ -55,11 +57,10 @@ if uses_model:
     for column, name in zip(st.columns(3), sampling, strict=False):
         model[name] = setting_input(column, name, getattr(defaults, name), key=name)
 
-BUDGET = [name for name, setting in SETTINGS.items() if setting.part == "budget"]
 with st.expander("Budget: stop a run before it spends more than..."):
-    columns = st.columns(len(BUDGET))
+    columns = st.columns(len(BUDGET_SETTINGS))
     chosen |= {name: setting_input(column, name, getattr(defaults, name), key=name)
-               for column, name in zip(columns, BUDGET, strict=True)}
+               for column, name in zip(columns, BUDGET_SETTINGS, strict=True)}
 
 base = RunConfig(task=task, agent=agent, **chosen, **model)
 if uses_model and model.get("model") and not base.problems():
@@ -80,13 +81,13 @@ if sweep:
     accumulations = middle.multiselect("Accumulation values", [1, 2, 4, 8], [1, 4], key="sweep_accumulations")
     seed_count = right.number_input("Seeds per cell", 1, 20, 3, key="sweep_seeds",
                                     help="seeds start at the Seed above")
-    sweep_budget = [name for name in SETTINGS if name.startswith("sweep_max_")]
     limits = Submission(
         parallel=setting_input(left, "parallel", DEFAULT_SUBMISSION.parallel, key="sweep_parallel"),
         max_per_endpoint=setting_input(middle, "max_per_endpoint", DEFAULT_SUBMISSION.max_per_endpoint,
                                        key="sweep_per_endpoint") if uses_model else None,
         **{name: setting_input(column, name, None, key=name)
-           for column, name in zip(st.columns(len(sweep_budget)), sweep_budget, strict=True)})
+           for column, name in zip(st.columns(len(SWEEP_BUDGET_SETTINGS)), SWEEP_BUDGET_SETTINGS,
+                                   strict=True)})
     layout = SETTINGS["prompt_layout"]
     layouts = st.multiselect("Prompt layouts", layout.values, [base.prompt_layout], format_func=layout.describe,
                              key="sweep_prompt_layouts", help=layout.help) if uses_model else [base.prompt_layout]
@@ -113,6 +114,10 @@ mlflow_uri = st.text_input("MLflow tracking URI (optional)", saved_uri, key="mlf
                            help="runs started here log to MLflow step by step: sqlite:///PATH/mlflow.db for a file "
                                 "on this machine, or http://HOST:PORT for a tracking server; empty: no MLflow").strip()
 
+if mlflow_uri and without_credentials(mlflow_uri) != mlflow_uri:  # the URI is saved: no secret in it
+    problems.append("the MLflow tracking URI holds a user, a password or a query; give them in the environment "
+                    "(MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN) and the bare URI here")
+    show_problem(problems[-1])
 label = f"Queue {len(configs)} runs" if sweep else "Start run"
 if st.button(label, type="primary", disabled=bool(problems), key="launch"):
     try:

@@ -92,9 +92,11 @@ with knows:
     if task.rule_card:
         scorer = TruthScorer(task)
         score = scorer.score(new)
-        st.caption(f"Against the rule card of {task.name}: the class depends on {', '.join(scorer.relevant)}. "
-                   f"At step {after} the notes recall {100 * score.rule_recall:.0f}% of the rule and cite "
-                   f"{score.distractors} distractor attribute(s).")
+        # A CSV's rule card names its own columns: quoted literally, never read as markdown.
+        st.html(render.caption(f"Against the rule card of {task.name}: the class depends on "
+                               f"{', '.join(scorer.relevant)}. At step {after} the notes recall "
+                               f"{100 * score.rule_recall:.0f}% of the rule and cite {score.distractors} distractor "
+                               "attribute(s)."))
         table(pd.DataFrame([{
             "class": v.name, "verdict": v.verdict, "recalled": ", ".join(v.recalled),
             "missing": ", ".join(v.missing), "wrong value": ", ".join(v.wrong),
@@ -102,7 +104,8 @@ with knows:
         st.plotly_chart(charts.truth_curves(analysis.truth_curve(scorer, store.steps(run_id)), steps),
                         key="truth_curve")
     else:
-        st.caption("This task has no rule card (a CSV task), so the notes cannot be scored against the truth.")
+        st.html(render.caption(f"This task has no rule card (a CSV without a {task.name}.rules.json beside it), "
+                               "so the notes cannot be scored against the truth."))
 
 with caused:
     if after > 0:

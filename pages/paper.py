@@ -32,7 +32,7 @@ problems = check_run(base)
 for problem in problems:
     show_problem(problem)
 if not problems:
-    estimate_caption(configs)
+    estimate_caption(configs, with_baselines=True)
 if st.button(f"Queue the paper's experiments ({len(configs)} runs)", type="primary", disabled=bool(problems),
              key="paper_launch"):
     queue_study(configs, label="paper view", name=f"{task}, {AGENTS[agent].label.split(' (')[0]}", limits=limits,

@@ -1,14 +1,12 @@
 import streamlit as st
 
 from iml_core import export
-from iml_core.config import SETTINGS
+from iml_core.config import BUDGET_SETTINGS
 from iml_core.errors import IMLError
 from iml_core.runner import raise_limits
 from iml_core.status import GOING, RESUMABLE, Status
 from studio.ui import SELECTED, alarm_text, current, show_problem, table
 from studio.widgets import setting_input
-
-BUDGET = [name for name, setting in SETTINGS.items() if setting.part == "budget"]
 
 store, manager = current()
 st.title("Runs")
@@ -77,8 +75,8 @@ capped = [i for i in stopped if store.run(i)["status"] == Status.BUDGET_REACHED]
 raised = {}
 if capped:
     with st.expander(f"New limits for {', '.join(f'run {i}' for i in capped)} (budget reached), before resuming"):
-        columns = st.columns(len(BUDGET))
-        raised = {name: value for column, name in zip(columns, BUDGET, strict=True)
+        columns = st.columns(len(BUDGET_SETTINGS))
+        raised = {name: value for column, name in zip(columns, BUDGET_SETTINGS, strict=True)
                   if (value := setting_input(column, name, None, key=f"raise_{name}",
                                              help="empty keeps the run's own limit")) is not None}
 if resume_col.button("Resume", disabled=not stopped, key="resume_runs",

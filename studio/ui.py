@@ -55,12 +55,15 @@ def model_names(model: str) -> list[str]:
     return [model, *(m.path for m in models_here() if m.name == model)]
 
 
-def estimate_caption(configs) -> None:
-    """What runs of the chosen model will ask of it, said before they start (iml_core.analysis.estimate)."""
+def estimate_caption(configs, *, with_baselines: bool = False) -> None:
+    """What runs of the chosen model (and, for a study, their baselines) will ask of it, said before
+    they start (iml_core.analysis.estimate)."""
     models = {c.model for c in configs if c.uses_model}
     if models:
         names = [name for model in models for name in model_names(model)]
-        st.caption("Before you start: " + analysis.estimate(configs, current()[0].call_tokens(names)).sentence())
+        shared = evaluation.shared_baselines(configs) if with_baselines else []
+        said = analysis.estimate(configs, current()[0].call_tokens(names), shared).sentence()
+        st.caption("Before you start" + (", with the baselines" if with_baselines else "") + ": " + said)
 
 
 def generated_tasks() -> list[str]:

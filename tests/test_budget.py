@@ -49,6 +49,40 @@ def test_a_sweeps_budget_is_spent_by_all_its_runs():
     assert sweep.spent().calls == 3 and second.spent().calls == 1
 
 
+def test_each_budget_releases_its_own_reservation_so_a_sweep_keeps_no_phantom_spend():
+    sweep = Budget(Limits(tokens=3_150), what="sweep 1", sweep=True)
+    for _ in range(30):  # 30 runs of one call each: each run's first call expects nothing, the sweep's 100
+        run = Budget(Limits(), parent=sweep)
+        run.called(run.before_call("infer"), "infer", 100, 0.0)
+    run = Budget(Limits(), parent=sweep)
+    run.called(run.before_call("infer"), "infer", 100, 0.0)  # 3,000 spent + about 100 fits in 3,150
+    with pytest.raises(BudgetReached, match=r"the sweep's limit of 3,150 tokens \(3,100 spent\).*--sweep-max-tokens"):
+        Budget(Limits(), parent=sweep).before_call("infer")
+
+
+def test_while_no_call_is_measured_one_goes_alone_and_the_others_are_judged_by_it():
+    import threading
+
+    budget = Budget(Limits(tokens=100))
+    first = budget.before_call("infer")
+    outcome = []
+    second = threading.Thread(target=lambda: outcome.append(_refusal(budget)))
+    second.start()
+    second.join(timeout=0.3)
+    assert second.is_alive()  # it waits: with nothing measured, it could not be judged
+    budget.called(first, "infer", 60, 0.0)
+    second.join(timeout=5)
+    assert outcome == ["refused"]  # 60 spent and about 60 more would pass 100
+
+
+def _refusal(budget: Budget) -> str:
+    try:
+        budget.before_call("infer")
+    except BudgetReached:
+        return "refused"
+    return "made"
+
+
 def priced(server, **more) -> RunConfig:
     return RunConfig(agent="llm", backend="openai", base_url=server.url, model="m", steps=2, batch_size=2,
                      eval_size=2, max_parallel=1, max_note_words=40, structured_output="json_object",
@@ -144,3 +178,38 @@ def test_a_sweeps_budget_stops_its_runs_once_they_spent_it_together(tmp_path):
     with Store(db) as store:
         assert "sweep" in store.run(runs[2]["run_id"])["error"] and "--sweep-max-calls" in store.run(
             runs[2]["run_id"])["error"]
+
+
+def test_a_resumed_sweep_run_has_only_its_own_limits(tmp_path):
+    from iml_core.config import Submission
+    from iml_core.manager import RunManager
+
+    with FaultServer([]) as server, Store(tmp_path / "sweep.duckdb") as store:
+        manager = RunManager(store)
+        first, second = manager.submit([priced(server), priced(server, seed=1)],
+                                       limits=Submission(parallel=1, sweep_max_calls=10))
+        manager.join(timeout=120)
+        assert [store.run(i)["status"] for i in (first, second)] == [Status.BUDGET_REACHED] * 2
+        assert len(store.model_calls(first)) + len(store.model_calls(second)) <= 10
+        manager.resume([second])
+        manager.join(timeout=120)
+        assert store.run(second)["status"] == Status.COMPLETED
+
+
+def test_a_sweeps_budget_is_refused_on_ray_where_it_cannot_reach_the_workers(tmp_path):
+    result = iml("sweep", "--db", str(tmp_path / "x.duckdb"), "--ray-address", "local", "--sweep-max-calls", "5")
+    assert result.returncode == 2 and "cannot reach Ray workers" in result.stderr
+
+
+def test_a_studys_estimate_counts_the_baselines_it_will_compute_once_per_shared_set():
+    from iml_core.analysis import estimate
+    from iml_core.evaluation import shared_baselines
+
+    with FaultServer([]) as server:
+        configs = [priced(server, momentum=m) for m in (0.0, 0.5)]  # same baselines: momentum is how it learns
+    shared = shared_baselines(configs)
+    measured = {phase: (20.0, 5.0) for phase in ("infer", "induce", "revise", "eval")}
+    assert len(shared) == 1
+    said = estimate(configs, measured, shared)
+    assert said.calls == 2 * 14 + 3 * 2 and said.tokens == 25 * said.calls
+    assert said.cost == pytest.approx(0.025 * said.calls)

@@ -112,3 +112,29 @@ def test_an_llm_run_killed_mid_step_resumes_without_repeating_a_completed_call(t
     assert len(server.requests) == 15
     with Store(db) as store:
         assert [c["cached"] for c in store.model_calls(1) if c["step"] == 2] == [True] + [False] * 5
+
+
+def test_a_run_whose_task_is_no_longer_its_data_is_refused_a_resume_and_new_baselines(tmp_path):
+    import threading
+
+    import pytest
+
+    from iml_core.config import RunConfig
+    from iml_core.errors import UserError
+    from iml_core.evaluation import compute_baselines
+    from iml_core.runner import check_resumable, create_run, execute_run
+
+    with Store(tmp_path / "runs.duckdb") as store:
+        stop = threading.Event()
+        stop.set()
+        run_id = create_run(store, RunConfig(task="noisy", steps=3, eval_size=20))
+        execute_run(store, run_id, cancel=stop)
+        check_resumable(store, run_id)  # made now: its data is what `noisy` builds
+        # As an earlier release stored it: `noisy` drew its own rule, and its wrong labels from the
+        # feature stream.
+        store.cursor().execute("UPDATE runs SET task_source = ? WHERE id = ?",
+                               [json.dumps({"preset": "noisy", "seed": 0, "label_noise": 0.1}), run_id])
+        with pytest.raises(UserError, match=r"is no longer the data it learned from .* start a new run"):
+            check_resumable(store, run_id)
+        with pytest.raises(UserError, match="baselines on what it is now would mix two data sets"):
+            compute_baselines(store, run_id)

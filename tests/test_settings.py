@@ -141,3 +141,14 @@ def test_every_widget_of_a_setting_on_every_page_has_the_range_of_settings(tmp_p
     assert {"max_parallel", "timeout", "max_retries", "price_in", "price_out"} <= set(_ranges_agree(remote))
     assert remote.selectbox(key="model_structured_output").options == [
         SETTINGS["structured_output"].describe(v) for v in SETTINGS["structured_output"].values]
+
+
+def test_the_budget_settings_are_the_limits_a_budget_reads():
+    from iml_core.budget import LIMIT_SETTINGS, Limits
+    from iml_core.config import BUDGET_SETTINGS, SWEEP_BUDGET_SETTINGS, RunConfig, Submission
+
+    assert BUDGET_SETTINGS == list(LIMIT_SETTINGS)
+    assert SWEEP_BUDGET_SETTINGS == [f"sweep_{name}" for name in LIMIT_SETTINGS]
+    config = RunConfig(max_cost=1.5, max_tokens=10, max_calls=3, max_minutes=2.0)
+    assert Limits.of(config) == Limits(1.5, 10, 3, 2.0)
+    assert Limits.of(Submission(sweep_max_calls=7), prefix="sweep_") == Limits(calls=7)

@@ -24,8 +24,9 @@ from iml_core.runner import create_run, execute_run
 from iml_core.status import Status
 from iml_core.store import Store
 from iml_core.studies import paper_study
+from iml_core.backends import without_credentials
 from iml_core.tracking import EXPERIMENT, KEY_TAG, MLFLOW_STATUS, WATERMARK_TAG, MlflowLogger, prompt_name, \
-    run_key, settings_params, tracking_uri, without_credentials
+    run_key, settings_params, tracking_uri
 
 # Evaluated every other step, with a drop at step 2 and a stall at step 6 (checked below, not assumed).
 ALARMING = RunConfig(steps=7, batch_size=4, momentum=1.0, seed=1, eval_size=40, eval_every=2, max_note_words=40)

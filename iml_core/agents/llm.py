@@ -67,11 +67,12 @@ class LLMAgent:
         started = time.perf_counter()
         try:
             result = call(seed)
-        except IMLError as e:  # a failed call is logged with its error, then the run stops
-            self._log(phase, ModelCall(phase.name, prompt, "", duration_ms=1000 * (time.perf_counter() - started),
-                                       error=str(e)))
-            if reserved is not None:
+        except BaseException as e:
+            if reserved is not None:  # whatever ended it: calls waiting on this one's measure go on
                 phase.budget.called(reserved, phase.name, 0, 0.0)
+            if isinstance(e, IMLError):  # a failed call is logged with its error, then the run stops
+                self._log(phase, ModelCall(phase.name, prompt, "",
+                                           duration_ms=1000 * (time.perf_counter() - started), error=str(e)))
             raise
         cost = self.backend.cost(result.tokens_in, result.tokens_out)
         self._log(phase, ModelCall(phase.name, prompt, result.raw, result.tokens_in, result.tokens_out,

@@ -5,6 +5,8 @@ The backends by name, with the settings each reads, are in iml_core.registry."""
 
 from __future__ import annotations
 
+import urllib.parse
+
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -72,3 +74,12 @@ class Backend(Protocol):
         asks for it instead (the loop repairs and records a missing prefix either way)."""
 
     def cost(self, tokens_in: int, tokens_out: int) -> float: ...
+
+
+def without_credentials(url: str) -> str:
+    """A URL as it may be shown or stored: without a user and password, or a query string (where
+    some services take a key)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.netloc:
+        return url
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

@@ -11,7 +11,7 @@ import time
 from typing import Callable, Sequence
 from urllib.parse import urlparse
 
-from iml_core.backends import BackendError, Completion, Messages, split_label_sentence
+from iml_core.backends import BackendError, Completion, Messages, split_label_sentence, without_credentials
 from iml_core.errors import UserError
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
@@ -62,7 +62,8 @@ class OpenAICompatBackend:
         self.penalties = {name: value for name, value in (("frequency_penalty", frequency_penalty),
                                                           ("presence_penalty", presence_penalty)) if value}
         self.identity.update(self.penalties)
-        self.description = f"OpenAI-compatible: {model}" + (f" at {self.base_url}" if self.base_url else "")
+        self.description = f"OpenAI-compatible: {model}" + (f" at {without_credentials(self.base_url)}"
+                                                             if self.base_url else "")
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6

@@ -158,9 +158,10 @@ def add_settings(parser, names: Iterable[str], default: Callable[[str], str | No
         add_setting(target, setting, default(name), lists=lists)
 
 
-def say_estimate(store: Store, configs) -> None:
-    """On stderr, before runs of a model start: at most how many calls, and about how many tokens
-    and what cost, from this model's earlier calls here (iml_core.analysis.estimate)."""
+def say_estimate(store: Store, configs, baselines=()) -> None:
+    """On stderr, before runs of a model (and the baselines of `baselines`) start: at most how many
+    calls, and about how many tokens and what cost, from this model's earlier calls here
+    (iml_core.analysis.estimate)."""
     models = {c.model for c in configs if c.uses_model}
     if not models:
         return
@@ -168,4 +169,5 @@ def say_estimate(store: Store, configs) -> None:
     for model in models:  # a model here is stored with its runs by its file
         if is_local_model(model):
             names |= {str(resolve_model(model)), str(resolve_model(model).resolve())}
-    print(f"Before it starts: {estimate(configs, store.call_tokens(sorted(names))).sentence()}", file=sys.stderr)
+    said = estimate(configs, store.call_tokens(sorted(names)), baselines).sentence()
+    print(f"Before it starts{', with the baselines' if baselines else ''}: {said}", file=sys.stderr)

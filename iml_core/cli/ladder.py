@@ -8,11 +8,13 @@ import sys
 from iml_core import analysis, evaluation
 from iml_core.cli.common import add_setting, add_settings, command, given, open_store, percent, say_estimate, \
     with_model_defaults
+from iml_core.cli.runs import BUDGET_REACHED
 from iml_core.cli.sweep import follow
 from iml_core.config import DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, RunConfig, Submission
 from iml_core.errors import RunFailed, UserError
 from iml_core.manager import RunManager
 from iml_core.registry import AGENTS
+from iml_core.status import Status
 from iml_core.studies import LADDER, LADDER_SEEDS, ladder_study
 
 # The ladder sets the task, its noise and the seed of each run; everything else is the caller's.
@@ -39,7 +41,7 @@ def cmd_ladder(args) -> int:
     with open_store(args) as store:
         study = args.study or store.new_study("ladder") + f": {AGENTS[base.agent].label.split(' (')[0]}"
         manager = RunManager(store)
-        say_estimate(store, configs)
+        say_estimate(store, configs, evaluation.shared_baselines(configs))
         run_ids = manager.submit(configs, study=study, limits=limits)
         print(f"{study}: {len(run_ids)} runs ({len(run_ids) // args.seeds} rungs x {args.seeds} seeds), then their "
               "baselines",
@@ -51,6 +53,7 @@ def cmd_ladder(args) -> int:
         except RunFailed as e:  # the rungs whose baselines were computed still say what they can
             failed = str(e)
         runs = store.runs_frame()
+        statuses = set(runs[runs["id"].isin(run_ids)]["status"])
         table = analysis.ladder_table(runs[runs["id"].isin(run_ids)], store.baselines(run_ids))
     verdict = analysis.ladder_verdict(table)
     if args.json:
@@ -59,13 +62,15 @@ def cmd_ladder(args) -> int:
                           "verdict": verdict, "baselines_failed": failed or None}))
     else:
         print(f"{'rung':<42} {'floor':>6} {'major':>6} {'in-ctx':>6} {'oracle':>6} {'learned':>7}  applies learns")
-        for row in table.itertuples():
+        for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).itertuples():
             print(f"{row.rung}. {row.task:<39} {percent(row._4)} {percent(row.majority)} {percent(row._6)} "
-                  f"{percent(row.oracle)} {percent(row.learned)}   {_yes(row.applies):<7} {_yes(row.learns)}")
+                  f"{percent(row.oracle)} {percent(row.learned)}   {row.applies:<7} {row.learns}")
         print(verdict)
         if failed:
             print(f"iml: failed: {failed}", file=sys.stderr)
-    return 1 if failed else 0
+    if failed or statuses - {Status.COMPLETED, Status.BUDGET_REACHED}:
+        return 1
+    return BUDGET_REACHED if Status.BUDGET_REACHED in statuses else 0
 
 
 def _numbers(text: str) -> list[int]:
@@ -73,7 +78,3 @@ def _numbers(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UserError(f"--rungs takes rung numbers separated by commas, like 1,2; got {text!r}") from None
-
-
-def _yes(value) -> str:
-    return "-" if value is None else "yes" if value else "no"

@@ -7,7 +7,7 @@ import sys
 
 from iml_core.cli.common import NUMBERS, add_settings, command, given, open_store, percent, say_estimate, \
     with_model_defaults
-from iml_core.config import RUN_SETTINGS, RunConfig
+from iml_core.config import BUDGET_SETTINGS, RUN_SETTINGS, RunConfig
 from iml_core.errors import IMLError
 from iml_core.runner import check_resumable, create_run, execute_run, fork_config, raise_limits, run_summary
 from iml_core.status import Status
@@ -20,8 +20,6 @@ BUDGET_REACHED = 3  # the exit code of a run stopped by its budget: neither done
 RUN_FLAGS = [name for name in RUN_SETTINGS if name != "initial_notes"]
 # A fork goes on learning the old run's task with its agent and model: it may change how (the
 # numbers and the feedback), not what it learns (the task, its label noise) or with which model.
-# A resume may raise (or lift) a run's limits: they change nothing the run computes.
-BUDGET_FLAGS = [name for name, setting in RUN_SETTINGS.items() if setting.part == "budget"]
 FORK_FLAGS = ["feedback", *(name for name, setting in RUN_SETTINGS.items()
                             if setting.kind in NUMBERS and name != "label_noise")]
 
@@ -41,7 +39,8 @@ def add(commands) -> None:
     resume = command(commands, "resume", cmd_resume, "go on with an interrupted, cancelled, failed or budget-reached "
                      "run", json="one JSON summary at the end")
     resume.add_argument("run_id", type=int)
-    add_settings(resume, BUDGET_FLAGS, lambda name: "the run's own")
+    # A resume may raise a run's limits: they change nothing the run computes.
+    add_settings(resume, BUDGET_SETTINGS, lambda name: "the run's own")
     add_mlflow_flag(resume)
 
 
@@ -76,7 +75,7 @@ def cmd_resume(args) -> int:
     observer = mlflow_logger(args)
     with open_store(args) as store:
         check_resumable(store, args.run_id)
-        limits = given(args, BUDGET_FLAGS)
+        limits = given(args, BUDGET_SETTINGS)
         if limits:
             raise_limits(store, args.run_id, limits)
         return execute(store, args.run_id, store.run(args.run_id)["steps_total"], args.json, observer)
@@ -114,7 +113,8 @@ def execute(store: Store, run_id: int, total_steps: int, as_json: bool, observer
             if observer is not None:
                 observer.end(store, run_id)
     if summary["status"] == Status.BUDGET_REACHED:
-        print(f"run {run_id} {summary['error']} (`python -m iml_core resume {run_id} --max-...`)", file=sys.stderr)
+        print(f"run {run_id}: {summary['error']} (`python -m iml_core resume {run_id}` with that flag)",
+              file=sys.stderr)
     if as_json:
         print(json.dumps(summary))
     else:

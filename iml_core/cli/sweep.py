@@ -10,7 +10,8 @@ from pathlib import Path
 from iml_core import cluster
 from iml_core.cli.common import NUMBERS, add_setting, add_settings, command, given, open_store, percent, \
     say_estimate
-from iml_core.config import DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, RunConfig, Submission
+from iml_core.config import BUDGET_SETTINGS, DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, \
+    SWEEP_BUDGET_SETTINGS, RunConfig, Submission
 from iml_core.errors import UserError
 from iml_core.manager import RunManager
 from iml_core.status import Status
@@ -24,9 +25,7 @@ from iml_core.tracking import URI_HELP, MlflowLogger
 AXES = sorted((name for name, setting in SETTINGS.items() if setting.axis),
               key=lambda name: (name == "seed", SETTINGS[name].kind in NUMBERS))
 GRID_FILE_SETTINGS = {*RUN_SETTINGS, "seeds"}
-# Each run's own limits, and those of the sweep as a whole (iml_core.budget).
-RUN_BUDGET = [name for name, setting in RUN_SETTINGS.items() if setting.part == "budget"]
-SWEEP_BUDGET = [name for name in SETTINGS if name.startswith("sweep_max_")]
+
 
 
 def add(commands) -> None:
@@ -46,8 +45,8 @@ def add(commands) -> None:
                                              "by --num-cpus")
     add_setting(sweep, SETTINGS["max_per_endpoint"])
     budgets = sweep.add_argument_group("budgets (each run's own, and the sweep's together)")
-    add_settings(budgets, RUN_BUDGET)
-    for name in SWEEP_BUDGET:
+    add_settings(budgets, BUDGET_SETTINGS)
+    for name in SWEEP_BUDGET_SETTINGS:
         add_setting(budgets, SETTINGS[name])
     ray = sweep.add_argument_group("Ray (optional: requirements-ray.txt)")
     ray.add_argument("--ray-address", help="'auto' for the cluster this machine is in, 'local' to start one "
@@ -88,7 +87,7 @@ def _grid_file(path: str) -> dict:
 
 def sweep_grid(args) -> tuple[RunConfig, dict[str, list]]:
     """The sweep's fixed settings and its axes, from the grid file and then the flags."""
-    values = {**(_grid_file(args.grid) if args.grid else {}), **given(args, [*AXES, "cache", *RUN_BUDGET])}
+    values = {**(_grid_file(args.grid) if args.grid else {}), **given(args, [*AXES, "cache", *BUDGET_SETTINGS])}
     seeds = args.seeds if args.seeds is not None else values.pop("seeds", None)
     fixed, axes = {}, {}
     for name, value in values.items():
@@ -120,6 +119,10 @@ def cmd_sweep(args) -> int:
         config.check()  # before Ray starts; the manager checks every one before it queues any
     observer = MlflowLogger(args.mlflow) if args.mlflow else None  # a bad URI queues no run
     address = cluster.ray_address(args.ray_address)
+    if address and given(args, SWEEP_BUDGET_SETTINGS):
+        raise UserError("a sweep's shared budget (--sweep-max-...) lives in this process and cannot reach Ray "
+                        "workers; on a cluster give each run its own limit (--max-cost, --max-tokens, --max-calls, "
+                        "--max-minutes)")
     source, parallel = local_steps, args.parallel or DEFAULT_SUBMISSION.parallel
     if address:
         resources = cluster.Resources(args.num_cpus, args.num_gpus, cluster.parse_resources(args.resource))
@@ -129,7 +132,7 @@ def cmd_sweep(args) -> int:
         # A large cluster holds more runs than one submission may run at once.
         parallel = args.parallel or min(cluster.capacity(resources), SETTINGS["parallel"].high)
     limits = Submission(parallel=parallel, max_per_endpoint=args.max_per_endpoint,
-                        **given(args, SWEEP_BUDGET)).check()
+                        **given(args, SWEEP_BUDGET_SETTINGS)).check()
     started = time.perf_counter()
     with open_store(args) as store:
         study = args.study or store.new_study("sweep")
