@@ -74,7 +74,7 @@ test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.mlflow $(VENV)/.model llama
 FAST := not browser and not real_model and not cluster and not disk
 test-fast: $(VENV)/.dev $(VENV)/.ray $(VENV)/.mlflow
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -m "$(FAST)"
+	$(PY) -m pytest -q -m "$(FAST)" -n 2 --dist loadfile
 
 # One JSON line per figure; fails when any figure misses its target.
 bench: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model llama

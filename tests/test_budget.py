@@ -138,15 +138,18 @@ def test_max_tokens_on_the_real_llama_server_stops_and_resumes_to_the_unlimited_
         total = store.run_spent(free).tokens
     limit = total // 2
     SERVERS.stop_all()
-    with Store(tmp_path / "capped.duckdb") as store:
-        capped = create_run(store, config.replace(max_tokens=limit))
-        summary = execute_run(store, capped)
-        assert summary["status"] == Status.BUDGET_REACHED and "--max-tokens" in summary["error"]
-        assert store.run_spent(capped).tokens <= limit
-        assert 0 < summary["steps"] < 3
-        store.set_limits(capped, config.replace(max_tokens=10 * total))
-        assert execute_run(store, capped)["status"] == "completed"
-        assert [s["notes"] for s in store.steps(capped)] == expected
+    try:
+        with Store(tmp_path / "capped.duckdb") as store:
+            capped = create_run(store, config.replace(max_tokens=limit))
+            summary = execute_run(store, capped)
+            assert summary["status"] == Status.BUDGET_REACHED and "--max-tokens" in summary["error"]
+            assert store.run_spent(capped).tokens <= limit
+            assert 0 < summary["steps"] < 3
+            store.set_limits(capped, config.replace(max_tokens=10 * total))
+            assert execute_run(store, capped)["status"] == "completed"
+            assert [s["notes"] for s in store.steps(capped)] == expected
+    finally:
+        SERVERS.stop_all()  # no idle server of this model left for a later test to mistake for its own
 
 
 def test_max_minutes_stops_an_offline_run_between_steps(tmp_path):

@@ -567,6 +567,7 @@ def test_a_model_server_killed_mid_run_fails_that_run_and_the_dashboard_goes_on(
 
     from iml_core.backends.llama_server import SERVERS
 
+    SERVERS.stop_all()  # so that the one server of this model is this run's, not an earlier test's
     at = models_page_with_file(tiny_model)
     start_llm_run(at, steps=6, eval_size=40, max_note_words=30)
     store, manager = engine(db)
