@@ -95,6 +95,20 @@ def _number(name, label, low, high, help, **more) -> Setting:
     return Setting(name, "number", label, help, low, high, **more)
 
 
+# Budgets (iml_core.budget): what a run may spend before it stops as `budget reached`. Not how
+# it learns nor what it is scored on, so neither a sweep axis nor a part of its baselines' key.
+_BUDGETS = (
+    _number("max_cost", "Cost limit", 0.0, 1e9, "stop before the model call that would pass this cost (in the "
+            "price units above; empty: no limit)", part="budget", axis=False, optional=True),
+    _integer("max_tokens", "Token limit", 1, 10**12, "stop before the model call that would pass this many tokens "
+             "in and out (empty: no limit)", part="budget", axis=False, optional=True, step=1000),
+    _integer("max_calls", "Model call limit", 1, 10**9, "stop before the model call past this many "
+             "(empty: no limit)", part="budget", axis=False, optional=True, step=10),
+    _number("max_minutes", "Minute limit", 0.01, 1e6, "stop at the first model call or step after this many "
+            "minutes of running (empty: no limit)", part="budget", axis=False, optional=True, step=1.0),
+)
+
+
 SETTINGS = {s.name: s for s in (
     Setting("task", "text", "Task", "a preset (paper, noisy, hard), a generated task "
             "(rules:classes=3,attributes=6,relevant=2,...; its knobs on the Data page) or the path of a CSV file",
@@ -165,16 +179,7 @@ SETTINGS = {s.name: s for s in (
             "cost column", part="model"),
     _number("price_out", "Price per million output tokens", 0.0, 1000.0, "price per million output tokens, for "
             "the cost column", part="model"),
-    # Budgets (iml_core.budget): what a run may spend before it stops as `budget reached`. Not how
-    # it learns nor what it is scored on, so neither a sweep axis nor a part of its baselines' key.
-    _number("max_cost", "Cost limit", 0.0, 1e9, "stop before the model call that would pass this cost (in the "
-            "price units above; empty: no limit)", part="budget", axis=False, optional=True),
-    _integer("max_tokens", "Token limit", 1, 10**12, "stop before the model call that would pass this many tokens "
-             "in and out (empty: no limit)", part="budget", axis=False, optional=True, step=1000),
-    _integer("max_calls", "Model call limit", 1, 10**9, "stop before the model call past this many "
-             "(empty: no limit)", part="budget", axis=False, optional=True, step=10),
-    _number("max_minutes", "Minute limit", 0.01, 1e6, "stop at the first model call or step after this many "
-            "minutes of running (empty: no limit)", part="budget", axis=False, optional=True, step=1.0),
+    *_BUDGETS,
     Setting("cache", "flag", "Answer repeated calls from the response cache", "a repeated identical call costs "
             "nothing; off measures the model afresh", part="model", axis=False),
     # Up to a large Ray cluster's CPUs: a sweep there defaults to its capacity.
@@ -183,20 +188,15 @@ SETTINGS = {s.name: s for s in (
     _integer("max_per_endpoint", "At most at once per model server", 1, 4096, "runs of one submission calling the "
              "same model server at once, so a sweep cannot flood it (empty: no cap)", part="submission",
              axis=False, optional=True),
-    # A sweep's budget (iml_core.budget): what all the runs of one submission may spend together.
-    _number("sweep_max_cost", "Sweep cost limit", 0.0, 1e9, "what the runs of this sweep may cost together "
-            "(empty: no limit)", part="submission", axis=False, optional=True),
-    _integer("sweep_max_tokens", "Sweep token limit", 1, 10**12, "tokens the runs of this sweep may spend together "
-             "(empty: no limit)", part="submission", axis=False, optional=True, step=1000),
-    _integer("sweep_max_calls", "Sweep model call limit", 1, 10**9, "model calls the runs of this sweep may make "
-             "together (empty: no limit)", part="submission", axis=False, optional=True, step=10),
-    _number("sweep_max_minutes", "Sweep minute limit", 0.01, 1e6, "minutes after its submission at which the "
-            "sweep's runs stop (empty: no limit)", part="submission", axis=False, optional=True, step=1.0),
+    # A sweep's budget (iml_core.budget): the same limits, for all the runs of one submission together.
+    *(dataclasses.replace(limit, name=f"sweep_{limit.name}", label=f"Sweep {limit.label.lower()}",
+                          help=f"for all the runs of this sweep together: {limit.help}", part="submission")
+      for limit in _BUDGETS),
 )}
 RUN_SETTINGS = {name: s for name, s in SETTINGS.items() if s.part != "submission"}
 # A run's own limits, and a sweep's for its runs together (iml_core.budget).
-BUDGET_SETTINGS = [name for name, s in SETTINGS.items() if s.part == "budget"]
-SWEEP_BUDGET_SETTINGS = [name for name in SETTINGS if name.startswith("sweep_max_")]
+BUDGET_SETTINGS = [limit.name for limit in _BUDGETS]
+SWEEP_BUDGET_SETTINGS = [f"sweep_{limit.name}" for limit in _BUDGETS]
 
 
 @dataclass(frozen=True)
