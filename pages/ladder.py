@@ -5,7 +5,8 @@ from iml_core.builders import check_run
 from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
 from iml_core.registry import AGENTS
 from iml_core.studies import LADDER, LADDER_SEEDS, MOST_LADDER_SEEDS, ladder_study
-from iml_core import charts
+from iml_core import charts, render
+from iml_core.layout_probe import suggested_layout
 from studio.ui import chosen_study, current, estimate_caption, model_settings, queue_study, show_problem, study_runs, \
     table
 from studio.widgets import setting_input
@@ -28,8 +29,11 @@ seeds = middle.number_input("Seeds per rung", 1, MOST_LADDER_SEEDS, LADDER_SEEDS
 limits = Submission(parallel=setting_input(right, "parallel", DEFAULT_SUBMISSION.parallel, key="ladder_parallel"))
 model = model_settings() if AGENTS[agent].uses_model else {}
 if model:
-    model["prompt_layout"] = setting_input(left, "prompt_layout", model.get("prompt_layout", defaults.prompt_layout),
-                                           key="ladder_prompt_layout")
+    advice = suggested_layout(model["model"]) if model.get("model") else None
+    model["prompt_layout"] = setting_input(left, "prompt_layout", model.get(
+        "prompt_layout", advice.layout if advice else defaults.prompt_layout), key="ladder_prompt_layout")
+    if advice is not None:
+        st.html(render.caption(f"Suggested for this model: the {advice.layout} layout, {advice.reason}."))
 
 base = RunConfig(agent=agent, **chosen, **model)
 configs = ladder_study(base, int(seeds))

