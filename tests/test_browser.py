@@ -29,15 +29,16 @@ HOSTILE = "<script>alert('x')</script> <img src=x onerror=alert(1)> [click](java
 
 
 @contextlib.contextmanager
-def dashboard(db: Path, tmp_path: Path):
-    """`streamlit run` on a free port over `db`; on the way out, the server log must hold no traceback."""
+def dashboard(db: Path, tmp_path: Path, env: dict | None = None):
+    """`streamlit run` on a free port over `db` (with `env` added to the environment); on the way out,
+    the server log must hold no traceback."""
     port = free_port()
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
              str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env={**os.environ, "IML_DB": str(db)}, stdout=log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env={**os.environ, "IML_DB": str(db), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_answers(f"{url}/_stcore/health", process, "streamlit", log_path)
@@ -362,3 +363,31 @@ def test_no_page_shows_none_or_a_name_from_the_code(tmp_path):
                     for t in texts for m in [CODE_WORD.search(t)] if m]
             assert said == [], (title, said)
     assert seen_tables >= 3, f"only {seen_tables} pages showed a table a reader could see"
+
+
+def test_the_models_page_installs_a_model_with_a_progress_bar_until_verified(tmp_path, monkeypatch):
+    """A small catalogue row of the test's own (the tiny GGUF in 6 wheels served to the real pip from a
+    local wheelhouse): the bar moves while it installs, and the model ends verified and listed."""
+    from tiny_gguf import write_tiny_llama
+    from wheelhouse import split_row, use_catalogue
+
+    wheelhouse = tmp_path / "wheelhouse"
+    row = split_row("tiny-test", write_tiny_llama(tmp_path / "tiny.gguf").read_bytes(), 6, wheelhouse)
+    env = use_catalogue(monkeypatch, tmp_path, [row], wheelhouse)
+    with dashboard(tmp_path / "models.duckdb", tmp_path, env) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        nav(page, "Models")
+        page.get_by_role("button", name=re.compile(r"^Install \(1 MB\)$")).click()
+        bar = page.get_by_test_id("stProgress").first
+        expect(bar).to_be_visible()
+        expect(page.get_by_text(re.compile(r"tiny-test: (downloading|verifying) part \d of 6"))).to_be_visible()
+        expect(page.get_by_text("Installed, SHA-256 verified")).to_be_visible(timeout=120_000)
+        expect(bar).to_have_count(0)
+        expect(page.get_by_text("1 model file(s) found")).to_be_visible()  # listed once the page reran
+        wait_idle(page)
+        choose_option(page, "Model", "tiny-test")  # it is a model to choose now
+        wait_idle(page)
+        expect(page.get_by_text("Choose a model above.")).to_have_count(0)
+    assert (tmp_path / "model-cache" / "tiny-test" / "verified.json").is_file()
