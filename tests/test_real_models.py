@@ -207,3 +207,21 @@ def test_the_user_layout_keeps_the_shared_part_first_so_the_kv_cache_is_reused(s
     assert plain.prompt_layout == "plain" and all(p.predicted in CLASSES for p in plain.predictions)
     assert all(p.note_sentence is None for p in plain.predictions)
     assert all("which line" not in c.prompt and "[1]" not in c.prompt for c in plain.calls)
+
+
+def test_qwen_applies_the_rung_1_rule_in_the_plain_layout_and_stays_near_the_floor_without_it(qwen_model):
+    """Qwen2.5-Coder-1.5B (from the registry's packages, by its catalogue name) answers with the rule
+    card as notes, and not by guessing well: with no notes it is near the majority class's share."""
+    from iml_core.builders import build_task
+    from iml_core.evaluation import majority, oracle_notes, score_notes
+    from iml_core.registry import model_agent
+    from iml_core.studies import LADDER
+
+    config = RunConfig(agent=model_agent(), backend="llama-server", model="qwen2.5-coder-1.5b",
+                       prompt_layout="plain", task=LADDER[0].task(0), eval_size=40).check()
+    oracle = score_notes(config, oracle_notes(build_task(config), config.agent), kind="oracle")
+    floor = score_notes(config, "", kind="no notes")
+    share = majority(config).accuracy
+    assert oracle.accuracy >= 0.9, oracle.summary()
+    assert floor.accuracy <= share + 0.15, (floor.summary(), share)
+    assert oracle.accuracy - floor.accuracy >= 0.25
