@@ -249,6 +249,7 @@ def _join_verified(model: CatalogueModel, parts: list[Path]) -> None:
                 while chunk := f.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
+            path.unlink()  # each part was verified alone: at most one part beside the joined file
     size = partial.stat().st_size
     if size != model.size or digest.hexdigest() != model.sha256:
         partial.unlink()

@@ -2,6 +2,7 @@
 
 import html
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -385,7 +386,10 @@ def test_models_page_guides_until_a_model_is_chosen_and_offers_the_starter(db, s
     assert not at.exception and not alerts(at), "no red box before anything is chosen"
     assert any("Choose a model above" in i.value for i in at.info)
     assert {"starter", "tiny-llama.gguf"} <= set(at.selectbox(key="model_choice").options)
-    assert any("too small to learn the benchmark" in c.value for c in at.caption)
+    described = " ".join(h.proto.body for h in at.get("html"))
+    assert "starter: SmolLM2-135M-Instruct (Q4_1), 98 MB, Apache-2.0" in described
+    assert "cannot apply a rule it is given" in described
+    assert [s.value for s in at.success].count("Installed, SHA-256 verified") >= 1
     found = at.dataframe[0].value
     row = found[found["name"] == "starter"].iloc[0]
     assert (row["architecture"], row["parameters"], row["quantization"], row["context"], row["chat template"]) == (
@@ -407,10 +411,16 @@ def test_models_page_guides_until_a_model_is_chosen_and_offers_the_starter(db, s
 
 
 def test_the_chosen_model_outlives_a_reload_and_the_only_model_is_preselected(db, starter_model, tiny_model,
-                                                                            monkeypatch):
+                                                                            monkeypatch, tmp_path):
     from studio.ui import models_here
 
-    models_here.clear()  # only the starter here: it is the choice until another is made
+    # Only the starter here (a model cache holding a link to it): it is the choice until another is made.
+    cache = tmp_path / "model-cache" / "starter"
+    cache.mkdir(parents=True)
+    (cache / starter_model.name).symlink_to(starter_model)
+    shutil.copy(starter_model.parent / "verified.json", cache)
+    monkeypatch.setenv("IML_MODEL_CACHE", str(cache.parent))
+    models_here.clear()
     at = app_at("pages/new_run.py")
     at.selectbox(key="agent").set_value("llm")
     at.run()
