@@ -27,6 +27,11 @@ LAYERS = [
     ["manager", "cluster"],
     ["cli", "__main__"],
 ]
+# The same within a package whose modules have an order of their own; its __init__ re-exports them all.
+PACKAGE_LAYERS = {
+    "tasks": [["types"], ["domains", "csv_task", "rule_card"], ["spec"], ["generator"], ["presets"], ["files"]],
+}
+MAX_FILE_LINES, MAX_CLASS_LINES = 450, 250
 
 
 def module_name(path: Path) -> str:
@@ -87,6 +92,36 @@ def test_the_engine_imports_down_its_layers_and_in_no_circle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_a_package_s_modules_import_down_its_own_layers():
+    modules = engine_modules()
+    for package, layers in PACKAGE_LAYERS.items():
+        prefix = f"iml_core.{package}."
+        own = {name: path for name, path in modules.items() if name.startswith(prefix)}
+        placed = {name for layer in layers for name in layer}
+        assert {name.removeprefix(prefix) for name in own} == placed, (
+            f"PACKAGE_LAYERS[{package!r}] must name every module of iml_core/{package}/ once")
+        level = {prefix + name: index for index, layer in enumerate(layers) for name in layer}
+        upward = [f"{a} -> {b}" for a, path in own.items() for b in imports_of(path, modules)
+                  if b in level and level[b] > level[a]]
+        back_to_init = [a for a, path in own.items() if f"iml_core.{package}" in imports_of(path, modules)]
+        assert not upward, f"imports running back up inside iml_core/{package}/: {upward}"
+        assert not back_to_init, f"modules importing their own package's __init__ (a circle): {back_to_init}"
+
+
+def test_every_engine_file_and_class_stays_small():
+    # Every module, not a chosen few: a file or class past these bars holds more than one job.
+    long_files, long_classes = [], []
+    for name, path in engine_modules().items():
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            long_files.append(f"{name} ({len(text.splitlines())} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                long_classes.append(f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long_files, f"engine files over {MAX_FILE_LINES} lines: {long_files}"
+    assert not long_classes, f"engine classes over {MAX_CLASS_LINES} lines: {long_classes}"
 
 
 def test_the_walk_sees_deferred_imports_and_ignores_type_checking_ones(tmp_path):
