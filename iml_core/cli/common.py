@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
-from iml_core.analysis import estimate
 from iml_core.config import SETTINGS, RunConfig, Setting
 from iml_core.errors import UserError
 from iml_core.models import is_local_model, resolve_model
@@ -165,6 +164,7 @@ def say_estimate(store: Store, configs, baselines=()) -> None:
     models = {c.model for c in configs if c.uses_model}
     if not models:
         return
+    from iml_core.analysis import estimate  # pandas: only the commands that start runs need it
     names = set(models)
     for model in models:  # a model here is stored with its runs by its file
         if is_local_model(model):

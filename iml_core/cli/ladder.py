@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from iml_core import analysis, evaluation
+from iml_core import evaluation
 from iml_core.cli.common import add_setting, add_settings, command, given, open_store, percent, say_estimate, \
     with_model_defaults
 from iml_core.cli.runs import BUDGET_REACHED
@@ -35,6 +35,8 @@ def add(commands) -> None:
 
 
 def cmd_ladder(args) -> int:
+    from iml_core import analysis  # pandas: here only, not in every command
+
     base = RunConfig(**with_model_defaults(given(args, LADDER_FLAGS)))
     configs = ladder_study(base, args.seeds, args.rungs)
     limits = Submission(parallel=args.parallel or DEFAULT_SUBMISSION.parallel).check()
