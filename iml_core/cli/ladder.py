@@ -8,13 +8,12 @@ import sys
 from iml_core import evaluation
 from iml_core.cli.common import add_setting, add_settings, command, given, open_store, percent, say_estimate, \
     with_model_defaults
-from iml_core.cli.runs import BUDGET_REACHED
+from iml_core.cli.exits import Exit, exit_for
 from iml_core.cli.sweep import follow
 from iml_core.config import DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, RunConfig, Submission
 from iml_core.errors import RunFailed, UserError
 from iml_core.manager import RunManager
 from iml_core.registry import AGENTS
-from iml_core.status import Status
 from iml_core.studies import LADDER, LADDER_SEEDS, ladder_study
 
 # The ladder sets the task, its noise and the seed of each run; everything else is the caller's.
@@ -70,9 +69,7 @@ def cmd_ladder(args) -> int:
         print(verdict)
         if failed:
             print(f"iml: failed: {failed}", file=sys.stderr)
-    if failed or statuses - {Status.COMPLETED, Status.BUDGET_REACHED}:
-        return 1
-    return BUDGET_REACHED if Status.BUDGET_REACHED in statuses else 0
+    return Exit.FAILED if failed else exit_for(statuses)
 
 
 def _numbers(text: str) -> list[int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from iml_core import cluster
 from iml_core.cli.common import NUMBERS, add_setting, add_settings, command, given, open_store, percent, \
     say_estimate
+from iml_core.cli.exits import Exit, exit_for
 from iml_core.config import BUDGET_SETTINGS, DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, \
     SWEEP_BUDGET_SETTINGS, RunConfig, Submission
 from iml_core.errors import UserError
@@ -151,7 +152,7 @@ def cmd_sweep(args) -> int:
             except TimeoutError:
                 pass  # its threads end with this process; the next command marks their runs interrupted
             print(f"{study} cancelled; finished runs are kept in {store.path}", file=sys.stderr)
-            return 130
+            return Exit.CANCELLED
         runs = [store.run(run_id) for run_id in run_ids]
     summary = {"study": study, "db": str(store.path), "ray_address": address,
                "seconds": round(time.perf_counter() - started, 3),
@@ -165,7 +166,7 @@ def cmd_sweep(args) -> int:
         for r in summary["runs"]:
             cell = " ".join(f"{name}={r[name]}" for name in axes)
             print(f"run {r['run_id']:>5} {r['status']:<10} {cell:<40} final {percent(r['final_eval_accuracy'])}%")
-    return 0 if all(r["status"] == Status.COMPLETED for r in runs) else 1
+    return exit_for(r["status"] for r in runs)
 
 
 def follow(store: Store, manager: RunManager, run_ids: list[int]) -> None:
