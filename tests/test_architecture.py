@@ -13,7 +13,8 @@ ENGINE = ROOT / "iml_core"
 # Low to high: a module may import from its own layer or below, never above. Within a layer the
 # imports must still form no circle.
 LAYERS = [
-    ["errors", "status", "diff", "attribution", "prompts", "gguf_header", "progress", "budget"],
+    ["errors", "status", "baseline_kinds", "formats", "diff", "attribution", "prompts", "gguf_header", "progress",
+     "budget"],
     ["tasks", "llama_build", "truth"],
     ["backends", "agents", "models"],  # models finds GGUF files for the backends and asks servers through one
     ["registry"],

@@ -16,17 +16,11 @@ import pytest
 from iml_core.agents import ModelCall, PhaseName
 from iml_core.config import RunConfig
 from iml_core.learner import PredictionRecord, StepRecord
-from iml_core.store import BASELINE_KINDS, SCHEMA_VERSION, Store
+from iml_core.store import SCHEMA_VERSION, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 # The release before migration 13: the previous code that wrote these databases, run as it shipped.
 PREVIOUS_RELEASE = "79a6e168ea2e6e6a9080412730d3de8528b19866"
-
-
-def test_the_store_and_the_evaluations_name_the_same_baselines():
-    from iml_core.evaluation import BASELINES
-
-    assert set(BASELINE_KINDS) == set(BASELINES)
 
 
 def old_rows(cursor) -> tuple[int, dict]:

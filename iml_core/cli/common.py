@@ -50,10 +50,6 @@ def open_store(args) -> Store:
     return store
 
 
-def percent(value: float | None) -> str:
-    return "    -" if value is None else f"{100 * value:5.1f}"
-
-
 def run_default(name: str) -> str | None:
     """What a run takes for a setting its command line leaves out, in words for the flag's help."""
     if name == "agent":

@@ -6,10 +6,12 @@ import json
 import sys
 
 from iml_core import evaluation
-from iml_core.cli.common import add_setting, add_settings, command, given, open_store, percent, say_estimate, \
+from iml_core.baseline_kinds import Baseline
+from iml_core.cli.common import add_setting, add_settings, command, given, open_store, say_estimate, \
     with_model_defaults
 from iml_core.cli.exits import Exit, exit_for
 from iml_core.cli.sweep import follow
+from iml_core.formats import percent
 from iml_core.config import DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, RunConfig, Submission
 from iml_core.errors import RunFailed, UserError
 from iml_core.manager import RunManager
@@ -62,10 +64,12 @@ def cmd_ladder(args) -> int:
         print(json.dumps({"study": study, "db": str(store.path), "run_ids": run_ids, "rungs": rows,
                           "verdict": verdict, "baselines_failed": failed or None}))
     else:
-        print(f"{'rung':<42} {'floor':>6} {'major':>6} {'in-ctx':>6} {'oracle':>6} {'learned':>7}  applies learns")
-        for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).itertuples():
-            print(f"{row.rung}. {row.task:<39} {percent(row._4)} {percent(row.majority)} {percent(row._6)} "
-                  f"{percent(row.oracle)} {percent(row.learned)}   {row.applies:<7} {row.learns}")
+        heads = {Baseline.NO_NOTES: "floor", Baseline.MAJORITY: "major", Baseline.IN_CONTEXT: "in-ctx",
+                 Baseline.ORACLE: "oracle", "learned": "learned"}
+        print(f"{'rung':<42} " + " ".join(f"{heads[c]:>7}" for c in analysis.LADDER_COLUMNS) + "  applies learns")
+        for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).to_dict("records"):
+            shares = " ".join(percent(row[c], 7) for c in analysis.LADDER_COLUMNS)
+            print(f"{row['rung']}. {row['task']:<39} {shares}   {row['applies']:<7} {row['learns']}")
         print(verdict)
         if failed:
             print(f"iml: failed: {failed}", file=sys.stderr)

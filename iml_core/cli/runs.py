@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
-from iml_core.cli.common import NUMBERS, add_settings, command, given, open_store, percent, say_estimate, \
+from iml_core.cli.common import NUMBERS, add_settings, command, given, open_store, say_estimate, \
     with_model_defaults
 from iml_core.cli.exits import Exit, exit_for
+from iml_core.formats import percent
 from iml_core.config import BUDGET_SETTINGS, RUN_SETTINGS, RunConfig
 from iml_core.errors import IMLError
 from iml_core.runner import check_resumable, create_run, execute_run, fork_config, raise_limits, run_summary
@@ -119,6 +120,6 @@ def execute(store: Store, run_id: int, total_steps: int, as_json: bool, observer
         print(json.dumps(summary))
     else:
         print(f"run {summary['run_id']} {summary['status']}: {summary['steps']} steps, "
-              f"final eval accuracy {percent(summary['final_eval_accuracy']).strip()}%, "
-              f"best {percent(summary['best_eval_accuracy']).strip()}% ({summary['db']})")
+              f"final eval accuracy {percent(summary['final_eval_accuracy'])}, "
+              f"best {percent(summary['best_eval_accuracy'])} ({summary['db']})")
     return exit_for([summary["status"]])

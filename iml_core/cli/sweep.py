@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 from iml_core import cluster
-from iml_core.cli.common import NUMBERS, add_setting, add_settings, command, given, open_store, percent, \
+from iml_core.cli.common import NUMBERS, add_setting, add_settings, command, given, open_store, \
     say_estimate
 from iml_core.cli.exits import Exit, exit_for
+from iml_core.formats import percent
 from iml_core.config import BUDGET_SETTINGS, DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, \
     SWEEP_BUDGET_SETTINGS, RunConfig, Submission
 from iml_core.errors import UserError
@@ -165,7 +166,7 @@ def cmd_sweep(args) -> int:
     else:
         for r in summary["runs"]:
             cell = " ".join(f"{name}={r[name]}" for name in axes)
-            print(f"run {r['run_id']:>5} {r['status']:<10} {cell:<40} final {percent(r['final_eval_accuracy'])}%")
+            print(f"run {r['run_id']:>5} {r['status']:<10} {cell:<40} final {percent(r['final_eval_accuracy'])}")
     return exit_for(r["status"] for r in runs)
 
 
@@ -179,7 +180,7 @@ def follow(store: Store, manager: RunManager, run_ids: list[int]) -> None:
                 continue
             run = store.run(run_id)
             reported.add(run_id)
-            outcome = f"final {percent(run['final_eval_accuracy']).strip()}%" if run["status"] == Status.COMPLETED \
+            outcome = f"final {percent(run['final_eval_accuracy'])}" if run["status"] == Status.COMPLETED \
                 else (run["error"] or "")
             print(f"run {run_id} {run['status']}: {outcome} [{len(reported)}/{len(run_ids)}]", file=sys.stderr)
         time.sleep(0.2)

@@ -20,12 +20,12 @@ from pathlib import Path
 from iml_core.store.database import DEFAULT_DB, Database
 from iml_core.store.evaluations import Evaluations
 from iml_core.store.reads import RunReads
-from iml_core.store.records import BASELINE_KINDS, Served
+from iml_core.store.records import Served
 from iml_core.store.responses import StoredResponseCache
 from iml_core.store.schema import MIGRATIONS, SCHEMA_VERSION
 from iml_core.store.writes import RunWrites
 
-__all__ = ["BASELINE_KINDS", "DEFAULT_DB", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Served", "Store",
+__all__ = ["DEFAULT_DB", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Served", "Store",
            "StoredResponseCache"]
 
 
