@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from iml_core.agents import Agent
-from iml_core.backends import Backend
+from iml_core.backends import OPENAI_URL, Backend
 
 # A build function receives the run's settings (an iml_core.config.RunConfig; typed Any here so the
 # registry sits below the settings that read its names).
@@ -90,7 +90,7 @@ class BackendKind:
         """The model server a run calls (for the per-server cap); None for a model run in this process.
         A managed llama-server is named by its model: the runs of one model share one server."""
         if self.process == "remote":
-            return config.base_url or "https://api.openai.com/v1"
+            return config.base_url or OPENAI_URL
         return f"{self.name} {config.model}" if self.process == "managed" else None
 
 

@@ -4,7 +4,6 @@ flags of the settings, each made from its row in SETTINGS."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterable
@@ -13,7 +12,7 @@ from iml_core.config import SETTINGS, RunConfig, Setting
 from iml_core.errors import UserError
 from iml_core.models import is_local_model, resolve_model
 from iml_core.registry import AGENTS, default_backend, model_agent
-from iml_core.store import DEFAULT_DB, Store
+from iml_core.store import DEFAULT_DB, Store, database_path
 
 NUMBERS = ("integer", "number")
 RUN_DEFAULTS = RunConfig()
@@ -39,7 +38,7 @@ def command(commands, name: str, handler: Callable[[argparse.Namespace], int], h
 
 
 def db_path(args) -> Path:
-    return Path(args.db or os.environ.get("IML_DB") or DEFAULT_DB)
+    return database_path(args.db)
 
 
 def open_store(args) -> Store:

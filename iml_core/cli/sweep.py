@@ -123,16 +123,14 @@ def cmd_sweep(args) -> int:
     address = cluster.ray_address(args.ray_address)
     if address and given(args, SWEEP_BUDGET_SETTINGS):
         raise UserError("a sweep's shared budget (--sweep-max-...) lives in this process and cannot reach Ray "
-                        "workers; on a cluster give each run its own limit (--max-cost, --max-tokens, --max-calls, "
-                        "--max-minutes)")
+                        "workers; on a cluster give each run its own limit ("
+                        + ", ".join(SETTINGS[name].flag for name in BUDGET_SETTINGS) + ")")
     source, parallel = local_steps, args.parallel or DEFAULT_SUBMISSION.parallel
     if address:
         resources = cluster.Resources(args.num_cpus, args.num_gpus, cluster.parse_resources(args.resource))
-        cluster.connect(address)
-        cluster.check_feasible(resources)
-        source = cluster.RaySteps(resources, worker_retries=args.worker_retries)
+        source, capacity = cluster.on_cluster(address, resources, args.worker_retries)
         # A large cluster holds more runs than one submission may run at once.
-        parallel = args.parallel or min(cluster.capacity(resources), SETTINGS["parallel"].high)
+        parallel = args.parallel or min(capacity, SETTINGS["parallel"].high)
     limits = Submission(parallel=parallel, max_per_endpoint=args.max_per_endpoint,
                         **given(args, SWEEP_BUDGET_SETTINGS)).check()
     started = time.perf_counter()
