@@ -46,6 +46,25 @@ def _openai(config: RunSettings, on_retry=None) -> Backend:
                                on_retry=on_retry)
 
 
+def _check_model_here(config: RunSettings) -> None:
+    """A GGUF run's settings, checked without running it: the file (a listed name or a path), its
+    header (a truncated or corrupt file), and llama.cpp built here. Starts no server, loads nothing."""
+    from iml_core.backends.llama_cpp import check_model_file
+    from iml_core.gguf_header import read_gguf_header
+    from iml_core.llama_build import require_build
+    from iml_core.models import resolve_model
+
+    read_gguf_header(check_model_file(resolve_model(config.model)))
+    require_build(build_if_missing=False)
+
+
+def _check_server_settings(config: RunSettings) -> None:
+    """A remote run's settings: a base URL that is a URL. Reaching the server is a network round trip,
+    too slow for a check on every page rerun; the Models page's Test and a run's first call ask it."""
+    from iml_core.backends.openai_compat import check_base_url
+    check_base_url(config.base_url)
+
+
 def _model_file_here(model: str, base_url: str) -> bool:
     """A GGUF here: a listed name, or anything that reads as a file path (so that a wrong path is
     told it is missing, not sent to a server)."""
@@ -80,6 +99,9 @@ class BackendKind:
     claims: Callable[[str, str], bool]
     # The models it can run now, by the names a run's `model` takes (may ask a server: RunFailed).
     list_models: Callable[[str], list[str]]
+    # What can be told of a run's settings without building the backend (UserError naming the first
+    # problem): no server started, no weights loaded, nothing sent. Pages call it on every rerun.
+    check: Callable[[RunSettings], None] = lambda config: None
 
     @property
     def runs_here(self) -> bool:
@@ -98,15 +120,15 @@ BACKENDS = {kind.name: kind for kind in (
     BackendKind("llama-server", "On this machine: a GGUF file run by llama.cpp in a server of its own "
                                 "(a crash there stops one run, not the app)",
                 ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty", "slots"), ("repeat_penalty",),
-                _llama_server, "managed", _model_file_here, _models_here),
+                _llama_server, "managed", _model_file_here, _models_here, _check_model_here),
     BackendKind("llama-cpp", "On this machine: a GGUF file run by llama.cpp inside this process",
                 ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty"), ("repeat_penalty",),
-                _llama_cpp, "in process", lambda model, base_url: False, _models_here),
+                _llama_cpp, "in process", lambda model, base_url: False, _models_here, _check_model_here),
     BackendKind("openai", "On a server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, LM Studio, "
                           "llama.cpp server)",
                 ("base_url", "max_parallel", "timeout", "max_retries", "structured_output", "price_in", "price_out",
                  "frequency_penalty", "presence_penalty"), ("frequency_penalty", "presence_penalty"), _openai,
-                "remote", lambda model, base_url: True, _server_models),
+                "remote", lambda model, base_url: True, _server_models, _check_server_settings),
 )}
 
 

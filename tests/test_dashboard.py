@@ -223,6 +223,54 @@ def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_m
     assert len(store.model_calls(run["id"])) > 0
 
 
+def llama_server_processes(model: Path) -> list[int]:
+    """The pids of every llama-server on this machine serving `model`, whoever started it."""
+    wanted = {str(model).encode(), str(model.resolve()).encode()}
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+        except OSError:
+            continue  # gone, or not ours to read
+        if any(part.endswith(b"llama-server") for part in command) and wanted & set(command):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.parametrize("backend", ["llama-server", "llama-cpp"])
+def test_new_run_checks_a_chosen_gguf_without_starting_a_server_or_loading_weights(db, tiny_model, backend):
+    from iml_core.backends import llama_cpp
+    from iml_core.backends.llama_server import SERVERS
+
+    SERVERS.stop_all()  # none of an earlier test's left to be mistaken for this page's
+    loaded = dict(llama_cpp._models)
+    at = models_page_with_file(tiny_model)
+    at.radio(key="model_backend").set_value(backend)
+    at.run()
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    at.number_input(key="eval_size").set_value(50)  # a rerun with the model chosen: checked again
+    at.run()
+    assert not at.exception and not alerts(at), alerts(at)
+    assert not at.button(key="launch").disabled  # checked and found fit to start
+    assert llama_server_processes(tiny_model) == [] and SERVERS.servers() == []
+    assert llama_cpp._models == loaded  # no weights loaded into this process
+    # And the check does see the file: a truncated copy is refused by its header, still without a server.
+    cut = tiny_model.parent / f"cut-{backend}.gguf"
+    cut.write_bytes(tiny_model.read_bytes()[:2000])
+    at.switch_page("pages/models.py")
+    at.run()
+    choose_file(at, cut)
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    assert any("truncated" in a for a in alerts(at)), alerts(at)
+    assert at.button(key="launch").disabled and llama_server_processes(cut) == []
+
+
 def test_a_cancelled_run_resumes_from_the_runs_page(db):
     import threading
     from iml_core.runner import create_run, execute_run
