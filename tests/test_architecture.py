@@ -150,3 +150,19 @@ def test_agents_are_told_apart_only_in_the_registries():
     found = [f"{p.relative_to(ROOT)}:{n}" for p in files if p.name != "registry.py"
              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert not found, f"agents compared by name outside iml_core/registry.py: {found}"
+
+
+def test_the_architecture_doc_names_only_files_that_exist_and_lists_the_layers_tested_here():
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    # A path as the doc writes it: from the checkout (studio/engine.py), from the engine (store/records.py) or
+    # inside the part it describes (studio/ ... widgets.py).
+    named = set(re.findall(r"(?<![\w/.~-])((?:[\w-]+/)*[\w-]+\.py)\b", doc))
+    named |= {m for m in re.findall(r"`((?:[\w-]+/)+)`", doc)}
+    bases = (ROOT, ENGINE, ROOT / "studio")
+    missing = sorted(path for path in named if not any((base / path).exists() for base in bases))
+    assert len(named) > 15 and not missing, f"docs/ARCHITECTURE.md names files that are not there: {missing}"
+    block = doc.split("```")[1]
+    rows = [line.split("   ")[0].strip() for line in block.splitlines()
+            if re.match(r"  [a-z_]", line) and not line.startswith("   ")]
+    listed = [[name.strip().rstrip("/") for name in row.split(",")] for row in rows]
+    assert listed == LAYERS, "the layers in docs/ARCHITECTURE.md §1 are not tests/test_architecture.py's LAYERS"

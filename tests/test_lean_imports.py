@@ -51,3 +51,4 @@ def test_data_writes_the_benchmark_without_plotly_or_pandas(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "paper.csv").read_bytes() == (Path(__file__).parent.parent / "data" /
                                                                "paper.csv").read_bytes()
+
