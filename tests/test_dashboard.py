@@ -52,19 +52,71 @@ def with_runs(db, *configs):
     return store, run_ids
 
 
+def shown(at: AppTest, kind: str) -> list[str]:
+    """The text of every element of a kind on the page: a button's or metric's label and value too."""
+    return [" ".join(str(part) for part in (getattr(e, "label", ""), getattr(e, "value", "")) if part)
+            for e in at.get(kind)]
+
+
+def paper_rule_card() -> str:
+    from iml_core.tasks import generate_benchmark
+    return f"**Rule card**: the class depends on {', '.join(generate_benchmark('paper').rule_card['relevant'])} only."
+
+
+# What each page must show whether or not there are runs (kind, words), beside its title.
+ALWAYS = {
+    "pages/new_run.py": [("button", "Start run")],
+    "pages/paper.py": [("info", "No paper study yet"), ("button", "Queue the paper's experiments (18 runs)")],
+    "pages/ladder.py": [("info", "No ladder yet"), ("markdown", "1. 1 relevant, 2 classes, noise 0"),
+                        ("button", "Climb the ladder (15 runs, then their baselines)")],
+    "pages/data.py": [("markdown", "The IML paper's benchmark: 10 two-valued attributes"),
+                      ("markdown", "PAPER_RULE_CARD"), ("button", "Use on New run")],
+    "pages/models.py": [("subheader", "Offline rule learner (no LLM)"), ("subheader", "Language model")],
+}
+EMPTY = {
+    "pages/live.py": [("info", "No runs yet. Start one on the New run page.")],
+    "pages/runs.py": [("info", "No runs yet. Start one on the New run page.")],
+    "pages/notes.py": [("info", "No run has finished a step yet")],
+    "pages/compare.py": [("info", "No runs to compare yet")],
+}
+TITLES = {"pages/new_run.py": "New run", "pages/live.py": "Live", "pages/runs.py": "Runs", "pages/notes.py": "Notes",
+          "pages/compare.py": "Compare", "pages/paper.py": "Paper view", "pages/ladder.py": "Ladder",
+          "pages/data.py": "Data", "pages/models.py": "Models"}
+
+
+def assert_shows(at: AppTest, page: str, expected) -> None:
+    assert not at.exception, at.exception
+    assert shown(at, "title") == [TITLES[page]]
+    for kind, words in expected:
+        words = paper_rule_card() if words == "PAPER_RULE_CARD" else words
+        assert any(words in text for text in shown(at, kind)), (page, kind, words, shown(at, kind))
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_an_empty_database(db, page):
-    at = app_at(page)
-    assert not at.exception, at.exception
+    assert_shows(app_at(page), page, ALWAYS.get(page, []) + EMPTY.get(page, []))
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_with_runs(db, page):
-    with_runs(db, RunConfig(steps=4, eval_size=40, momentum=0.0), RunConfig(steps=4, eval_size=40, accumulation=2))
+    from iml_core.formats import percent
+
+    store, run_ids = with_runs(db, RunConfig(steps=4, eval_size=40, momentum=0.0),
+                               RunConfig(steps=4, eval_size=40, accumulation=2))
     at = app_at(page)
-    assert not at.exception, at.exception
+    assert_shows(at, page, ALWAYS.get(page, []))
+    assert not any(words in text for kind, words in EMPTY.get(page, []) for text in shown(at, kind))
     if page in ("pages/live.py", "pages/notes.py", "pages/compare.py"):
         assert at.get("plotly_chart"), page
+    best = {percent(store.run(i)["best_eval_accuracy"]) for i in run_ids}
+    if page == "pages/live.py":
+        assert any(text.startswith("Best eval accuracy") and text.split()[-1] in best for text in shown(at, "metric"))
+    if page == "pages/runs.py":
+        assert sorted(at.dataframe[0].value["id"]) == sorted(run_ids)
+    if page == "pages/notes.py":
+        assert "**Step 4**" in shown(at, "markdown") and "Start the fork" in shown(at, "button")
+    if page == "pages/compare.py":
+        assert any(text.startswith("Compute the missing baselines") for text in shown(at, "button"))
 
 
 def test_new_run_launches_a_run_whose_steps_are_stored(db):
