@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from iml_core.agents import PhaseName
+from iml_core.baseline_kinds import Baseline
+from iml_core import formats
 
 # How many of a run's last evaluated steps its instability (their spread) is taken over.
 INSTABILITY_WINDOW = 10
@@ -110,8 +112,8 @@ class Estimate:
         return said + f", about {self.tokens:,} tokens and a cost of {self.cost:.4g} (at the prices set)."
 
 
-# The baselines that ask a model (no notes, in-context, oracle) each answer the run's eval split.
-MODEL_BASELINES = 3
+# The baselines that ask a model each answer the run's eval split.
+MODEL_BASELINES = sum(kind.asks_model for kind in Baseline)
 
 
 def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=()) -> Estimate:
@@ -214,7 +216,7 @@ def alarms(steps: pd.DataFrame, learners: frozenset[int] = frozenset()) -> pd.Da
     frame["streak"] = unchanged.groupby([frame["run_id"], streak_id]).cumsum().where(unchanged, 0)
 
     def percent(values: pd.Series) -> pd.Series:
-        return pd.Series([f"{100 * v:.1f}%" for v in values], index=values.index, dtype=object)
+        return pd.Series([formats.percent(v) for v in values], index=values.index, dtype=object)
 
     def by_agent(rows: pd.DataFrame, learner: str, model: str) -> pd.Series:
         return pd.Series([learner if run_id in learners else model for run_id in rows["run_id"]], index=rows.index,
@@ -303,7 +305,7 @@ def final_accuracy_by_cell(runs: pd.DataFrame) -> pd.DataFrame:
 
 # A rung "applies" or "learns" its rule when the mean over seeds clears the floor by this much.
 LADDER_MARGIN = 0.10
-LADDER_COLUMNS = ("no notes", "majority", "in-context", "oracle", "learned")
+LADDER_COLUMNS = (*(kind.value for kind in Baseline), "learned")
 
 
 def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
@@ -323,13 +325,14 @@ def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
         if on_rung.empty:
             continue
         row = {"rung": number, "task": rung.name, "seeds": len(on_rung)}
-        for kind in LADDER_COLUMNS[:-1]:
+        for kind in Baseline:
             values = accuracy.reindex(on_rung["id"])[kind].dropna() if kind in accuracy else pd.Series(dtype=float)
             row[kind] = values.mean() if len(values) else None
         row["learned"] = on_rung["final_eval_accuracy"].mean()
         row["learned spread"] = on_rung["final_eval_accuracy"].std() if len(on_rung) > 1 else None
-        floor = max((row[k] for k in ("no notes", "majority") if row[k] is not None), default=None)
-        row["applies"] = None if floor is None or row["oracle"] is None else row["oracle"] - floor >= LADDER_MARGIN
+        floor = max((row[k] for k in Baseline if k.is_floor and row[k] is not None), default=None)
+        oracle = row[Baseline.ORACLE]
+        row["applies"] = None if floor is None or oracle is None else oracle - floor >= LADDER_MARGIN
         row["learns"] = None if floor is None else row["learned"] - floor >= LADDER_MARGIN
         rows.append(row)
     return pd.DataFrame(rows, columns=["rung", "task", "seeds", *LADDER_COLUMNS, "learned spread", "applies",

@@ -16,29 +16,43 @@ process that submitted it (a run resumed later has only its own limits).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
 
 from iml_core.errors import BudgetReached
 
-LIMIT_SETTINGS = {"max_cost": "cost", "max_tokens": "tokens", "max_calls": "calls", "max_minutes": "minutes"}
+SWEEP = "sweep_"  # a sweep's limit is its run's setting with this in front: sweep_max_cost
 
 
 @dataclass(frozen=True)
 class Limits:
+    """What a budget limits, named once: a limit's setting is `max_` and its name (max_cost), its
+    flag the same with dashes (--max-cost), and a sweep's has SWEEP in front (config.SETTINGS)."""
     cost: float | None = None
     tokens: int | None = None
     calls: int | None = None
     minutes: float | None = None
 
+    @staticmethod
+    def setting(part: str, prefix: str = "") -> str:
+        return f"{prefix}max_{part}"
+
+    @staticmethod
+    def flag(part: str, prefix: str = "") -> str:
+        return "--" + Limits.setting(part, prefix).replace("_", "-")
+
     @classmethod
     def of(cls, settings, prefix: str = "") -> Limits:
-        """The limits among a RunConfig's settings, or a Submission's (prefix "sweep_")."""
-        return cls(**{part: getattr(settings, prefix + name, None) for name, part in LIMIT_SETTINGS.items()})
+        """The limits among a RunConfig's settings, or a Submission's (prefix SWEEP)."""
+        return cls(**{part: getattr(settings, cls.setting(part, prefix), None) for part in LIMITS})
 
     def __bool__(self) -> bool:
-        return any(v is not None for v in (self.cost, self.tokens, self.calls, self.minutes))
+        return any(getattr(self, part) is not None for part in LIMITS)
+
+
+LIMITS = tuple(f.name for f in dataclasses.fields(Limits))
 
 
 @dataclass
@@ -126,15 +140,15 @@ class Budget:
             spent = self.spent_before
             limits = self.limits
             if limits.calls is not None and spent.calls + self._calls + self._reserved_calls + 1 > limits.calls:
-                self._stop(f"{{whose}} {limits.calls:,} model calls are spent", "max-calls")
+                self._stop(f"{{whose}} {limits.calls:,} model calls are spent", "calls")
             if limits.tokens is not None and \
                     spent.tokens + self._tokens + self._reserved_tokens + tokens > limits.tokens:
                 self._stop(f"the next {phase} call (about {tokens:,.0f} tokens) would pass {{whose}} limit of "
-                           f"{limits.tokens:,} tokens ({spent.tokens + self._tokens:,} spent)", "max-tokens")
+                           f"{limits.tokens:,} tokens ({spent.tokens + self._tokens:,} spent)", "tokens")
             if limits.cost is not None and spent.cost + self._cost + self._reserved_cost + cost > limits.cost:
                 self._stop(f"the next {phase} call (about {cost:.6g}) would pass {{whose}} cost limit of "
                            f"{limits.cost:g} "
-                           f"({spent.cost + self._cost:.6g} spent)", "max-cost")
+                           f"({spent.cost + self._cost:.6g} spent)", "cost")
             self._reserved_calls += 1
             self._reserved_tokens += tokens
             self._reserved_cost += cost
@@ -169,16 +183,16 @@ class Budget:
     def _check_minutes(self) -> None:
         minutes = self.limits.minutes
         if minutes is not None and self.spent().seconds >= 60 * minutes:
-            self._stop(f"{{whose}} {minutes:g} minutes are up", "max-minutes")
+            self._stop(f"{{whose}} {minutes:g} minutes are up", "minutes")
 
-    def _stop(self, why: str, flag: str) -> None:
+    def _stop(self, why: str, part: str) -> None:
         """`why` says "{whose}" where the limit's owner goes: the run's own, or its sweep's."""
         if self.sweep:
             raise BudgetReached(f"budget reached: {self.what} stopped because {why.format(whose=SWEEPS)} "
-                                f"(--sweep-{flag}); its runs keep their finished steps, and each resumes with "
-                                "only its own limits")
+                                f"({Limits.flag(part, SWEEP)}); its runs keep their finished steps, and each resumes "
+                                "with only its own limits")
         raise BudgetReached(f"budget reached: {self.what} stopped because {why.format(whose='its')}; its finished "
-                            f"steps are kept. Resume it with a higher --{flag} to go on from there")
+                            f"steps are kept. Resume it with a higher {Limits.flag(part)} to go on from there")
 
 
 SWEEPS = "the sweep's"  # whose limit it was, in a sweep's message

@@ -14,7 +14,7 @@ from typing import Callable
 from iml_core.agents import Agent
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError, UserError
-from iml_core.registry import AGENTS
+from iml_core.registry import AGENTS, BACKENDS
 from iml_core.tasks import Task, load_task, rule_card_path
 
 _tasks_lock = threading.Lock()
@@ -74,21 +74,32 @@ def build_agent(config: RunConfig, task: Task, *, cache=None,
     return AGENTS[config.agent].build(config, task, cache if config.cache else None, on_retry)
 
 
-def prepare_run(config: RunConfig) -> tuple[Task, Agent]:
-    """A run's task and agent, built to check everything that can be checked before it starts
-    (the settings, the task file, the model file); IMLError naming the first problem."""
+def check_config(config: RunConfig) -> Task:
+    """What can be told of a run's settings without building it: the values, the task (parsed once
+    and shared), and the backend's own cheap check (the model file and its header, llama.cpp built
+    here, a base URL). Starts no server, loads no weights, sends nothing: pages call it on every
+    rerun. IMLError naming the first problem; the task when there is none."""
     config.check()
     task = build_task(config)
+    if config.uses_model:
+        BACKENDS[config.backend].check(config)
+    return task
+
+
+def prepare_run(config: RunConfig) -> tuple[Task, Agent]:
+    """A run's task and agent, built when the run is created: what only building tells (a file
+    llama.cpp cannot load, a server that does not start) is refused before anything is stored."""
+    task = check_config(config)
     return task, build_agent(config, task)
 
 
 def check_run(config: RunConfig) -> list[str]:
-    """Everything wrong with a config, the task-dependent checks included; [] when it can run."""
+    """Everything check_config finds wrong with a config, as sentences; [] when it may start."""
     problems = config.problems()
     if problems:
         return problems
     try:
-        prepare_run(config)
+        check_config(config)
     except IMLError as e:
         return [str(e)]
     return []

@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 
 from iml_core import analysis
 from iml_core.agents import PhaseName
+from iml_core.baseline_kinds import Baseline
+from iml_core.formats import percent
 
 LAYOUT = dict(margin=dict(l=40, r=10, t=40, b=40), height=320, legend=dict(orientation="h", y=-0.25))
 
@@ -108,7 +110,7 @@ def confusion(counts: pd.DataFrame, classes: list[str]) -> go.Figure:
 
 def per_class(table: pd.DataFrame) -> go.Figure:
     # Each bar says its value: a class at 0% is a labelled bar, not a gap that looks like no data.
-    labels = [f"{100 * a:.1f}%" for a in table["accuracy"]]
+    labels = [percent(a) for a in table["accuracy"]]
     figure = go.Figure(go.Bar(x=table["class"], y=table["accuracy"], text=labels, textposition="outside",
                               cliponaxis=False))
     figure.update_layout(title="Per-class eval accuracy", yaxis=dict(range=[0, 1.1], tickformat=".0%"),
@@ -164,10 +166,10 @@ def truth_curves(truth: pd.DataFrame, steps: pd.DataFrame) -> go.Figure:
 
 
 BASELINE_STYLES = {  # kind -> (label, colour): what frames a learning curve
-    "majority": ("majority class", "#7f8c8d"),
-    "no notes": ("no notes (floor)", "#c0392b"),
-    "in-context": ("in-context", "#d68910"),
-    "oracle": ("oracle notes (ceiling)", "#1e8449"),
+    Baseline.MAJORITY: ("majority class", "#7f8c8d"),
+    Baseline.NO_NOTES: ("no notes (floor)", "#c0392b"),
+    Baseline.IN_CONTEXT: ("in-context", "#d68910"),
+    Baseline.ORACLE: ("oracle notes (ceiling)", "#1e8449"),
 }
 
 
@@ -181,13 +183,13 @@ def with_baselines(figure: go.Figure, baselines: pd.DataFrame) -> go.Figure:
     for kind, rows in baselines.groupby("kind"):
         label, colour = BASELINE_STYLES[kind]
         shots = rows["shots"].dropna()
-        if kind == "in-context" and len(shots):
+        if kind == Baseline.IN_CONTEXT and len(shots):
             label += f" ({int(shots.iloc[0])} examples)"
         if len(rows) > 1:
             label += f", mean of {len(rows)} runs"
         accuracy = float(rows["accuracy"].mean())
-        label = f"{label}: {100 * accuracy:.1f}%"
-        if kind == "oracle" and "no notes" in means and accuracy < means["no notes"]:
+        label = f"{label}: {percent(accuracy)}"
+        if kind == Baseline.ORACLE and Baseline.NO_NOTES in means and accuracy < means[Baseline.NO_NOTES]:
             invalid, answered = int(rows["invalid"].sum()), int(rows["eval_size"].sum())
             label += (f", under the floor: {invalid} of {answered} answers named no class" if invalid else
                       ", under the floor: the model did not use the true rules it was given")
@@ -214,7 +216,7 @@ def ladder(table: pd.DataFrame) -> go.Figure:
     a given rule (grey) or stops learning one (red) shaded."""
     figure = go.Figure()
     rungs = [f"{row.rung}. {row.task}" for row in table.itertuples()]
-    for kind in ("no notes", "majority", "in-context", "oracle"):
+    for kind in Baseline:
         label, colour = BASELINE_STYLES[kind]
         figure.add_scatter(x=rungs, y=table[kind], name=label, mode="lines+markers",
                            line=dict(color=colour, dash="dot", width=1.5))

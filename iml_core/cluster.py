@@ -325,3 +325,12 @@ class RaySteps:
             except StopIteration:
                 return
             yield ray.get(reference)
+
+
+def on_cluster(address: str, resources: Resources, worker_retries: int = 2) -> tuple[RaySteps, int]:
+    """The one Ray setup, for the dashboard and the command line alike: joins the cluster at
+    `address`, refuses `resources` it can never meet, and gives the step source that computes runs
+    there and how many runs of `resources` it holds at once."""
+    connect(address)
+    check_feasible(resources)
+    return RaySteps(resources, worker_retries=worker_retries), capacity(resources)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from iml_core.budget import SWEEP, Limits
 from iml_core.errors import UserError
 from iml_core.prompts import DEFAULT_LAYOUT, PROMPT_LAYOUTS
 from iml_core.registry import AGENTS, BACKENDS
@@ -98,14 +99,14 @@ def _number(name, label, low, high, help, **more) -> Setting:
 # Budgets (iml_core.budget): what a run may spend before it stops as `budget reached`. Not how
 # it learns nor what it is scored on, so neither a sweep axis nor a part of its baselines' key.
 _BUDGETS = (
-    _number("max_cost", "Cost limit", 0.0, 1e9, "stop before the model call that would pass this cost (in the "
-            "price units above; empty: no limit)", part="budget", axis=False, optional=True),
-    _integer("max_tokens", "Token limit", 1, 10**12, "stop before the model call that would pass this many tokens "
-             "in and out (empty: no limit)", part="budget", axis=False, optional=True, step=1000),
-    _integer("max_calls", "Model call limit", 1, 10**9, "stop before the model call past this many "
+    _number(Limits.setting("cost"), "Cost limit", 0.0, 1e9, "stop before the model call that would pass this "
+            "cost (in the price units above; empty: no limit)", part="budget", axis=False, optional=True),
+    _integer(Limits.setting("tokens"), "Token limit", 1, 10**12, "stop before the model call that would pass "
+             "this many tokens in and out (empty: no limit)", part="budget", axis=False, optional=True, step=1000),
+    _integer(Limits.setting("calls"), "Model call limit", 1, 10**9, "stop before the model call past this many "
              "(empty: no limit)", part="budget", axis=False, optional=True, step=10),
-    _number("max_minutes", "Minute limit", 0.01, 1e6, "stop at the first model call or step after this many "
-            "minutes of running (empty: no limit)", part="budget", axis=False, optional=True, step=1.0),
+    _number(Limits.setting("minutes"), "Minute limit", 0.01, 1e6, "stop at the first model call or step after "
+            "this many minutes of running (empty: no limit)", part="budget", axis=False, optional=True, step=1.0),
 )
 
 
@@ -189,14 +190,14 @@ SETTINGS = {s.name: s for s in (
              "same model server at once, so a sweep cannot flood it (empty: no cap)", part="submission",
              axis=False, optional=True),
     # A sweep's budget (iml_core.budget): the same limits, for all the runs of one submission together.
-    *(dataclasses.replace(limit, name=f"sweep_{limit.name}", label=f"Sweep {limit.label.lower()}",
+    *(dataclasses.replace(limit, name=SWEEP + limit.name, label=f"Sweep {limit.label.lower()}",
                           help=f"for all the runs of this sweep together: {limit.help}", part="submission")
       for limit in _BUDGETS),
 )}
 RUN_SETTINGS = {name: s for name, s in SETTINGS.items() if s.part != "submission"}
 # A run's own limits, and a sweep's for its runs together (iml_core.budget).
 BUDGET_SETTINGS = [limit.name for limit in _BUDGETS]
-SWEEP_BUDGET_SETTINGS = [f"sweep_{limit.name}" for limit in _BUDGETS]
+SWEEP_BUDGET_SETTINGS = [SWEEP + limit.name for limit in _BUDGETS]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from iml_core.agents import ModelCall, Phase, PhaseName, Prediction
 from iml_core.attribution import note_units
+from iml_core.baseline_kinds import Baseline
 from iml_core.builders import build_agent, build_task, task_moved
 from iml_core.config import RUN_SETTINGS, RunConfig
 from iml_core.diff import word_count
@@ -29,8 +30,7 @@ from iml_core.learner import PredictionRecord, SampleStream, score_answers
 from iml_core.tasks import Sample, Task
 
 DEFAULTS = RunConfig()
-KINDS = ("notes", "no notes", "in-context", "oracle", "majority", "ablation")
-BASELINES = ("no notes", "in-context", "oracle", "majority")
+KINDS = ("notes", *Baseline, "ablation")
 
 
 @dataclass
@@ -122,7 +122,7 @@ def in_context(config: RunConfig, shots: int | None = None, *, cache=None) -> Ev
                                               [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL))
     seconds = time.perf_counter() - started
     records, accuracy, invalid, per_class = score_answers(task, "eval", None, samples, answers)
-    return Evaluation("in-context", source, notes, agent.description, accuracy, invalid, per_class, records,
+    return Evaluation(Baseline.IN_CONTEXT, source, notes, agent.description, accuracy, invalid, per_class, records,
                       agent.drain_calls(), seconds, shots=shots, prompt_layout=_layout(config))
 
 
@@ -134,21 +134,27 @@ def majority(config: RunConfig) -> Evaluation:
     top = max(task.classes, key=lambda c: (counts[c], -task.classes.index(c)))
     records, accuracy, invalid, per_class = score_answers(task, "eval", None, stream.eval,
                                                           [Prediction(top, top) for _ in stream.eval])
-    return Evaluation("majority", f"always {top}", "", "majority class (no model)", accuracy, invalid, per_class,
+    return Evaluation(Baseline.MAJORITY, f"always {top}", "", "majority class (no model)", accuracy, invalid, per_class,
                       records)
 
 
+# How each baseline is computed: (config, shots, cache) -> its evaluation.
+BASELINE_MAKERS: dict[Baseline, Callable[[RunConfig, int | None, object], Evaluation]] = {
+    Baseline.NO_NOTES: lambda config, shots, cache: score_notes(config, "", kind=Baseline.NO_NOTES, source="none",
+                                                                cache=cache),
+    Baseline.MAJORITY: lambda config, shots, cache: majority(config),
+    Baseline.IN_CONTEXT: lambda config, shots, cache: in_context(config, shots, cache=cache),
+    Baseline.ORACLE: lambda config, shots, cache: score_notes(config, oracle_notes(build_task(config), config.agent),
+                                                              kind=Baseline.ORACLE, source="the rule card",
+                                                              cache=cache),
+}
+
+
 def baseline(kind: str, config: RunConfig, *, shots: int | None = None, cache=None) -> Evaluation:
-    if kind == "no notes":
-        return score_notes(config, "", kind="no notes", source="none", cache=cache)
-    if kind == "oracle":
-        return score_notes(config, oracle_notes(build_task(config), config.agent), kind="oracle",
-                           source="the rule card", cache=cache)
-    if kind == "in-context":
-        return in_context(config, shots, cache=cache)
-    if kind == "majority":
-        return majority(config)
-    raise UserError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")
+    known = Baseline.of(kind)
+    if known is None:
+        raise UserError(f"unknown baseline {kind!r}; choose from {', '.join(Baseline)}")
+    return BASELINE_MAKERS[known](config, shots, cache)
 
 
 @dataclass(frozen=True)
@@ -199,7 +205,7 @@ def shared_baselines(configs) -> list[RunConfig]:
 
 def applicable_baselines(config: RunConfig) -> list[str]:
     """Every baseline that exists for a run's task (oracle notes need a rule card)."""
-    return [kind for kind in BASELINES if kind != "oracle" or build_task(config).rule_card]
+    return [kind for kind in Baseline if kind is not Baseline.ORACLE or build_task(config).rule_card]
 
 
 def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None,
@@ -219,7 +225,7 @@ def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None,
     done = []
     for kind in kinds or applicable_baselines(config):
         # The majority class asks no model: once, stored as the run's own.
-        for layout in [config.prompt_layout] if kind == "majority" else layouts:
+        for layout in layouts if Baseline(kind).asks_model else [config.prompt_layout]:
             scored = config.replace(prompt_layout=layout).check()
             evaluation = baseline(kind, scored, shots=shots, cache=store.responses)
             done.append((store.save_evaluation(evaluation, scored, run_id=run_id), evaluation))
@@ -272,7 +278,7 @@ def plan_baselines(store, run_ids) -> BaselinePlan:
         config = run_config(store.run(run_id))
         if not config.uses_model:
             continue  # the rule learner and the majority class call no model
-        asked = config.eval_size * sum(kind != "majority" for kind in kinds)
+        asked = config.eval_size * sum(Baseline(kind).asks_model for kind in kinds)
         per_call_in, per_call_out = store.mean_call_tokens(run_id, PhaseName.EVAL)
         calls += asked
         tokens += round(asked * (per_call_in + per_call_out))

@@ -12,6 +12,7 @@ from iml_core.analysis import run_report
 from iml_core.builders import build_task
 from iml_core.config import RunConfig
 from iml_core.errors import UserError
+from iml_core.formats import percent
 from iml_core.store import Store
 from iml_core.tasks import looks_like_formula
 from iml_core.truth import TruthScorer
@@ -44,7 +45,7 @@ def notes_markdown(store: Store, run_id: int) -> str:
              f"accumulation {run['config']['accumulation']}, batch size {run['config']['batch_size']}, "
              f"seed {run['config']['seed']}, status {run['status']}", ""]
     for step in store.steps(run_id):
-        accuracy = "" if step["eval_accuracy"] is None else f" (eval accuracy {100 * step['eval_accuracy']:.1f}%)"
+        accuracy = "" if step["eval_accuracy"] is None else f" (eval accuracy {percent(step['eval_accuracy'])})"
         # A fence longer than any run of backticks in the notes, so no note can close it.
         fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", step["notes"])), default=0))
         lines += [f"## Step {step['step']}{accuracy}", "", fence, step["notes"], fence, ""]

@@ -190,9 +190,11 @@ def build_when_missing(builder: Callable[[], Build] | None) -> None:
     _build_missing = builder
 
 
-def require_build() -> Build:
+def require_build(*, build_if_missing: bool = True) -> Build:
+    """This machine's build; where there is none, the command line's builder makes it (unless
+    `build_if_missing` is off: a check must not start a six-minute build), else a UserError."""
     build = current_build()
-    if build is None and _build_missing is not None:
+    if build is None and build_if_missing and _build_missing is not None:
         build = _build_missing()
     if build is None:
         other = installed_builds()

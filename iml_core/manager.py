@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from iml_core.budget import SWEEP_BUDGETS, Budget, Limits
+from iml_core.budget import SWEEP, SWEEP_BUDGETS, Budget, Limits
 from iml_core.builders import prepare_run
 from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
 from iml_core.errors import IMLError
@@ -55,10 +55,10 @@ class RunManager:
         `parent` (run id, step) marks them as forks of that run's notes at that step; `observer` (an
         MLflow logger) is told of each of their steps and of each one's end."""
         limits.check()
-        for config in configs:
-            prepare_run(config)
-        run_ids = [create_run(self.store, config, parent=parent, study=study) for config in configs]
-        sweep = Limits.of(limits, prefix="sweep_")
+        prepared = [prepare_run(config) for config in configs]  # each built once, all before any is stored
+        run_ids = [create_run(self.store, config, parent=parent, study=study, prepared=built)
+                   for config, built in zip(configs, prepared, strict=True)]
+        sweep = Limits.of(limits, prefix=SWEEP)
         if sweep:  # one budget that every run of the submission spends from (iml_core.budget)
             shared = Budget(sweep, what=study or f"the sweep of runs {run_ids[0]}-{run_ids[-1]}", sweep=True)
             SWEEP_BUDGETS.share(str(self.store.path), run_ids, shared)

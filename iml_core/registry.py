@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from iml_core.agents import Agent
-from iml_core.backends import Backend
+from iml_core.backends import OPENAI_URL, Backend
 
 # A build function receives the run's settings (an iml_core.config.RunConfig; typed Any here so the
 # registry sits below the settings that read its names).
@@ -44,6 +44,25 @@ def _openai(config: RunSettings, on_retry=None) -> Backend:
                                price_in=config.price_in, price_out=config.price_out,
                                frequency_penalty=config.frequency_penalty, presence_penalty=config.presence_penalty,
                                on_retry=on_retry)
+
+
+def _check_model_here(config: RunSettings) -> None:
+    """A GGUF run's settings, checked without running it: the file (a listed name or a path), its
+    header (a truncated or corrupt file), and llama.cpp built here. Starts no server, loads nothing."""
+    from iml_core.backends.llama_cpp import check_model_file
+    from iml_core.gguf_header import read_gguf_header
+    from iml_core.llama_build import require_build
+    from iml_core.models import resolve_model
+
+    read_gguf_header(check_model_file(resolve_model(config.model)))
+    require_build(build_if_missing=False)
+
+
+def _check_server_settings(config: RunSettings) -> None:
+    """A remote run's settings: a base URL that is a URL. Reaching the server is a network round trip,
+    too slow for a check on every page rerun; the Models page's Test and a run's first call ask it."""
+    from iml_core.backends.openai_compat import check_base_url
+    check_base_url(config.base_url)
 
 
 def _model_file_here(model: str, base_url: str) -> bool:
@@ -80,6 +99,9 @@ class BackendKind:
     claims: Callable[[str, str], bool]
     # The models it can run now, by the names a run's `model` takes (may ask a server: RunFailed).
     list_models: Callable[[str], list[str]]
+    # What can be told of a run's settings without building the backend (UserError naming the first
+    # problem): no server started, no weights loaded, nothing sent. Pages call it on every rerun.
+    check: Callable[[RunSettings], None] = lambda config: None
 
     @property
     def runs_here(self) -> bool:
@@ -90,7 +112,7 @@ class BackendKind:
         """The model server a run calls (for the per-server cap); None for a model run in this process.
         A managed llama-server is named by its model: the runs of one model share one server."""
         if self.process == "remote":
-            return config.base_url or "https://api.openai.com/v1"
+            return config.base_url or OPENAI_URL
         return f"{self.name} {config.model}" if self.process == "managed" else None
 
 
@@ -98,15 +120,15 @@ BACKENDS = {kind.name: kind for kind in (
     BackendKind("llama-server", "On this machine: a GGUF file run by llama.cpp in a server of its own "
                                 "(a crash there stops one run, not the app)",
                 ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty", "slots"), ("repeat_penalty",),
-                _llama_server, "managed", _model_file_here, _models_here),
+                _llama_server, "managed", _model_file_here, _models_here, _check_model_here),
     BackendKind("llama-cpp", "On this machine: a GGUF file run by llama.cpp inside this process",
                 ("n_gpu_layers", "n_ctx", "n_threads", "chat_format", "repeat_penalty"), ("repeat_penalty",),
-                _llama_cpp, "in process", lambda model, base_url: False, _models_here),
+                _llama_cpp, "in process", lambda model, base_url: False, _models_here, _check_model_here),
     BackendKind("openai", "On a server: OpenAI, or any OpenAI-compatible one (vLLM, Ollama, LM Studio, "
                           "llama.cpp server)",
                 ("base_url", "max_parallel", "timeout", "max_retries", "structured_output", "price_in", "price_out",
                  "frequency_penalty", "presence_penalty"), ("frequency_penalty", "presence_penalty"), _openai,
-                "remote", lambda model, base_url: True, _server_models),
+                "remote", lambda model, base_url: True, _server_models, _check_server_settings),
 )}
 
 

@@ -22,6 +22,7 @@ from iml_core import __version__, analysis, charts, render
 from iml_core.backends import without_credentials
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
+from iml_core.formats import percent, points
 from iml_core.registry import AGENTS
 from iml_core.store import Store
 from iml_core.studies import LADDER, PAPER_ACCUMULATIONS, PAPER_MOMENTA, rung_of
@@ -114,14 +115,6 @@ def _value_text(value) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= LONGEST_VALUE else f"{text[:LONGEST_VALUE]}… ({len(text)} characters)"
-
-
-def _percent(value) -> str:
-    return "" if value is None or pd.isna(value) else f"{100 * value:.1f}%"
-
-
-def _points(value) -> str:
-    return "" if value is None or pd.isna(value) else f"{100 * value:.1f} points"
 
 
 def _table(frame: pd.DataFrame, formats: dict | None = None) -> str:
@@ -234,7 +227,7 @@ class _Report:
                 if self.differing else "<p>The runs share every setting.</p>" if len(self.ids) > 1 else "")
         shared = "".join(f"<span><b>{html.escape(name)}</b> {html.escape(_short(value))}</span>"
                          for name, value in self.shared.items())
-        return (said + _table(table, {"final eval": _percent, "best eval": _percent})
+        return (said + _table(table, {"final eval": percent, "best eval": percent})
                 + f'<h3>Shared by every run</h3><p class="shared">{shared}</p>')
 
     def accuracy(self) -> str:
@@ -262,7 +255,7 @@ class _Report:
             runs["runs"] = "all"
         table = analysis.final_accuracy_by(runs, self.conditions or ["runs"]).rename(columns={
             "mean": "final eval accuracy (mean)", "std": "spread over seeds (std)", "count": "runs evaluated"})
-        return _table(table, {"final eval accuracy (mean)": _percent, "spread over seeds (std)": _points})
+        return _table(table, {"final eval accuracy (mean)": percent, "spread over seeds (std)": points})
 
     def paper(self) -> str:
         """The Paper view's two figures, for runs that hold both of the paper's experiments."""
@@ -292,7 +285,7 @@ class _Report:
             return verdict
         shown = analysis.ladder_in_words(rungs)
         return verdict + self.figure(charts.ladder(rungs)) + _table(
-            shown, {**{c: _percent for c in analysis.LADDER_COLUMNS}, "learned spread": _points})
+            shown, {**{c: percent for c in analysis.LADDER_COLUMNS}, "learned spread": points})
 
     def alarms(self) -> str:
         found = analysis.alarms(self.steps, self.learners)
@@ -335,7 +328,7 @@ class _Report:
         last = steps[-1]
         settings = ", ".join(f"{n} {_value_text(self.configs[run_id].get(n))}" for n in self.differing)
         said = (f"Run {run_id}" + (f" ({settings})" if settings else "")
-                + f": final eval accuracy {_percent(best['final_eval_accuracy'])} after step {last['step']}.")
+                + f": final eval accuracy {percent(best['final_eval_accuracy'])} after step {last['step']}.")
         first = next((s for s in steps if s["step"] == 1), None)
         if first is None or last["step"] == 1:
             return (f"<p>{html.escape(said)} It has no revision after its first, so there is no diff.</p>"

@@ -9,6 +9,7 @@ import logging
 import threading
 from typing import Callable
 
+from iml_core.agents import Agent
 from iml_core.builders import prepare_run, task_moved
 from iml_core.config import RunConfig
 from iml_core.errors import BudgetReached, IMLError, UserError
@@ -17,15 +18,17 @@ from iml_core.prompts import PROMPTS
 from iml_core.status import RESUMABLE, Status
 from iml_core.steps import StepSource, local_steps
 from iml_core.store import Store
+from iml_core.tasks import Task
 
 log = logging.getLogger(__name__)
 
 
 def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None = None,
-               study: str | None = None) -> int:
+               study: str | None = None, prepared: tuple[Task, Agent] | None = None) -> int:
     """Checks everything that can be checked before a run starts; a bad setting writes nothing.
-    `parent` (run id, step) marks a fork; `study` names a group of runs queued together."""
-    task, agent = prepare_run(config)
+    `parent` (run id, step) marks a fork; `study` names a group of runs queued together; `prepared`
+    is the config's task and agent when the caller built them already (prepare_run)."""
+    task, agent = prepared or prepare_run(config)
     model_file = getattr(getattr(agent, "backend", None), "path", None)
     if model_file is not None:  # the file, not the name: a listed name may later mean another file
         config = config.replace(model=str(model_file))

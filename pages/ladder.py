@@ -59,7 +59,7 @@ def results(study: str) -> None:
         return
     st.plotly_chart(charts.ladder(rungs), key="ladder_chart")
     shown = analysis.ladder_in_words(rungs)
-    table(shown, key="ladder_table", percent=("no notes", "majority", "in-context", "oracle", "learned"),
+    table(shown, key="ladder_table", percent=analysis.LADDER_COLUMNS,
           spreads=("learned spread",))
 
 

@@ -7,7 +7,8 @@ from iml_core.budget import Limits, spent_against, spent_so_far
 from iml_core.config import RunConfig
 from iml_core.status import ACTIVE, GOING, Status
 from iml_core import charts, render
-from studio.ui import baselines_button, current, percent, pick_run, show_problem
+from iml_core.formats import percent
+from studio.ui import baselines_button, current, pick_run, show_problem
 
 store, manager = current()
 st.title("Live")

@@ -9,7 +9,8 @@ from iml_core.builders import build_task, check_run
 from iml_core.registry import AGENTS
 from iml_core.runner import fork_config
 from iml_core.truth import TruthScorer
-from studio.ui import SELECTED, current, model_settings, percent, pick_run, show_problem, table, task_choices
+from iml_core.formats import percent
+from studio.ui import SELECTED, current, model_settings, pick_run, show_problem, table, task_choices
 from studio.widgets import setting_input
 
 store, manager = current()

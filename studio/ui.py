@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from iml_core import analysis, evaluation, render
+from iml_core import formats
+from iml_core.baseline_kinds import Baseline
 from iml_core.errors import IMLError
 from iml_core.models import default_model_choice, find_models
 from iml_core.report import report_html, report_title, runs_of_study
@@ -113,16 +115,12 @@ def pick_run(runs: pd.DataFrame, key: str, label: str = "Run") -> int | None:
     return st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
 
 
-def percent(value) -> str:
-    return "–" if value is None or pd.isna(value) else f"{100 * value:.1f}%"
-
-
 def baselines_button(store: Store, run_ids, key: str) -> None:
     """A button that computes the runs' missing baselines, saying first what that will cost."""
     plan = evaluation.plan_baselines(store, run_ids)
     if not plan.missing:
         return
-    kinds = [kind for kind in evaluation.BASELINES if any(kind in missing for missing in plan.missing.values())]
+    kinds = [kind for kind in Baseline if any(kind in missing for missing in plan.missing.values())]
     if not plan.model_calls:
         cost = " (no model calls)"
     elif not plan.tokens:  # the runs have made no evaluation call yet to measure a call by
@@ -152,25 +150,18 @@ def header(column: str) -> str:
     return HEADERS.get(column, column.replace("_", " "))
 
 
-def _points(change: float) -> str:
-    return f"{100 * change:+.1f} points"
-
-
-def _spread(size: float) -> str:
-    return f"{100 * size:.1f} points"
-
-
 def table(frame: pd.DataFrame, *, key: str, percent: tuple[str, ...] = (), points: tuple[str, ...] = (),
           spreads: tuple[str, ...] = (), column_config: dict | None = None, **options):
     """A frame as people read it: headers in words, shares as percentages to one decimal, changes
     of a share in points (signed), spreads of shares in points (a size: no sign), and an empty cell
-    where there is nothing (never `None`). The values stay numbers underneath (a Styler formats
+    where there is nothing (formats.BLANK, never `None`). The values stay numbers underneath (a Styler formats
     them), so columns still sort as numbers."""
-    formats = ({column: "{:.1%}" for column in percent} | {column: _points for column in points}
-               | {column: _spread for column in spreads})
-    formats |= {column: "{:g}" for column in frame.select_dtypes("float").columns if column not in formats}
-    styled = frame.style.format(formats, na_rep="").format(
-        na_rep="", subset=[column for column in frame.columns if column not in formats])
+    formatters = ({column: formats.percent for column in percent}
+               | {column: lambda change: formats.points(change, signed=True) for column in points}
+               | {column: formats.points for column in spreads})
+    formatters |= {column: "{:g}" for column in frame.select_dtypes("float").columns if column not in formatters}
+    styled = frame.style.format(formatters, na_rep=formats.BLANK).format(
+        na_rep=formats.BLANK, subset=[column for column in frame.columns if column not in formatters])
     config = {column: header(column) for column in frame.columns} | (column_config or {})
     # The grid draws a missing value as a grey "None" unless told what to draw instead.
     return st.dataframe(styled, hide_index=True, key=key, column_config=config, placeholder="", **options)

@@ -13,7 +13,8 @@ ENGINE = ROOT / "iml_core"
 # Low to high: a module may import from its own layer or below, never above. Within a layer the
 # imports must still form no circle.
 LAYERS = [
-    ["errors", "status", "diff", "attribution", "prompts", "gguf_header", "progress", "budget"],
+    ["errors", "status", "baseline_kinds", "formats", "diff", "attribution", "prompts", "gguf_header", "progress",
+     "budget"],
     ["tasks", "llama_build", "truth", "catalogue"],
     ["backends", "agents", "models"],  # models finds GGUF files for the backends and asks servers through one
     ["registry"],
@@ -27,6 +28,11 @@ LAYERS = [
     ["manager", "cluster"],
     ["cli", "__main__"],
 ]
+# The same within a package whose modules have an order of their own; its __init__ re-exports them all.
+PACKAGE_LAYERS = {
+    "tasks": [["types"], ["domains", "csv_task", "rule_card"], ["spec"], ["generator"], ["presets"], ["files"]],
+}
+MAX_FILE_LINES, MAX_CLASS_LINES = 450, 250
 
 
 def module_name(path: Path) -> str:
@@ -89,6 +95,36 @@ def test_the_engine_imports_down_its_layers_and_in_no_circle():
             visit(name, [name])
 
 
+def test_a_package_s_modules_import_down_its_own_layers():
+    modules = engine_modules()
+    for package, layers in PACKAGE_LAYERS.items():
+        prefix = f"iml_core.{package}."
+        own = {name: path for name, path in modules.items() if name.startswith(prefix)}
+        placed = {name for layer in layers for name in layer}
+        assert {name.removeprefix(prefix) for name in own} == placed, (
+            f"PACKAGE_LAYERS[{package!r}] must name every module of iml_core/{package}/ once")
+        level = {prefix + name: index for index, layer in enumerate(layers) for name in layer}
+        upward = [f"{a} -> {b}" for a, path in own.items() for b in imports_of(path, modules)
+                  if b in level and level[b] > level[a]]
+        back_to_init = [a for a, path in own.items() if f"iml_core.{package}" in imports_of(path, modules)]
+        assert not upward, f"imports running back up inside iml_core/{package}/: {upward}"
+        assert not back_to_init, f"modules importing their own package's __init__ (a circle): {back_to_init}"
+
+
+def test_every_engine_file_and_class_stays_small():
+    # Every module, not a chosen few: a file or class past these bars holds more than one job.
+    long_files, long_classes = [], []
+    for name, path in engine_modules().items():
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            long_files.append(f"{name} ({len(text.splitlines())} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                long_classes.append(f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long_files, f"engine files over {MAX_FILE_LINES} lines: {long_files}"
+    assert not long_classes, f"engine classes over {MAX_CLASS_LINES} lines: {long_classes}"
+
+
 def test_the_walk_sees_deferred_imports_and_ignores_type_checking_ones(tmp_path):
     modules = {"iml_core.config": Path(), "iml_core.registry": Path()}
     file = tmp_path / "probe.py"
@@ -114,3 +150,19 @@ def test_agents_are_told_apart_only_in_the_registries():
     found = [f"{p.relative_to(ROOT)}:{n}" for p in files if p.name != "registry.py"
              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert not found, f"agents compared by name outside iml_core/registry.py: {found}"
+
+
+def test_the_architecture_doc_names_only_files_that_exist_and_lists_the_layers_tested_here():
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    # A path as the doc writes it: from the checkout (studio/engine.py), from the engine (store/records.py) or
+    # inside the part it describes (studio/ ... widgets.py).
+    named = set(re.findall(r"(?<![\w/.~-])((?:[\w-]+/)*[\w-]+\.py)\b", doc))
+    named |= {m for m in re.findall(r"`((?:[\w-]+/)+)`", doc)}
+    bases = (ROOT, ENGINE, ROOT / "studio")
+    missing = sorted(path for path in named if not any((base / path).exists() for base in bases))
+    assert len(named) > 15 and not missing, f"docs/ARCHITECTURE.md names files that are not there: {missing}"
+    block = doc.split("```")[1]
+    rows = [line.split("   ")[0].strip() for line in block.splitlines()
+            if re.match(r"  [a-z_]", line) and not line.startswith("   ")]
+    listed = [[name.strip().rstrip("/") for name in row.split(",")] for row in rows]
+    assert listed == LAYERS, "the layers in docs/ARCHITECTURE.md §1 are not tests/test_architecture.py's LAYERS"

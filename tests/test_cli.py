@@ -208,3 +208,14 @@ def test_ladder_runs_every_rung_over_three_seeds_with_its_baselines(tmp_path):
         {"id": i, "task": rung.task(0), "final_eval_accuracy": 0.9} for i, rung in enumerate(LADDER)]),
         pd.DataFrame(columns=["run_id", "kind", "accuracy"]))
     assert analysis.ladder_verdict(without_baselines) == "Not measured yet: no rung's baselines have been computed."
+
+
+def test_one_table_of_exit_codes_and_a_command_s_code_from_its_runs_statuses():
+    from iml_core.cli.exits import Exit, exit_for
+    from iml_core.status import Status
+
+    assert [int(code) for code in Exit] == [0, 1, 2, 3, 130]
+    assert exit_for([Status.COMPLETED]) == Exit.OK
+    assert exit_for([Status.COMPLETED, Status.BUDGET_REACHED]) == Exit.BUDGET_REACHED
+    assert exit_for([Status.BUDGET_REACHED, Status.FAILED]) == Exit.FAILED
+    assert exit_for([Status.CANCELLED]) == Exit.FAILED

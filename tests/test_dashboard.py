@@ -53,19 +53,71 @@ def with_runs(db, *configs):
     return store, run_ids
 
 
+def shown(at: AppTest, kind: str) -> list[str]:
+    """The text of every element of a kind on the page: a button's or metric's label and value too."""
+    return [" ".join(str(part) for part in (getattr(e, "label", ""), getattr(e, "value", "")) if part)
+            for e in at.get(kind)]
+
+
+def paper_rule_card() -> str:
+    from iml_core.tasks import generate_benchmark
+    return f"**Rule card**: the class depends on {', '.join(generate_benchmark('paper').rule_card['relevant'])} only."
+
+
+# What each page must show whether or not there are runs (kind, words), beside its title.
+ALWAYS = {
+    "pages/new_run.py": [("button", "Start run")],
+    "pages/paper.py": [("info", "No paper study yet"), ("button", "Queue the paper's experiments (18 runs)")],
+    "pages/ladder.py": [("info", "No ladder yet"), ("markdown", "1. 1 relevant, 2 classes, noise 0"),
+                        ("button", "Climb the ladder (15 runs, then their baselines)")],
+    "pages/data.py": [("markdown", "The IML paper's benchmark: 10 two-valued attributes"),
+                      ("markdown", "PAPER_RULE_CARD"), ("button", "Use on New run")],
+    "pages/models.py": [("subheader", "Offline rule learner (no LLM)"), ("subheader", "Language model")],
+}
+EMPTY = {
+    "pages/live.py": [("info", "No runs yet. Start one on the New run page.")],
+    "pages/runs.py": [("info", "No runs yet. Start one on the New run page.")],
+    "pages/notes.py": [("info", "No run has finished a step yet")],
+    "pages/compare.py": [("info", "No runs to compare yet")],
+}
+TITLES = {"pages/new_run.py": "New run", "pages/live.py": "Live", "pages/runs.py": "Runs", "pages/notes.py": "Notes",
+          "pages/compare.py": "Compare", "pages/paper.py": "Paper view", "pages/ladder.py": "Ladder",
+          "pages/data.py": "Data", "pages/models.py": "Models"}
+
+
+def assert_shows(at: AppTest, page: str, expected) -> None:
+    assert not at.exception, at.exception
+    assert shown(at, "title") == [TITLES[page]]
+    for kind, words in expected:
+        words = paper_rule_card() if words == "PAPER_RULE_CARD" else words
+        assert any(words in text for text in shown(at, kind)), (page, kind, words, shown(at, kind))
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_on_an_empty_database(db, page):
-    at = app_at(page)
-    assert not at.exception, at.exception
+    assert_shows(app_at(page), page, ALWAYS.get(page, []) + EMPTY.get(page, []))
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_with_runs(db, page):
-    with_runs(db, RunConfig(steps=4, eval_size=40, momentum=0.0), RunConfig(steps=4, eval_size=40, accumulation=2))
+    from iml_core.formats import percent
+
+    store, run_ids = with_runs(db, RunConfig(steps=4, eval_size=40, momentum=0.0),
+                               RunConfig(steps=4, eval_size=40, accumulation=2))
     at = app_at(page)
-    assert not at.exception, at.exception
+    assert_shows(at, page, ALWAYS.get(page, []))
+    assert not any(words in text for kind, words in EMPTY.get(page, []) for text in shown(at, kind))
     if page in ("pages/live.py", "pages/notes.py", "pages/compare.py"):
         assert at.get("plotly_chart"), page
+    best = {percent(store.run(i)["best_eval_accuracy"]) for i in run_ids}
+    if page == "pages/live.py":
+        assert any(text.startswith("Best eval accuracy") and text.split()[-1] in best for text in shown(at, "metric"))
+    if page == "pages/runs.py":
+        assert sorted(at.dataframe[0].value["id"]) == sorted(run_ids)
+    if page == "pages/notes.py":
+        assert "**Step 4**" in shown(at, "markdown") and "Start the fork" in shown(at, "button")
+    if page == "pages/compare.py":
+        assert any(text.startswith("Compute the missing baselines") for text in shown(at, "button"))
 
 
 def test_new_run_launches_a_run_whose_steps_are_stored(db):
@@ -222,6 +274,54 @@ def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_m
     assert run["status"] == "completed" and run["agent_description"] == "llama-server: tiny-llama.gguf"
     assert store.run(run["id"])["config"]["backend"] == "llama-server"  # a model here runs in its own process
     assert len(store.model_calls(run["id"])) > 0
+
+
+def llama_server_processes(model: Path) -> list[int]:
+    """The pids of every llama-server on this machine serving `model`, whoever started it."""
+    wanted = {str(model).encode(), str(model.resolve()).encode()}
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+        except OSError:
+            continue  # gone, or not ours to read
+        if any(part.endswith(b"llama-server") for part in command) and wanted & set(command):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.parametrize("backend", ["llama-server", "llama-cpp"])
+def test_new_run_checks_a_chosen_gguf_without_starting_a_server_or_loading_weights(db, tiny_model, backend):
+    from iml_core.backends import llama_cpp
+    from iml_core.backends.llama_server import SERVERS
+
+    SERVERS.stop_all()  # none of an earlier test's left to be mistaken for this page's
+    loaded = dict(llama_cpp._models)
+    at = models_page_with_file(tiny_model)
+    at.radio(key="model_backend").set_value(backend)
+    at.run()
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    at.number_input(key="eval_size").set_value(50)  # a rerun with the model chosen: checked again
+    at.run()
+    assert not at.exception and not alerts(at), alerts(at)
+    assert not at.button(key="launch").disabled  # checked and found fit to start
+    assert llama_server_processes(tiny_model) == [] and SERVERS.servers() == []
+    assert llama_cpp._models == loaded  # no weights loaded into this process
+    # And the check does see the file: a truncated copy is refused by its header, still without a server.
+    cut = tiny_model.parent / f"cut-{backend}.gguf"
+    cut.write_bytes(tiny_model.read_bytes()[:2000])
+    at.switch_page("pages/models.py")
+    at.run()
+    choose_file(at, cut)
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    assert any("truncated" in a for a in alerts(at)), alerts(at)
+    assert at.button(key="launch").disabled and llama_server_processes(cut) == []
 
 
 def test_a_cancelled_run_resumes_from_the_runs_page(db):

@@ -102,3 +102,12 @@ def test_build_progress_is_read_from_the_log(tmp_path, monkeypatch):
     assert (progress.done, progress.total, progress.running, progress.failed) == (40, 212, False, None)
     llama_build.progress_file().write_text("[7/9] x\nBUILD FAILED: compiling llama.cpp failed (exit 1)\n")
     assert llama_build.build_progress().failed == "compiling llama.cpp failed (exit 1)"
+
+
+def test_build_starts_without_plotly_or_pandas(tmp_path):
+    # The build `make test` made answers at once; `iml build` must get there on the engine's packages.
+    from test_lean_imports import iml_blocked
+
+    result = iml_blocked(tmp_path, "build", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["key"] == llama_build.require_build().key

@@ -16,17 +16,36 @@ import pytest
 from iml_core.agents import ModelCall, PhaseName
 from iml_core.config import RunConfig
 from iml_core.learner import PredictionRecord, StepRecord
-from iml_core.store import BASELINE_KINDS, SCHEMA_VERSION, Store
+from iml_core.store import SCHEMA_VERSION, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 # The release before migration 13: the previous code that wrote these databases, run as it shipped.
 PREVIOUS_RELEASE = "79a6e168ea2e6e6a9080412730d3de8528b19866"
 
 
-def test_the_store_and_the_evaluations_name_the_same_baselines():
-    from iml_core.evaluation import BASELINES
+# The migrations that shipped, by number, with a fingerprint of their SQL: a shipped migration is
+# never edited (databases out there ran it as it was); new ones go after them, numbered on.
+SHIPPED = {1: "9736690cba6b8efe", 2: "befca829b6329fbd", 3: "f5052045c53f43ca", 4: "9a7a6594894b9dc2",
+           5: "9a56b654c3feb9b5", 6: "090922dacf8780c9", 7: "ad052976c8599da4", 8: "4e85d8f5ee23f02e",
+           9: "cecc0344babb5cfd", 10: "e327678b22debc3f", 11: "0c2b11937cf11637", 12: "9b27cdce10a4a9a9",
+           13: "cc1539a6612f398f", 14: "dd61fa991435cac2", 15: "f43dcc221cdca00a"}
 
-    assert set(BASELINE_KINDS) == set(BASELINES)
+
+def test_migrations_are_numbered_on_shipped_ones_unchanged_and_each_one_applies_in_turn(tmp_path):
+    import hashlib
+
+    from iml_core.store.schema import MIGRATIONS
+
+    numbers = [number for number, _, _ in MIGRATIONS]
+    assert numbers == list(range(1, len(MIGRATIONS) + 1)) and SCHEMA_VERSION == numbers[-1]
+    assert all(description.strip() for _, description, _ in MIGRATIONS)
+    edited = [number for number, _, sql in MIGRATIONS
+              if number in SHIPPED and hashlib.sha256(sql.encode()).hexdigest()[:16] != SHIPPED[number]]
+    assert set(SHIPPED) <= set(numbers) and not edited, f"shipped migrations edited: {edited}"
+    path = tmp_path / "stepwise.duckdb"
+    for number in numbers:  # each from the one before, as a file made by each release would be
+        with Store(path, migrate_to=number) as store:
+            assert store.schema_version() == number
 
 
 def old_rows(cursor) -> tuple[int, dict]:
@@ -73,7 +92,7 @@ def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
     with Store(path, migrate_to=12) as old:
         run_id, evaluations = old_rows(old.cursor())
     with Store(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 15
+        assert store.schema_version() == SCHEMA_VERSION
         tables = {r[0] for r in store.cursor().execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         assert not tables & {"evaluation_predictions", "evaluation_calls", "model_calls_13", "predictions_13"}
 

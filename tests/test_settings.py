@@ -144,11 +144,14 @@ def test_every_widget_of_a_setting_on_every_page_has_the_range_of_settings(tmp_p
 
 
 def test_the_budget_settings_are_the_limits_a_budget_reads():
-    from iml_core.budget import LIMIT_SETTINGS, Limits
-    from iml_core.config import BUDGET_SETTINGS, SWEEP_BUDGET_SETTINGS, RunConfig, Submission
+    from iml_core.budget import LIMITS, Limits
+    from iml_core.config import BUDGET_SETTINGS, SETTINGS, SWEEP_BUDGET_SETTINGS, RunConfig, Submission
 
-    assert BUDGET_SETTINGS == list(LIMIT_SETTINGS)
-    assert SWEEP_BUDGET_SETTINGS == [f"sweep_{name}" for name in LIMIT_SETTINGS]
+    # Named once, in Limits; the settings, their flags and the sweep's follow.
+    assert BUDGET_SETTINGS == [Limits.setting(part) for part in LIMITS] == ["max_cost", "max_tokens", "max_calls",
+                                                                            "max_minutes"]
+    assert SWEEP_BUDGET_SETTINGS == [f"sweep_{name}" for name in BUDGET_SETTINGS]
+    assert [SETTINGS[name].flag for name in SWEEP_BUDGET_SETTINGS] == [Limits.flag(p, "sweep_") for p in LIMITS]
     config = RunConfig(max_cost=1.5, max_tokens=10, max_calls=3, max_minutes=2.0)
     assert Limits.of(config) == Limits(1.5, 10, 3, 2.0)
     assert Limits.of(Submission(sweep_max_calls=7), prefix="sweep_") == Limits(calls=7)

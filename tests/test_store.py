@@ -139,3 +139,30 @@ def test_studies_are_numbered_per_label_and_a_deleted_ones_name_is_not_given_aga
     assert store.new_study("sweep") == "sweep 3"
     store.delete_runs([run_id])
     assert store.new_study("sweep") == "sweep 4"
+
+
+def test_each_phase_s_seconds_land_in_its_own_column_whatever_the_enum_s_order(store):
+    from iml_core.agents import PhaseName
+    from iml_core.store.writes import SECONDS_COLUMNS
+
+    assert set(SECONDS_COLUMNS) == set(PhaseName)
+    run_id = create_run(store, RunConfig(steps=1, eval_size=20))
+    record = offline_history(steps=1, eval_size=20)[1]
+    record.seconds.clear()
+    record.seconds.update({PhaseName.EVAL: 4.0, PhaseName.INFER: 1.0, PhaseName.REVISE: 3.0, PhaseName.INDUCE: 2.0})
+    store.save_step(run_id, record)
+    step = store.steps(run_id)[0]
+    assert [step[c] for c in ("seconds_infer", "seconds_induce", "seconds_revise", "seconds_eval")] == [1, 2, 3, 4]
+    costs = store.phase_costs([run_id])
+    assert dict(zip(costs["phase"], costs["seconds"], strict=True)) == {"infer": 1, "induce": 2, "revise": 3, "eval": 4}
+    assert store.run_spent(run_id).seconds == 10
+
+
+def test_the_database_is_the_one_given_else_iml_db_else_the_default(monkeypatch, tmp_path):
+    from iml_core.store import DEFAULT_DB, database_path
+
+    monkeypatch.delenv("IML_DB", raising=False)
+    assert database_path() == DEFAULT_DB
+    monkeypatch.setenv("IML_DB", str(tmp_path / "env.duckdb"))
+    assert database_path() == tmp_path / "env.duckdb"
+    assert database_path(tmp_path / "flag.duckdb") == tmp_path / "flag.duckdb"

@@ -41,6 +41,8 @@ class Completion:
     sentence: int | None = None  # for labels asked with `sentences`: the notes sentence the model named
 
 
+# Where an OpenAI-compatible backend sends its calls when no base URL is given.
+OPENAI_URL = "https://api.openai.com/v1"
 # A plain-text answer naming its notes sentence: "Florp | line 2". The model is asked for a "line": the
 # prompts stored with runs say so, and their cached answers are keyed by those prompts.
 LINE_SEPARATOR = " | line "

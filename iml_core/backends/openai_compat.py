@@ -11,7 +11,8 @@ import time
 from typing import Callable, Sequence
 from urllib.parse import urlparse
 
-from iml_core.backends import BackendError, Completion, Messages, split_label_sentence, without_credentials
+from iml_core.backends import OPENAI_URL, BackendError, Completion, Messages, split_label_sentence, \
+    without_credentials
 from iml_core.errors import UserError
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "text")
@@ -56,7 +57,7 @@ class OpenAICompatBackend:
                                      timeout=timeout, max_retries=0)
         self._mode = None if structured_output == "auto" else structured_output
         self._mode_lock = threading.Lock()
-        self.identity = {"backend": "openai", "base_url": self.base_url or "https://api.openai.com/v1",
+        self.identity = {"backend": "openai", "base_url": self.base_url or OPENAI_URL,
                          "model": model, "structured_output": structured_output}
         # Sent with the written phases only, and only when set: some servers refuse the fields.
         self.penalties = {name: value for name, value in (("frequency_penalty", frequency_penalty),

@@ -8,8 +8,8 @@
 - this machine (machine.py): doctor, models, build, data
 
 Every setting's flag is made from its row in iml_core.config.SETTINGS (common.py).
-Exit codes: 0 success, 1 a run that failed, 2 bad input (one line naming the problem and the fix),
-3 a run stopped at its budget (iml_core.budget).
+Exit codes: one table, exits.py (0 success, 1 a run that failed, 2 bad input, 3 a run stopped at
+its budget, 130 cancelled).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import sys
 from iml_core import llama_build
 from iml_core.cli import evaluate, export, ladder, machine, reading, report, runs, sweep
 from iml_core.cli.common import Parser
+from iml_core.cli.exits import Exit
 from iml_core.errors import RunFailed, UserError
 
-BAD_INPUT = 2
-RUN_FAILED = 1
 GROUPS = (runs, sweep, ladder, reading, report, export, evaluate, machine)
 
 
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except UserError as e:
         print(f"iml: error: {e}", file=sys.stderr)
-        return BAD_INPUT
+        return Exit.BAD_INPUT
     except RunFailed as e:
         print(f"iml: failed: {e}", file=sys.stderr)
-        return RUN_FAILED
+        return Exit.FAILED

@@ -4,17 +4,15 @@ flags of the settings, each made from its row in SETTINGS."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
-from iml_core.analysis import estimate
 from iml_core.config import SETTINGS, RunConfig, Setting
 from iml_core.errors import UserError
 from iml_core.models import is_local_model, resolve_model
 from iml_core.registry import AGENTS, default_backend, model_agent
-from iml_core.store import DEFAULT_DB, Store
+from iml_core.store import DEFAULT_DB, Store, database_path
 
 NUMBERS = ("integer", "number")
 RUN_DEFAULTS = RunConfig()
@@ -40,7 +38,7 @@ def command(commands, name: str, handler: Callable[[argparse.Namespace], int], h
 
 
 def db_path(args) -> Path:
-    return Path(args.db or os.environ.get("IML_DB") or DEFAULT_DB)
+    return database_path(args.db)
 
 
 def open_store(args) -> Store:
@@ -49,10 +47,6 @@ def open_store(args) -> Store:
     store = Store(db_path(args))
     store.mark_interrupted()
     return store
-
-
-def percent(value: float | None) -> str:
-    return "    -" if value is None else f"{100 * value:5.1f}"
 
 
 def run_default(name: str) -> str | None:
@@ -165,6 +159,7 @@ def say_estimate(store: Store, configs, baselines=()) -> None:
     models = {c.model for c in configs if c.uses_model}
     if not models:
         return
+    from iml_core.analysis import estimate  # pandas: only the commands that start runs need it
     names = set(models)
     for model in models:  # a model here is stored with its runs by its file
         if is_local_model(model):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from iml_core.baseline_kinds import Baseline
 from iml_core.builders import build_task
-from iml_core.cli.common import add_setting, add_settings, command, given, open_store, percent, with_model_defaults
+from iml_core.cli.common import add_setting, add_settings, command, given, open_store, with_model_defaults
+from iml_core.formats import percent
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
-from iml_core.evaluation import BASELINES, ablate_run, compute_baselines, oracle_notes, score_and_store
+from iml_core.evaluation import ablate_run, compute_baselines, oracle_notes, score_and_store
 from iml_core.prompts import DEFAULT_LAYOUT
 
 # Who scores the notes: the run's own settings (else RunConfig's), changed by any of these given.
@@ -30,11 +32,11 @@ def add(commands) -> None:
                                          "defaults of `run`)")
     add_settings(evaluate, SCORER_FLAGS, lambda name: None, into=scorer)
 
-    baseline = command(commands, "baseline", cmd_baseline, "a run's baselines: no notes, in-context, oracle, "
-                                                           "majority", json="a JSON list")
+    baseline = command(commands, "baseline", cmd_baseline, f"a run's baselines: {', '.join(Baseline)}",
+                       json="a JSON list")
     baseline.add_argument("run_id", type=int)
-    baseline.add_argument("--kind", action="append", choices=BASELINES, help="only these (repeatable; default all "
-                                                                            "that apply)")
+    baseline.add_argument("--kind", action="append", choices=[kind.value for kind in Baseline],
+                          help="only these (repeatable; default all that apply)")
     baseline.add_argument("--shots", type=int, help="in-context examples (default: as many as fit the run's "
                                                     "note-word cap)")
     # Repeated, it compares layouts in one call: one result per kind and layout.
@@ -57,7 +59,7 @@ def _print_evaluation(evaluation_id: int, evaluation, as_json: bool, *, comparin
             f" (prompt layout {DEFAULT_LAYOUT})" if comparing_layouts and evaluation.prompt_layout == DEFAULT_LAYOUT
             else "")
         print(f"evaluation {evaluation_id}: {evaluation.kind} ({evaluation.notes_source}), "
-              f"{described}: accuracy {percent(evaluation.accuracy).strip()}% on "
+              f"{described}: accuracy {percent(evaluation.accuracy)} on "
               f"{evaluation.eval_size} samples, {evaluation.invalid} invalid")
 
 
@@ -74,7 +76,7 @@ def cmd_evaluate(args) -> int:
             step = args.step if args.step is not None else run["steps_done"]
             notes, kind, source = store.notes_at(args.run_id, step), "notes", f"run {args.run_id} step {step}"
         elif args.oracle:
-            notes, kind, source = oracle_notes(build_task(config), config.agent), "oracle", "the rule card"
+            notes, kind, source = oracle_notes(build_task(config), config.agent), Baseline.ORACLE, "the rule card"
         elif args.notes_file:
             try:
                 notes = Path(args.notes_file).read_text(encoding="utf-8")
@@ -113,7 +115,7 @@ def cmd_ablate(args) -> int:
                                      "change": e.change, "answers_changed": e.answers_changed,
                                      "evaluation_id": i} for i, e in effects]}))
     else:
-        print(f"notes of run {args.run_id} after step {args.step}: accuracy {percent(whole.accuracy).strip()}% "
+        print(f"notes of run {args.run_id} after step {args.step}: accuracy {percent(whole.accuracy)} "
               f"on {whole.eval_size} samples")
         for _, e in effects:
             print(f"  sentence {e.sentence:>3}: {100 * e.change:+6.1f} points, {e.answers_changed:>4} answers changed  "

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import sys
 
-from iml_core import analysis, evaluation
-from iml_core.cli.common import add_setting, add_settings, command, given, open_store, percent, say_estimate, \
+from iml_core import evaluation
+from iml_core.baseline_kinds import Baseline
+from iml_core.cli.common import add_setting, add_settings, command, given, open_store, say_estimate, \
     with_model_defaults
-from iml_core.cli.runs import BUDGET_REACHED
+from iml_core.cli.exits import Exit, exit_for
 from iml_core.cli.sweep import follow
+from iml_core.formats import percent
 from iml_core.config import DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, RunConfig, Submission
 from iml_core.errors import RunFailed, UserError
 from iml_core.manager import RunManager
 from iml_core.registry import AGENTS
-from iml_core.status import Status
 from iml_core.studies import LADDER, LADDER_SEEDS, ladder_study
 
 # The ladder sets the task, its noise and the seed of each run; everything else is the caller's.
@@ -35,8 +36,11 @@ def add(commands) -> None:
 
 
 def cmd_ladder(args) -> int:
+    from iml_core import analysis  # pandas: here only, not in every command
+
     settings = with_model_defaults(given(args, LADDER_FLAGS))
-    if settings.get("model") and "prompt_layout" not in settings and AGENTS[settings.get("agent", "")].uses_model:
+    if settings.get("model") and "prompt_layout" not in settings \
+            and AGENTS[settings.get("agent", RunConfig().agent)].uses_model:
         from iml_core.layout_probe import suggested_layout
 
         advice = suggested_layout(settings["model"])
@@ -70,16 +74,16 @@ def cmd_ladder(args) -> int:
         print(json.dumps({"study": study, "db": str(store.path), "run_ids": run_ids, "rungs": rows,
                           "verdict": verdict, "baselines_failed": failed or None}))
     else:
-        print(f"{'rung':<42} {'floor':>6} {'major':>6} {'in-ctx':>6} {'oracle':>6} {'learned':>7}  applies learns")
-        for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).itertuples():
-            print(f"{row.rung}. {row.task:<39} {percent(row._4)} {percent(row.majority)} {percent(row._6)} "
-                  f"{percent(row.oracle)} {percent(row.learned)}   {row.applies:<7} {row.learns}")
+        heads = {Baseline.NO_NOTES: "floor", Baseline.MAJORITY: "major", Baseline.IN_CONTEXT: "in-ctx",
+                 Baseline.ORACLE: "oracle", "learned": "learned"}
+        print(f"{'rung':<42} " + " ".join(f"{heads[c]:>7}" for c in analysis.LADDER_COLUMNS) + "  applies learns")
+        for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).to_dict("records"):
+            shares = " ".join(percent(row[c], 7) for c in analysis.LADDER_COLUMNS)
+            print(f"{row['rung']}. {row['task']:<39} {shares}   {row['applies']:<7} {row['learns']}")
         print(verdict)
         if failed:
             print(f"iml: failed: {failed}", file=sys.stderr)
-    if failed or statuses - {Status.COMPLETED, Status.BUDGET_REACHED}:
-        return 1
-    return BUDGET_REACHED if Status.BUDGET_REACHED in statuses else 0
+    return Exit.FAILED if failed else exit_for(statuses)
 
 
 def _numbers(text: str) -> list[int]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from iml_core import llama_build
 from iml_core.backends.openai_compat import check_base_url
 from iml_core.cli.common import add_settings, command
+from iml_core.cli.exits import Exit
 from iml_core.config import RunConfig
 from iml_core.errors import RunFailed
 from iml_core.probe import probe
@@ -102,7 +103,7 @@ def cmd_doctor(args) -> int:
             models = server_models(args.base_url, api_key=os.environ.get("OPENAI_API_KEY"), timeout=timeout)
         except RunFailed as e:
             print(f"server: {e}")
-            return 1
+            return Exit.FAILED
         print(f"server {args.base_url}: answers; models: {', '.join(models) or '(none listed)'}")
     if args.model:
         backend = args.backend or default_backend(args.model, args.base_url or "")
@@ -112,7 +113,7 @@ def cmd_doctor(args) -> int:
             answer = probe(config)
         except RunFailed as e:
             print(f"model {args.model}: no answer ({e})")
-            return 1
+            return Exit.FAILED
         print(f"model {answer.description}: answered {answer.answer!r} in {answer.seconds:.2f} s "
               f"({answer.tokens_in} tokens in, {answer.tokens_out} out)")
     return 0

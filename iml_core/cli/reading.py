@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from iml_core.cli.common import command, db_path, open_store, percent
+from iml_core.formats import percent
+from iml_core.cli.common import command, db_path, open_store
 
 
 def add(commands) -> None:
@@ -28,14 +29,14 @@ def cmd_runs(args) -> int:
         print(f"no runs in {db_path(args)}; start one with `python -m iml_core run`")
         return 0
     print(f"{'id':>4}  {'status':<11} {'task':<10} {'agent':<22} {'m':>4} {'K':>3} {'B':>4} "
-          f"{'steps':>9}  {'final':>5}  {'best':>5}  started")
+          f"{'steps':>9}  {'final':>6}  {'best':>6}  started")
     for r in rows:
         config = r["config"]
         started = r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "-"
         print(f"{r['id']:>4}  {r['status']:<11} {r['task'][:10]:<10} {r['agent_description'][:22]:<22} "
               f"{config['momentum']:>4} {config['accumulation']:>3} {config['batch_size']:>4} "
-              f"{r['steps_done']:>4}/{r['steps_total']:<4}  {percent(r['final_eval_accuracy'])}  "
-              f"{percent(r['best_eval_accuracy'])}  {started}")
+              f"{r['steps_done']:>4}/{r['steps_total']:<4}  {percent(r['final_eval_accuracy'], 6)}  "
+              f"{percent(r['best_eval_accuracy'], 6)}  {started}")
     return 0
 
 
@@ -50,9 +51,9 @@ def cmd_show(args) -> int:
     for name, value in run["config"].items():
         if name != "initial_notes" or value:
             print(f"  {name:<15} {value}")
-    print(f"\n{'step':>5}  {'train':>5}  {'eval':>5}  {'words':>5}  {'changed':>7}")
+    print(f"\n{'step':>5}  {'train':>6}  {'eval':>6}  {'words':>5}  {'changed':>7}")
     for s in steps:
-        print(f"{s['step']:>5}  {percent(s['train_accuracy'])}  {percent(s['eval_accuracy'])}  "
+        print(f"{s['step']:>5}  {percent(s['train_accuracy'], 6)}  {percent(s['eval_accuracy'], 6)}  "
               f"{s['notes_words']:>5}  {s['words_changed']:>7}")
     if steps:
         print(f"\nnotes after step {steps[-1]['step']}:\n{steps[-1]['notes']}")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from iml_core.cli.common import command, open_store
 from iml_core.errors import UserError
-from iml_core.report import report_html, report_title, runs_of_study
 
 
 def add(commands) -> None:
@@ -40,6 +39,8 @@ def cmd_report(args) -> int:
         raise UserError("name the runs to report on (`iml report 3 4 --out report.html`) or a study "
                         "(`--study NAME`); `python -m iml_core runs` lists both")
     out = writable(args.out)
+    from iml_core.report import report_html, report_title, runs_of_study  # plotly and pandas: here only
+
     with open_store(args) as store:
         run_ids = list(args.run_ids) + (runs_of_study(store, args.study) if args.study else [])
         document = report_html(store, run_ids, args.title or report_title(store, run_ids))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
-from iml_core.cli.common import NUMBERS, add_settings, command, given, open_store, percent, say_estimate, \
+from iml_core.cli.common import NUMBERS, add_settings, command, given, open_store, say_estimate, \
     with_model_defaults
+from iml_core.cli.exits import Exit, exit_for
+from iml_core.formats import percent
 from iml_core.config import BUDGET_SETTINGS, RUN_SETTINGS, RunConfig
 from iml_core.errors import IMLError
 from iml_core.runner import check_resumable, create_run, execute_run, fork_config, raise_limits, run_summary
@@ -14,7 +16,6 @@ from iml_core.status import Status
 from iml_core.store import Store
 from iml_core.tracking import URI_HELP, MlflowLogger, RunObserver
 
-BUDGET_REACHED = 3  # the exit code of a run stopped by its budget: neither done nor failed
 
 # A run from the command line starts from empty notes; notes to start from come from a fork.
 RUN_FLAGS = [name for name in RUN_SETTINGS if name != "initial_notes"]
@@ -105,7 +106,7 @@ def execute(store: Store, run_id: int, total_steps: int, as_json: bool, observer
         except KeyboardInterrupt:
             print(f"run {run_id} stopped; its completed steps are in {store.path}; "
                   f"`python -m iml_core resume {run_id}` goes on", file=sys.stderr)
-            return 130
+            return Exit.CANCELLED
         except IMLError as e:
             summary = run_summary(store, run_id)
             print(f"run {run_id} failed: {e}", file=sys.stderr)
@@ -119,6 +120,6 @@ def execute(store: Store, run_id: int, total_steps: int, as_json: bool, observer
         print(json.dumps(summary))
     else:
         print(f"run {summary['run_id']} {summary['status']}: {summary['steps']} steps, "
-              f"final eval accuracy {percent(summary['final_eval_accuracy']).strip()}%, "
-              f"best {percent(summary['best_eval_accuracy']).strip()}% ({summary['db']})")
-    return {Status.COMPLETED: 0, Status.BUDGET_REACHED: BUDGET_REACHED}.get(summary["status"], 1)
+              f"final eval accuracy {percent(summary['final_eval_accuracy'])}, "
+              f"best {percent(summary['best_eval_accuracy'])} ({summary['db']})")
+    return exit_for([summary["status"]])

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 from iml_core import cluster
-from iml_core.cli.common import NUMBERS, add_setting, add_settings, command, given, open_store, percent, \
+from iml_core.cli.common import NUMBERS, add_setting, add_settings, command, given, open_store, \
     say_estimate
+from iml_core.cli.exits import Exit, exit_for
+from iml_core.formats import percent
 from iml_core.config import BUDGET_SETTINGS, DEFAULT_SUBMISSION, RUN_SETTINGS, SETTINGS, \
     SWEEP_BUDGET_SETTINGS, RunConfig, Submission
 from iml_core.errors import UserError
@@ -121,16 +123,14 @@ def cmd_sweep(args) -> int:
     address = cluster.ray_address(args.ray_address)
     if address and given(args, SWEEP_BUDGET_SETTINGS):
         raise UserError("a sweep's shared budget (--sweep-max-...) lives in this process and cannot reach Ray "
-                        "workers; on a cluster give each run its own limit (--max-cost, --max-tokens, --max-calls, "
-                        "--max-minutes)")
+                        "workers; on a cluster give each run its own limit ("
+                        + ", ".join(SETTINGS[name].flag for name in BUDGET_SETTINGS) + ")")
     source, parallel = local_steps, args.parallel or DEFAULT_SUBMISSION.parallel
     if address:
         resources = cluster.Resources(args.num_cpus, args.num_gpus, cluster.parse_resources(args.resource))
-        cluster.connect(address)
-        cluster.check_feasible(resources)
-        source = cluster.RaySteps(resources, worker_retries=args.worker_retries)
+        source, capacity = cluster.on_cluster(address, resources, args.worker_retries)
         # A large cluster holds more runs than one submission may run at once.
-        parallel = args.parallel or min(cluster.capacity(resources), SETTINGS["parallel"].high)
+        parallel = args.parallel or min(capacity, SETTINGS["parallel"].high)
     limits = Submission(parallel=parallel, max_per_endpoint=args.max_per_endpoint,
                         **given(args, SWEEP_BUDGET_SETTINGS)).check()
     started = time.perf_counter()
@@ -151,7 +151,7 @@ def cmd_sweep(args) -> int:
             except TimeoutError:
                 pass  # its threads end with this process; the next command marks their runs interrupted
             print(f"{study} cancelled; finished runs are kept in {store.path}", file=sys.stderr)
-            return 130
+            return Exit.CANCELLED
         runs = [store.run(run_id) for run_id in run_ids]
     summary = {"study": study, "db": str(store.path), "ray_address": address,
                "seconds": round(time.perf_counter() - started, 3),
@@ -164,8 +164,8 @@ def cmd_sweep(args) -> int:
     else:
         for r in summary["runs"]:
             cell = " ".join(f"{name}={r[name]}" for name in axes)
-            print(f"run {r['run_id']:>5} {r['status']:<10} {cell:<40} final {percent(r['final_eval_accuracy'])}%")
-    return 0 if all(r["status"] == Status.COMPLETED for r in runs) else 1
+            print(f"run {r['run_id']:>5} {r['status']:<10} {cell:<40} final {percent(r['final_eval_accuracy'])}")
+    return exit_for(r["status"] for r in runs)
 
 
 def follow(store: Store, manager: RunManager, run_ids: list[int]) -> None:
@@ -178,7 +178,7 @@ def follow(store: Store, manager: RunManager, run_ids: list[int]) -> None:
                 continue
             run = store.run(run_id)
             reported.add(run_id)
-            outcome = f"final {percent(run['final_eval_accuracy']).strip()}%" if run["status"] == Status.COMPLETED \
+            outcome = f"final {percent(run['final_eval_accuracy'])}" if run["status"] == Status.COMPLETED \
                 else (run["error"] or "")
             print(f"run {run_id} {run['status']}: {outcome} [{len(reported)}/{len(run_ids)}]", file=sys.stderr)
         time.sleep(0.2)

@@ -14,19 +14,26 @@ the step in flight. The Store is made of one class per role:
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 from iml_core.store.database import DEFAULT_DB, Database
 from iml_core.store.evaluations import Evaluations
 from iml_core.store.reads import RunReads
-from iml_core.store.records import BASELINE_KINDS, Served
+from iml_core.store.records import Served
 from iml_core.store.responses import StoredResponseCache
 from iml_core.store.schema import MIGRATIONS, SCHEMA_VERSION
 from iml_core.store.writes import RunWrites
 
-__all__ = ["BASELINE_KINDS", "DEFAULT_DB", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Served", "Store",
+__all__ = ["DEFAULT_DB", "database_path", "MIGRATIONS", "SCHEMA_VERSION", "Database", "Served", "Store",
            "StoredResponseCache"]
+
+
+def database_path(given: str | Path | None = None) -> Path:
+    """The database a process opens, the one rule for the CLI and the dashboard: the path given
+    (--db), else $IML_DB, else DEFAULT_DB."""
+    return Path(given or os.environ.get("IML_DB") or DEFAULT_DB)
 
 
 class Store(RunWrites, RunReads, Evaluations):

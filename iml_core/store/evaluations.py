@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+from iml_core.baseline_kinds import Baseline
 from iml_core.config import RunConfig
 from iml_core.prompts import DEFAULT_LAYOUT
 from iml_core.store.database import Database
-from iml_core.store.records import BASELINE_KINDS, Served, write_calls, write_predictions
+from iml_core.store.records import Served, write_calls, write_predictions
 
 
 class Evaluations(Database):
@@ -68,7 +69,7 @@ class Evaluations(Database):
                   AND coalesce(e.config->>'prompt_layout', '{DEFAULT_LAYOUT}')
                       = coalesce(r.config->>'prompt_layout', '{DEFAULT_LAYOUT}')
                 GROUP BY e.run_id, e.kind ORDER BY e.run_id, e.kind""",
-            [list(map(int, run_ids)), list(BASELINE_KINDS)]).df()
+            [list(map(int, run_ids)), [kind.value for kind in Baseline]]).df()
 
     def ablation(self, run_id: int, step: int):
         """The latest ablation of a run's notes at a step: removed_sentence (NULL: the notes whole), accuracy."""

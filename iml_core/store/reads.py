@@ -12,6 +12,7 @@ from iml_core.budget import Spent
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
 from iml_core.store.database import Database
+from iml_core.store.writes import SECONDS_COLUMNS
 
 # The columns of a step's rows; the rest (evaluation_id, served) tell a step's rows from an evaluation's.
 # The settings a table of runs sorts and groups by (those marked `column`), pulled out of the config.
@@ -39,7 +40,7 @@ class RunReads(Database):
             """SELECT count(*), coalesce(sum(tokens_in + tokens_out), 0), coalesce(sum(cost), 0) FROM model_calls
                WHERE run_id = ? AND served = 'step' AND NOT cached""", [run_id]).fetchone()
         (seconds,) = self.cursor().execute(
-            """SELECT coalesce(sum(seconds_infer + seconds_induce + seconds_revise + seconds_eval), 0)
+            f"""SELECT coalesce(sum({" + ".join(SECONDS_COLUMNS.values())}), 0)
                FROM steps WHERE run_id = ?""", [run_id]).fetchone()
         return Spent(int(calls), int(tokens), float(cost), float(seconds))
 
@@ -151,16 +152,15 @@ class RunReads(Database):
         """Tokens, cost and seconds of every step split by phase (iml_core.agents.PhaseName). They
         add up to the steps' and the runs' totals."""
         ids = list(map(int, run_ids))
-        return self.cursor().execute("""
+        times = ", ".join(f"{column} AS {phase}" for phase, column in SECONDS_COLUMNS.items())
+        return self.cursor().execute(f"""
             WITH calls AS (
                 SELECT run_id, step, phase, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
                        sum(cost) AS cost
                 FROM model_calls WHERE list_contains(?, run_id) AND served = 'step' GROUP BY ALL),
             times AS (
-                UNPIVOT (SELECT run_id, step, seconds_infer AS infer, seconds_induce AS induce,
-                                seconds_revise AS revise, seconds_eval AS eval
-                         FROM steps WHERE list_contains(?, run_id))
-                ON infer, induce, revise, eval INTO NAME phase VALUE seconds)
+                UNPIVOT (SELECT run_id, step, {times} FROM steps WHERE list_contains(?, run_id))
+                ON {", ".join(SECONDS_COLUMNS)} INTO NAME phase VALUE seconds)
             SELECT t.run_id, t.step, t.phase,
                    coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
                    coalesce(c.cost, 0) AS cost, t.seconds

@@ -10,22 +10,19 @@ import duckdb
 import pyarrow as pa
 
 from iml_core.agents import ModelCall
+from iml_core.baseline_kinds import Baseline
 from iml_core.learner import PredictionRecord
-
-# The kinds iml_core.evaluation calls baselines (its BASELINES): it imports the store through the
-# runner, so the store cannot import it; tests/test_migration.py keeps the two equal.
-BASELINE_KINDS = ("no notes", "in-context", "oracle", "majority")
 
 
 class Served(StrEnum):
     """What a stored prediction or model call was made for."""
     STEP = "step"  # a learning run's step
     EVALUATION = "evaluation"  # notes scored, ablated or transferred
-    BASELINE = "baseline"  # an evaluation of a kind in BASELINE_KINDS
+    BASELINE = "baseline"  # an evaluation of a Baseline kind
 
     @classmethod
     def evaluation(cls, kind: str) -> Served:
-        return cls.BASELINE if kind in BASELINE_KINDS else cls.EVALUATION
+        return cls.BASELINE if Baseline.of(kind) else cls.EVALUATION
 
 
 _PREDICTION_SCHEMA = pa.schema([

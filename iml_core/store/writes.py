@@ -13,6 +13,11 @@ from iml_core.store.database import Database
 from iml_core.store.records import Served, write_calls, write_predictions
 
 
+# The column of each phase's seconds, by name: filled in PhaseName's order, a reordered enum would
+# put one phase's time in another's column without a word.
+SECONDS_COLUMNS = {PhaseName.INFER: "seconds_infer", PhaseName.INDUCE: "seconds_induce",
+                   PhaseName.REVISE: "seconds_revise", PhaseName.EVAL: "seconds_eval"}
+
 class RunWrites(Database):
     _notice_lock: threading.Lock  # set by Store: see set_retrying
 
@@ -58,16 +63,16 @@ class RunWrites(Database):
         and the run's running totals commit together."""
         with self._transaction() as cursor:
             cursor.execute(
-                """INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
+                f"""INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
                        eval_invalid, per_class, notes_words, words_changed, prefix_words,
-                       prefix_kept_by_model, words_truncated, seconds_infer, seconds_induce,
-                       seconds_revise, seconds_eval, tokens_in, tokens_out, tokens_cached, cost,
-                       notes_repetition, eval_top_class, eval_top_share)
+                       prefix_kept_by_model, words_truncated, {", ".join(SECONDS_COLUMNS.values())},
+                       tokens_in, tokens_out, tokens_cached, cost, notes_repetition, eval_top_class,
+                       eval_top_share)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
                  record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
                  record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
-                 record.words_truncated, *(record.seconds.get(p, 0.0) for p in PhaseName),
+                 record.words_truncated, *(record.seconds.get(p, 0.0) for p in SECONDS_COLUMNS),
                  record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost(),
                  record.notes_repetition, record.eval_top_class, record.eval_top_share])
             if record.batch_notes:

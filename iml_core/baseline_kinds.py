@@ -1,0 +1,33 @@
+"""The baselines that frame a run's learning curve, named once. How each is computed is a table
+keyed by them (evaluation.BASELINE_MAKERS), and so is how each is drawn (charts.BASELINE_STYLES);
+the store, the ladder, the pages and the command line iterate this enum, never a list of strings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Baseline(StrEnum):
+    # In the order they are computed, tabled and drawn: the floors first, then what a model is given.
+    NO_NOTES = "no notes"
+    MAJORITY = "majority"
+    IN_CONTEXT = "in-context"
+    ORACLE = "oracle"
+
+    @property
+    def asks_model(self) -> bool:
+        """Whether it answers the eval split with the run's model (the majority class asks none)."""
+        return self is not Baseline.MAJORITY
+
+    @property
+    def is_floor(self) -> bool:
+        """A floor a model reaches without learning: no notes, or always one class."""
+        return self in (Baseline.NO_NOTES, Baseline.MAJORITY)
+
+    @classmethod
+    def of(cls, kind: str) -> Baseline | None:
+        """The baseline an evaluation kind names, or None for the other kinds (notes, ablation)."""
+        return cls._value2member_map_.get(kind)
+
+
+BASELINES = tuple(Baseline)
