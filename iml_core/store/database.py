@@ -113,7 +113,6 @@ class Database:
         self._holders = 0
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._local = threading.local()
-        self._with_block: contextlib.AbstractContextManager | None = None
         self._migrate(migrate_to)
 
     @contextlib.contextmanager
@@ -153,17 +152,11 @@ class Database:
         return mine[1]
 
     def close(self) -> None:
-        """Lets go of the file if a `with` block holds it, and of the runs this store was running:
-        runs it left going are interrupted for every other process."""
-        if self._with_block is not None:
-            block, self._with_block = self._with_block, None
-            block.__exit__(None, None, None)
+        """Lets go of the runs this store was running: any it left going are interrupted for every
+        other process. The file itself is held only by bursts, never by an open store."""
         self.owners.release_all()
 
     def __enter__(self) -> Self:
-        """A `with Store(...)` block holds the file throughout: a script's reads and writes in one burst."""
-        self._with_block = self.held()
-        self._with_block.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
