@@ -236,9 +236,9 @@ def test_four_runs_at_once_and_four_tabs_store_every_step_exactly_once(tmp_path)
         for run in runs:
             config = RunConfig.from_dict(store.run(run["id"])["config"])
             assert [s["step"] for s in store.steps(run["id"])] == list(range(config.steps + 1))
-        cursor = store.cursor()
-        assert cursor.execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
-                                 FROM predictions GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0] == 0
+        with store.held() as cursor:
+            assert cursor.execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
+                                     FROM predictions GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0] == 0
         for run in runs:
             config = RunConfig.from_dict(store.run(run["id"])["config"])
             evals = len(range(0, config.steps + 1, config.eval_every)) + (config.steps % config.eval_every != 0)

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -70,12 +71,13 @@ def test_a_locked_database_names_the_holder_and_the_way_out(tmp_path):
     db = tmp_path / "locked.duckdb"
     holder = hold_lock(db)
     try:
-        result = iml("run", "--steps", "1", "--db", str(db))
+        result = iml("run", "--steps", "1", "--db", str(db), env={**os.environ, "IML_DB_WAIT": "1"})
     finally:
         holder.kill()
         holder.wait()
     assert result.returncode == 2
     assert f"in use by process {holder.pid}" in result.stderr and "--db" in result.stderr
+    assert "IML_DB_WAIT" in result.stderr
     assert "Traceback" not in result.stderr
 
 

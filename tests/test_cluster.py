@@ -47,8 +47,9 @@ def test_a_2x2x2_sweep_on_ray_stores_every_step_once_and_matches_local_runs(clus
     run_ids = manager.submit(configs, study="ray sweep")
     manager.join(timeout=300)
     assert {store.run(i)["status"] for i in run_ids} == {"completed"}
-    duplicates = store.cursor().execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
-                                            FROM predictions GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0]
+    with store.held() as cursor:
+        duplicates = cursor.execute("""SELECT count(*) FROM (SELECT run_id, step, phase, minibatch, sample_id
+                                       FROM predictions GROUP BY ALL HAVING count(*) > 1)""").fetchone()[0]
     assert duplicates == 0
     for run_id, config in zip(run_ids, configs, strict=True):
         steps = store.steps(run_id)
@@ -260,4 +261,5 @@ def test_after_a_lost_worker_the_new_task_repeats_no_completed_call(cluster, sto
     step_2 = [c for c in store.model_calls(run_id) if c["step"] == 2]
     assert [c["cached"] for c in step_2] == [True] + [False] * 5
     # Every answer reached the database's cache too: a rerun here would cost nothing.
-    assert store.cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0] == 14
+    with store.held() as cursor:
+        assert cursor.execute("SELECT count(*) FROM response_cache").fetchone()[0] == 14

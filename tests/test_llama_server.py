@@ -140,7 +140,8 @@ def killing_config(model, **settings):
 
 
 def cached_answers(store) -> int:
-    return store.cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0]
+    with store.held() as cursor:
+        return cursor.execute("SELECT count(*) FROM response_cache").fetchone()[0]
 
 
 @pytest.mark.parametrize("kill", [signal.SIGSEGV, signal.SIGKILL])

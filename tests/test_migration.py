@@ -90,10 +90,13 @@ def old_rows(cursor) -> tuple[int, dict]:
 def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
     path = tmp_path / "twelve.duckdb"
     with Store(path, migrate_to=12) as old:
-        run_id, evaluations = old_rows(old.cursor())
+        with old.held() as cursor:
+            run_id, evaluations = old_rows(cursor)
     with Store(path) as store:
         assert store.schema_version() == SCHEMA_VERSION
-        tables = {r[0] for r in store.cursor().execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        with store.held() as cursor:
+            tables = {r[0] for r in cursor.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            assert cursor.execute("SELECT count(*) FROM predictions WHERE phase = 'train'").fetchone()[0] == 0
         assert not tables & {"evaluation_predictions", "evaluation_calls", "model_calls_13", "predictions_13"}
 
         # The run's own rows, as before, with the inference phase's answers named infer.
@@ -102,7 +105,6 @@ def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
             ("eval", 10), ("eval", 11), ("infer", 1), ("infer", 2)]
         assert set(predictions[0]) == {"run_id", "step", "phase", "minibatch", "sample_id", "predicted", "label",
                                        "correct", "raw", "note_sentence"}
-        assert store.cursor().execute("SELECT count(*) FROM predictions WHERE phase = 'train'").fetchone()[0] == 0
         assert [(c["id"], c["prompt"]) for c in store.model_calls(run_id)] == [(1, "step infer"), (2, "step eval")]
         # The ablation at step 1 answered the same samples: readers of the run see its step's alone.
         assert store.confusion(run_id, 1)["n"].sum() == 2
@@ -136,9 +138,10 @@ def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
         assert store.predictions(run_id, 2)[0]["phase"] == "infer"
 
         store.delete_runs([run_id])
-        left = store.cursor().execute(
-            "SELECT DISTINCT evaluation_id FROM predictions UNION SELECT DISTINCT evaluation_id FROM model_calls")
-        assert {r[0] for r in left.fetchall()} == {evaluations["file"]}  # the evaluation of no run stays
+        with store.held() as cursor:
+            left = cursor.execute(
+                "SELECT DISTINCT evaluation_id FROM predictions UNION SELECT DISTINCT evaluation_id FROM model_calls")
+            assert {r[0] for r in left.fetchall()} == {evaluations["file"]}  # the evaluation of no run stays
 
 
 def extract_previous_release(into: Path) -> Path:
@@ -188,21 +191,20 @@ def test_a_database_of_the_previous_release_migrates_and_its_llm_run_resumes_fro
         no_notes, majority = sorted(map(int, store.evaluations_frame([run_id])["id"]))
         assert len(store.evaluation_predictions(no_notes)) == len(store.evaluation_calls(no_notes)) == 4
         assert {p["served"] for p in store.evaluation_predictions(majority)} == {"baseline"}
-        cached_before = store.cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0]
-
         # The state a crash during step 2 leaves: each step commits in one transaction, so nothing of
         # step 2 is written, and the next process marks the run interrupted. The answers step 2 got
         # before the crash are in the response cache, which is written as each answer arrives.
-        cursor = store.cursor()
-        for table in ("steps", "batch_notes"):
-            cursor.execute(f"DELETE FROM {table} WHERE run_id = ? AND step = 2", [run_id])
-        for table in ("predictions", "model_calls"):
-            cursor.execute(f"DELETE FROM {table} WHERE run_id = ? AND step = 2 AND served = 'step'", [run_id])
-        cursor.execute(
-            """UPDATE runs SET steps_done = 1, status = 'interrupted', final_eval_accuracy = ?,
-                   best_eval_accuracy = ?, tokens_in = ?, tokens_out = ?, cost = ? WHERE id = ?""",
-            [steps[0]["eval_accuracy"], steps[0]["eval_accuracy"], sum(s["tokens_in"] for s in steps[:2]),
-             sum(s["tokens_out"] for s in steps[:2]), sum(s["cost"] for s in steps[:2]), run_id])
+        with store.held() as cursor:
+            cached_before = cursor.execute("SELECT count(*) FROM response_cache").fetchone()[0]
+            for table in ("steps", "batch_notes"):
+                cursor.execute(f"DELETE FROM {table} WHERE run_id = ? AND step = 2", [run_id])
+            for table in ("predictions", "model_calls"):
+                cursor.execute(f"DELETE FROM {table} WHERE run_id = ? AND step = 2 AND served = 'step'", [run_id])
+            cursor.execute(
+                """UPDATE runs SET steps_done = 1, status = 'interrupted', final_eval_accuracy = ?,
+                       best_eval_accuracy = ?, tokens_in = ?, tokens_out = ?, cost = ? WHERE id = ?""",
+                [steps[0]["eval_accuracy"], steps[0]["eval_accuracy"], sum(s["tokens_in"] for s in steps[:2]),
+                 sum(s["tokens_out"] for s in steps[:2]), sum(s["cost"] for s in steps[:2]), run_id])
 
         check_resumable(store, run_id)
         try:
@@ -212,6 +214,7 @@ def test_a_database_of_the_previous_release_migrates_and_its_llm_run_resumes_fro
         resumed = [c for c in store.model_calls(run_id) if c["step"] == 2]
         assert sorted((c["phase"], c["prompt"], c["response"]) for c in resumed) == old_calls
         assert all(c["cached"] and c["tokens_in"] == c["tokens_out"] == 0 for c in resumed), resumed
-        assert store.cursor().execute("SELECT count(*) FROM response_cache").fetchone()[0] == cached_before
+        with store.held() as cursor:
+            assert cursor.execute("SELECT count(*) FROM response_cache").fetchone()[0] == cached_before
         assert [s["notes"] for s in store.steps(run_id)] == old_notes
         assert store.run(run_id)["steps_done"] == 2

@@ -132,8 +132,9 @@ def test_a_run_whose_task_is_no_longer_its_data_is_refused_a_resume_and_new_base
         check_resumable(store, run_id)  # made now: its data is what `noisy` builds
         # As an earlier release stored it: `noisy` drew its own rule, and its wrong labels from the
         # feature stream.
-        store.cursor().execute("UPDATE runs SET task_source = ? WHERE id = ?",
-                               [json.dumps({"preset": "noisy", "seed": 0, "label_noise": 0.1}), run_id])
+        with store.held() as cursor:
+            cursor.execute("UPDATE runs SET task_source = ? WHERE id = ?",
+                           [json.dumps({"preset": "noisy", "seed": 0, "label_noise": 0.1}), run_id])
         with pytest.raises(UserError, match=r"is no longer the data it learned from .* start a new run"):
             check_resumable(store, run_id)
         with pytest.raises(UserError, match="baselines on what it is now would mix two data sets"):

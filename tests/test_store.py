@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import duckdb
 import pytest
@@ -50,8 +51,9 @@ def test_unknown_run_and_step_name_the_way_out(store):
 def test_migrations_apply_to_an_empty_file(tmp_path):
     with Store(tmp_path / "new.duckdb") as store:
         assert store.schema_version() == SCHEMA_VERSION
-        versions = [r[0] for r in store.cursor().execute("SELECT version FROM schema_migrations ORDER BY version")
-                    .fetchall()]
+        with store.held() as cursor:
+            versions = [r[0] for r in cursor.execute("SELECT version FROM schema_migrations ORDER BY version")
+                        .fetchall()]
         assert versions == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -60,12 +62,13 @@ def test_migrations_upgrade_an_older_file_and_keep_its_runs(tmp_path):
     with Store(path, migrate_to=1) as old:
         assert old.schema_version() == 1
         # A run as version 1 wrote it (create_run today writes columns version 1 lacks).
-        run_id = old.cursor().execute(
-            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total)
-               VALUES ('paper', '{}', 'offline', 'x', ?, 'completed', 30) RETURNING id""",
-            [json.dumps(RunConfig().to_dict())]).fetchone()[0]
-        with pytest.raises(duckdb.CatalogException):
-            old.cursor().execute("SELECT * FROM model_calls")
+        with old.held() as cursor:
+            run_id = cursor.execute(
+                """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total)
+                   VALUES ('paper', '{}', 'offline', 'x', ?, 'completed', 30) RETURNING id""",
+                [json.dumps(RunConfig().to_dict())]).fetchone()[0]
+            with pytest.raises(duckdb.CatalogException):
+                cursor.execute("SELECT * FROM model_calls")
     with Store(path) as upgraded:
         assert upgraded.schema_version() == SCHEMA_VERSION
         assert upgraded.run(run_id)["tokens_in"] == 0 and upgraded.run(run_id)["cost"] == 0
@@ -96,24 +99,42 @@ def test_interrupted_runs_are_marked_at_start_up(tmp_path):
         assert store.run(run_id)["status"] == "interrupted"
 
 
-def hold_lock(path):
-    """Another process that opens the file and keeps it, as the dashboard would."""
+def hold_lock(path, seconds: float = 60):
+    """Another process that opens the file and keeps it for `seconds` (not one of ours: ours take turns)."""
     holder = subprocess.Popen(
         [sys.executable, "-c", f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); "
-                               "print('ready', flush=True); time.sleep(60)"],
+                               f"print('ready', flush=True); time.sleep({seconds}); c.close(); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "ready"
     return holder
 
 
-def test_a_file_locked_by_another_process_is_refused_plainly(tmp_path):
+def test_a_file_held_past_the_wait_is_refused_with_its_holder_named(tmp_path):
     path = tmp_path / "busy.duckdb"
     holder = hold_lock(path)
     try:
+        started = time.monotonic()
         with pytest.raises(DatabaseLocked) as caught:
-            Store(path)
+            Store(path, wait=0.5)
+        waited = time.monotonic() - started
         message = str(caught.value)
-        assert f"process {holder.pid}" in message and "--db" in message
+        assert f"process {holder.pid} (" in message and "over 0.5 s" in message
+        assert "IML_DB_WAIT" in message and "--db" in message
+        assert 0.5 <= waited < 5
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_store_waits_its_turn_while_another_process_holds_the_file(tmp_path):
+    path = tmp_path / "turns.duckdb"
+    holder = hold_lock(path, seconds=1.0)
+    try:
+        started = time.monotonic()
+        with Store(path, wait=20) as store:
+            waited = time.monotonic() - started
+            assert store.runs() == []
+        assert 0.5 < waited < 20
     finally:
         holder.kill()
         holder.wait()

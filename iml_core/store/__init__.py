@@ -1,10 +1,12 @@
 """Runs, steps, notes, predictions, model calls and evaluations in one DuckDB file.
 
-One Store per process owns the file (DuckDB refuses a second process); threads share it, each
-through its own cursor. Each learning step is written in one transaction: a crash loses at most
-the step in flight. The Store is made of one class per role:
+Every process (the dashboard, each command) holds the file only for a burst, a step's commit or a
+page's reads, and takes turns with the others (DuckDB lets one process at a time open it); its
+threads share the burst, each through its own cursor. Each learning step is written in one
+transaction: a crash loses at most the step in flight. The Store is made of one class per role:
 
-- database.py: opening the file, migrating it (schema.py), cursors and transactions;
+- database.py: holding the file for a burst, migrating it (schema.py), cursors and transactions;
+- owners.py: which live process runs which run, so a dead one's runs are marked interrupted;
 - writes.py: runs, their status and steps, deleting runs, choices and studies;
 - reads.py: what pages and the command line read of runs;
 - evaluations.py: notes scored without learning, baselines and ablations;
@@ -37,7 +39,8 @@ def database_path(given: str | Path | None = None) -> Path:
 
 
 class Store(RunWrites, RunReads, Evaluations):
-    def __init__(self, path: str | Path = DEFAULT_DB, *, migrate_to: int = SCHEMA_VERSION):
-        super().__init__(path, migrate_to=migrate_to)
+    def __init__(self, path: str | Path = DEFAULT_DB, *, migrate_to: int = SCHEMA_VERSION,
+                 wait: float | None = None):
+        super().__init__(path, migrate_to=migrate_to, wait=wait)
         self._notice_lock = threading.Lock()
         self.responses = StoredResponseCache(self)

@@ -1,81 +1,67 @@
-"""The DuckDB file itself: opening it, migrating it, cursors and transactions.
+"""The store's file: migrating it, transactions, and one statement in a burst of its own.
 
-DuckDB lets one process open a file read-write and then refuses every other process, so one
-Store per process owns the file; threads share it, each through its own cursor.
+Every process holds the file only for bursts, taking turns with the others (iml_core.store.turns);
+which process runs which run is kept beside it (iml_core.store.owners).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-import threading
+import os
 from pathlib import Path
 from typing import Self
 
 import duckdb
 
-from iml_core.errors import DatabaseLocked, RunFailed, UserError
+from iml_core.errors import UserError
+from iml_core.store.owners import Owners
 from iml_core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from iml_core.store.turns import SharedFile, disk_problem
 
 DEFAULT_DB = Path(__file__).resolve().parents[2] / "data" / "iml.duckdb"
+# How long a burst waits for the file while another process holds it, unless $IML_DB_WAIT says:
+# longer than any burst of ours (a commit, a page's reads, a migration), short enough to say so.
+DEFAULT_WAIT_SECONDS = 30.0
 
 
-def _disk_problem(error: Exception, path: Path) -> RunFailed | None:
-    """A disk that refuses writes (full, read-only) is the world failing, not bad input: once it is
-    fixed, the same command works."""
-    message = str(error)
-    if "No space left on device" in message:
-        return RunFailed(f"the disk holding the database {path} is full; nothing of the step in flight was "
-                         "written and earlier steps are intact: free some space (or pass --db with a file on "
-                         "another disk) and resume the run")
-    if "Read-only file system" in message or "Permission denied" in message:
-        return RunFailed(f"the database {path} cannot be written (its file or disk is read-only); make it "
-                         "writable or pass --db with a writable file; nothing in it was changed")
-    return None
-
-
-def _open(path: Path) -> duckdb.DuckDBPyConnection:
+def wait_seconds() -> float:
+    text = os.environ.get("IML_DB_WAIT", "")
+    if not text.strip():
+        return DEFAULT_WAIT_SECONDS
     try:
-        return duckdb.connect(str(path))
-    except duckdb.IOException as e:
-        message = str(e)
-        if "lock" in message.lower():
-            holder = re.search(r"PID (\d+)", message)
-            who = f"process {holder.group(1)}" if holder else "another process"
-            raise DatabaseLocked(
-                f"the database {path} is in use by {who} (DuckDB lets one process open a file); "
-                f"stop that process (often the dashboard) or pass --db with another file") from None
-        problem = _disk_problem(e, path)
-        if problem is not None:
-            raise problem from None
-        raise UserError(f"cannot open the database {path} ({message}); "
-                        "pass --db with a DuckDB file or the name of a new one") from None
-    except duckdb.Error as e:
-        raise UserError(f"{path} is not a usable DuckDB database ({e}); pass --db with another file") from None
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UserError(f"IML_DB_WAIT must be a number of seconds (0 or more), got {text!r}; "
+                        f"unset it to wait the default {DEFAULT_WAIT_SECONDS:g} s")
+    return seconds
 
 
 class Database:
-    """An open, migrated store file; the role classes of iml_core.store build on it."""
+    """A migrated store file that this process holds only while some thread of it needs it; the
+    role classes of iml_core.store build on it."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB, *, migrate_to: int = SCHEMA_VERSION):
+    def __init__(self, path: str | Path = DEFAULT_DB, *, migrate_to: int = SCHEMA_VERSION,
+                 wait: float | None = None):
         self.path = Path(path)
         if self.path.is_dir():
             raise UserError(f"the database path {self.path} is a folder; give a file name such as runs.duckdb")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = _open(self.path)
-        self._local = threading.local()
+        self.owners = Owners(self.path)
+        self._file = SharedFile(self.path, wait_seconds() if wait is None else wait)
         self._migrate(migrate_to)
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor on the file, made on first use. One DuckDB connection object used
-        from two threads at once fails with "connection is busy", so each thread gets its own."""
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            cursor = self._local.cursor = self._connection.cursor()
-        return cursor
+    def held(self):
+        """The file held for a burst (a step's commit, a page's reads), with this thread's cursor:
+        `with store.held() as cursor`. Bursts of this process's threads share one connection."""
+        return self._file.held()
 
     def close(self) -> None:
-        self._connection.close()
+        """Lets go of the runs this store was running: any it left going are interrupted for every
+        other process. The file itself is held only by bursts, never by an open store."""
+        self.owners.release_all()
+        self._file.let_go()
 
     def __enter__(self) -> Self:
         return self
@@ -100,23 +86,37 @@ class Database:
     def _transaction(self):
         """All of it or none of it. A write the disk refuses (full, read-only) becomes a message
         that names the file and the fix; what was committed before is untouched."""
-        cursor = self.cursor()
-        cursor.execute("BEGIN TRANSACTION")
-        try:
-            yield cursor
-            cursor.execute("COMMIT")
-        except Exception as e:
-            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
-                cursor.execute("ROLLBACK")
-            problem = _disk_problem(e, self.path)
-            if problem is not None:  # a run stopped by it resumes once the disk is fixed
-                raise problem from None
-            raise
+        with self.held() as cursor:
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                yield cursor
+                cursor.execute("COMMIT")
+            except Exception as e:
+                with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended the transaction
+                    cursor.execute("ROLLBACK")
+                problem = disk_problem(e, self.path)
+                if problem is not None:  # a run stopped by it resumes once the disk is fixed
+                    raise problem from None
+                raise
 
     def schema_version(self) -> int:
-        return self.cursor().execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+        return self._one("SELECT coalesce(max(version), 0) FROM schema_migrations")[0]
 
+    # One statement in a burst of its own: what most reads and writes are.
     def _rows(self, sql: str, params: list | None = None) -> list[dict]:
-        cursor = self.cursor().execute(sql, params or [])
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with self.held() as cursor:
+            cursor.execute(sql, params or [])
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _one(self, sql: str, params: list | None = None) -> tuple | None:
+        with self.held() as cursor:
+            return cursor.execute(sql, params or []).fetchone()
+
+    def _all(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self.held() as cursor:
+            return cursor.execute(sql, params or []).fetchall()
+
+    def _frame(self, sql: str, params: list | None = None):
+        with self.held() as cursor:
+            return cursor.execute(sql, params or []).df()

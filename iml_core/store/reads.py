@@ -36,12 +36,13 @@ class RunReads(Database):
     def run_spent(self, run_id: int) -> Spent:
         """What a run's committed steps spent: the calls a model answered (not the cache), their tokens
         and cost, and the steps' seconds; a budget counts on from there (iml_core.budget)."""
-        calls, tokens, cost = self.cursor().execute(
-            """SELECT count(*), coalesce(sum(tokens_in + tokens_out), 0), coalesce(sum(cost), 0) FROM model_calls
-               WHERE run_id = ? AND served = 'step' AND NOT cached""", [run_id]).fetchone()
-        (seconds,) = self.cursor().execute(
-            f"""SELECT coalesce(sum({" + ".join(SECONDS_COLUMNS.values())}), 0)
-               FROM steps WHERE run_id = ?""", [run_id]).fetchone()
+        with self.held():
+            calls, tokens, cost = self._one(
+                """SELECT count(*), coalesce(sum(tokens_in + tokens_out), 0), coalesce(sum(cost), 0)
+                   FROM model_calls WHERE run_id = ? AND served = 'step' AND NOT cached""", [run_id])
+            (seconds,) = self._one(
+                f"""SELECT coalesce(sum({" + ".join(SECONDS_COLUMNS.values())}), 0)
+                   FROM steps WHERE run_id = ?""", [run_id])
         return Spent(int(calls), int(tokens), float(cost), float(seconds))
 
     def runs(self) -> list[dict]:
@@ -58,11 +59,9 @@ class RunReads(Database):
 
     def notes_at(self, run_id: int, step: int) -> str:
         self.run(run_id)
-        row = self.cursor().execute(
-            "SELECT notes FROM steps WHERE run_id = ? AND step = ?", [run_id, step]).fetchone()
+        row = self._one("SELECT notes FROM steps WHERE run_id = ? AND step = ?", [run_id, step])
         if row is None:
-            last = self.cursor().execute(
-                "SELECT max(step) FROM steps WHERE run_id = ?", [run_id]).fetchone()[0]
+            last = self._one("SELECT max(step) FROM steps WHERE run_id = ?", [run_id])[0]
             span = "it has no steps yet" if last is None else f"its steps go from 0 to {last}"
             raise UserError(f"run {run_id} has no step {step}; {span}")
         return row[0]
@@ -86,66 +85,66 @@ class RunReads(Database):
 
     def runs_frame(self):
         """One row per run with the settings a table sorts and groups by pulled out of the config."""
-        return self.cursor().execute(f"""
+        return self._frame(f"""
             SELECT id, status, task, agent, agent_description, {SETTING_COLUMNS},
                    steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
                    tokens_in, tokens_out, cost, error, notice, study, created_at, started_at, finished_at,
                    -- how long it has run: until it finished, or until now while it goes
                    date_diff('second', started_at, coalesce(finished_at, now()::TIMESTAMP)) AS seconds
-            FROM runs ORDER BY id DESC""").df()
+            FROM runs ORDER BY id DESC""")
 
     def steps_frame(self, run_ids, *, notes: bool = False):
         """The steps of some runs, one row each; the notes themselves (the bulk of a step) only when
         asked for, as exports do."""
-        return self.cursor().execute(f"""
+        return self._frame(f"""
             SELECT * EXCLUDE (notes), {"notes" if notes else "NULL AS notes"}
-            FROM steps WHERE list_contains(?, run_id) ORDER BY run_id, step""", [list(map(int, run_ids))]).df()
+            FROM steps WHERE list_contains(?, run_id) ORDER BY run_id, step""", [list(map(int, run_ids))])
 
     def predictions_frame(self, run_ids):
-        return self.cursor().execute(
+        return self._frame(
             f"""SELECT {_STEP_ROW} FROM predictions WHERE list_contains(?, run_id) AND served = 'step'
-                ORDER BY run_id, step, phase, minibatch""", [list(map(int, run_ids))]).df()
+                ORDER BY run_id, step, phase, minibatch""", [list(map(int, run_ids))])
 
     def churn_frame(self):
         """What the alarms read (iml_core.analysis.alarms), for every run at once."""
-        return self.cursor().execute(
+        return self._frame(
             """SELECT run_id, step, notes_words, words_changed, eval_accuracy, notes_repetition, eval_top_class,
-                      eval_top_share FROM steps ORDER BY run_id, step""").df()
+                      eval_top_share FROM steps ORDER BY run_id, step""")
 
     def confusion(self, run_id: int, step: int):
         """Eval predictions at a step counted by (label, predicted); predicted is NULL for invalid output."""
-        return self.cursor().execute("""
+        return self._frame("""
             SELECT label, coalesce(predicted, '(invalid)') AS predicted, count(*) AS n
             FROM predictions WHERE run_id = ? AND step = ? AND phase = 'eval' AND served = 'step'
-            GROUP BY ALL ORDER BY ALL""", [run_id, step]).df()
+            GROUP BY ALL ORDER BY ALL""", [run_id, step])
 
     def sentence_usage(self, run_id: int, step: int):
         """How the notes after `step` were used, per unit: by the eval at `step` and by the training
         answers of the next step (columns note_sentence, used, right, wrong)."""
-        return self.cursor().execute("""
+        return self._frame("""
             SELECT note_sentence, count(*) AS used, count(*) FILTER (WHERE correct) AS "right",
                    count(*) FILTER (WHERE NOT correct) AS wrong
             FROM predictions
             WHERE run_id = ? AND served = 'step' AND note_sentence IS NOT NULL
               AND ((phase = 'eval' AND step = ?) OR (phase = 'infer' AND step = ? + 1))
-            GROUP BY note_sentence ORDER BY note_sentence""", [run_id, step, step]).df()
+            GROUP BY note_sentence ORDER BY note_sentence""", [run_id, step, step])
 
     def call_seconds(self, models: list[str]) -> dict[str, float]:
         """Mean seconds of one model call per phase, over the calls a model answered (not the cache)
         in earlier runs of any of `models` (a model's names: as given and as its file)."""
-        rows = self.cursor().execute(
+        rows = self._all(
             """SELECT c.phase, avg(c.duration_ms) / 1000 FROM model_calls c JOIN runs r ON r.id = c.run_id
                WHERE c.served = 'step' AND NOT c.cached AND c.error IS NULL
-                 AND list_contains(?, r.config->>'model') GROUP BY c.phase""", [models]).fetchall()
+                 AND list_contains(?, r.config->>'model') GROUP BY c.phase""", [models])
         return {phase: float(seconds) for phase, seconds in rows}
 
     def call_tokens(self, models: list[str]) -> dict[str, tuple[float, float]]:
         """Mean tokens in and out of one model call per phase, over the calls a model answered in
         earlier runs of any of `models` (as call_seconds): what an estimate of new runs reads."""
-        rows = self.cursor().execute(
+        rows = self._all(
             """SELECT c.phase, avg(c.tokens_in), avg(c.tokens_out) FROM model_calls c JOIN runs r ON r.id = c.run_id
                WHERE c.served = 'step' AND NOT c.cached AND c.error IS NULL
-                 AND list_contains(?, r.config->>'model') GROUP BY c.phase""", [models]).fetchall()
+                 AND list_contains(?, r.config->>'model') GROUP BY c.phase""", [models])
         return {phase: (float(tokens_in), float(tokens_out)) for phase, tokens_in, tokens_out in rows}
 
     def phase_costs(self, run_ids):
@@ -153,7 +152,7 @@ class RunReads(Database):
         add up to the steps' and the runs' totals."""
         ids = list(map(int, run_ids))
         times = ", ".join(f"{column} AS {phase}" for phase, column in SECONDS_COLUMNS.items())
-        return self.cursor().execute(f"""
+        return self._frame(f"""
             WITH calls AS (
                 SELECT run_id, step, phase, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
                        sum(cost) AS cost
@@ -165,4 +164,4 @@ class RunReads(Database):
                    coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
                    coalesce(c.cost, 0) AS cost, t.seconds
             FROM times t LEFT JOIN calls c USING (run_id, step, phase)
-            ORDER BY t.run_id, t.step, t.phase""", [ids, ids]).df()
+            ORDER BY t.run_id, t.step, t.phase""", [ids, ids])

@@ -15,14 +15,14 @@ class StoredResponseCache:
         self._database = database
 
     def get(self, key: str) -> dict | None:
-        row = self._database.cursor().execute(
-            "SELECT raw, text, sentence FROM response_cache WHERE key = ?", [key]).fetchone()
+        with self._database.held() as cursor:
+            row = cursor.execute("SELECT raw, text, sentence FROM response_cache WHERE key = ?", [key]).fetchone()
         return None if row is None else {"raw": row[0], "text": row[1], "sentence": row[2]}
 
     def put(self, key: str, value: dict) -> None:
         try:
-            self._database.cursor().execute(
-                "INSERT OR IGNORE INTO response_cache (key, raw, text, sentence) VALUES (?, ?, ?, ?)",
-                [key, value["raw"], value["text"], value.get("sentence")])
+            with self._database.held() as cursor:
+                cursor.execute("INSERT OR IGNORE INTO response_cache (key, raw, text, sentence) VALUES (?, ?, ?, ?)",
+                               [key, value["raw"], value["text"], value.get("sentence")])
         except duckdb.TransactionException:
             pass  # another thread stored the same answer at the same moment

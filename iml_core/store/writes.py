@@ -24,36 +24,50 @@ class RunWrites(Database):
     def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str,
                    prompts: dict | None = None, parent: tuple[int, int] | None = None,
                    study: str | None = None) -> int:
+        """A queued run, owned by this process (iml_core.store.owners) before any other can see it."""
         parent_run_id, parent_step = parent or (None, None)
-        return self.cursor().execute(
-            """INSERT INTO runs (task, task_source, agent, agent_description, config, status, steps_total, prompts,
-                                 parent_run_id, parent_step, study)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
-            [task_name, json.dumps(task_source), config.agent, agent_description, json.dumps(config.to_dict()),
-             Status.QUEUED.value,
-             config.steps, None if prompts is None else json.dumps(prompts), parent_run_id, parent_step,
-             study]).fetchone()[0]
+        with self.held() as cursor:
+            run_id = cursor.execute("SELECT nextval('run_ids')").fetchone()[0]
+            self.owners.claim(run_id)
+            try:
+                cursor.execute(
+                    """INSERT INTO runs (id, task, task_source, agent, agent_description, config, status, steps_total,
+                                         prompts, parent_run_id, parent_step, study)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [run_id, task_name, json.dumps(task_source), config.agent, agent_description,
+                     json.dumps(config.to_dict()), Status.QUEUED.value, config.steps,
+                     None if prompts is None else json.dumps(prompts), parent_run_id, parent_step, study])
+            except BaseException:
+                self.owners.release(run_id)
+                raise
+        return run_id
 
     def set_limits(self, run_id: int, config: RunConfig) -> None:
         """A run's budget changed for its resume (iml_core.budget): its limits are the only settings
         a stored run may change, since they change nothing it computes."""
-        self.cursor().execute("UPDATE runs SET config = ? WHERE id = ?", [json.dumps(config.to_dict()), run_id])
+        self._one("UPDATE runs SET config = ? WHERE id = ?", [json.dumps(config.to_dict()), run_id])
 
     def set_status(self, run_id: int, status: Status, error: str | None = None) -> None:
+        """A going status is claimed for this process first, a stopped one let go after (iml_core.store.owners)."""
         status = Status(status)  # ValueError for a name that is no status
-        self.cursor().execute(
-            """UPDATE runs SET status = ?, error = ?, notice = NULL,
-                   started_at = CASE WHEN ? THEN coalesce(started_at, current_timestamp) ELSE started_at END,
-                   finished_at = CASE WHEN ? THEN current_timestamp ELSE NULL END
-                WHERE id = ?""",
-            [status.value, error, status == Status.RUNNING, status in TERMINAL, run_id])
+        with self.held() as cursor:
+            if status in GOING:
+                self.owners.claim(run_id)
+            cursor.execute(
+                """UPDATE runs SET status = ?, error = ?, notice = NULL,
+                       started_at = CASE WHEN ? THEN coalesce(started_at, current_timestamp) ELSE started_at END,
+                       finished_at = CASE WHEN ? THEN current_timestamp ELSE NULL END
+                    WHERE id = ?""",
+                [status.value, error, status == Status.RUNNING, status in TERMINAL, run_id])
+            if status not in GOING:
+                self.owners.release(run_id)
 
     def set_retrying(self, run_id: int, notice: str | None) -> None:
         """`retrying` with what the run waits for, or back to `running` (notice None); a run that
         has meanwhile stopped keeps its status. Parallel requests of one run report at once, and
         DuckDB refuses two concurrent updates of one row: they take turns."""
         with self._notice_lock:
-            self.cursor().execute(
+            self._one(
                 """UPDATE runs SET status = ?, notice = ? WHERE id = ? AND list_contains(?, status)""",
                 [(Status.RUNNING if notice is None else Status.RETRYING).value, notice, run_id,
                  [s.value for s in ACTIVE]])
@@ -91,11 +105,17 @@ class RunWrites(Database):
                  record.tokens("in"), record.tokens("out"), record.cost(), run_id])
 
     def mark_interrupted(self) -> int:
-        """Runs a previous process left `running` or `queued`: they can no longer be going."""
-        return len(self.cursor().execute(
-            """UPDATE runs SET status = ?, finished_at = current_timestamp
-               WHERE list_contains(?, status) RETURNING id""",
-            [Status.INTERRUPTED.value, [s.value for s in GOING]]).fetchall())
+        """Runs left `running` or `queued` by a process that has ended: no live process owns them
+        (iml_core.store.owners). Every process may ask at any time; runs going elsewhere stay."""
+        with self._transaction() as cursor:
+            listed = [row[0] for row in cursor.execute(
+                "SELECT id FROM runs WHERE list_contains(?, status)", [[s.value for s in GOING]]).fetchall()]
+            going = self.owners.going()  # read after the statuses: a claim precedes its status
+            dead = [run_id for run_id in listed if run_id not in going]
+            if dead:
+                cursor.execute("""UPDATE runs SET status = ?, finished_at = current_timestamp
+                                  WHERE list_contains(?, id)""", [Status.INTERRUPTED.value, dead])
+        return len(dead)
 
     def delete_runs(self, run_ids) -> None:
         """The runs with everything of theirs: steps, evaluations, and the predictions and model calls
@@ -108,34 +128,37 @@ class RunWrites(Database):
             for table, column in (("evaluations", "run_id"), ("batch_notes", "run_id"), ("steps", "run_id"),
                                   ("runs", "id")):
                 cursor.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
+        for (run_id,) in ids:
+            self.owners.release(run_id)
 
     # --- what outlives a run ------------------------------------------------------------------
 
     def choice(self, name: str) -> dict | None:
         """What the user chose for `name` (e.g. "model"), kept for every tab and every reload."""
-        row = self.cursor().execute("SELECT value FROM choices WHERE name = ?", [name]).fetchone()
+        row = self._one("SELECT value FROM choices WHERE name = ?", [name])
         return None if row is None else json.loads(row[0])
 
     def save_choice(self, name: str, value: dict) -> None:
         if any("key" in field.lower() for field in value):
             raise ValueError(f"a choice never holds a key: {sorted(value)}")  # keys live in the environment
-        self.cursor().execute(
+        self._one(
             "INSERT OR REPLACE INTO choices (name, value, saved_at) VALUES (?, ?, current_timestamp)",
             [name, json.dumps(value, sort_keys=True)])
 
     def new_study(self, label: str) -> str:
         """A study name no run has used, "LABEL N" with N counted per label and kept: counting the
         studies there are would give a deleted study's name again."""
-        while True:
-            number = self.cursor().execute(
-                """INSERT INTO study_counters VALUES (?, 1)
-                   ON CONFLICT (label) DO UPDATE SET last = study_counters.last + 1 RETURNING last""",
-                [label]).fetchone()[0]
-            name = f"{label} {number}"
-            if self.cursor().execute("SELECT count(*) FROM runs WHERE study = ?", [name]).fetchone()[0] == 0:
-                return name
+        with self.held() as cursor:
+            while True:
+                number = cursor.execute(
+                    """INSERT INTO study_counters VALUES (?, 1)
+                       ON CONFLICT (label) DO UPDATE SET last = study_counters.last + 1 RETURNING last""",
+                    [label]).fetchone()[0]
+                name = f"{label} {number}"
+                if cursor.execute("SELECT count(*) FROM runs WHERE study = ?", [name]).fetchone()[0] == 0:
+                    return name
 
     def studies(self) -> list[str]:
         """Names of the studies (runs queued together, e.g. by the Paper page), newest first."""
-        return [row[0] for row in self.cursor().execute(
-            "SELECT study FROM runs WHERE study IS NOT NULL GROUP BY study ORDER BY max(id) DESC").fetchall()]
+        return [row[0] for row in self._all(
+            "SELECT study FROM runs WHERE study IS NOT NULL GROUP BY study ORDER BY max(id) DESC")]
