@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from iml_core.agents import PhaseName
+from iml_core.registry import LEARNERS
 
 # How many of a run's last evaluated steps its instability (their spread) is taken over.
 INSTABILITY_WINDOW = 10
@@ -76,8 +77,8 @@ def seconds_per_step(call_seconds: dict[str, float], config) -> float | None:
     """A learning step's seconds for a config, from the measured seconds of one call per phase
     (Store.call_seconds): its K*B answers, K inductions, one revision and, every E steps, its eval
     answers. None until every phase the step needs has been measured."""
-    calls = {PhaseName.INFER: config.accumulation * config.batch_size, PhaseName.INDUCE: config.accumulation,
-             PhaseName.REVISE: 1, PhaseName.EVAL: config.eval_size / config.eval_every}
+    calls = {PhaseName.INFER: config.accumulation * config.batch_size, **LEARNERS[config.learner].calls(config),
+             PhaseName.EVAL: config.eval_size / config.eval_every}
     if any(phase not in call_seconds for phase in calls):
         return None
     return sum(n * call_seconds[phase] for phase, n in calls.items())
@@ -88,7 +89,7 @@ def calls_per_run(config) -> dict[str, int]:
     answers, K inductions and one revision, and an eval every E steps and after the last."""
     evals = len(range(0, config.steps + 1, config.eval_every)) + (config.steps % config.eval_every != 0)
     return {PhaseName.INFER: config.steps * config.accumulation * config.batch_size,
-            PhaseName.INDUCE: config.steps * config.accumulation, PhaseName.REVISE: config.steps,
+            **{phase: math.ceil(config.steps * n) for phase, n in LEARNERS[config.learner].calls(config).items()},
             PhaseName.EVAL: evals * config.eval_size}
 
 
@@ -142,7 +143,7 @@ def tokens_per_second(run: dict, steps: pd.DataFrame) -> float | None:
     tokens = run["tokens_in"] + run["tokens_out"]
     if not tokens:
         return None
-    seconds = steps[["seconds_infer", "seconds_induce", "seconds_revise", "seconds_eval"]].sum().sum()
+    seconds = steps[[f"seconds_{phase}" for phase in PhaseName]].sum().sum()
     return tokens / max(float(seconds), 1e-9)
 
 

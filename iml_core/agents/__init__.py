@@ -38,6 +38,9 @@ class PhaseName(StrEnum):
     INDUCE = "induce"
     REVISE = "revise"
     EVAL = "eval"  # the held-out answers
+    # A candidate note applied to labelled experience to measure it (iml_core.learners): its own
+    # name, so its seeds and cache keys are its own and no other phase's change.
+    SCORE = "score"
 
     @property
     def seed_name(self) -> str:
@@ -87,6 +90,12 @@ class Agent(Protocol):
                phase: Phase) -> str:
         """New notes. They should begin with `required_prefix` (the momentum prefix); the loop
         repairs them when they do not and records that the agent did not keep it by itself."""
+        ...
+
+    def propose(self, notes: str, trajectories: Sequence[Trajectory], count: int, style: str,
+                phase: Phase) -> list[str]:
+        """Up to `count` candidate rules written from labelled experience (iml_core.learners: the
+        bank learner); `style` is one of iml_core.learners.PROPOSAL_STYLES."""
         ...
 
     def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from iml_core.tasks import Observation, Task, rule_sentence
 
 LABEL_TOKENS = 24  # a class name, then " | line N"
 INDUCE_TOKENS = 256
+PROPOSAL_TOKENS = 64  # per candidate rule asked of `propose`
 TOKENS_PER_WORD = 2  # room for the revised notes: a word is about 1.3 tokens in English; a margin
 
 
@@ -163,6 +165,26 @@ class LLMAgent:
                                                              max_tokens=INDUCE_TOKENS))
         return out.text.strip() or "(empty)"
 
+    def propose(self, notes: str, trajectories: Sequence[Trajectory], count: int, style: str,
+                phase: Phase) -> list[str]:
+        """Candidate rules, one a line, written from the samples grouped by their right class."""
+        groups: dict[str, list[str]] = {label: [] for label in self.task.classes}
+        for t in trajectories:
+            groups[t.true_label].append(f"- {t.observation.text}")
+        first, second = (self.task.classes + self.task.classes)[:2]
+        shown = "\n\n".join(fill("propose_group", label=label, observations="\n".join(lines))
+                             for label, lines in groups.items() if lines)
+        messages = [{"role": "system", "content": fill("propose_system", **self._shared)},
+                    {"role": "user", "content": fill(
+                        "propose_user", noun=self.task.noun, groups=shown, count=count,
+                        style=fill("propose_one_feature", noun=self.task.noun, first=first, second=second)
+                        if style == "one-feature" else "")}]
+        out = self._call(phase, "text", messages,
+                         key_extra={"batch": [t.observation.id for t in trajectories], "count": count, "style": style},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=PROPOSAL_TOKENS * count))
+        return rule_lines(out.text, count)
+
     def revise(self, notes: str, batch_notes: Sequence[str], required_prefix: str, max_words: int,
                phase: Phase) -> str:
         keep = fill("revise_keep", prefix=required_prefix) if required_prefix.strip() else ""
@@ -175,6 +197,16 @@ class LLMAgent:
                                                              max_tokens=TOKENS_PER_WORD * max_words,
                                                              prefix=required_prefix))
         return out.text if out.text.strip() else notes
+
+
+def rule_lines(text: str, count: int) -> list[str]:
+    """The rules in a model's numbered list, without their numbers, bullets or quotes; at most `count`."""
+    rules = []
+    for line in text.splitlines():
+        rule = re.sub(r"^\s*(?:[-*\u2022]|\(?\d+[.):])\s*", "", line).strip().strip('"').strip()
+        if len(rule.split()) >= 3 and rule not in rules:
+            rules.append(rule)
+    return rules[:count]
 
 
 def rule_card_notes(task: Task) -> str:

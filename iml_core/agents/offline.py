@@ -309,6 +309,29 @@ class OfflineRuleLearner:
         ranked.sort(key=lambda r: (-r[0], r[1]))
         return [line for _, _, line in ranked]
 
+    def propose(self, notes: str, trajectories: Sequence[Trajectory], count: int, style: str,
+                phase: Phase) -> list[str]:
+        """Candidate rules in the notes' own lines, over the attributes that best sort the batch
+        alone (each value read as its most frequent class): one attribute each (`one-feature`), or
+        the best one joined by each of the next (`free`), as a model's free rules join a spurious one."""
+        def sorted_right(attribute: Attribute) -> int:
+            return sum(max(sum(t.observation.features.get(attribute.name) == v and t.true_label == name
+                               for t in trajectories) for name in self.classes) for v in attribute.values)
+
+        ranked = sorted(self.attributes, key=lambda a: -sorted_right(a))
+        chosen = [[a] for a in ranked] if style == "one-feature" else [[ranked[0], a] for a in ranked[1:]]
+        rules = []
+        for attributes in chosen[:count]:
+            lines = []
+            for name in self.classes:
+                mine = [t.observation for t in trajectories if t.true_label == name]
+                if mine:
+                    rule = {a.name: {v: _percent(sum(o.features.get(a.name) == v for o in mine) / len(mine))
+                                     for v in a.values} for a in attributes}
+                    lines.append(self.render_line(name, rule, [a.name for a in attributes]))
+            rules.append("\n".join(lines))
+        return rules
+
     def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
                    phase: Phase) -> tuple[str, list[Prediction], str]:
         """The in-context baseline: notes fitted to the examples at once (each class's line states

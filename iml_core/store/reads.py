@@ -39,7 +39,7 @@ class RunReads(Database):
             """SELECT count(*), coalesce(sum(tokens_in + tokens_out), 0), coalesce(sum(cost), 0) FROM model_calls
                WHERE run_id = ? AND served = 'step' AND NOT cached""", [run_id]).fetchone()
         (seconds,) = self.cursor().execute(
-            """SELECT coalesce(sum(seconds_infer + seconds_induce + seconds_revise + seconds_eval), 0)
+            """SELECT coalesce(sum(seconds_infer + seconds_induce + seconds_revise + seconds_eval + seconds_score), 0)
                FROM steps WHERE run_id = ?""", [run_id]).fetchone()
         return Spent(int(calls), int(tokens), float(cost), float(seconds))
 
@@ -69,6 +69,20 @@ class RunReads(Database):
     def batch_notes(self, run_id: int, step: int) -> list[str]:
         return [r["text"] for r in self._rows(
             "SELECT text FROM batch_notes WHERE run_id = ? AND step = ? ORDER BY minibatch", [run_id, step])]
+
+    def candidates(self, run_id: int, step: int | None = None):
+        """What a run's learner weighed at a step (every step when None), with scores and decisions."""
+        where, params = ("AND step = ?", [run_id, step]) if step is not None else ("", [run_id])
+        return self.cursor().execute(
+            f"""SELECT step, position, origin, minibatch, text, "right", scored,
+                       CASE WHEN scored > 0 THEN "right" / scored END AS accuracy, decision, reason
+                FROM candidates WHERE run_id = ? {where} ORDER BY step, position""", params).df()
+
+    def learner_state(self, run_id: int, step: int) -> str | None:
+        """What the run's learner carried out of a committed step (None: nothing but the notes)."""
+        row = self.cursor().execute("SELECT learner_state FROM steps WHERE run_id = ? AND step = ?",
+                                    [run_id, step]).fetchone()
+        return None if row is None else row[0]
 
     def predictions(self, run_id: int, step: int | None = None) -> list[dict]:
         if step is None:
@@ -158,9 +172,9 @@ class RunReads(Database):
                 FROM model_calls WHERE list_contains(?, run_id) AND served = 'step' GROUP BY ALL),
             times AS (
                 UNPIVOT (SELECT run_id, step, seconds_infer AS infer, seconds_induce AS induce,
-                                seconds_revise AS revise, seconds_eval AS eval
+                                seconds_revise AS revise, seconds_eval AS eval, seconds_score AS score
                          FROM steps WHERE list_contains(?, run_id))
-                ON infer, induce, revise, eval INTO NAME phase VALUE seconds)
+                ON infer, induce, revise, eval, score INTO NAME phase VALUE seconds)
             SELECT t.run_id, t.step, t.phase,
                    coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
                    coalesce(c.cost, 0) AS cost, t.seconds

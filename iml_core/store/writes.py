@@ -12,6 +12,9 @@ from iml_core.status import ACTIVE, GOING, TERMINAL, Status
 from iml_core.store.database import Database
 from iml_core.store.records import Served, write_calls, write_predictions
 
+# The phases whose seconds a steps row holds, in the order of its seconds_* columns.
+STEP_PHASES = (PhaseName.INFER, PhaseName.INDUCE, PhaseName.REVISE, PhaseName.EVAL, PhaseName.SCORE)
+
 
 class RunWrites(Database):
     _notice_lock: threading.Lock  # set by Store: see set_retrying
@@ -61,15 +64,21 @@ class RunWrites(Database):
                 """INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
                        eval_invalid, per_class, notes_words, words_changed, prefix_words,
                        prefix_kept_by_model, words_truncated, seconds_infer, seconds_induce,
-                       seconds_revise, seconds_eval, tokens_in, tokens_out, tokens_cached, cost,
-                       notes_repetition, eval_top_class, eval_top_share)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       seconds_revise, seconds_eval, seconds_score, tokens_in, tokens_out, tokens_cached, cost,
+                       notes_repetition, eval_top_class, eval_top_share, learner_state)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
                  record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
                  record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
-                 record.words_truncated, *(record.seconds.get(p, 0.0) for p in PhaseName),
+                 record.words_truncated, *(record.seconds.get(p, 0.0) for p in STEP_PHASES),
                  record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost(),
-                 record.notes_repetition, record.eval_top_class, record.eval_top_share])
+                 record.notes_repetition, record.eval_top_class, record.eval_top_share, record.state])
+            if record.candidates:
+                cursor.executemany(
+                    """INSERT INTO candidates (run_id, step, position, origin, minibatch, text, "right", scored,
+                           decision, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [[run_id, record.step, position, c.origin, c.minibatch, c.text, c.right, c.scored, c.decision,
+                      c.reason] for position, c in enumerate(record.candidates)])
             if record.batch_notes:
                 cursor.execute(
                     "INSERT INTO batch_notes VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(record.batch_notes)),
@@ -100,7 +109,8 @@ class RunWrites(Database):
             for table in ("predictions", "model_calls"):
                 cursor.executemany(f"""DELETE FROM {table} WHERE run_id = $1
                                        OR evaluation_id IN (SELECT id FROM evaluations WHERE run_id = $1)""", ids)
-            for table, column in (("evaluations", "run_id"), ("batch_notes", "run_id"), ("steps", "run_id"),
+            for table, column in (("evaluations", "run_id"), ("batch_notes", "run_id"), ("candidates", "run_id"),
+                                  ("steps", "run_id"),
                                   ("runs", "id")):
                 cursor.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
 
