@@ -111,7 +111,8 @@ class Estimate:
         return said + f", about {self.tokens:,} tokens and a cost of {self.cost:.4g} (at the prices set)."
 
 
-# The baselines that ask a model (no notes, in-context, oracle) each answer the run's eval split.
+# The baselines that ask a model (no notes, in-context, oracle) each answer the run's eval split; so
+# does each run's own equal-token baseline.
 MODEL_BASELINES = 3
 
 
@@ -124,6 +125,7 @@ def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=())
     measured = True
     asked = [(config, calls_per_run(config)) for config in configs]
     asked += [(config, {PhaseName.EVAL: MODEL_BASELINES * config.eval_size}) for config in baselines]
+    asked += [(config, {PhaseName.EVAL: config.eval_size}) for config in (configs if baselines else ())]
     for config, per_phase in asked:
         if not config.uses_model:
             continue
@@ -304,37 +306,50 @@ def final_accuracy_by_cell(runs: pd.DataFrame) -> pd.DataFrame:
 
 # A rung "applies" or "learns" its rule when the mean over seeds clears the floor by this much.
 LADDER_MARGIN = 0.10
-LADDER_COLUMNS = ("no notes", "majority", "in-context", "oracle", "learned")
+LADDER_COLUMNS = ("no notes", "majority", "in-context", "oracle", "equal-token", "learned")
+
+
+def _ladder_baselines(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Each run's baselines (run x kind accuracy): its own where stored, else those of a run on the same
+    task and seed, since the runs of one rung and seed differ only in how they learn and share them
+    (iml_core.evaluation.baseline_key; the equal-token one is each run's own)."""
+    if not len(baselines):
+        return pd.DataFrame(index=runs["id"])
+    own = baselines.pivot_table(index="run_id", columns="kind", values="accuracy")
+    cells = runs[["id", "task", "seed"]].merge(own, left_on="id", right_index=True, how="left")
+    shared = [kind for kind in own.columns if kind != "equal-token"]
+    by_cell = cells.groupby(["task", "seed"])[shared].transform("first")
+    return own.reindex(runs["id"]).combine_first(by_cell.set_index(cells["id"]))
 
 
 def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
-    """A ladder study's runs (iml_core.studies.LADDER) rung by rung: the mean over seeds of each
-    baseline and of the learned (final eval) accuracy, the learned spread, and two verdicts against
-    the floor (the better of no notes and the majority class, which a model answering one class
-    reaches): *applies*, the oracle notes clear it (the model can use a rule it is given), and
-    *learns*, its own notes do (LADDER_MARGIN). A rung none of whose runs has finished is left out."""
+    """A ladder study's runs (iml_core.studies.LADDER) rung by rung and learner by learner: the mean
+    over seeds of each baseline and of the learned (final eval) accuracy, the learned spread, and two
+    verdicts against the floor (the better of no notes and the majority class, which a model answering
+    one class reaches): *applies*, the oracle notes clear it (the model can use a rule it is given),
+    and *learns*, its own notes do (LADDER_MARGIN). A rung none of whose runs has finished is left out."""
     from iml_core.studies import LADDER, rung_of
 
     done = runs[runs["final_eval_accuracy"].notna()]
-    accuracy = baselines.pivot_table(index="run_id", columns="kind", values="accuracy") if len(baselines) else \
-        pd.DataFrame()
+    if "learner" not in done:  # a frame of runs from before learners were a choice: IML's
+        done = done.assign(learner="iml")
+    accuracy = _ladder_baselines(done, baselines)
     rows = []
     for number, rung in enumerate(LADDER, start=1):
         on_rung = done[[rung_of(task) == rung for task in done["task"]]]
-        if on_rung.empty:
-            continue
-        row = {"rung": number, "task": rung.name, "seeds": len(on_rung)}
-        for kind in LADDER_COLUMNS[:-1]:
-            values = accuracy.reindex(on_rung["id"])[kind].dropna() if kind in accuracy else pd.Series(dtype=float)
-            row[kind] = values.mean() if len(values) else None
-        row["learned"] = on_rung["final_eval_accuracy"].mean()
-        row["learned spread"] = on_rung["final_eval_accuracy"].std() if len(on_rung) > 1 else None
-        floor = max((row[k] for k in ("no notes", "majority") if row[k] is not None), default=None)
-        row["applies"] = None if floor is None or row["oracle"] is None else row["oracle"] - floor >= LADDER_MARGIN
-        row["learns"] = None if floor is None else row["learned"] - floor >= LADDER_MARGIN
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["rung", "task", "seeds", *LADDER_COLUMNS, "learned spread", "applies",
-                                       "learns"])
+        for learner, runs_of in on_rung.groupby("learner", sort=False):
+            row = {"rung": number, "task": rung.name, "learner": learner, "seeds": len(runs_of)}
+            for kind in LADDER_COLUMNS[:-1]:
+                values = accuracy.reindex(runs_of["id"])[kind].dropna() if kind in accuracy else pd.Series()
+                row[kind] = values.mean() if len(values) else None
+            row["learned"] = runs_of["final_eval_accuracy"].mean()
+            row["learned spread"] = runs_of["final_eval_accuracy"].std() if len(runs_of) > 1 else None
+            floor = max((row[k] for k in ("no notes", "majority") if row[k] is not None), default=None)
+            row["applies"] = None if floor is None or row["oracle"] is None else row["oracle"] - floor >= LADDER_MARGIN
+            row["learns"] = None if floor is None else row["learned"] - floor >= LADDER_MARGIN
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["rung", "task", "learner", "seeds", *LADDER_COLUMNS, "learned spread",
+                                       "applies", "learns"])
 
 
 def ladder_in_words(table: pd.DataFrame) -> pd.DataFrame:
@@ -344,29 +359,33 @@ def ladder_in_words(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def ladder_verdict(table: pd.DataFrame) -> str:
-    """Where on the ladder the model stops applying rules and where it stops learning them, in words;
-    only rungs whose verdicts are measured (their baselines computed) count."""
+    """Where on the ladder the model stops applying rules and where each learner stops learning them,
+    in words; only rungs whose verdicts are measured (their baselines computed) count."""
     if table.empty:
         return "No rung has finished a run yet."
     applies = table[table["applies"].notna()]
     if applies.empty:
         return "Not measured yet: no rung's baselines have been computed."
     said = []
-    failing = applies[~applies["applies"].astype(bool)]
+    rungs = applies.drop_duplicates("rung")
+    failing = rungs[~rungs["applies"].astype(bool)]
     if len(failing):
         first = failing.iloc[0]
         said.append(f"It stops applying a rule it is given at rung {first['rung']} ({first['task']}): the oracle "
                     "notes no longer lift it clear of its floor.")
     else:
-        said.append(f"It applies the rule it is given on every rung measured ({len(applies)} of {len(table)}).")
-    clear = applies[applies["applies"].astype(bool)]
-    stops_learning = clear[~clear["learns"].astype(bool)]
-    if len(stops_learning):
-        first = stops_learning.iloc[0]
-        said.append(f"It stops learning at rung {first['rung']} ({first['task']}): its own notes end near its "
-                    "floor while the oracle's are still clear of it.")
-    elif len(clear):
-        said.append("It learns on every rung where it applies a rule it is given.")
+        said.append(f"It applies the rule it is given on every rung measured ({len(rungs)} of "
+                    f"{table['rung'].nunique()}).")
+    several = table["learner"].nunique() > 1
+    for learner, rows in applies[applies["applies"].astype(bool)].groupby("learner", sort=False):
+        who = f"With the {learner} learner it" if several else "It"
+        stops_learning = rows[~rows["learns"].astype(bool)]
+        if len(stops_learning):
+            first = stops_learning.iloc[0]
+            said.append(f"{who} stops learning at rung {first['rung']} ({first['task']}): its own notes end near "
+                        "its floor while the oracle's are still clear of it.")
+        else:
+            said.append(f"{who} learns on every rung where it applies a rule it is given.")
     return " ".join(said)
 
 

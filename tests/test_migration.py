@@ -91,7 +91,7 @@ def test_evaluation_rows_of_schema_12_move_into_the_tables_of_steps(tmp_path):
         assert usage.to_dict("records") == [{"note_sentence": 1, "used": 2, "right": 1, "wrong": 1}]
         assert store.mean_call_tokens(run_id, PhaseName.EVAL) == (20.0, 1.0)
         assert store.phase_costs([run_id]).set_index(["step", "phase"])["tokens_in"].to_dict() == {
-            (1, "eval"): 20, (1, "induce"): 0, (1, "infer"): 10, (1, "revise"): 0, (1, "score"): 0}
+            (1, "eval"): 20, (1, "induce"): 0, (1, "infer"): 10, (1, "revise"): 0}
 
         # Every evaluation's predictions and calls, in the order they were written.
         served = {"no notes": "baseline", "ablation": "evaluation", "file": "evaluation"}

@@ -104,6 +104,10 @@ class Agent(Protocol):
         written step by step; (the notes it read, if any, its answers, how it used the examples)."""
         ...
 
+    def count_tokens(self, text: str) -> tuple[int, str]:
+        """`text`'s length as this agent's prompt counts it, and how it was counted (the equal-token baseline)."""
+        ...
+
     def drain_calls(self) -> list[ModelCall]:
         """The model calls made since the last drain, for the step's record."""
         ...

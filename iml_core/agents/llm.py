@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -27,6 +28,7 @@ from iml_core.tasks import Observation, Task, rule_sentence
 LABEL_TOKENS = 24  # a class name, then " | line N"
 INDUCE_TOKENS = 256
 PROPOSAL_TOKENS = 64  # per candidate rule asked of `propose`
+CHARACTERS_PER_TOKEN = 4  # English text, about, where no tokenizer is at hand
 TOKENS_PER_WORD = 2  # room for the revised notes: a word is about 1.3 tokens in English; a margin
 
 
@@ -139,6 +141,14 @@ class LLMAgent:
             return Prediction(out.text or None, out.raw)
 
         return "", self._each(one, observations), f"{len(examples)} training examples in the prompt"
+
+    def count_tokens(self, text: str) -> tuple[int, str]:
+        """`text`'s length in tokens, and how it was counted: by the model's own tokenizer where the
+        backend runs it here, else estimated (a remote server has no tokenizer to ask)."""
+        tokens = getattr(self.backend, "tokens", None)
+        if tokens is not None:
+            return tokens(text), "the model's tokenizer"
+        return math.ceil(len(text) / CHARACTERS_PER_TOKEN), f"estimated at {CHARACTERS_PER_TOKEN} characters a token"
 
     def _each(self, one, observations: Sequence[Observation]) -> list[Prediction]:
         """`one` over the observations, in their order; in parallel where the backend takes it."""

@@ -347,6 +347,10 @@ class OfflineRuleLearner:
         how = f"its classifier fitted on {len(examples)} training examples"
         return notes, self.infer(notes, observations, phase), how
 
+    def count_tokens(self, text: str) -> tuple[int, str]:
+        """No model reads it: its length is counted in words."""
+        return word_count(text), "words (no model)"
+
     def drain_calls(self) -> list[ModelCall]:
         return []  # no model, so no calls to log
 

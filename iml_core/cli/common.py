@@ -52,7 +52,7 @@ def open_store(args) -> Store:
 
 
 def percent(value: float | None) -> str:
-    return "    -" if value is None else f"{100 * value:5.1f}"
+    return "    -" if value is None or value != value else f"{100 * value:5.1f}"  # None or NaN: not measured
 
 
 def run_default(name: str) -> str | None:

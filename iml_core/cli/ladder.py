@@ -18,7 +18,7 @@ from iml_core.status import Status
 from iml_core.studies import LADDER, LADDER_SEEDS, ladder_study
 
 # The ladder sets the task, its noise and the seed of each run; everything else is the caller's.
-LADDER_FLAGS = [name for name in RUN_SETTINGS if name not in ("task", "label_noise", "initial_notes")]
+LADDER_FLAGS = [name for name in RUN_SETTINGS if name not in ("task", "label_noise", "initial_notes", "learner")]
 
 
 def add(commands) -> None:
@@ -27,6 +27,8 @@ def add(commands) -> None:
     ladder.description += ("; rungs: " + "; ".join(f"{n}. {rung.name}" for n, rung in enumerate(LADDER, 1))
                            + f". Each rung runs --seeds seeds (default {LADDER_SEEDS}), each with its own rule")
     add_settings(ladder, LADDER_FLAGS)
+    add_setting(ladder, SETTINGS["learner"], f"{RunConfig().learner}; several compare learners on the same rules",
+                lists=True)
     ladder.add_argument("--seeds", type=int, default=LADDER_SEEDS, help=f"seeds per rung (default {LADDER_SEEDS})")
     ladder.add_argument("--rungs", type=_numbers, metavar="N,N...",
                         help="climb only these rungs, e.g. 1,2 (default: every rung); a costly model's first look")
@@ -36,16 +38,16 @@ def add(commands) -> None:
 
 def cmd_ladder(args) -> int:
     base = RunConfig(**with_model_defaults(given(args, LADDER_FLAGS)))
-    configs = ladder_study(base, args.seeds, args.rungs)
+    configs = ladder_study(base, args.seeds, args.rungs, args.learner)
     limits = Submission(parallel=args.parallel or DEFAULT_SUBMISSION.parallel).check()
     with open_store(args) as store:
         study = args.study or store.new_study("ladder") + f": {AGENTS[base.agent].label.split(' (')[0]}"
         manager = RunManager(store)
         say_estimate(store, configs, evaluation.shared_baselines(configs))
         run_ids = manager.submit(configs, study=study, limits=limits)
-        print(f"{study}: {len(run_ids)} runs ({len(run_ids) // args.seeds} rungs x {args.seeds} seeds), then their "
-              "baselines",
-              file=sys.stderr)
+        learners = len(args.learner or [base.learner])
+        print(f"{study}: {len(run_ids)} runs ({len(run_ids) // args.seeds // learners} rungs x {learners} learners x "
+              f"{args.seeds} seeds), then their baselines", file=sys.stderr)
         follow(store, manager, run_ids)
         failed = ""
         try:
@@ -61,10 +63,12 @@ def cmd_ladder(args) -> int:
         print(json.dumps({"study": study, "db": str(store.path), "run_ids": run_ids, "rungs": rows,
                           "verdict": verdict, "baselines_failed": failed or None}))
     else:
-        print(f"{'rung':<42} {'floor':>6} {'major':>6} {'in-ctx':>6} {'oracle':>6} {'learned':>7}  applies learns")
-        for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).itertuples():
-            print(f"{row.rung}. {row.task:<39} {percent(row._4)} {percent(row.majority)} {percent(row._6)} "
-                  f"{percent(row.oracle)} {percent(row.learned)}   {row.applies:<7} {row.learns}")
+        print(f"{'rung':<42} {'learner':<7} {'floor':>6} {'major':>6} {'in-ctx':>6} {'oracle':>6} {'eq-tok':>6} "
+              f"{'learned':>7}  applies learns")
+        for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).to_dict("records"):
+            print(f"{row['rung']}. {row['task']:<39} {row['learner']:<7} {percent(row['no notes'])} "
+                  f"{percent(row['majority'])} {percent(row['in-context'])} {percent(row['oracle'])} "
+                  f"{percent(row['equal-token'])} {percent(row['learned'])}   {row['applies']:<7} {row['learns']}")
         print(verdict)
         if failed:
             print(f"iml: failed: {failed}", file=sys.stderr)

@@ -79,4 +79,5 @@ class BankLearner:
                                          + ("; it stays in the bank" if candidate in bank else ""))
         if candidate in bank:
             return "kept", scored + "; kept in the bank, behind the notes"
-        return ("replaced" if candidate.origin == "bank" else "rejected"), scored + f"; below the bank's {len(bank)} best"
+        dropped = "replaced" if candidate.origin == "bank" else "rejected"
+        return dropped, scored + f"; below the bank's {len(bank)} best"

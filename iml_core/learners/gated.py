@@ -26,5 +26,6 @@ class GatedLearner(IMLLearner):
                         said + ("; the revision is no worse, so it replaces them" if accepted
                                else "; the notes stay"))
         new = Candidate("revision", revision.notes, new_right, n, "chosen" if accepted else "rejected",
-                        said + ("; accepted: no worse than the notes" if accepted else "; rejected: worse than the notes"))
+                        said + ("; accepted: no worse than the notes" if accepted
+                                else "; rejected: worse than the notes"))
         return Update(revision if accepted else Revision(notes, 0, None, 0), [old, new])

@@ -179,4 +179,6 @@ class RunReads(Database):
                    coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
                    coalesce(c.cost, 0) AS cost, t.seconds
             FROM times t LEFT JOIN calls c USING (run_id, step, phase)
+            -- a learner that scores nothing (IML) has no scoring phase, not one of nothing
+            WHERE t.phase <> 'score' OR t.seconds > 0 OR c.phase IS NOT NULL
             ORDER BY t.run_id, t.step, t.phase""", [ids, ids]).df()

@@ -14,7 +14,7 @@ from iml_core.learner import PredictionRecord
 
 # The kinds iml_core.evaluation calls baselines (its BASELINES): it imports the store through the
 # runner, so the store cannot import it; tests/test_migration.py keeps the two equal.
-BASELINE_KINDS = ("no notes", "in-context", "oracle", "majority")
+BASELINE_KINDS = ("no notes", "in-context", "oracle", "majority", "equal-token")
 
 
 class Served(StrEnum):
