@@ -2,7 +2,7 @@ import streamlit as st
 
 from iml_core import analysis
 from iml_core.builders import check_run
-from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
+from iml_core.config import DEFAULT_SUBMISSION, SETTINGS, RunConfig, Submission
 from iml_core.registry import AGENTS
 from iml_core.studies import LADDER, LADDER_SEEDS, MOST_LADDER_SEEDS, ladder_study
 from iml_core import charts
@@ -14,7 +14,8 @@ store, manager = current()
 st.title("Ladder")
 st.caption("Where a model can learn: generated tasks from one binary rule to a noisy 4-class rule over 3 "
            "attributes, each rung over several seeds (each seed its own rule), with the rung's floor (no "
-           "notes, majority class), in-context and oracle accuracy beside what a run learned. The offline "
+           "notes, majority class), in-context and oracle accuracy beside what each learner learned, and the "
+           "learner's own experience in as many tokens as its notes (equal-token). The offline "
            "learner climbs it in seconds: run it first as the reference.")
 st.markdown("\n".join(f"{number}. {rung.name}" for number, rung in enumerate(LADDER, start=1)))
 
@@ -31,8 +32,12 @@ if model:
     model["prompt_layout"] = setting_input(left, "prompt_layout", model.get("prompt_layout", defaults.prompt_layout),
                                            key="ladder_prompt_layout")
 
+learner = SETTINGS["learner"]
+learners = st.multiselect("Learners", learner.values, [defaults.learner], format_func=learner.describe,
+                          key="ladder_learners", help="each learner climbs the same rungs and seeds; " + learner.help)
+
 base = RunConfig(agent=agent, **chosen, **model)
-configs = ladder_study(base, int(seeds))
+configs = ladder_study(base, int(seeds), learners=learners or [defaults.learner])
 problems = check_run(configs[-1])  # the hardest rung: its task asks the most of the settings
 for problem in problems:
     show_problem(problem)
@@ -55,7 +60,7 @@ def results(study: str) -> None:
         return
     st.plotly_chart(charts.ladder(rungs), key="ladder_chart")
     shown = analysis.ladder_in_words(rungs)
-    table(shown, key="ladder_table", percent=("no notes", "majority", "in-context", "oracle", "learned"),
+    table(shown, key="ladder_table", percent=analysis.LADDER_COLUMNS,
           spreads=("learned spread",))
 
 

@@ -16,6 +16,7 @@ LAYERS = [
     ["errors", "status", "diff", "attribution", "prompts", "gguf_header", "progress", "budget"],
     ["tasks", "llama_build", "truth"],
     ["backends", "agents", "models"],  # models finds GGUF files for the backends and asks servers through one
+    ["learners"],  # how a step turns experience into notes; the loop above hands them its tools
     ["registry"],
     ["config"],
     ["learner"],

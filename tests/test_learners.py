@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from iml_core import render
 from iml_core.agents import PhaseName
 from iml_core.agents.llm import LLMAgent, rule_lines
 from iml_core.agents.offline import OfflineRuleLearner
@@ -164,11 +165,35 @@ def test_a_bank_run_stores_its_candidates_and_resumes_with_its_bank(store, tmp_p
 
     def kept(run_id):
         steps = [(s["step"], s["notes"], s["eval_accuracy"], s["learner_state"]) for s in store.steps(run_id)]
-        return steps, store.candidates(run_id).to_dict("records")
+        return steps, store.candidates(run_id)
 
     assert kept(stopped) == kept(whole)
     candidates = store.candidates(whole, 3)
-    assert set(candidates["origin"]) >= {"notes", "bank", "proposal"}  # step 3 weighed the bank it was handed
-    assert (candidates["decision"] == "chosen").sum() == 1
+    assert {c["origin"] for c in candidates} >= {"notes", "bank", "proposal"}  # step 3 weighed the bank it held
+    assert [c["decision"] for c in candidates].count("chosen") == 1
+    shown = render.candidates(candidates + [{**candidates[0], "text": "<script>alert(1)</script>", "minibatch": 0}])
+    assert "<script>" not in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert shown.count('class="iml-candidate"') == len(candidates) + 1 and "of minibatch 1" in shown
     store.delete_runs([whole])
-    assert store.candidates(whole).empty
+    assert store.candidates(whole) == []
+
+
+def test_migration_16_keeps_every_model_call_and_lets_the_score_phase_in(tmp_path):
+    from iml_core.store import Store
+
+    path = tmp_path / "fifteen.duckdb"
+    with Store(path, migrate_to=15) as old:
+        old.cursor().execute(
+            """INSERT INTO model_calls (run_id, step, phase, prompt, response, tokens_in, tokens_out, tokens_cached,
+                   duration_ms, cached, served) VALUES (1, 1, 'induce', 'p', 'r', 3, 2, 1, 5.0, false, 'step')""")
+        with pytest.raises(Exception, match="CHECK"):
+            old.cursor().execute(
+                """INSERT INTO model_calls (run_id, step, phase, prompt, response, tokens_in, tokens_out,
+                       tokens_cached, duration_ms, cached, served) VALUES (1, 1, 'score', 'p', 'r', 1, 1, 0, 1.0,
+                       false, 'step')""")
+    with Store(path) as store:
+        assert [(c["id"], c["phase"], c["tokens_cached"]) for c in store.model_calls(1)] == [(1, "induce", 1)]
+        store.cursor().execute(
+            """INSERT INTO model_calls (run_id, step, phase, prompt, response, tokens_in, tokens_out, tokens_cached,
+                   duration_ms, cached, served) VALUES (1, 2, 'score', 'p', 'r', 1, 1, 0, 1.0, false, 'step')""")
+        assert [(c["id"], c["phase"]) for c in store.model_calls(1)] == [(1, "induce"), (2, "score")]

@@ -17,17 +17,85 @@ so a resumed run continues as if it had never stopped.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol, Sequence
 
-if TYPE_CHECKING:
+from iml_core.diff import take_words, word_count, words
+
+if TYPE_CHECKING:  # the loop's, which is above the learners: they use its tools, never import it
     from iml_core.agents import Trajectory
-    from iml_core.learner import StepTools, Update
+    from iml_core.learner import StepTools
 
 # How the bank asks for candidate rules: `free` leaves their form to the model; `one-feature`
 # asks for rules that each name a single feature, since a free rule tends to join the deciding
 # feature with a spurious one (issue 29).
 PROPOSAL_STYLES = {"free": "each candidate rule as the model writes it",
                    "one-feature": "each candidate rule names one feature (one attribute's value) only"}
+
+
+# --- momentum and the word cap ------------------------------------------------------------
+
+def prefix_word_count(momentum: float, notes_words: int, max_words: int) -> int:
+    """ceil(m * W), computed on the decimal the user typed (0.3 * 10 is 3, not 3.0000000000000004),
+    and never more than the cap: when the cap and the prefix collide, the cap wins."""
+    return min(math.ceil(Fraction(str(momentum)) * notes_words), max_words)
+
+
+def momentum_prefix(notes: str, momentum: float, max_words: int) -> str:
+    return take_words(notes, prefix_word_count(momentum, word_count(notes), max_words))
+
+
+@dataclass(frozen=True)
+class Revision:
+    notes: str
+    prefix_words: int
+    kept_by_model: bool | None  # None when momentum required nothing
+    words_truncated: int
+
+
+def enforce_revision(prefix: str, revised: str, max_words: int) -> Revision:
+    """The notes a revision may leave: they begin with the momentum prefix (when the agent dropped
+    it, the rule is: the prefix, then everything the agent wrote) and hold at most max_words words."""
+    required = words(prefix)
+    kept = words(revised)[:len(required)] == required
+    notes = revised if kept else prefix + ("\n" + revised.strip() if revised.strip() else "")
+    total = word_count(notes)
+    if total > max_words:
+        notes = take_words(notes, max_words)
+    return Revision(notes, len(required), kept if required else None, max(0, total - max_words))
+
+
+@dataclass
+class Candidate:
+    """A note a learner weighed in a step: where it came from, what applying it to labelled
+    experience scored (right of scored; None when it was not scored), and what became of it."""
+    origin: str  # "proposal" (of a minibatch), "bank", "notes" (the notes before the step), "revision", "edit"
+    text: str
+    right: int | None = None
+    scored: int | None = None
+    decision: str = ""  # one of DECISIONS
+    reason: str = ""  # why, in words, with the scores that decided it
+    minibatch: int | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if not self.scored else self.right / self.scored
+
+
+# chosen: it is the notes now; kept: it stays (in a bank) without being the notes; rejected: it
+# did not win a place; replaced: it was the notes or in the bank, and a better one took its place.
+DECISIONS = ("chosen", "kept", "rejected", "replaced")
+
+
+@dataclass(frozen=True)
+class Update:
+    """What a learner's step leaves: the notes (with how momentum and the cap shaped them), the
+    candidates it weighed, and what it carries to the next step."""
+    revision: Revision
+    candidates: list[Candidate] = field(default_factory=list)
+    state: str | None = None
 
 
 class Learner(Protocol):

@@ -12,12 +12,15 @@ to a rule on a sample it met before come from the response cache."""
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from iml_core.agents import PhaseName, Trajectory
-from iml_core.config import RunConfig
-from iml_core.learner import Candidate, StepTools, Update, enforce_revision
-from iml_core.learners import percent
+from iml_core.learners import Candidate, Update, enforce_revision, percent
+
+if TYPE_CHECKING:  # the loop and the settings are above the learners
+    from iml_core.config import RunConfig
+    from iml_core.learner import StepTools
+
 
 
 def _same(text: str) -> str:

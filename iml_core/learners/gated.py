@@ -6,12 +6,15 @@ with both scores as a candidate."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from iml_core.agents import PhaseName
-from iml_core.learner import Candidate, Revision, StepTools, Update
-from iml_core.learners import percent
+from iml_core.learners import Candidate, Revision, Update, percent
 from iml_core.learners.iml import IMLLearner
+
+if TYPE_CHECKING:  # the loop's tools: the loop is above the learners
+    from iml_core.learner import StepTools
+
 
 
 class GatedLearner(IMLLearner):

@@ -4,10 +4,14 @@ order, seeds and cache keys are those of every run before learners were a choice
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from iml_core.agents import PhaseName, Trajectory
-from iml_core.learner import Revision, StepTools, Update, enforce_revision, momentum_prefix
+from iml_core.learners import Revision, Update, enforce_revision, momentum_prefix
+
+if TYPE_CHECKING:  # the loop's tools: the loop is above the learners
+    from iml_core.learner import StepTools
+
 
 
 class IMLLearner:

@@ -70,13 +70,12 @@ class RunReads(Database):
         return [r["text"] for r in self._rows(
             "SELECT text FROM batch_notes WHERE run_id = ? AND step = ? ORDER BY minibatch", [run_id, step])]
 
-    def candidates(self, run_id: int, step: int | None = None):
+    def candidates(self, run_id: int, step: int | None = None) -> list[dict]:
         """What a run's learner weighed at a step (every step when None), with scores and decisions."""
         where, params = ("AND step = ?", [run_id, step]) if step is not None else ("", [run_id])
-        return self.cursor().execute(
-            f"""SELECT step, position, origin, minibatch, text, "right", scored,
-                       CASE WHEN scored > 0 THEN "right" / scored END AS accuracy, decision, reason
-                FROM candidates WHERE run_id = ? {where} ORDER BY step, position""", params).df()
+        return self._rows(
+            f"""SELECT step, position, origin, minibatch, text, "right", scored, decision, reason
+                FROM candidates WHERE run_id = ? {where} ORDER BY step, position""", params)
 
     def learner_state(self, run_id: int, step: int) -> str | None:
         """What the run's learner carried out of a committed step (None: nothing but the notes)."""
