@@ -129,6 +129,9 @@ SETTINGS = {s.name: s for s in (
              "minibatch", learning=True),
     Setting("proposal_style", "choice", "Proposal style", "bank: free (rules as the model writes them) or "
             "one-feature (each rule names one feature only)", choices=PROPOSAL_STYLES, learning=True),
+    Setting("edit", "flag", "Edit the best rule", "bank: also score the best new rule once with each feature it "
+            "names alone, the others dropped (a rule often joins the deciding feature with a spurious one)",
+            learning=True, axis=False),
     _integer("score_window", "Score window", 1, 4096, "bank: the last N labelled training samples each rule is "
              "scored on, by applying it", step=8, learning=True),
     _integer("bank_size", "Bank size", 1, 64, "bank: the rules kept between steps; the notes are the best",
@@ -232,6 +235,7 @@ class RunConfig:
     learner: str = "iml"  # the paper's, the learner of every run before learners were a choice
     proposals: int = 4
     proposal_style: str = "one-feature"
+    edit: bool = False
     score_window: int = 32
     bank_size: int = 3
     margin: float = 0.05

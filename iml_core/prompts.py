@@ -83,6 +83,11 @@ LEARNER_PROMPTS = {
         "\"A {noun} that <has one feature> is a {first}; any other is a {second}.\""
     ),
     "propose_group": "{label}:\n{observations}",
+    "simplify_user": (
+        "This rule sorts {noun}s into {classes}:\n{rule}\n\n"
+        "It may name more features than the class depends on. Rewrite it once for each feature it names, "
+        "keeping only that one feature and dropping the others. Number the rewrites. Write only the rules."
+    ),
 }
 _ALL_PROMPTS = {**PROMPTS, **LEARNER_PROMPTS}
 

@@ -185,6 +185,9 @@ def _phase(name: str):
     return PhaseName(name)
 
 
+EDITS = 3  # the bank's edit: variants of a rule it expects to score, one per feature the rule names
+
+
 @dataclass(frozen=True)
 class LearnerKind:
     name: str
@@ -206,9 +209,9 @@ LEARNERS = {kind.name: kind for kind in (
     LearnerKind("iml", "IML: induce per minibatch, revise the notes with momentum (the paper's)", _iml,
                 ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1}, needs_labels=False),
     LearnerKind("bank", "Hypothesis bank: candidate rules scored by applying them, the best kept (after HypoGeniC)",
-                _bank, ("proposals", "proposal_style", "score_window", "bank_size", "margin"),
-                lambda c: {"induce": c.accumulation,
-                           "score": (c.accumulation * c.proposals + c.bank_size) * c.score_window},
+                _bank, ("proposals", "proposal_style", "edit", "score_window", "bank_size", "margin"),
+                lambda c: {"induce": c.accumulation + c.edit,
+                           "score": (c.accumulation * c.proposals + c.bank_size + c.edit * EDITS) * c.score_window},
                 needs_labels=True, own_prompts=True),
     LearnerKind("gated", "Score-gated IML: a revision replaces the notes only if it scores as well (after GEPA)",
                 _gated, ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1,

@@ -197,3 +197,13 @@ def test_migration_16_keeps_every_model_call_and_lets_the_score_phase_in(tmp_pat
             """INSERT INTO model_calls (run_id, step, phase, prompt, response, tokens_in, tokens_out, tokens_cached,
                    duration_ms, cached, served) VALUES (1, 2, 'score', 'p', 'r', 1, 1, 0, 1.0, false, 'step')""")
         assert [c["phase"] for c in store.model_calls(1)] == ["induce", "score"]
+
+
+def test_the_edit_scores_each_feature_of_a_free_rule_alone_and_the_deciding_one_wins():
+    free = offline_history(task=RUNG_1, learner="bank", steps=1, batch_size=8, eval_size=40, proposal_style="free",
+                           bank_size=1, edit=True)
+    edits = [c for c in free[1].candidates if c.origin == "edit"]
+    assert {c.text.split(":")[1].split(" is ")[0].strip() for c in edits} == {"skin", "colour"}
+    chosen = next(c for c in free[1].candidates if c.decision == "chosen")
+    assert chosen.origin == "edit" and chosen.text == "- Florp: skin is scales (100%).\n- Zindle: skin is fur (100%)."
+    assert free[1].notes == chosen.text and chosen.right == chosen.scored

@@ -98,6 +98,10 @@ class Agent(Protocol):
         bank learner); `style` is one of iml_core.learners.PROPOSAL_STYLES."""
         ...
 
+    def simplify(self, rule: str, phase: Phase) -> list[str]:
+        """The rule rewritten once per feature it names, that feature alone kept (the bank's edit)."""
+        ...
+
     def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
                    phase: Phase) -> tuple[str, list[Prediction], str]:
         """The in-context baseline: answers learned from labelled examples at once, without notes

@@ -28,6 +28,7 @@ from iml_core.tasks import Observation, Task, rule_sentence
 LABEL_TOKENS = 24  # a class name, then " | line N"
 INDUCE_TOKENS = 256
 PROPOSAL_TOKENS = 64  # per candidate rule asked of `propose`
+EDITS = 3  # the most rewrites of one rule `simplify` reads: one per feature it names
 CHARACTERS_PER_TOKEN = 4  # English text, about, where no tokenizer is at hand
 TOKENS_PER_WORD = 2  # room for the revised notes: a word is about 1.3 tokens in English; a margin
 
@@ -194,6 +195,15 @@ class LLMAgent:
                          call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
                                                              max_tokens=PROPOSAL_TOKENS * count))
         return rule_lines(out.text, count)
+
+    def simplify(self, rule: str, phase: Phase) -> list[str]:
+        """The rule rewritten once per feature it names, that feature alone kept (the bank's edit)."""
+        messages = [{"role": "system", "content": fill("propose_system", **self._shared)},
+                    {"role": "user", "content": fill("simplify_user", **self._shared, rule=rule)}]
+        out = self._call(phase, "text", messages, key_extra={"simplify": rule},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=PROPOSAL_TOKENS * EDITS))
+        return rule_lines(out.text, EDITS)
 
     def revise(self, notes: str, batch_notes: Sequence[str], required_prefix: str, max_words: int,
                phase: Phase) -> str:

@@ -332,6 +332,15 @@ class OfflineRuleLearner:
             rules.append("\n".join(lines))
         return rules
 
+    def simplify(self, rule: str, phase: Phase) -> list[str]:
+        """The rule once per attribute it names, with its lines' other attributes dropped."""
+        named = self.parse_notes(rule)
+        attributes = list(dict.fromkeys(a for traits in named.values() for a in traits))
+        if len(attributes) < 2:
+            return []
+        return ["\n".join(self.render_line(name, {a: traits[a]}, [a]) for name, traits in named.items() if a in traits)
+                for a in attributes]
+
     def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
                    phase: Phase) -> tuple[str, list[Prediction], str]:
         """The in-context baseline: notes fitted to the examples at once (each class's line states

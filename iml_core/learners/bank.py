@@ -54,8 +54,10 @@ class BankLearner:
             return Update(enforce_revision("", notes, self.config.max_note_words), [], json.dumps(self.bank))
         for candidate in candidates:
             candidate.right, candidate.scored = tools.score(candidate.text, window), n
-        # Best first; on a tie the rule held longer stays ahead (the sort is stable).
-        ranked = sorted(candidates, key=lambda c: -c.right)
+        if self.config.edit:
+            candidates += self._edits(tools, candidates, pool, window)
+        # Best first; on a tie the shorter rule, then the one held longer (the sort is stable).
+        ranked = sorted(candidates, key=lambda c: (-c.right, len(c.text.split())))
         incumbent = candidates[0] if held else None
         best = ranked[0]
         needed = self.config.margin * n
@@ -66,6 +68,24 @@ class BankLearner:
             candidate.decision, candidate.reason = self._decide(candidate, best, incumbent, bank, needed, n)
         self.bank = [c.text for c in bank]
         return Update(enforce_revision("", best.text, self.config.max_note_words), candidates, json.dumps(self.bank))
+
+    @staticmethod
+    def _edits(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
+               window: list) -> list[Candidate]:
+        """The best new proposal once per feature it names with the others dropped, each scored as the
+        rest were: an edit that keeps the deciding feature alone wins over the rule that joined a
+        spurious one to it (a tie goes to the shorter rule)."""
+        new = [c for c in candidates if c.origin == "proposal"]
+        if not new:
+            return []
+        best = max(new, key=lambda c: c.right)
+        edits = []
+        for rule in tools.ask(PhaseName.INDUCE, tools.agent.simplify, best.text):
+            if _same(rule) not in pool:
+                pool[_same(rule)] = edit = Candidate("edit", rule, minibatch=best.minibatch)
+                edit.right, edit.scored = tools.score(rule, window), len(window)
+                edits.append(edit)
+        return edits
 
     def _decide(self, candidate: Candidate, best: Candidate, incumbent: Candidate | None, bank: list[Candidate],
                 needed: float, n: int) -> tuple[str, str]:
