@@ -149,6 +149,14 @@ def tokens_per_second(run: dict, steps: pd.DataFrame) -> float | None:
     return tokens / max(float(seconds), 1e-9)
 
 
+def cached_share(costs: pd.DataFrame) -> pd.DataFrame:
+    """Per phase (Store.phase_costs): the prompt tokens the model was sent and the share of them
+    llama.cpp took from its prompt cache (a shared prefix: the task, the notes or the rule scored)."""
+    by_phase = costs.groupby("phase", sort=False)[["tokens_in", "tokens_cached"]].sum()
+    by_phase = by_phase[by_phase["tokens_in"] > 0]
+    return by_phase.assign(cached_share=by_phase["tokens_cached"] / by_phase["tokens_in"]).reset_index()
+
+
 def trajectories(task, predictions: list[dict]) -> pd.DataFrame:
     """The training answers behind a step's revision as the agent lived them: minibatch (from 1),
     observation, answer (or the raw output when it named no class), the right class, correct."""

@@ -167,7 +167,7 @@ class RunReads(Database):
         return self.cursor().execute("""
             WITH calls AS (
                 SELECT run_id, step, phase, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
-                       sum(cost) AS cost
+                       sum(tokens_cached) AS tokens_cached, sum(cost) AS cost
                 FROM model_calls WHERE list_contains(?, run_id) AND served = 'step' GROUP BY ALL),
             times AS (
                 UNPIVOT (SELECT run_id, step, seconds_infer AS infer, seconds_induce AS induce,
@@ -176,6 +176,7 @@ class RunReads(Database):
                 ON infer, induce, revise, eval, score INTO NAME phase VALUE seconds)
             SELECT t.run_id, t.step, t.phase,
                    coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
+                   coalesce(c.tokens_cached, 0) AS tokens_cached,
                    coalesce(c.cost, 0) AS cost, t.seconds
             FROM times t LEFT JOIN calls c USING (run_id, step, phase)
             -- a learner that scores nothing (IML) has no scoring phase, not one of nothing
