@@ -124,7 +124,8 @@ SETTINGS = {s.name: s for s in (
             "or wrong", choices=FEEDBACK_MODES, learning=True, column=True),
     Setting("learner", "choice", "Learner", "how a step turns experience into notes: iml (the paper's induce and "
             "revise), bank (candidate rules scored by applying them), gated (IML, a revision kept only if it scores "
-            "as well)", choices=LEARNERS, learning=True, column=True),
+            "as well), playbook (bullets edited by operations, harmful ones dropped)", choices=LEARNERS,
+            learning=True, column=True),
     _integer("proposals", "Proposals per minibatch", 1, 16, "bank: candidate rules the model proposes from each "
              "minibatch", learning=True),
     Setting("proposal_style", "choice", "Proposal style", "bank: free (rules as the model writes them) or "

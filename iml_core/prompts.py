@@ -83,6 +83,13 @@ LEARNER_PROMPTS = {
         "\"A {noun} that <has one feature> is a {first}; any other is a {second}.\""
     ),
     "propose_group": "{label}:\n{observations}",
+    "operate_system": "You keep a playbook of numbered bullets on how to sort each {noun} into one of: {classes}.",
+    "operate_user": (
+        "Your playbook:\n{bullets}\n\nWhat happened:\n{trajectories}\n\n"
+        "Change the playbook with a few operations, one a line: \"ADD: <a new bullet>\" adds a bullet, "
+        "\"EDIT <number>: <its new text>\" rewrites one, \"REMOVE <number>\" removes one. Keep what is right; "
+        "fix or remove what led to mistakes. Write only the operations."
+    ),
     "simplify_user": (
         "This rule sorts {noun}s into {classes}:\n{rule}\n\n"
         "It may name more features than the class depends on. Rewrite it once for each feature it names, "

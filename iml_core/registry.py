@@ -180,6 +180,11 @@ def _gated(config: RunSettings, state: str | None):
     return GatedLearner()
 
 
+def _playbook(config: RunSettings, state: str | None):
+    from iml_core.learners.playbook import PlaybookLearner
+    return PlaybookLearner(config, state)
+
+
 def _phase(name: str):
     from iml_core.agents import PhaseName
     return PhaseName(name)
@@ -216,4 +221,6 @@ LEARNERS = {kind.name: kind for kind in (
     LearnerKind("gated", "Score-gated IML: a revision replaces the notes only if it scores as well (after GEPA)",
                 _gated, ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1,
                                                   "score": c.accumulation * c.batch_size}, needs_labels=False),
+    LearnerKind("playbook", "Delta playbook: bullets added, edited and removed, the harmful ones dropped (after ACE)",
+                _playbook, (), lambda c: {"induce": c.accumulation}, needs_labels=False, own_prompts=True),
 )}

@@ -37,9 +37,9 @@ class ProposingBackend(RecordingBackend):
 
 
 def recorded_run(layout: str, backend=RecordingBackend, **settings):
-    config = RunConfig(task="paper", agent="llm", backend="openai", model="recording", steps=3, batch_size=4,
-                       accumulation=2, eval_size=6, eval_every=2, momentum=0.5, max_note_words=40,
-                       prompt_layout=layout, **settings)
+    config = RunConfig(**{**dict(task="paper", agent="llm", backend="openai", model="recording", steps=3,
+                                 batch_size=4, accumulation=2, eval_size=6, eval_every=2, momentum=0.5,
+                                 max_note_words=40, prompt_layout=layout), **settings})
     task, cache = load_task("paper"), DictCache()
     records = list(learning_steps(task, LLMAgent(task, backend(), cache=cache, layout=layout), config))
     return records, cache
@@ -207,3 +207,34 @@ def test_the_edit_scores_each_feature_of_a_free_rule_alone_and_the_deciding_one_
     chosen = next(c for c in free[1].candidates if c.decision == "chosen")
     assert chosen.origin == "edit" and chosen.text == "- Florp: skin is scales (100%).\n- Zindle: skin is fur (100%)."
     assert free[1].notes == chosen.text and chosen.right == chosen.scored
+
+
+WRONG = "- Florp: skin is fur (100%).\n- Zindle: skin is scales (100%).\n- Florp: colour is red (100%)."
+
+
+def test_the_playbook_drops_a_bullet_that_keeps_misleading_and_learns_the_rule():
+    history = offline_history(task=RUNG_1, learner="playbook", steps=4, batch_size=8, eval_size=40,
+                              initial_notes=WRONG)
+    assert history[0].eval_accuracy == 0.0 and history[-1].eval_accuracy == 1.0
+    dropped = [c for c in history[2].candidates if c.decision == "replaced"]
+    assert [(c.text, c.reason) for c in dropped] == [("- Florp: colour is red (100%).",
+                                                      "helpful 0, harmful 3: dropped as harmful")]
+    assert all(c.origin == "operation" and c.decision == "chosen" for c in history[1].candidates)
+    bullets = json.loads(history[-1].state)
+    assert "\n".join(b["text"] for b in bullets) == history[-1].notes
+
+
+class OperatingBackend(RecordingBackend):
+    """Not a model: the recording stand-in, whose written answers are playbook operations, one naming no bullet."""
+
+    def text(self, messages, *, temperature, seed, max_tokens, prefix=""):
+        ops = "ADD: Red ones are Florp.\nEDIT 1: Blue ones are Zindle.\nREMOVE 7\nsome chatter"
+        return Completion(ops, ops, tokens_in=10, tokens_out=12)
+
+
+def test_playbook_operations_from_a_model_are_applied_in_order_and_one_naming_no_bullet_is_rejected():
+    records, _ = recorded_run("plain", OperatingBackend, learner="playbook", accumulation=1, steps=1)
+    assert records[1].notes == "Red ones are Florp."  # the step began with no bullet: EDIT 1 names none
+    decisions = [(c.text, c.decision) for c in records[1].candidates]
+    assert decisions == [("ADD: Red ones are Florp.", "chosen"), ("EDIT 1: Blue ones are Zindle.", "rejected"),
+                         ("REMOVE 7", "rejected")]

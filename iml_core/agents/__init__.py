@@ -98,6 +98,11 @@ class Agent(Protocol):
         bank learner); `style` is one of iml_core.learners.PROPOSAL_STYLES."""
         ...
 
+    def operate(self, bullets: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        """Operations on a playbook's numbered bullets, one a line: ADD: text, EDIT n: text, REMOVE n
+        (the playbook learner)."""
+        ...
+
     def simplify(self, rule: str, phase: Phase) -> list[str]:
         """The rule rewritten once per feature it names, that feature alone kept (the bank's edit)."""
         ...

@@ -159,6 +159,26 @@ class LLMAgent:
             return list(pool.map(one, observations))  # map keeps the samples' order
 
     def induce(self, notes: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        messages = [{"role": "system", "content": fill("induce_system", **self._shared)},
+                    {"role": "user", "content": fill("induce_user", notes=notes.strip() or PROMPTS["no_notes"],
+                                                     trajectories=self._trajectories(trajectories))}]
+        out = self._call(phase, "text", messages, key_extra={"batch": [t.observation.id for t in trajectories]},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=INDUCE_TOKENS))
+        return out.text.strip() or "(empty)"
+
+    def operate(self, bullets: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        """Operations on the numbered bullets of a playbook, one a line (the playbook learner)."""
+        messages = [{"role": "system", "content": fill("operate_system", **self._shared)},
+                    {"role": "user", "content": fill("operate_user", bullets=bullets.strip() or PROMPTS["no_notes"],
+                                                     trajectories=self._trajectories(trajectories))}]
+        out = self._call(phase, "text", messages, key_extra={"batch": [t.observation.id for t in trajectories],
+                                                             "operate": True},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=INDUCE_TOKENS))
+        return out.text
+
+    def _trajectories(self, trajectories: Sequence[Trajectory]) -> str:
         lines = []
         for t in trajectories:
             answer = t.prediction.label or f"something that is no class ({t.prediction.raw.strip()[:40]!r})"
@@ -168,13 +188,7 @@ class LLMAgent:
             else:
                 lines.append(fill("trajectory_binary", observation=t.observation.text, answer=answer,
                                   verdict="right" if t.correct else "wrong"))
-        messages = [{"role": "system", "content": fill("induce_system", **self._shared)},
-                    {"role": "user", "content": fill("induce_user", notes=notes.strip() or PROMPTS["no_notes"],
-                                                     trajectories="\n".join(lines))}]
-        out = self._call(phase, "text", messages, key_extra={"batch": [t.observation.id for t in trajectories]},
-                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
-                                                             max_tokens=INDUCE_TOKENS))
-        return out.text.strip() or "(empty)"
+        return "\n".join(lines)
 
     def propose(self, notes: str, trajectories: Sequence[Trajectory], count: int, style: str,
                 phase: Phase) -> list[str]:

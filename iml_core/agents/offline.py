@@ -332,6 +332,27 @@ class OfflineRuleLearner:
             rules.append("\n".join(lines))
         return rules
 
+    def operate(self, bullets: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        """Operations that make the playbook's class lines what a revision without momentum would
+        write from this batch: EDIT a class's line, or ADD one for a class it lacks."""
+        numbered = {}
+        for line in bullets.splitlines():
+            number, _, text = line.partition(". ")
+            about = self._class_of_line(text)
+            if number.isdigit() and about is not None:
+                numbered.setdefault(about[0], (int(number), text))
+        current = "\n".join(text for _, text in numbered.values())
+        wanted = self.revise(current, [self.induce(current, trajectories, phase)], "", 10_000, phase)
+        operations = []
+        for line in wanted.splitlines():
+            about = self._class_of_line(line)
+            if about is not None and about[0] in numbered:
+                if numbered[about[0]][1] != line:
+                    operations.append(f"EDIT {numbered[about[0]][0]}: {line}")
+            elif about is not None:
+                operations.append(f"ADD: {line}")
+        return "\n".join(operations)
+
     def simplify(self, rule: str, phase: Phase) -> list[str]:
         """The rule once per attribute it names, with its lines' other attributes dropped."""
         named = self.parse_notes(rule)
