@@ -14,6 +14,7 @@ import pandas as pd
 from iml_core.agents import PhaseName
 from iml_core.baseline_kinds import Baseline
 from iml_core import formats
+from iml_core.registry import LEARNERS
 
 # How many of a run's last evaluated steps its instability (their spread) is taken over.
 INSTABILITY_WINDOW = 10
@@ -78,8 +79,8 @@ def seconds_per_step(call_seconds: dict[str, float], config) -> float | None:
     """A learning step's seconds for a config, from the measured seconds of one call per phase
     (Store.call_seconds): its K*B answers, K inductions, one revision and, every E steps, its eval
     answers. None until every phase the step needs has been measured."""
-    calls = {PhaseName.INFER: config.accumulation * config.batch_size, PhaseName.INDUCE: config.accumulation,
-             PhaseName.REVISE: 1, PhaseName.EVAL: config.eval_size / config.eval_every}
+    calls = {PhaseName.INFER: config.accumulation * config.batch_size, **LEARNERS[config.learner].calls(config),
+             PhaseName.EVAL: config.eval_size / config.eval_every}
     if any(phase not in call_seconds for phase in calls):
         return None
     return sum(n * call_seconds[phase] for phase, n in calls.items())
@@ -90,7 +91,7 @@ def calls_per_run(config) -> dict[str, int]:
     answers, K inductions and one revision, and an eval every E steps and after the last."""
     evals = len(range(0, config.steps + 1, config.eval_every)) + (config.steps % config.eval_every != 0)
     return {PhaseName.INFER: config.steps * config.accumulation * config.batch_size,
-            PhaseName.INDUCE: config.steps * config.accumulation, PhaseName.REVISE: config.steps,
+            **{phase: math.ceil(config.steps * n) for phase, n in LEARNERS[config.learner].calls(config).items()},
             PhaseName.EVAL: evals * config.eval_size}
 
 
@@ -112,8 +113,10 @@ class Estimate:
         return said + f", about {self.tokens:,} tokens and a cost of {self.cost:.4g} (at the prices set)."
 
 
-# The baselines that ask a model each answer the run's eval split.
-MODEL_BASELINES = sum(kind.asks_model for kind in Baseline)
+# The baselines that ask a model each answer the run's eval split: the shared ones once per study's
+# set of runs (`baselines`), the run's own (equal-token) once per run.
+SHARED_MODEL_BASELINES = sum(kind.asks_model and not kind.of_the_run for kind in Baseline)
+OWN_MODEL_BASELINES = sum(kind.asks_model and kind.of_the_run for kind in Baseline)
 
 
 def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=()) -> Estimate:
@@ -124,7 +127,9 @@ def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=())
     cost = 0.0
     measured = True
     asked = [(config, calls_per_run(config)) for config in configs]
-    asked += [(config, {PhaseName.EVAL: MODEL_BASELINES * config.eval_size}) for config in baselines]
+    asked += [(config, {PhaseName.EVAL: SHARED_MODEL_BASELINES * config.eval_size}) for config in baselines]
+    asked += [(config, {PhaseName.EVAL: OWN_MODEL_BASELINES * config.eval_size})
+              for config in (configs if baselines else ())]
     for config, per_phase in asked:
         if not config.uses_model:
             continue
@@ -144,8 +149,16 @@ def tokens_per_second(run: dict, steps: pd.DataFrame) -> float | None:
     tokens = run["tokens_in"] + run["tokens_out"]
     if not tokens:
         return None
-    seconds = steps[["seconds_infer", "seconds_induce", "seconds_revise", "seconds_eval"]].sum().sum()
+    seconds = steps[[f"seconds_{phase}" for phase in PhaseName]].sum().sum()
     return tokens / max(float(seconds), 1e-9)
+
+
+def cached_share(costs: pd.DataFrame) -> pd.DataFrame:
+    """Per phase (Store.phase_costs): the prompt tokens the model was sent and the share of them
+    llama.cpp took from its prompt cache (a shared prefix: the task, the notes or the rule scored)."""
+    by_phase = costs.groupby("phase", sort=False)[["tokens_in", "tokens_cached"]].sum()
+    by_phase = by_phase[by_phase["tokens_in"] > 0]
+    return by_phase.assign(cached_share=by_phase["tokens_cached"] / by_phase["tokens_in"]).reset_index()
 
 
 def trajectories(task, predictions: list[dict]) -> pd.DataFrame:
@@ -308,35 +321,48 @@ LADDER_MARGIN = 0.10
 LADDER_COLUMNS = (*(kind.value for kind in Baseline), "learned")
 
 
+def _ladder_baselines(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Each run's baselines (run x kind accuracy): its own where stored, else those of a run on the same
+    task and seed, since the runs of one rung and seed differ only in how they learn and share them
+    (iml_core.evaluation.baseline_key; the run's own ones, equal-token, are not shared)."""
+    if not len(baselines):
+        return pd.DataFrame(index=runs["id"])
+    own = baselines.pivot_table(index="run_id", columns="kind", values="accuracy")
+    cells = runs[["id", "task", "seed"]].merge(own, left_on="id", right_index=True, how="left")
+    shared = [kind for kind in own.columns if not Baseline(kind).of_the_run]
+    by_cell = cells.groupby(["task", "seed"])[shared].transform("first")
+    return own.reindex(runs["id"]).combine_first(by_cell.set_index(cells["id"]))
+
+
 def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
-    """A ladder study's runs (iml_core.studies.LADDER) rung by rung: the mean over seeds of each
-    baseline and of the learned (final eval) accuracy, the learned spread, and two verdicts against
-    the floor (the better of no notes and the majority class, which a model answering one class
-    reaches): *applies*, the oracle notes clear it (the model can use a rule it is given), and
-    *learns*, its own notes do (LADDER_MARGIN). A rung none of whose runs has finished is left out."""
+    """A ladder study's runs (iml_core.studies.LADDER) rung by rung and learner by learner: the mean
+    over seeds of each baseline and of the learned (final eval) accuracy, the learned spread, and two
+    verdicts against the floor (the better of no notes and the majority class, which a model answering
+    one class reaches): *applies*, the oracle notes clear it (the model can use a rule it is given),
+    and *learns*, its own notes do (LADDER_MARGIN). A rung none of whose runs has finished is left out."""
     from iml_core.studies import LADDER, rung_of
 
     done = runs[runs["final_eval_accuracy"].notna()]
-    accuracy = baselines.pivot_table(index="run_id", columns="kind", values="accuracy") if len(baselines) else \
-        pd.DataFrame()
+    if "learner" not in done:  # a frame of runs from before learners were a choice: IML's
+        done = done.assign(learner="iml")
+    accuracy = _ladder_baselines(done, baselines)
     rows = []
     for number, rung in enumerate(LADDER, start=1):
         on_rung = done[[rung_of(task) == rung for task in done["task"]]]
-        if on_rung.empty:
-            continue
-        row = {"rung": number, "task": rung.name, "seeds": len(on_rung)}
-        for kind in Baseline:
-            values = accuracy.reindex(on_rung["id"])[kind].dropna() if kind in accuracy else pd.Series(dtype=float)
-            row[kind] = values.mean() if len(values) else None
-        row["learned"] = on_rung["final_eval_accuracy"].mean()
-        row["learned spread"] = on_rung["final_eval_accuracy"].std() if len(on_rung) > 1 else None
-        floor = max((row[k] for k in Baseline if k.is_floor and row[k] is not None), default=None)
-        oracle = row[Baseline.ORACLE]
-        row["applies"] = None if floor is None or oracle is None else oracle - floor >= LADDER_MARGIN
-        row["learns"] = None if floor is None else row["learned"] - floor >= LADDER_MARGIN
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["rung", "task", "seeds", *LADDER_COLUMNS, "learned spread", "applies",
-                                       "learns"])
+        for learner, runs_of in on_rung.groupby("learner", sort=False):
+            row = {"rung": number, "task": rung.name, "learner": learner, "seeds": len(runs_of)}
+            for kind in Baseline:
+                values = accuracy.reindex(runs_of["id"])[kind].dropna() if kind in accuracy else pd.Series()
+                row[kind] = values.mean() if len(values) else None
+            row["learned"] = runs_of["final_eval_accuracy"].mean()
+            row["learned spread"] = runs_of["final_eval_accuracy"].std() if len(runs_of) > 1 else None
+            floor = max((row[k] for k in Baseline if k.is_floor and row[k] is not None), default=None)
+            oracle = row[Baseline.ORACLE]
+            row["applies"] = None if floor is None or oracle is None else oracle - floor >= LADDER_MARGIN
+            row["learns"] = None if floor is None else row["learned"] - floor >= LADDER_MARGIN
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["rung", "task", "learner", "seeds", *LADDER_COLUMNS, "learned spread",
+                                       "applies", "learns"])
 
 
 def ladder_in_words(table: pd.DataFrame) -> pd.DataFrame:
@@ -346,29 +372,33 @@ def ladder_in_words(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def ladder_verdict(table: pd.DataFrame) -> str:
-    """Where on the ladder the model stops applying rules and where it stops learning them, in words;
-    only rungs whose verdicts are measured (their baselines computed) count."""
+    """Where on the ladder the model stops applying rules and where each learner stops learning them,
+    in words; only rungs whose verdicts are measured (their baselines computed) count."""
     if table.empty:
         return "No rung has finished a run yet."
     applies = table[table["applies"].notna()]
     if applies.empty:
         return "Not measured yet: no rung's baselines have been computed."
     said = []
-    failing = applies[~applies["applies"].astype(bool)]
+    rungs = applies.drop_duplicates("rung")
+    failing = rungs[~rungs["applies"].astype(bool)]
     if len(failing):
         first = failing.iloc[0]
         said.append(f"It stops applying a rule it is given at rung {first['rung']} ({first['task']}): the oracle "
                     "notes no longer lift it clear of its floor.")
     else:
-        said.append(f"It applies the rule it is given on every rung measured ({len(applies)} of {len(table)}).")
-    clear = applies[applies["applies"].astype(bool)]
-    stops_learning = clear[~clear["learns"].astype(bool)]
-    if len(stops_learning):
-        first = stops_learning.iloc[0]
-        said.append(f"It stops learning at rung {first['rung']} ({first['task']}): its own notes end near its "
-                    "floor while the oracle's are still clear of it.")
-    elif len(clear):
-        said.append("It learns on every rung where it applies a rule it is given.")
+        said.append(f"It applies the rule it is given on every rung measured ({len(rungs)} of "
+                    f"{table['rung'].nunique()}).")
+    several = table["learner"].nunique() > 1
+    for learner, rows in applies[applies["applies"].astype(bool)].groupby("learner", sort=False):
+        who = f"With the {learner} learner it" if several else "It"
+        stops_learning = rows[~rows["learns"].astype(bool)]
+        if len(stops_learning):
+            first = stops_learning.iloc[0]
+            said.append(f"{who} stops learning at rung {first['rung']} ({first['task']}): its own notes end near "
+                        "its floor while the oracle's are still clear of it.")
+        else:
+            said.append(f"{who} learns on every rung where it applies a rule it is given.")
     return " ".join(said)
 
 

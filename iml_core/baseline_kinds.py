@@ -12,12 +12,21 @@ class Baseline(StrEnum):
     NO_NOTES = "no notes"
     MAJORITY = "majority"
     IN_CONTEXT = "in-context"
+    # The run's own experience, as many of its labelled samples as fit its notes' tokens (most recent
+    # first): what a long-context reader gets for the notes' budget (iml_core.evaluation.equal_tokens).
+    EQUAL_TOKEN = "equal-token"
     ORACLE = "oracle"
 
     @property
     def asks_model(self) -> bool:
         """Whether it answers the eval split with the run's model (the majority class asks none)."""
         return self is not Baseline.MAJORITY
+
+    @property
+    def of_the_run(self) -> bool:
+        """Whether it reads what one run learned (its notes, the samples it saw), so it is that run's
+        own; the others are shared by every run of the same task, model and eval split."""
+        return self is Baseline.EQUAL_TOKEN
 
     @property
     def is_floor(self) -> bool:

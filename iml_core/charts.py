@@ -126,8 +126,8 @@ def class_balance(labels: pd.Series) -> go.Figure:
 
 
 # How the page names each phase (iml_core.agents.PhaseName), in the order of a step.
-PHASE_LABELS = {PhaseName.INFER: "inference", PhaseName.INDUCE: "induction", PhaseName.REVISE: "revision",
-                PhaseName.EVAL: "evaluation"}
+PHASE_LABELS = {PhaseName.INFER: "inference", PhaseName.INDUCE: "induction", PhaseName.SCORE: "scoring",
+                PhaseName.REVISE: "revision", PhaseName.EVAL: "evaluation"}
 PHASE_MEASURES = {"seconds": "seconds", "tokens": "tokens (in + out)", "cost": "cost"}
 
 
@@ -169,6 +169,7 @@ BASELINE_STYLES = {  # kind -> (label, colour): what frames a learning curve
     Baseline.MAJORITY: ("majority class", "#7f8c8d"),
     Baseline.NO_NOTES: ("no notes (floor)", "#c0392b"),
     Baseline.IN_CONTEXT: ("in-context", "#d68910"),
+    Baseline.EQUAL_TOKEN: ("experience in the notes' tokens", "#8e44ad"),
     Baseline.ORACLE: ("oracle notes (ceiling)", "#1e8449"),
 }
 
@@ -183,7 +184,7 @@ def with_baselines(figure: go.Figure, baselines: pd.DataFrame) -> go.Figure:
     for kind, rows in baselines.groupby("kind"):
         label, colour = BASELINE_STYLES[kind]
         shots = rows["shots"].dropna()
-        if kind == Baseline.IN_CONTEXT and len(shots):
+        if kind in (Baseline.IN_CONTEXT, Baseline.EQUAL_TOKEN) and len(shots):
             label += f" ({int(shots.iloc[0])} examples)"
         if len(rows) > 1:
             label += f", mean of {len(rows)} runs"
@@ -210,21 +211,37 @@ def mark_alarms(figure: go.Figure, flags: pd.DataFrame) -> go.Figure:
     return figure
 
 
+LEARNED_COLOURS = ("#1f4e79", "#117a65", "#a04000", "#6c3483")  # one learned line per learner
+
+
 def ladder(table: pd.DataFrame) -> go.Figure:
     """A ladder study (iml_core.analysis.ladder_table): each baseline and the learned accuracy per
-    rung, the learned spread over seeds as error bars, and the rungs where the model stops applying
-    a given rule (grey) or stops learning one (red) shaded."""
+    rung (one line per learner, with its equal-token baseline), the learned spread over seeds as error
+    bars, and the rungs where the model stops applying a given rule (grey) or no learner learns one
+    (red) shaded."""
     figure = go.Figure()
-    rungs = [f"{row.rung}. {row.task}" for row in table.itertuples()]
-    for kind in Baseline:
+    several = table["learner"].nunique() > 1
+    shared = table.drop_duplicates("rung")  # every learner of a rung shares its floor, in-context and oracle
+    rungs = [f"{row.rung}. {row.task}" for row in shared.itertuples()]
+    for kind in (kind for kind in Baseline if not kind.of_the_run):
         label, colour = BASELINE_STYLES[kind]
-        figure.add_scatter(x=rungs, y=table[kind], name=label, mode="lines+markers",
+        figure.add_scatter(x=rungs, y=shared[kind], name=label, mode="lines+markers",
                            line=dict(color=colour, dash="dot", width=1.5))
-    figure.add_scatter(x=rungs, y=table["learned"], name="learned (final eval)", mode="lines+markers",
-                       line=dict(color="#1f4e79", width=3),
-                       error_y=dict(type="data", array=table["learned spread"].fillna(0), visible=True))
-    for position, row in enumerate(table.itertuples()):
-        if row.applies is False or row.learns is False:
+    for number, (learner, rows) in enumerate(table.groupby("learner", sort=False)):
+        x = [f"{row.rung}. {row.task}" for row in rows.itertuples()]
+        suffix = f" ({learner})" if several else ""
+        label, colour = BASELINE_STYLES[Baseline.EQUAL_TOKEN]
+        if rows[Baseline.EQUAL_TOKEN].notna().any():
+            figure.add_scatter(x=x, y=rows[Baseline.EQUAL_TOKEN], name=label + suffix, mode="lines+markers",
+                               line=dict(color=colour, dash="dot", width=1.5))
+        figure.add_scatter(x=x, y=rows["learned"], name="learned (final eval)" + suffix, mode="lines+markers",
+                           line=dict(color=LEARNED_COLOURS[number % len(LEARNED_COLOURS)], width=3),
+                           error_y=dict(type="data", array=rows["learned spread"].fillna(0), visible=True))
+    # A rung is shaded red when no learner learns there.
+    learns = {rung: None if rows["learns"].isna().all() else bool(rows["learns"].fillna(False).astype(bool).any())
+              for rung, rows in table.groupby("rung")}
+    for position, row in enumerate(shared.itertuples()):
+        if row.applies is False or learns[row.rung] is False:
             figure.add_vrect(x0=position - 0.5, x1=position + 0.5, line_width=0, opacity=0.12,
                              fillcolor="#7f8c8d" if row.applies is False else "#c0392b")
     figure.update_layout(title="Accuracy up the ladder (mean over seeds)", yaxis=SHARE_AXIS,

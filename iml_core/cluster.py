@@ -177,7 +177,8 @@ class _BoardCache:
         _ray().get(self.board.put.remote(key, value))
 
 
-def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int, board, spent: Spent | None):
+def _learn(config: dict, after_step: int | None, notes: str | None, state: str | None, run_id: int, board,
+           spent: Spent | None):
     """On a worker: says where it runs, then yields every step record. Retry notices and the
     response cache go through `board` (LLM runs); a run with limits gets a budget over what its
     committed steps `spent` (a sweep's shared budget lives in the driver and does not reach here)."""
@@ -189,13 +190,13 @@ def _learn(config: dict, after_step: int | None, notes: str | None, run_id: int,
     config = RunConfig.from_dict(config)
     budget = None if spent is None else Budget(Limits.of(config), spent, what=f"run {run_id}")
     if board is None:
-        yield from agent_steps(config, after_step, notes, budget=budget)
+        yield from agent_steps(config, after_step, notes, state=state, budget=budget)
         return
     watch, done = StepWatch(), threading.Event()
     poster = threading.Thread(target=_post_progress, args=(watch, board, run_id, done), daemon=True)
     poster.start()
     try:
-        yield from agent_steps(config, after_step, notes, cache=_BoardCache(board),
+        yield from agent_steps(config, after_step, notes, state=state, cache=_BoardCache(board),
                                on_retry=lambda notice: board.post.remote(run_id, notice), watch=watch, budget=budget)
     finally:
         done.set()
@@ -257,10 +258,11 @@ class RaySteps:
              cancel: threading.Event | None, board, relayed: RelayedWatch) -> Iterator[StepRecord]:
         lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
         losses = 0
+        state = None if after_step is None else store.learner_state(run_id, after_step)
         while True:
             spent = store.run_spent(run_id) if Limits.of(config) else None
             task = _remote().options(**self.resources.options()).remote(config.to_dict(), after_step, notes,
-                                                                        run_id, board, spent)
+                                                                        state, run_id, board, spent)
             recovering = losses > 0
             try:
                 for item in self._items(ray, task, cancel,
@@ -269,7 +271,7 @@ class RaySteps:
                         with self._lock:
                             self.workers[run_id] = item
                         continue
-                    after_step, notes = item.step, item.notes
+                    after_step, notes, state = item.step, item.notes, item.state
                     yield item  # committed by the caller before the next is asked for
                     if recovering:
                         store.set_retrying(run_id, None)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from iml_core.budget import SWEEP, Limits
 from iml_core.errors import UserError
 from iml_core.prompts import DEFAULT_LAYOUT, PROMPT_LAYOUTS
-from iml_core.registry import AGENTS, BACKENDS
+from iml_core.learners import PROPOSAL_STYLES
+from iml_core.registry import AGENTS, BACKENDS, LEARNERS
 
 FEEDBACK_MODES = {"label": "the environment names the right class",
                   "binary": "the environment says only right or wrong"}
@@ -122,6 +123,23 @@ SETTINGS = {s.name: s for s in (
             choices=AGENTS, scorer=True),
     Setting("feedback", "choice", "Feedback", "label: the environment names the right class; binary: only right "
             "or wrong", choices=FEEDBACK_MODES, learning=True, column=True),
+    Setting("learner", "choice", "Learner", "how a step turns experience into notes: iml (the paper's induce and "
+            "revise), bank (candidate rules scored by applying them), gated (IML, a revision kept only if it scores "
+            "as well), playbook (bullets edited by operations, harmful ones dropped)", choices=LEARNERS,
+            learning=True, column=True),
+    _integer("proposals", "Proposals per minibatch", 1, 16, "bank: candidate rules the model proposes from each "
+             "minibatch", learning=True),
+    Setting("proposal_style", "choice", "Proposal style", "bank: free (rules as the model writes them) or "
+            "one-feature (each rule names one feature only)", choices=PROPOSAL_STYLES, learning=True),
+    Setting("edit", "flag", "Edit the best rule", "bank: also score the best new rule once with each feature it "
+            "names alone, the others dropped (a rule often joins the deciding feature with a spurious one)",
+            learning=True, axis=False),
+    _integer("score_window", "Score window", 1, 4096, "bank: the last N labelled training samples each rule is "
+             "scored on, by applying it", step=8, learning=True),
+    _integer("bank_size", "Bank size", 1, 64, "bank: the rules kept between steps; the notes are the best",
+             learning=True),
+    _number("margin", "Replacement margin", 0.0, 1.0, "bank: a rule that is the notes is replaced only by one "
+            "scoring more than this share of the window better (the bank's momentum)", step=0.01, learning=True),
     _integer("steps", "Steps", 1, 10_000, "learning steps; each ends with one revision of the notes", learning=True),
     _integer("batch_size", "Batch size", 1, 1024, "samples per minibatch (B)", learning=True, column=True),
     _integer("accumulation", "Accumulation", 1, 64, "minibatches inferred and induced before one revision (K)",
@@ -216,6 +234,13 @@ class RunConfig:
     label_column: str = "label"
     label_noise: float | None = None  # None: the preset's own
     initial_notes: str = ""
+    learner: str = "iml"  # the paper's, the learner of every run before learners were a choice
+    proposals: int = 4
+    proposal_style: str = "one-feature"
+    edit: bool = False
+    score_window: int = 32
+    bank_size: int = 3
+    margin: float = 0.05
     # The LLM agent's model. No key here: keys come from the environment and are never stored.
     backend: str = ""
     model: str = ""  # a GGUF path (or listed name) for llama-server and llama-cpp, a model name for openai
@@ -256,6 +281,9 @@ class RunConfig:
             if not self.model.strip():
                 found.append("an LLM run needs a model: a .gguf path or a listed name for a model here, "
                              "a model name for openai")
+        if self.learner in LEARNERS and LEARNERS[self.learner].needs_labels and self.feedback != "label":
+            found.append(f"the {self.learner} learner reads the right class of each sample: it needs feedback "
+                         f"label, got {self.feedback!r}; choose another learner or --feedback label")
         if not str(self.task).strip():
             found.append("task is empty; give a preset name, a generated task (rules:...) or the path of a CSV file")
         return found

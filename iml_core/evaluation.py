@@ -4,7 +4,8 @@
   when its seed and eval size are given): transfer, when the notes came from another run.
 - The baselines of a run, on its task, agent, model, seed and eval split: no notes (the zero-shot
   floor), in-context (K labelled training examples in the prompt, no notes), oracle notes (written
-  from the benchmark's rule card), and the majority class.
+  from the benchmark's rule card), and the majority class; and one of the run's own, equal-token:
+  the labelled experience it saw, most recent first, in as many prompt tokens as its notes take.
 - ablate: the notes once whole and once without each numbered sentence: which sentences carry the accuracy.
 
 Every evaluation asks the agent exactly as a step's evaluation does (same split, same per-call
@@ -27,6 +28,7 @@ from iml_core.diff import word_count
 from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.registry import AGENTS
 from iml_core.learner import PredictionRecord, SampleStream, score_answers
+from iml_core.prompts import fill
 from iml_core.tasks import Sample, Task
 
 DEFAULTS = RunConfig()
@@ -126,6 +128,33 @@ def in_context(config: RunConfig, shots: int | None = None, *, cache=None) -> Ev
                       agent.drain_calls(), seconds, shots=shots, prompt_layout=_layout(config))
 
 
+def equal_tokens(config: RunConfig, notes: str, seen: int, *, cache=None) -> Evaluation:
+    """The labelled experience a run saw (the first `seen` samples of its training stream), most
+    recent first, as many as fit in the prompt tokens its notes take, as in-context examples in its
+    layout: what the room of the notes holds when filled with raw experience instead (EvoMemBench's
+    long-context baseline). A study without it cannot tell learning from remembering."""
+    task = build_task(config)
+    stream = SampleStream(task, config.seed, config.eval_size)
+    agent = build_agent(config, task, cache=cache)
+    room, how = agent.count_tokens(notes)
+    examples, used = [], 0
+    for sample in reversed(stream.positions(0, seen)):
+        size, _ = agent.count_tokens(fill("example", observation=sample.text, label=sample.label))
+        if used + size > room:
+            break
+        examples.append(sample)
+        used += size
+    started = time.perf_counter()
+    _, answers, _ = agent.in_context([(s.observation, s.label) for s in examples],
+                                     [s.observation for s in stream.eval], Phase(config.seed, 0, PhaseName.EVAL))
+    seconds = time.perf_counter() - started
+    records, accuracy, invalid, per_class = score_answers(task, "eval", None, stream.eval, answers)
+    source = (f"the {len(examples)} most recent of {seen} training samples seen, {used} of the notes' {room} "
+              f"tokens ({how})")
+    return Evaluation(Baseline.EQUAL_TOKEN, source, notes, agent.description, accuracy, invalid, per_class, records,
+                      agent.drain_calls(), seconds, shots=len(examples), prompt_layout=_layout(config))
+
+
 def majority(config: RunConfig) -> Evaluation:
     """Always the class most frequent in the training stream: no model, no notes."""
     task = build_task(config)
@@ -138,23 +167,33 @@ def majority(config: RunConfig) -> Evaluation:
                       records)
 
 
-# How each baseline is computed: (config, shots, cache) -> its evaluation.
-BASELINE_MAKERS: dict[Baseline, Callable[[RunConfig, int | None, object], Evaluation]] = {
-    Baseline.NO_NOTES: lambda config, shots, cache: score_notes(config, "", kind=Baseline.NO_NOTES, source="none",
-                                                                cache=cache),
-    Baseline.MAJORITY: lambda config, shots, cache: majority(config),
-    Baseline.IN_CONTEXT: lambda config, shots, cache: in_context(config, shots, cache=cache),
-    Baseline.ORACLE: lambda config, shots, cache: score_notes(config, oracle_notes(build_task(config), config.agent),
-                                                              kind=Baseline.ORACLE, source="the rule card",
-                                                              cache=cache),
+# How each baseline is computed: (config, shots, cache, learned) -> its evaluation; `learned` is the
+# run's notes and how many training samples it had seen (learned_so_far), for the run's own baselines.
+BASELINE_MAKERS: dict[Baseline, Callable[[RunConfig, int | None, object, tuple[str, int] | None], Evaluation]] = {
+    Baseline.NO_NOTES: lambda config, shots, cache, learned: score_notes(config, "", kind=Baseline.NO_NOTES,
+                                                                         source="none", cache=cache),
+    Baseline.MAJORITY: lambda config, shots, cache, learned: majority(config),
+    Baseline.IN_CONTEXT: lambda config, shots, cache, learned: in_context(config, shots, cache=cache),
+    Baseline.EQUAL_TOKEN: lambda config, shots, cache, learned: equal_tokens(config, *_learned(learned), cache=cache),
+    Baseline.ORACLE: lambda config, shots, cache, learned: score_notes(
+        config, oracle_notes(build_task(config), config.agent), kind=Baseline.ORACLE, source="the rule card",
+        cache=cache),
 }
 
 
-def baseline(kind: str, config: RunConfig, *, shots: int | None = None, cache=None) -> Evaluation:
+def _learned(learned: tuple[str, int] | None) -> tuple[str, int]:
+    if learned is None:
+        raise UserError("the equal-token baseline is a run's own: it needs the run's notes and experience")
+    return learned
+
+
+def baseline(kind: str, config: RunConfig, *, shots: int | None = None, cache=None,
+             learned: tuple[str, int] | None = None) -> Evaluation:
+    """A baseline of `kind`; the run's own ones (equal-token) read `learned`."""
     known = Baseline.of(kind)
     if known is None:
         raise UserError(f"unknown baseline {kind!r}; choose from {', '.join(Baseline)}")
-    return BASELINE_MAKERS[known](config, shots, cache)
+    return BASELINE_MAKERS[known](config, shots, cache, learned)
 
 
 @dataclass(frozen=True)
@@ -203,9 +242,19 @@ def shared_baselines(configs) -> list[RunConfig]:
     return list({baseline_key(config): config for config in configs}.values())
 
 
-def applicable_baselines(config: RunConfig) -> list[str]:
-    """Every baseline that exists for a run's task (oracle notes need a rule card)."""
-    return [kind for kind in Baseline if kind is not Baseline.ORACLE or build_task(config).rule_card]
+def applicable_baselines(config: RunConfig, learned: bool = True) -> list[str]:
+    """Every baseline that exists for a run's task (oracle notes need a rule card) and, once it
+    has learned a step (`learned`), for the run itself (equal-token)."""
+    return [kind for kind in Baseline if (kind is not Baseline.ORACLE or build_task(config).rule_card)
+            and (learned or not kind.of_the_run)]
+
+
+def learned_so_far(store, run_id: int) -> tuple[str, int] | None:
+    """A run's last notes and how many training samples it had seen by then; None before its first step."""
+    steps, config = store.steps(run_id), RunConfig.from_dict(store.run(run_id)["config"])
+    if not steps or steps[-1]["step"] == 0:
+        return None
+    return steps[-1]["notes"], steps[-1]["step"] * config.accumulation * config.batch_size
 
 
 def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None,
@@ -223,19 +272,23 @@ def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None,
         raise UserError(f"run {run_id} is the {AGENTS[config.agent].label}'s, which reads no prompt: prompt layouts "
                         "apply to a run of a model; leave out --prompt-layout")
     done = []
-    for kind in kinds or applicable_baselines(config):
+    learned = learned_so_far(store, run_id)
+    for kind in kinds or applicable_baselines(config, learned is not None):
         # The majority class asks no model: once, stored as the run's own.
         for layout in layouts if Baseline(kind).asks_model else [config.prompt_layout]:
             scored = config.replace(prompt_layout=layout).check()
-            evaluation = baseline(kind, scored, shots=shots, cache=store.responses)
+            evaluation = baseline(kind, scored, shots=shots, cache=store.responses, learned=learned)
             done.append((store.save_evaluation(evaluation, scored, run_id=run_id), evaluation))
     return done
 
 
-def missing_baselines(store, run_id: int) -> list[str]:
+def missing_baselines(store, run_id: int, shared: bool = True) -> list[str]:
+    """The baselines a run lacks: its own (equal-token), and unless `shared` is False, those it shares."""
     config = run_config(store.run(run_id))
     stored = set(store.baselines([run_id])["kind"])
-    return [kind for kind in applicable_baselines(config) if kind not in stored]
+    learned = learned_so_far(store, run_id) is not None
+    return [kind for kind in applicable_baselines(config, learned) if kind not in stored
+            and (shared or Baseline(kind).of_the_run)]
 
 
 def baselines_job(store, run_ids) -> Callable[[], None]:
@@ -248,9 +301,9 @@ def baselines_job(store, run_ids) -> Callable[[], None]:
 
     def work() -> None:
         failures = []
-        for run_id in firsts.values():
+        for run_id in run_ids:
             try:
-                missing = missing_baselines(store, run_id)
+                missing = missing_baselines(store, run_id, shared=run_id in firsts.values())
                 if missing:
                     compute_baselines(store, run_id, missing)
             except IMLError as e:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from iml_core.baseline_kinds import Baseline
 from iml_core.builders import build_task
 from iml_core.catalogue import catalogue, model_cache
 from iml_core.config import RunConfig
@@ -76,7 +77,7 @@ def probe_layouts(model: str, *, backend: str = "llama-server", rungs: Sequence[
         for layout in layouts or list(PROMPT_LAYOUTS):
             config = RunConfig(agent=model_agent(), backend=backend, model=model, prompt_layout=layout, task=task,
                                seed=PROBE_SEED, eval_size=samples, cache=False).check()
-            evaluation = score_notes(config, oracle_notes(build_task(config), config.agent), kind="oracle",
+            evaluation = score_notes(config, oracle_notes(build_task(config), config.agent), kind=Baseline.ORACLE,
                                      source="the rule card")
             named = [p.predicted for p in evaluation.predictions if p.predicted is not None]
             top = max((named.count(c) for c in set(named)), default=0)

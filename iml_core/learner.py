@@ -7,58 +7,35 @@
     notes = revise(notes, batch_notes) with the first ceil(m * W) old words kept   momentum
     every E steps (and after the last): eval accuracy of infer(notes, held-out samples)
 
-Everything random derives from the run's seed and the step number, never from state carried
-between steps, so a run resumed at step s continues exactly as if it had never stopped.
+How a step turns its experience into new notes is the run's learner (iml_core.learners,
+LEARNERS in iml_core.registry); the lines above are IML's, the default. Inference, evaluation,
+bookkeeping, budgets, the cache and resume are the loop's, the same for every learner.
+
+Everything random derives from the run's seed and the step number, and whatever a learner carries
+between steps is stored with the step (StepRecord.state), so a run resumed at step s continues
+exactly as if it had never stopped.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import random
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from iml_core.agents import Agent, ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.config import RunConfig
 from iml_core.budget import Budget
 from iml_core.progress import StepWatch
-from iml_core.diff import repetition, take_words, word_count, words, words_changed
+from iml_core.registry import LEARNERS
+from iml_core.diff import repetition, word_count, words_changed
+# Momentum and what a learner's step leaves live with the learners (iml_core.learners); named here
+# too, as the loop's vocabulary.
+from iml_core.learners import (Candidate, Revision, Update, enforce_revision, momentum_prefix,  # noqa: F401
+                               prefix_word_count)
 from iml_core.tasks import Sample, Task
-
-
-# --- momentum and the word cap ------------------------------------------------------------
-
-def prefix_word_count(momentum: float, notes_words: int, max_words: int) -> int:
-    """ceil(m * W), computed on the decimal the user typed (0.3 * 10 is 3, not 3.0000000000000004),
-    and never more than the cap: when the cap and the prefix collide, the cap wins."""
-    return min(math.ceil(Fraction(str(momentum)) * notes_words), max_words)
-
-
-def momentum_prefix(notes: str, momentum: float, max_words: int) -> str:
-    return take_words(notes, prefix_word_count(momentum, word_count(notes), max_words))
-
-
-@dataclass(frozen=True)
-class Revision:
-    notes: str
-    prefix_words: int
-    kept_by_model: bool | None  # None when momentum required nothing
-    words_truncated: int
-
-
-def enforce_revision(prefix: str, revised: str, max_words: int) -> Revision:
-    """The notes a revision may leave: they begin with the momentum prefix (when the agent dropped
-    it, the rule is: the prefix, then everything the agent wrote) and hold at most max_words words."""
-    required = words(prefix)
-    kept = words(revised)[:len(required)] == required
-    notes = revised if kept else prefix + ("\n" + revised.strip() if revised.strip() else "")
-    total = word_count(notes)
-    if total > max_words:
-        notes = take_words(notes, max_words)
-    return Revision(notes, len(required), kept if required else None, max(0, total - max_words))
 
 
 # --- where the samples come from ------------------------------------------------------------
@@ -82,8 +59,12 @@ class SampleStream:
         return self._epochs[epoch]
 
     def minibatch(self, index: int, size: int) -> list[Sample]:
+        return self.positions(index * size, (index + 1) * size)
+
+    def positions(self, start: int, end: int) -> list[Sample]:
+        """The training stream from position `start` to `end` (excluded), across epochs."""
         n = len(self.train)
-        return [self.train[self._epoch(p // n)[p % n]] for p in range(index * size, (index + 1) * size)]
+        return [self.train[self._epoch(p // n)[p % n]] for p in range(max(0, start), end)]
 
 
 # --- one step's record ----------------------------------------------------------------------
@@ -122,6 +103,8 @@ class StepRecord:
     predictions: list[PredictionRecord] = field(default_factory=list)
     calls: list[tuple[str, ModelCall]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    candidates: list[Candidate] = field(default_factory=list)  # what the learner weighed, and why it chose
+    state: str | None = None  # what the learner carries to the next step (None: nothing but the notes)
 
     def tokens(self, kind: str) -> int:
         return sum(getattr(call, f"tokens_{kind}") for _, call in self.calls)
@@ -160,16 +143,52 @@ class _Clock:
             self.seconds[phase] += time.perf_counter() - start
 
 
+# --- what a learner may ask in a step ------------------------------------------------------------
+
+class StepTools:
+    """A learner's hands in one step: the agent asked in a named phase (timed, budgeted, its calls
+    logged with the step), notes scored by applying them to labelled samples, and the labelled
+    experience the run has seen so far."""
+
+    def __init__(self, agent: Agent, task: Task, config: RunConfig, stream: SampleStream, record: StepRecord,
+                 clock: _Clock, phase: Callable[[PhaseName], Phase]):
+        self.agent, self.task, self.config, self.stream = agent, task, config, stream
+        self.record, self.clock, self.phase = record, clock, phase
+        self.samples: list[Sample] = []  # this step's training samples, in the order answered
+
+    def ask(self, name: PhaseName, method, *args):
+        """method(*args, phase): a call of the agent's in phase `name`."""
+        result = self.clock.time(name, method, *args, self.phase(name))
+        self.record.calls.extend((name, call) for call in self.agent.drain_calls())
+        return result
+
+    def score(self, notes: str, samples: Sequence[Sample]) -> int:
+        """How many of `samples` the agent answers right reading `notes`: the notes applied, as
+        inference applies them. The answer to one note on one sample does not depend on the step (its
+        seed is step 0's), so a note scored again on a sample it met before is answered by the
+        response cache."""
+        predictions = self.ask(PhaseName.SCORE, lambda notes, observations, phase: self.agent.infer(
+            notes, observations, dataclasses.replace(phase, step=0)), notes, [s.observation for s in samples])
+        return sum(p.label == s.label for p, s in zip(predictions, samples, strict=True))
+
+    def recent(self, count: int) -> list[Sample]:
+        """The last `count` labelled training samples seen, up to the end of this step, oldest first."""
+        end = self.record.step * self.config.accumulation * self.config.batch_size
+        return self.stream.positions(end - count, end)
+
+
 # --- the loop ------------------------------------------------------------------------------------
 
 def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: int | None = None,
-                   notes: str | None = None, watch: StepWatch | None = None,
+                   notes: str | None = None, state: str | None = None, watch: StepWatch | None = None,
                    budget: Budget | None = None) -> Iterator[StepRecord]:
     """Yields step 0 (the starting notes, evaluated) and then one record per learning step.
-    To resume, pass the last committed step (0 included) and its notes. `watch` hears where each
-    step is (iml_core.progress); `budget` stops the run before a step or model call past its limits."""
+    To resume, pass the last committed step (0 included), its notes and its learner's state.
+    `watch` hears where each step is (iml_core.progress); `budget` stops the run before a step or
+    model call past its limits."""
     stream = SampleStream(task, config.seed, config.eval_size)
     notes = config.initial_notes if notes is None else notes
+    learner = LEARNERS[config.learner].build(config, state)
     eval_observations = [s.observation for s in stream.eval]
 
     def evaluates(step: int) -> bool:
@@ -186,7 +205,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
             expected = {PhaseName.EVAL: len(eval_observations) if step == 0 or evaluates(step) else 0}
             if step:
                 expected |= {PhaseName.INFER: config.accumulation * config.batch_size,
-                             PhaseName.INDUCE: config.accumulation, PhaseName.REVISE: 1}
+                             **LEARNERS[config.learner].calls(config)}
             watch.begin_step(step, expected)
         return _Clock(watch)
 
@@ -214,32 +233,26 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
 
     for step in range(after_step + 1, config.steps + 1):
         clock, record = begin(step), StepRecord(step, notes)
-        train_samples: list[Sample] = []
+        tools = StepTools(agent, task, config, stream, record, clock, lambda name, step=step: phase(step, name))
         train_predictions: list[Prediction] = []
         for k in range(config.accumulation):
             minibatch = stream.minibatch((step - 1) * config.accumulation + k, config.batch_size)
-            predictions = clock.time(PhaseName.INFER, agent.infer, notes, [s.observation for s in minibatch],
-                                     phase(step, PhaseName.INFER))
-            drain(record, PhaseName.INFER)
+            predictions = tools.ask(PhaseName.INFER, agent.infer, notes, [s.observation for s in minibatch])
             scored, _, _, _ = score_answers(task, PhaseName.INFER, k, minibatch, predictions)
             trajectories = [
                 Trajectory(s.observation, p, r.correct, s.label if config.feedback == "label" else None)
                 for s, p, r in zip(minibatch, predictions, scored, strict=True)]
-            record.batch_notes.append(clock.time(PhaseName.INDUCE, agent.induce, notes, trajectories,
-                                                 phase(step, PhaseName.INDUCE)))
-            drain(record, PhaseName.INDUCE)
+            record.batch_notes.append(learner.induce(tools, notes, trajectories, k))
             record.predictions.extend(scored)
-            train_samples += minibatch
+            tools.samples += minibatch
             train_predictions += predictions
 
         _, record.train_accuracy, record.train_invalid, record.per_class["train"] = score_answers(
-            task, PhaseName.INFER, None, train_samples, train_predictions)
+            task, PhaseName.INFER, None, tools.samples, train_predictions)
 
-        prefix = momentum_prefix(notes, config.momentum, config.max_note_words)
-        revised = clock.time(PhaseName.REVISE, agent.revise, notes, record.batch_notes, prefix,
-                             config.max_note_words, phase(step, PhaseName.REVISE))
-        drain(record, PhaseName.REVISE)
-        revision = enforce_revision(prefix, revised, config.max_note_words)
+        update = learner.update(tools, notes, record.batch_notes)
+        revision = update.revision
+        record.candidates, record.state = update.candidates, update.state
         record.notes = revision.notes
         record.notes_words = word_count(revision.notes)
         record.words_changed = words_changed(notes, revision.notes)

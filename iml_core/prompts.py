@@ -68,8 +68,39 @@ PROMPTS = {
 }
 
 
+# The prompts of the learners other than IML (iml_core.learners), apart from PROMPTS so that an IML
+# run stores exactly the prompts it stored before learners were a choice.
+LEARNER_PROMPTS = {
+    "propose_system": "You are finding the rule that sorts each {noun} into one of these classes: {classes}.",
+    "propose_user": (
+        "Here are {noun}s whose class is known, grouped by class:\n{groups}\n\n"
+        "Write {count} different candidate rules that would sort these {noun}s correctly. Each rule is one line "
+        "that says, for every class, which {noun}s belong to it.{style} Number the rules 1 to {count}. "
+        "Write only the rules."
+    ),
+    "propose_one_feature": (
+        " Each rule must use exactly one feature, a different one in each rule, like: "
+        "\"A {noun} that <has one feature> is a {first}; any other is a {second}.\""
+    ),
+    "propose_group": "{label}:\n{observations}",
+    "operate_system": "You keep a playbook of numbered bullets on how to sort each {noun} into one of: {classes}.",
+    "operate_user": (
+        "Your playbook:\n{bullets}\n\nWhat happened:\n{trajectories}\n\n"
+        "Change the playbook with a few operations, one a line: \"ADD: <a new bullet>\" adds a bullet, "
+        "\"EDIT <number>: <its new text>\" rewrites one, \"REMOVE <number>\" removes one. Keep what is right; "
+        "fix or remove what led to mistakes. Write only the operations."
+    ),
+    "simplify_user": (
+        "This rule sorts {noun}s into {classes}:\n{rule}\n\n"
+        "It may name more features than the class depends on. Rewrite it once for each feature it names, "
+        "keeping only that one feature and dropping the others. Number the rewrites. Write only the rules."
+    ),
+}
+_ALL_PROMPTS = {**PROMPTS, **LEARNER_PROMPTS}
+
+
 def fill(name: str, **values) -> str:
-    return PROMPTS[name].format(**values)
+    return _ALL_PROMPTS[name].format(**values)
 
 
 @dataclass(frozen=True)

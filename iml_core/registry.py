@@ -2,7 +2,8 @@
 line and the dashboard learn what exists.
 
 Adding a backend is one new module under iml_core/backends/ and one row in BACKENDS; adding an
-agent, one module under iml_core/agents/ and one row in AGENTS. The settings' choices, the CLI's
+agent, one module under iml_core/agents/ and one row in AGENTS; adding a learner, one module
+under iml_core/learners/ and one row in LEARNERS. The settings' choices, the CLI's
 flags, the Models page's form and the default for a --model all read these rows.
 """
 
@@ -182,3 +183,66 @@ AGENTS = {kind.name: kind for kind in (
 def model_agent() -> str:
     """The agent a model is for: a --model given without --agent, or the model a page tests."""
     return next(name for name, kind in AGENTS.items() if kind.uses_model)
+
+
+# --- learners -------------------------------------------------------------------------------------
+
+def _iml(config: RunSettings, state: str | None):
+    from iml_core.learners.iml import IMLLearner
+    return IMLLearner()
+
+
+def _bank(config: RunSettings, state: str | None):
+    from iml_core.learners.bank import BankLearner
+    return BankLearner(config, state)
+
+
+def _gated(config: RunSettings, state: str | None):
+    from iml_core.learners.gated import GatedLearner
+    return GatedLearner()
+
+
+def _playbook(config: RunSettings, state: str | None):
+    from iml_core.learners.playbook import PlaybookLearner
+    return PlaybookLearner(config, state)
+
+
+def _phase(name: str):
+    from iml_core.agents import PhaseName
+    return PhaseName(name)
+
+
+EDITS = 3  # the bank's edit: variants of a rule it expects to score, one per feature the rule names
+
+
+@dataclass(frozen=True)
+class LearnerKind:
+    name: str
+    label: str  # how the dashboard names it
+    # (settings, the state the last committed step left, or None) -> the learner (iml_core.learners)
+    build: Callable[[RunSettings, str | None], Any]
+    settings: tuple[str, ...]  # the run settings it reads besides the loop's: its fields on New run
+    # (settings) -> the model calls one step asks at most besides its inference answers, by phase
+    # (iml_core.agents.PhaseName values): for the Live page and the estimates before a run
+    step_calls: Callable[[RunSettings], dict[str, float]]
+    needs_labels: bool  # it reads the right class of each sample: only under label feedback
+    own_prompts: bool = False  # it asks prompts of iml_core.prompts.LEARNER_PROMPTS, stored with its runs
+
+    def calls(self, config: RunSettings) -> dict:
+        return {_phase(name): n for name, n in self.step_calls(config).items()}
+
+
+LEARNERS = {kind.name: kind for kind in (
+    LearnerKind("iml", "IML: induce per minibatch, revise the notes with momentum (the paper's)", _iml,
+                ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1}, needs_labels=False),
+    LearnerKind("bank", "Hypothesis bank: candidate rules scored by applying them, the best kept (after HypoGeniC)",
+                _bank, ("proposals", "proposal_style", "edit", "score_window", "bank_size", "margin"),
+                lambda c: {"induce": c.accumulation + c.edit,
+                           "score": (c.accumulation * c.proposals + c.bank_size + c.edit * EDITS) * c.score_window},
+                needs_labels=True, own_prompts=True),
+    LearnerKind("gated", "Score-gated IML: a revision replaces the notes only if it scores as well (after GEPA)",
+                _gated, ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1,
+                                                  "score": c.accumulation * c.batch_size}, needs_labels=False),
+    LearnerKind("playbook", "Delta playbook: bullets added, edited and removed, the harmful ones dropped (after ACE)",
+                _playbook, (), lambda c: {"induce": c.accumulation}, needs_labels=False, own_prompts=True),
+)}

@@ -90,3 +90,23 @@ def notes_with_kept_prefix(notes: str, prefix_words: int) -> str:
     rest = notes[len(kept):]
     marked = f'<mark class="kept" title="kept by momentum">{html.escape(kept)}</mark>' if kept else ""
     return f'{STYLE}<div class="iml-text">{marked}{html.escape(rest)}</div>'
+
+
+DECISION_COLOURS = {"chosen": "#d9f2dd", "kept": "#e8eefb", "rejected": "#f8d7da", "replaced": "#fff6dc"}
+
+
+def candidates(rows: list[dict]) -> str:
+    """What a learner weighed in a step (Store.candidates), one card each: its decision, where it came
+    from, its measured score and why, then its text; every word of it escaped."""
+    cards = []
+    for row in rows:
+        scored = f"{row['right']} of {row['scored']} right" if row["scored"] else "not scored"
+        origin = row["origin"] + ("" if row.get("minibatch") is None else f" of minibatch {row['minibatch'] + 1}")
+        cards.append(
+            f'<div class="iml-candidate" data-decision="{html.escape(row["decision"])}" '
+            f'style="background: {DECISION_COLOURS.get(row["decision"], "#fff")}">'
+            f'<b>{html.escape(row["decision"])}</b> · {html.escape(origin)} · {html.escape(scored)}'
+            f'<div class="iml-caption">{html.escape(row["reason"])}</div>'
+            f'<div class="iml-text">{html.escape(row["text"])}</div></div>')
+    return STYLE + '<style>.iml-candidate { padding: 0.5rem 0.7rem; margin: 0.4rem 0; border-radius: 6px; }</style>' \
+        + "".join(cards)

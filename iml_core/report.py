@@ -243,7 +243,8 @@ class _Report:
         said = ('<p class="note">No baselines are stored for these runs: <code>python -m iml_core baseline RUN</code> '
                 "or Compare's button computes them.</p>" if self.baselines.empty else
                 '<p class="note">Dotted lines: the baselines (the mean over runs of each kind): no notes (the floor), '
-                "in-context examples, the oracle's notes (the ceiling), the majority class.</p>")
+                "in-context examples, the oracle's notes (the ceiling), the majority class, and each run's own "
+                "experience in as many prompt tokens as its notes (equal-token).</p>")
         return self.figure(charts.with_baselines(curves, self.baselines), height=440) + said
 
     def final(self) -> str:

@@ -14,7 +14,8 @@ from iml_core.builders import prepare_run, task_moved
 from iml_core.config import RunConfig
 from iml_core.errors import BudgetReached, IMLError, UserError
 from iml_core.learner import StepRecord
-from iml_core.prompts import PROMPTS
+from iml_core.prompts import LEARNER_PROMPTS, PROMPTS
+from iml_core.registry import LEARNERS
 from iml_core.status import RESUMABLE, Status
 from iml_core.steps import StepSource, local_steps
 from iml_core.store import Store
@@ -34,7 +35,12 @@ def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None =
         config = config.replace(model=str(model_file))
     return store.create_run(config, task_name=task.name, task_source=task.source,
                             agent_description=agent.description,
-                            prompts=PROMPTS if config.uses_model else None, parent=parent, study=study)
+                            prompts=_prompts(config) if config.uses_model else None, parent=parent, study=study)
+
+
+def _prompts(config: RunConfig) -> dict:
+    """The prompts a run of a model asks, stored with it: an IML run stores what it always did."""
+    return {**PROMPTS, **LEARNER_PROMPTS} if LEARNERS[config.learner].own_prompts else PROMPTS
 
 
 def fork_config(store: Store, run_id: int, step: int, **changes) -> RunConfig:

@@ -23,15 +23,17 @@ class StepSource(Protocol):
                  cancel: threading.Event | None) -> Iterator[StepRecord]: ...
 
 
-def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *, cache=None,
+def agent_steps(config: RunConfig, after_step: int | None, notes: str | None, *, state: str | None = None, cache=None,
                 on_retry: Callable[[str | None], None] | None = None,
                 watch: StepWatch | None = None, budget: Budget | None = None) -> Iterator[StepRecord]:
-    """A run's steps computed in this process, wherever that is (here, or on a Ray worker): `cache`
+    """A run's steps computed in this process, wherever that is (here, or on a Ray worker), from
+    the notes and learner `state` of step `after_step` (iml_core.learner.learning_steps): `cache`
     answers repeated model calls, `on_retry` hears the backend's retry notices, `watch` where a
     step is, `budget` stops it at its limits."""
     task = build_task(config)
     agent = build_agent(config, task, cache=cache, on_retry=on_retry)
-    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes, watch=watch, budget=budget)
+    yield from learning_steps(task, agent, config, after_step=after_step, notes=notes, state=state, watch=watch,
+                              budget=budget)
 
 
 def run_budget(store: Store, run_id: int, config: RunConfig) -> Budget | None:
@@ -47,6 +49,7 @@ def run_budget(store: Store, run_id: int, config: RunConfig) -> Budget | None:
 def local_steps(store: Store, run_id: int, config: RunConfig, after_step: int | None, notes: str | None,
                 cancel: threading.Event | None) -> Iterator[StepRecord]:
     with WATCHES.watching(run_id) as watch:  # the Live page reads where the step is (iml_core.progress)
-        yield from agent_steps(config, after_step, notes, cache=store.responses,
+        state = None if after_step is None else store.learner_state(run_id, after_step)
+        yield from agent_steps(config, after_step, notes, state=state, cache=store.responses,
                                on_retry=lambda notice: store.set_retrying(run_id, notice), watch=watch,
                                budget=run_budget(store, run_id, config))

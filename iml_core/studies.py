@@ -58,9 +58,11 @@ LADDER_SEEDS = 3
 MOST_LADDER_SEEDS = 10
 
 
-def ladder_study(base: RunConfig, seeds: int = LADDER_SEEDS, rungs: Sequence[int] | None = None) -> list[RunConfig]:
-    """A run per rung (all, or those numbered in `rungs`, from 1) and seed. Each seed draws both the
-    rule and the run's samples, so a rung's result holds over several rules, not one lucky table."""
+def ladder_study(base: RunConfig, seeds: int = LADDER_SEEDS, rungs: Sequence[int] | None = None,
+                 learners: Sequence[str] | None = None) -> list[RunConfig]:
+    """A run per rung (all, or those numbered in `rungs`, from 1), learner (the base's, or each of
+    `learners`, compared on the same rules and samples) and seed. Each seed draws both the rule and
+    the run's samples, so a rung's result holds over several rules, not one lucky table."""
     if not 1 <= seeds <= MOST_LADDER_SEEDS:
         raise UserError(f"{seeds} seeds per rung asked; give from 1 to {MOST_LADDER_SEEDS}")
     wrong = [n for n in rungs or () if not 1 <= n <= len(LADDER)]
@@ -68,8 +70,9 @@ def ladder_study(base: RunConfig, seeds: int = LADDER_SEEDS, rungs: Sequence[int
         raise UserError(f"the ladder has rungs 1 to {len(LADDER)}, not {', '.join(map(str, wrong))}; "
                         "name rungs from that range")
     chosen = [LADDER[n - 1] for n in sorted(set(rungs))] if rungs else LADDER
-    return [base.replace(task=rung.task(seed), seed=seed, label_noise=None)
-            for rung in chosen for seed in range(base.seed, base.seed + seeds)]
+    return [base.replace(task=rung.task(seed), seed=seed, label_noise=None, learner=learner)
+            for rung in chosen for learner in dict.fromkeys(learners or [base.learner])
+            for seed in range(base.seed, base.seed + seeds)]
 
 
 def rung_of(task: str) -> Rung | None:

@@ -2,7 +2,7 @@ import streamlit as st
 
 from iml_core import analysis
 from iml_core.builders import check_run
-from iml_core.config import DEFAULT_SUBMISSION, RunConfig, Submission
+from iml_core.config import DEFAULT_SUBMISSION, SETTINGS, RunConfig, Submission
 from iml_core.registry import AGENTS
 from iml_core.studies import LADDER, LADDER_SEEDS, MOST_LADDER_SEEDS, ladder_study
 from iml_core import charts, render
@@ -15,7 +15,8 @@ store, manager = current()
 st.title("Ladder")
 st.caption("Where a model can learn: generated tasks from one binary rule to a noisy 4-class rule over 3 "
            "attributes, each rung over several seeds (each seed its own rule), with the rung's floor (no "
-           "notes, majority class), in-context and oracle accuracy beside what a run learned. The offline "
+           "notes, majority class), in-context and oracle accuracy beside what each learner learned, and the "
+           "learner's own experience in as many tokens as its notes (equal-token). The offline "
            "learner climbs it in seconds: run it first as the reference.")
 st.markdown("\n".join(f"{number}. {rung.name}" for number, rung in enumerate(LADDER, start=1)))
 
@@ -35,8 +36,12 @@ if model:
     if advice is not None:
         st.html(render.caption(f"Suggested for this model: the {advice.layout} layout, {advice.reason}."))
 
+learner = SETTINGS["learner"]
+learners = st.multiselect("Learners", learner.values, [defaults.learner], format_func=learner.describe,
+                          key="ladder_learners", help="each learner climbs the same rungs and seeds; " + learner.help)
+
 base = RunConfig(agent=agent, **chosen, **model)
-configs = ladder_study(base, int(seeds))
+configs = ladder_study(base, int(seeds), learners=learners or [defaults.learner])
 problems = check_run(configs[-1])  # the hardest rung: its task asks the most of the settings
 for problem in problems:
     show_problem(problem)

@@ -105,7 +105,14 @@ def live() -> None:
     measure = st.radio("Split by phase", list(charts.PHASE_MEASURES), horizontal=True, key="live_measure",
                        format_func=charts.PHASE_MEASURES.get,
                        help="inference: training answers; evaluation: the held-out answers")
-    st.plotly_chart(charts.phase_costs(store.phase_costs([run_id]), measure), key="live_phases")
+    costs = store.phase_costs([run_id])
+    st.plotly_chart(charts.phase_costs(costs, measure), key="live_phases")
+    shared = analysis.cached_share(costs)
+    if not shared.empty:
+        st.caption("Prompt tokens llama.cpp took from its cache, by phase (the calls of a phase share their "
+                   "beginning: the task and the notes, or the rule being scored): " + "; ".join(
+                       f"{charts.PHASE_LABELS.get(r.phase, r.phase)} {100 * r.cached_share:.0f}% of "
+                       f"{int(r.tokens_in):,}" for r in shared.itertuples()))
 
 
 live()

@@ -10,7 +10,7 @@ from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import grid_configs
 from iml_core.layout_probe import suggested_layout
-from iml_core.registry import AGENTS, BACKENDS
+from iml_core.registry import AGENTS, BACKENDS, LEARNERS
 from iml_core.tasks import PRESETS
 from iml_core import render
 from studio.ui import MLFLOW, SELECTED, current, estimate_caption, mlflow_logger, model_names, model_settings, \
@@ -39,6 +39,11 @@ for column, name in zip((right, left, middle, right, left, middle), ("batch_size
                                                                      "max_note_words", "seed"), strict=True):
     chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
 chosen["feedback"] = setting_input(right, "feedback", defaults.feedback, key="feedback", radio=True)
+# Under a sweep, its own learners (below) are used; each learner's own settings show while it is chosen.
+chosen["learner"] = setting_input(st, "learner", defaults.learner, key="learner", disabled=bool(swept), help=swept)
+learner_settings = [name for name in LEARNERS[chosen["learner"]].settings if name not in chosen]
+for column, name in zip(st.columns(max(1, len(learner_settings))), learner_settings, strict=False):
+    chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
 if task in PRESETS:
     chosen["label_noise"] = setting_input(left, "label_noise", PRESETS[task].label_noise, key="label_noise",
                                           slider=True)
@@ -95,8 +100,11 @@ if sweep:
     layout = SETTINGS["prompt_layout"]
     layouts = st.multiselect("Prompt layouts", layout.values, [base.prompt_layout], format_func=layout.describe,
                              key="sweep_prompt_layouts", help=layout.help) if uses_model else [base.prompt_layout]
-    configs = grid_configs(base, {"prompt_layout": layouts, "momentum": momenta, "accumulation": accumulations,
-                                  "seed": range(base.seed, base.seed + int(seed_count))})
+    learner = SETTINGS["learner"]
+    learners = st.multiselect("Learners", learner.values, [base.learner], format_func=learner.describe,
+                              key="sweep_learners", help=learner.help)
+    configs = grid_configs(base, {"learner": learners, "prompt_layout": layouts, "momentum": momenta,
+                                  "accumulation": accumulations, "seed": range(base.seed, base.seed + int(seed_count))})
 else:
     configs, limits = [base], DEFAULT_SUBMISSION
 
@@ -105,8 +113,8 @@ if uses_model and not model.get("model"):
 else:
     problems = list(dict.fromkeys(itertools.chain.from_iterable(check_run(c) for c in configs[:1] + configs[-1:])))
 if sweep and not configs:
-    problems.append("pick at least one momentum and one accumulation value" + (" and one prompt layout" if uses_model
-                                                                               else ""))
+    problems.append("pick at least one learner, one momentum and one accumulation value"
+                    + (" and one prompt layout" if uses_model else ""))
 for problem in problems:
     show_problem(problem)
 if uses_model and model.get("model") and configs:

@@ -112,6 +112,11 @@ with caused:
     if after > 0:
         if before != after - 1:
             st.caption(f"The diff spans steps {before}–{after}; below is only the last revision's evidence.")
+        weighed = store.candidates(run_id, after)
+        if weighed:
+            st.markdown(f"**What the {run['config'].get('learner', 'iml')} learner weighed**: each candidate, "
+                        "its score by application, and why it won or lost")
+            st.html(render.candidates(weighed))
         for k, text in enumerate(store.batch_notes(run_id, after), start=1):
             st.markdown(f"**Batch note {k}**")
             st.html(render.escaped_block(text))

@@ -17,6 +17,7 @@ LAYERS = [
      "budget"],
     ["tasks", "llama_build", "truth", "catalogue"],
     ["backends", "agents", "models"],  # models finds GGUF files for the backends and asks servers through one
+    ["learners"],  # how a step turns experience into notes; the loop above hands them its tools
     ["registry"],
     ["config"],
     ["learner"],

@@ -592,17 +592,18 @@ def test_live_and_compare_draw_the_baselines_a_button_computed(db):
     at = app_at("pages/live.py")
     assert baseline_labels(at) == []
     button = at.button(key="live_baselines")
-    assert "(no notes, in-context, oracle, majority) of 1 run(s) (no model calls)" in button.label
+    assert "(no notes, in-context, oracle, majority, equal-token) of 1 run(s) (no model calls)" in button.label
     button.click()
     at.run()
     assert not at.exception
     stored = store.baselines(run_ids)
-    assert sorted(stored["kind"]) == ["in-context", "majority", "no notes", "oracle"]
+    assert sorted(stored["kind"]) == ["equal-token", "in-context", "majority", "no notes", "oracle"]
     labels = baseline_labels(at)
     oracle = float(stored.set_index("kind").loc["oracle", "accuracy"])
     assert f"oracle notes (ceiling): {100 * oracle:.1f}%" in labels
     assert any(label.startswith("no notes (floor): ") for label in labels)
     assert any(label.startswith("in-context (") and " examples): " in label for label in labels)
+    assert any(label.startswith("experience in the notes' tokens (") for label in labels)
     assert not [b for b in at.button if b.key == "live_baselines"]  # nothing missing any more
     at.switch_page("pages/compare.py")
     at.run()
@@ -618,8 +619,11 @@ def test_the_paper_view_queues_one_set_of_baselines_per_seed(db):
     store, manager = engine(db)
     manager.join(timeout=300)
     runs = store.runs()
-    with_baselines = sorted(set(store.baselines([r["id"] for r in runs])["run_id"]))
+    stored = store.baselines([r["id"] for r in runs])
+    with_baselines = sorted(set(stored[stored["kind"] != "equal-token"]["run_id"]))
     assert len(runs) == 18 and len(with_baselines) == 3
+    # Each run's own: its experience in as many tokens as its notes.
+    assert sorted(stored[stored["kind"] == "equal-token"]["run_id"]) == sorted(r["id"] for r in runs)
     assert sorted(store.run(i)["config"]["seed"] for i in with_baselines) == [0, 1, 2]
     at.run()
     assert any("mean of 3 runs" in label for label in baseline_labels(at))

@@ -99,7 +99,7 @@ def test_evaluate_baseline_and_ablate_from_the_command_line(tmp_path):
     oracle = json.loads(iml("evaluate", "--oracle", "--json", "--db", db).stdout)
     assert oracle["accuracy"] >= 0.95 and oracle["kind"] == "oracle"
     baselines = json.loads(iml("baseline", "1", "--json", "--db", db).stdout)
-    assert [b["kind"] for b in baselines] == ["no notes", "majority", "in-context", "oracle"]
+    assert [b["kind"] for b in baselines] == ["no notes", "majority", "in-context", "equal-token", "oracle"]
     ablation = json.loads(iml("ablate", "1", "--step", "5", "--eval-size", "60", "--json", "--db", db).stdout)
     assert ablation["eval_size"] == 60 and len(ablation["sentences"]) >= 4
     assert all(abs(line["change"] - (line["accuracy_without"] - ablation["accuracy"])) < 1e-12
@@ -144,9 +144,9 @@ def test_the_cost_of_missing_baselines_is_told_before_they_are_computed(store):
         run_id = create_run(store, config)
         execute_run(store, run_id)
         plan = plan_baselines(store, [run_id])
-        assert plan.missing == {run_id: ["no notes", "majority", "in-context", "oracle"]}
-        assert plan.model_calls == 3 * 4 and plan.tokens == 12 * 25  # the majority class asks no model
-        assert plan.cost == pytest.approx(12 * (20 * 2.0 + 5 * 10.0) / 1e6)
+        assert plan.missing == {run_id: ["no notes", "majority", "in-context", "equal-token", "oracle"]}
+        assert plan.model_calls == 4 * 4 and plan.tokens == 16 * 25  # the majority class asks no model
+        assert plan.cost == pytest.approx(16 * (20 * 2.0 + 5 * 10.0) / 1e6)
         requests = len(server.requests)
         compute_baselines(store, run_id)
         assert len(server.requests) - requests <= plan.model_calls  # at most: the cache answers no notes

@@ -38,6 +38,9 @@ class PhaseName(StrEnum):
     INDUCE = "induce"
     REVISE = "revise"
     EVAL = "eval"  # the held-out answers
+    # A candidate note applied to labelled experience to measure it (iml_core.learners): its own
+    # name, so its seeds and cache keys are its own and no other phase's change.
+    SCORE = "score"
 
     @property
     def seed_name(self) -> str:
@@ -89,10 +92,29 @@ class Agent(Protocol):
         repairs them when they do not and records that the agent did not keep it by itself."""
         ...
 
+    def propose(self, notes: str, trajectories: Sequence[Trajectory], count: int, style: str,
+                phase: Phase) -> list[str]:
+        """Up to `count` candidate rules written from labelled experience (iml_core.learners: the
+        bank learner); `style` is one of iml_core.learners.PROPOSAL_STYLES."""
+        ...
+
+    def operate(self, bullets: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        """Operations on a playbook's numbered bullets, one a line: ADD: text, EDIT n: text, REMOVE n
+        (the playbook learner)."""
+        ...
+
+    def simplify(self, rule: str, phase: Phase) -> list[str]:
+        """The rule rewritten once per feature it names, that feature alone kept (the bank's edit)."""
+        ...
+
     def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
                    phase: Phase) -> tuple[str, list[Prediction], str]:
         """The in-context baseline: answers learned from labelled examples at once, without notes
         written step by step; (the notes it read, if any, its answers, how it used the examples)."""
+        ...
+
+    def count_tokens(self, text: str) -> tuple[int, str]:
+        """`text`'s length as this agent's prompt counts it, and how it was counted (the equal-token baseline)."""
         ...
 
     def drain_calls(self) -> list[ModelCall]:

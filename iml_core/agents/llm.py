@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,9 @@ from iml_core.tasks import Observation, Task, rule_sentence
 
 LABEL_TOKENS = 24  # a class name, then " | line N"
 INDUCE_TOKENS = 256
+PROPOSAL_TOKENS = 64  # per candidate rule asked of `propose`
+EDITS = 3  # the most rewrites of one rule `simplify` reads: one per feature it names
+CHARACTERS_PER_TOKEN = 4  # English text, about, where no tokenizer is at hand
 TOKENS_PER_WORD = 2  # room for the revised notes: a word is about 1.3 tokens in English; a margin
 
 
@@ -138,6 +143,14 @@ class LLMAgent:
 
         return "", self._each(one, observations), f"{len(examples)} training examples in the prompt"
 
+    def count_tokens(self, text: str) -> tuple[int, str]:
+        """`text`'s length in tokens, and how it was counted: by the model's own tokenizer where the
+        backend runs it here, else estimated (a remote server has no tokenizer to ask)."""
+        tokens = getattr(self.backend, "tokens", None)
+        if tokens is not None:
+            return tokens(text), "the model's tokenizer"
+        return math.ceil(len(text) / CHARACTERS_PER_TOKEN), f"estimated at {CHARACTERS_PER_TOKEN} characters a token"
+
     def _each(self, one, observations: Sequence[Observation]) -> list[Prediction]:
         """`one` over the observations, in their order; in parallel where the backend takes it."""
         if self.backend.max_parallel <= 1:
@@ -146,6 +159,26 @@ class LLMAgent:
             return list(pool.map(one, observations))  # map keeps the samples' order
 
     def induce(self, notes: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        messages = [{"role": "system", "content": fill("induce_system", **self._shared)},
+                    {"role": "user", "content": fill("induce_user", notes=notes.strip() or PROMPTS["no_notes"],
+                                                     trajectories=self._trajectories(trajectories))}]
+        out = self._call(phase, "text", messages, key_extra={"batch": [t.observation.id for t in trajectories]},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=INDUCE_TOKENS))
+        return out.text.strip() or "(empty)"
+
+    def operate(self, bullets: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        """Operations on the numbered bullets of a playbook, one a line (the playbook learner)."""
+        messages = [{"role": "system", "content": fill("operate_system", **self._shared)},
+                    {"role": "user", "content": fill("operate_user", bullets=bullets.strip() or PROMPTS["no_notes"],
+                                                     trajectories=self._trajectories(trajectories))}]
+        out = self._call(phase, "text", messages, key_extra={"batch": [t.observation.id for t in trajectories],
+                                                             "operate": True},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=INDUCE_TOKENS))
+        return out.text
+
+    def _trajectories(self, trajectories: Sequence[Trajectory]) -> str:
         lines = []
         for t in trajectories:
             answer = t.prediction.label or f"something that is no class ({t.prediction.raw.strip()[:40]!r})"
@@ -155,13 +188,36 @@ class LLMAgent:
             else:
                 lines.append(fill("trajectory_binary", observation=t.observation.text, answer=answer,
                                   verdict="right" if t.correct else "wrong"))
-        messages = [{"role": "system", "content": fill("induce_system", **self._shared)},
-                    {"role": "user", "content": fill("induce_user", notes=notes.strip() or PROMPTS["no_notes"],
-                                                     trajectories="\n".join(lines))}]
-        out = self._call(phase, "text", messages, key_extra={"batch": [t.observation.id for t in trajectories]},
+        return "\n".join(lines)
+
+    def propose(self, notes: str, trajectories: Sequence[Trajectory], count: int, style: str,
+                phase: Phase) -> list[str]:
+        """Candidate rules, one a line, written from the samples grouped by their right class."""
+        groups: dict[str, list[str]] = {label: [] for label in self.task.classes}
+        for t in trajectories:
+            groups[t.true_label].append(f"- {t.observation.text}")
+        first, second = (self.task.classes + self.task.classes)[:2]
+        shown = "\n\n".join(fill("propose_group", label=label, observations="\n".join(lines))
+                             for label, lines in groups.items() if lines)
+        messages = [{"role": "system", "content": fill("propose_system", **self._shared)},
+                    {"role": "user", "content": fill(
+                        "propose_user", noun=self.task.noun, groups=shown, count=count,
+                        style=fill("propose_one_feature", noun=self.task.noun, first=first, second=second)
+                        if style == "one-feature" else "")}]
+        out = self._call(phase, "text", messages,
+                         key_extra={"batch": [t.observation.id for t in trajectories], "count": count, "style": style},
                          call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
-                                                             max_tokens=INDUCE_TOKENS))
-        return out.text.strip() or "(empty)"
+                                                             max_tokens=PROPOSAL_TOKENS * count))
+        return rule_lines(out.text, count)
+
+    def simplify(self, rule: str, phase: Phase) -> list[str]:
+        """The rule rewritten once per feature it names, that feature alone kept (the bank's edit)."""
+        messages = [{"role": "system", "content": fill("propose_system", **self._shared)},
+                    {"role": "user", "content": fill("simplify_user", **self._shared, rule=rule)}]
+        out = self._call(phase, "text", messages, key_extra={"simplify": rule},
+                         call=lambda seed: self.backend.text(messages, temperature=self.temperature, seed=seed,
+                                                             max_tokens=PROPOSAL_TOKENS * EDITS))
+        return rule_lines(out.text, EDITS)
 
     def revise(self, notes: str, batch_notes: Sequence[str], required_prefix: str, max_words: int,
                phase: Phase) -> str:
@@ -175,6 +231,16 @@ class LLMAgent:
                                                              max_tokens=TOKENS_PER_WORD * max_words,
                                                              prefix=required_prefix))
         return out.text if out.text.strip() else notes
+
+
+def rule_lines(text: str, count: int) -> list[str]:
+    """The rules in a model's numbered list, without their numbers, bullets or quotes; at most `count`."""
+    rules = []
+    for line in text.splitlines():
+        rule = re.sub(r"^\s*(?:[-*\u2022]|\(?\d+[.):])\s*", "", line).strip().strip('"').strip()
+        if len(rule.split()) >= 3 and rule not in rules:
+            rules.append(rule)
+    return rules[:count]
 
 
 def rule_card_notes(task: Task) -> str:

@@ -23,7 +23,7 @@ from typing import Sequence
 from iml_core.agents import ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.agents.rule_notes import SMOOTHING, Counts, Rule, RuleNotes, percent
 from iml_core.diff import take_words, word_count, words
-from iml_core.tasks import Observation
+from iml_core.tasks import Attribute, Observation
 
 ALPHA = 0.25  # how far one revision moves a class's shares toward the batch's
 # Under momentum the learner corrects an attribute only when its share moved this many points
@@ -196,6 +196,59 @@ class OfflineRuleLearner(RuleNotes):
         ranked.sort(key=lambda r: (-r[0], r[1]))
         return [line for _, _, line in ranked]
 
+    def propose(self, notes: str, trajectories: Sequence[Trajectory], count: int, style: str,
+                phase: Phase) -> list[str]:
+        """Candidate rules in the notes' own lines, over the attributes that best sort the batch
+        alone (each value read as its most frequent class): one attribute each (`one-feature`), or
+        the best one joined by each of the next (`free`), as a model's free rules join a spurious one."""
+        def sorted_right(attribute: Attribute) -> int:
+            return sum(max(sum(t.observation.features.get(attribute.name) == v and t.true_label == name
+                               for t in trajectories) for name in self.classes) for v in attribute.values)
+
+        ranked = sorted(self.attributes, key=lambda a: -sorted_right(a))
+        chosen = [[a] for a in ranked] if style == "one-feature" else [[ranked[0], a] for a in ranked[1:]]
+        rules = []
+        for attributes in chosen[:count]:
+            lines = []
+            for name in self.classes:
+                mine = [t.observation for t in trajectories if t.true_label == name]
+                if mine:
+                    rule = {a.name: {v: percent(sum(o.features.get(a.name) == v for o in mine) / len(mine))
+                                     for v in a.values} for a in attributes}
+                    lines.append(self.render_line(name, rule, [a.name for a in attributes]))
+            rules.append("\n".join(lines))
+        return rules
+
+    def operate(self, bullets: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        """Operations that make the playbook's class lines what a revision without momentum would
+        write from this batch: EDIT a class's line, or ADD one for a class it lacks."""
+        numbered = {}
+        for line in bullets.splitlines():
+            number, _, text = line.partition(". ")
+            about = self._class_of_line(text)
+            if number.isdigit() and about is not None:
+                numbered.setdefault(about[0], (int(number), text))
+        current = "\n".join(text for _, text in numbered.values())
+        wanted = self.revise(current, [self.induce(current, trajectories, phase)], "", 10_000, phase)
+        operations = []
+        for line in wanted.splitlines():
+            about = self._class_of_line(line)
+            if about is not None and about[0] in numbered:
+                if numbered[about[0]][1] != line:
+                    operations.append(f"EDIT {numbered[about[0]][0]}: {line}")
+            elif about is not None:
+                operations.append(f"ADD: {line}")
+        return "\n".join(operations)
+
+    def simplify(self, rule: str, phase: Phase) -> list[str]:
+        """The rule once per attribute it names, with its lines' other attributes dropped."""
+        named = self.parse_notes(rule)
+        attributes = list(dict.fromkeys(a for traits in named.values() for a in traits))
+        if len(attributes) < 2:
+            return []
+        return ["\n".join(self.render_line(name, {a: traits[a]}, [a]) for name, traits in named.items() if a in traits)
+                for a in attributes]
+
     def in_context(self, examples: Sequence[tuple[Observation, str]], observations: Sequence[Observation],
                    phase: Phase) -> tuple[str, list[Prediction], str]:
         """The in-context baseline: notes fitted to the examples at once (each class's line states
@@ -210,6 +263,10 @@ class OfflineRuleLearner(RuleNotes):
         notes = "\n".join(lines)
         how = f"its classifier fitted on {len(examples)} training examples"
         return notes, self.infer(notes, observations, phase), how
+
+    def count_tokens(self, text: str) -> tuple[int, str]:
+        """No model reads it: its length is counted in words."""
+        return word_count(text), "words (no model)"
 
     def drain_calls(self) -> list[ModelCall]:
         return []  # no model, so no calls to log

@@ -179,6 +179,11 @@ class LlamaCppBackend(GrammarBackend):
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return 0.0  # local compute: no price per token
 
+    def tokens(self, text: str) -> int:
+        """How many tokens `text` is for this model (its own tokenizer)."""
+        with self._lock:
+            return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
     def _grammar(self, labels: Sequence[str], sentences: int):
         return compiled_label_grammar(tuple(labels), sentences)
 

@@ -360,6 +360,11 @@ class LlamaServerBackend(GrammarBackend):
     def _render(self, server: Server, messages: Messages) -> str:
         return self._ask(server, "/apply-template", {"messages": messages})["prompt"]
 
+    def tokens(self, text: str) -> int:
+        """How many tokens `text` is for this model (its own tokenizer)."""
+        with self.serving() as server:
+            return len(self._ask(server, "/tokenize", {"content": text})["tokens"])
+
     def _grammar(self, labels: Sequence[str], sentences: int) -> str:
         return label_grammar(labels, sentences)  # sent as text with each request
 

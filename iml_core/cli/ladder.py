@@ -19,7 +19,7 @@ from iml_core.registry import AGENTS
 from iml_core.studies import LADDER, LADDER_SEEDS, ladder_study
 
 # The ladder sets the task, its noise and the seed of each run; everything else is the caller's.
-LADDER_FLAGS = [name for name in RUN_SETTINGS if name not in ("task", "label_noise", "initial_notes")]
+LADDER_FLAGS = [name for name in RUN_SETTINGS if name not in ("task", "label_noise", "initial_notes", "learner")]
 
 
 def add(commands) -> None:
@@ -28,6 +28,8 @@ def add(commands) -> None:
     ladder.description += ("; rungs: " + "; ".join(f"{n}. {rung.name}" for n, rung in enumerate(LADDER, 1))
                            + f". Each rung runs --seeds seeds (default {LADDER_SEEDS}), each with its own rule")
     add_settings(ladder, LADDER_FLAGS)
+    add_setting(ladder, SETTINGS["learner"], f"{RunConfig().learner}; several compare learners on the same rules",
+                lists=True)
     ladder.add_argument("--seeds", type=int, default=LADDER_SEEDS, help=f"seeds per rung (default {LADDER_SEEDS})")
     ladder.add_argument("--rungs", type=_numbers, metavar="N,N...",
                         help="climb only these rungs, e.g. 1,2 (default: every rung); a costly model's first look")
@@ -49,16 +51,16 @@ def cmd_ladder(args) -> int:
             print(f"prompt layout {advice.layout} for {settings['model']}, {advice.reason}; --prompt-layout "
                   "chooses another", file=sys.stderr)
     base = RunConfig(**settings)
-    configs = ladder_study(base, args.seeds, args.rungs)
+    configs = ladder_study(base, args.seeds, args.rungs, args.learner)
     limits = Submission(parallel=args.parallel or DEFAULT_SUBMISSION.parallel).check()
     with open_store(args) as store:
         study = args.study or store.new_study("ladder") + f": {AGENTS[base.agent].label.split(' (')[0]}"
         manager = RunManager(store)
         say_estimate(store, configs, evaluation.shared_baselines(configs))
         run_ids = manager.submit(configs, study=study, limits=limits)
-        print(f"{study}: {len(run_ids)} runs ({len(run_ids) // args.seeds} rungs x {args.seeds} seeds), then their "
-              "baselines",
-              file=sys.stderr)
+        learners = len(args.learner or [base.learner])
+        print(f"{study}: {len(run_ids)} runs ({len(run_ids) // args.seeds // learners} rungs x {learners} learners x "
+              f"{args.seeds} seeds), then their baselines", file=sys.stderr)
         follow(store, manager, run_ids)
         failed = ""
         try:
@@ -75,11 +77,13 @@ def cmd_ladder(args) -> int:
                           "verdict": verdict, "baselines_failed": failed or None}))
     else:
         heads = {Baseline.NO_NOTES: "floor", Baseline.MAJORITY: "major", Baseline.IN_CONTEXT: "in-ctx",
-                 Baseline.ORACLE: "oracle", "learned": "learned"}
-        print(f"{'rung':<42} " + " ".join(f"{heads[c]:>7}" for c in analysis.LADDER_COLUMNS) + "  applies learns")
+                 Baseline.EQUAL_TOKEN: "eq-tok", Baseline.ORACLE: "oracle", "learned": "learned"}
+        print(f"{'rung':<42} {'learner':<8} " + " ".join(f"{heads[c]:>7}" for c in analysis.LADDER_COLUMNS)
+              + "  applies learns")
         for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).to_dict("records"):
             shares = " ".join(percent(row[c], 7) for c in analysis.LADDER_COLUMNS)
-            print(f"{row['rung']}. {row['task']:<39} {shares}   {row['applies']:<7} {row['learns']}")
+            print(f"{row['rung']}. {row['task']:<39} {row['learner']:<8} {shares}   {row['applies']:<7} "
+                  f"{row['learns']}")
         print(verdict)
         if failed:
             print(f"iml: failed: {failed}", file=sys.stderr)

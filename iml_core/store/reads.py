@@ -70,6 +70,18 @@ class RunReads(Database):
         return [r["text"] for r in self._rows(
             "SELECT text FROM batch_notes WHERE run_id = ? AND step = ? ORDER BY minibatch", [run_id, step])]
 
+    def candidates(self, run_id: int, step: int | None = None) -> list[dict]:
+        """What a run's learner weighed at a step (every step when None), with scores and decisions."""
+        where, params = ("AND step = ?", [run_id, step]) if step is not None else ("", [run_id])
+        return self._rows(
+            f"""SELECT step, position, origin, minibatch, text, "right", scored, decision, reason
+                FROM candidates WHERE run_id = ? {where} ORDER BY step, position""", params)
+
+    def learner_state(self, run_id: int, step: int) -> str | None:
+        """What the run's learner carried out of a committed step (None: nothing but the notes)."""
+        row = self._one("SELECT learner_state FROM steps WHERE run_id = ? AND step = ?", [run_id, step])
+        return None if row is None else row[0]
+
     def predictions(self, run_id: int, step: int | None = None) -> list[dict]:
         if step is None:
             return self._rows(f"""SELECT {_STEP_ROW} FROM predictions WHERE run_id = ? AND served = 'step'
@@ -155,13 +167,16 @@ class RunReads(Database):
         return self._frame(f"""
             WITH calls AS (
                 SELECT run_id, step, phase, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
-                       sum(cost) AS cost
+                       sum(tokens_cached) AS tokens_cached, sum(cost) AS cost
                 FROM model_calls WHERE list_contains(?, run_id) AND served = 'step' GROUP BY ALL),
             times AS (
                 UNPIVOT (SELECT run_id, step, {times} FROM steps WHERE list_contains(?, run_id))
                 ON {", ".join(SECONDS_COLUMNS)} INTO NAME phase VALUE seconds)
             SELECT t.run_id, t.step, t.phase,
                    coalesce(c.tokens_in, 0) AS tokens_in, coalesce(c.tokens_out, 0) AS tokens_out,
+                   coalesce(c.tokens_cached, 0) AS tokens_cached,
                    coalesce(c.cost, 0) AS cost, t.seconds
             FROM times t LEFT JOIN calls c USING (run_id, step, phase)
+            -- a learner that scores nothing (IML) has no scoring phase, not one of nothing
+            WHERE t.phase <> 'score' OR t.seconds > 0 OR c.phase IS NOT NULL
             ORDER BY t.run_id, t.step, t.phase""", [ids, ids])

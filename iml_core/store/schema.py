@@ -1,7 +1,7 @@
 """The schema of the store: numbered migrations, each run once and in order.
 
-Names in it: a phase is one of iml_core.agents.PhaseName (infer, induce, revise, eval) wherever a
-row says `phase`. The steps table's `train_accuracy`, `train_invalid` and the "train" key of its
+Names in it: a phase is one of iml_core.agents.PhaseName (infer, induce, revise, eval, score)
+wherever a row says `phase`. The steps table's `train_accuracy`, `train_invalid` and the "train" key of its
 `per_class` name the training split (which samples were answered), not a phase: they stay as
 they are. A prediction or model call says in `served` what it was made for: 'step' (a learning
 run's step), 'evaluation' (notes scored, ablated or transferred) or 'baseline'.
@@ -265,6 +265,29 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             label VARCHAR PRIMARY KEY,
             last INTEGER NOT NULL
         );
+    """),
+    (16, "learners (iml_core.learners): the candidates each step weighed, with scores and decisions; what a "
+         "learner carries between steps; the score phase", """
+        CREATE TABLE candidates (
+            run_id INTEGER NOT NULL, step INTEGER NOT NULL, position INTEGER NOT NULL, origin VARCHAR NOT NULL,
+            minibatch INTEGER, text VARCHAR NOT NULL, "right" INTEGER, scored INTEGER,
+            decision VARCHAR NOT NULL CHECK (decision IN ('chosen', 'kept', 'rejected', 'replaced')),
+            reason VARCHAR NOT NULL, PRIMARY KEY (run_id, step, position));
+        ALTER TABLE steps ADD COLUMN seconds_score DOUBLE NOT NULL DEFAULT 0;
+        ALTER TABLE steps ADD COLUMN learner_state VARCHAR;
+        -- DuckDB cannot change a CHECK constraint in place: a new table, as in 13, replaces the old.
+        CREATE TABLE model_calls_16 (
+            id BIGINT PRIMARY KEY DEFAULT nextval('call_ids'), run_id INTEGER, step INTEGER,
+            phase VARCHAR NOT NULL CHECK (phase IN ('infer', 'induce', 'revise', 'eval', 'score')),
+            prompt VARCHAR NOT NULL, response VARCHAR NOT NULL, tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL,
+            tokens_cached INTEGER NOT NULL, duration_ms DOUBLE NOT NULL, cached BOOLEAN NOT NULL, error VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp, cost DOUBLE NOT NULL DEFAULT 0,
+            evaluation_id INTEGER, served VARCHAR NOT NULL CHECK (served IN ('step', 'evaluation', 'baseline')),
+            CHECK ((served = 'step') = (evaluation_id IS NULL)),
+            CHECK (served <> 'step' OR (run_id IS NOT NULL AND step IS NOT NULL)));
+        INSERT INTO model_calls_16 SELECT * FROM model_calls ORDER BY id;
+        DROP TABLE model_calls;
+        ALTER TABLE model_calls_16 RENAME TO model_calls;
     """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -16,7 +16,8 @@ from iml_core.store.records import Served, write_calls, write_predictions
 # The column of each phase's seconds, by name: filled in PhaseName's order, a reordered enum would
 # put one phase's time in another's column without a word.
 SECONDS_COLUMNS = {PhaseName.INFER: "seconds_infer", PhaseName.INDUCE: "seconds_induce",
-                   PhaseName.REVISE: "seconds_revise", PhaseName.EVAL: "seconds_eval"}
+                   PhaseName.REVISE: "seconds_revise", PhaseName.EVAL: "seconds_eval",
+                   PhaseName.SCORE: "seconds_score"}
 
 class RunWrites(Database):
     _notice_lock: threading.Lock  # set by Store: see set_retrying
@@ -81,14 +82,20 @@ class RunWrites(Database):
                        eval_invalid, per_class, notes_words, words_changed, prefix_words,
                        prefix_kept_by_model, words_truncated, {", ".join(SECONDS_COLUMNS.values())},
                        tokens_in, tokens_out, tokens_cached, cost, notes_repetition, eval_top_class,
-                       eval_top_share)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       eval_top_share, learner_state)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
                  record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
                  record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
                  record.words_truncated, *(record.seconds.get(p, 0.0) for p in SECONDS_COLUMNS),
                  record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost(),
-                 record.notes_repetition, record.eval_top_class, record.eval_top_share])
+                 record.notes_repetition, record.eval_top_class, record.eval_top_share, record.state])
+            if record.candidates:
+                cursor.executemany(
+                    """INSERT INTO candidates (run_id, step, position, origin, minibatch, text, "right", scored,
+                           decision, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [[run_id, record.step, position, c.origin, c.minibatch, c.text, c.right, c.scored, c.decision,
+                      c.reason] for position, c in enumerate(record.candidates)])
             if record.batch_notes:
                 cursor.execute(
                     "INSERT INTO batch_notes VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(record.batch_notes)),
@@ -125,7 +132,8 @@ class RunWrites(Database):
             for table in ("predictions", "model_calls"):
                 cursor.executemany(f"""DELETE FROM {table} WHERE run_id = $1
                                        OR evaluation_id IN (SELECT id FROM evaluations WHERE run_id = $1)""", ids)
-            for table, column in (("evaluations", "run_id"), ("batch_notes", "run_id"), ("steps", "run_id"),
+            for table, column in (("evaluations", "run_id"), ("batch_notes", "run_id"), ("candidates", "run_id"),
+                                  ("steps", "run_id"),
                                   ("runs", "id")):
                 cursor.executemany(f"DELETE FROM {table} WHERE {column} = ?", ids)
         for (run_id,) in ids:

@@ -1,0 +1,106 @@
+"""The hypothesis bank (after HypoGeniC): from each minibatch the agent proposes candidate rules,
+written from the samples grouped by their right class (Agent.propose). At the end of the step each
+candidate and each rule already in the bank is scored by applying it, as inference applies notes,
+to the recent labelled experience (the last `score_window` training samples seen). The bank keeps
+the `bank_size` best; the notes are its best rule. Momentum here: the rule that is the notes is
+replaced only by one that beats it by more than `margin` (a share of the samples scored).
+
+The bank, best first, is the learner's state: stored with each step, so a resumed run starts from
+the same bank. A rule's score is measured afresh each step on the window as it is then; the answers
+to a rule on a sample it met before come from the response cache."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Sequence
+
+from iml_core.agents import PhaseName, Trajectory
+from iml_core.learners import Candidate, Update, enforce_revision, percent
+
+if TYPE_CHECKING:  # the loop and the settings are above the learners
+    from iml_core.config import RunConfig
+    from iml_core.learner import StepTools
+
+
+
+def _same(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+class BankLearner:
+    def __init__(self, config: RunConfig, state: str | None):
+        self.config = config
+        self.bank: list[str] = json.loads(state) if state else []
+        self.proposed: list[tuple[int, str]] = []  # (minibatch, rule) of the step in flight
+
+    def induce(self, tools: StepTools, notes: str, trajectories: Sequence[Trajectory], minibatch: int) -> str:
+        rules = tools.ask(PhaseName.INDUCE, tools.agent.propose, notes, trajectories, self.config.proposals,
+                          self.config.proposal_style)
+        self.proposed += [(minibatch, rule) for rule in rules]
+        return "\n".join(f"{n}. {rule}" for n, rule in enumerate(rules, 1)) or "(no rule proposed)"
+
+    def update(self, tools: StepTools, notes: str, batch_notes: Sequence[str]) -> Update:
+        window = tools.recent(self.config.score_window)
+        n = len(window)
+        held = self.bank or ([notes] if notes.strip() else [])  # a run's first notes are its first rule
+        pool: dict[str, Candidate] = {}
+        for position, rule in enumerate(held):
+            pool.setdefault(_same(rule), Candidate("notes" if position == 0 else "bank", rule))
+        for minibatch, rule in self.proposed:
+            pool.setdefault(_same(rule), Candidate("proposal", rule, minibatch=minibatch))
+        self.proposed = []
+        candidates = list(pool.values())
+        if not candidates:  # no notes yet and no rule proposed: nothing to choose from
+            return Update(enforce_revision("", notes, self.config.max_note_words), [], json.dumps(self.bank))
+        for candidate in candidates:
+            candidate.right, candidate.scored = tools.score(candidate.text, window), n
+        if self.config.edit:
+            candidates += self._edits(tools, candidates, pool, window)
+        # Best first; on a tie the shorter rule, then the one held longer (the sort is stable).
+        ranked = sorted(candidates, key=lambda c: (-c.right, len(c.text.split())))
+        incumbent = candidates[0] if held else None
+        best = ranked[0]
+        needed = self.config.margin * n
+        if incumbent is not None and best is not incumbent and best.right - incumbent.right <= needed:
+            best = incumbent
+        bank = [best] + [c for c in ranked if c is not best][:self.config.bank_size - 1]
+        for candidate in candidates:
+            candidate.decision, candidate.reason = self._decide(candidate, best, incumbent, bank, needed, n)
+        self.bank = [c.text for c in bank]
+        return Update(enforce_revision("", best.text, self.config.max_note_words), candidates, json.dumps(self.bank))
+
+    @staticmethod
+    def _edits(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
+               window: list) -> list[Candidate]:
+        """The best new proposal once per feature it names with the others dropped, each scored as the
+        rest were: an edit that keeps the deciding feature alone wins over the rule that joined a
+        spurious one to it (a tie goes to the shorter rule)."""
+        new = [c for c in candidates if c.origin == "proposal"]
+        if not new:
+            return []
+        best = max(new, key=lambda c: c.right)
+        edits = []
+        for rule in tools.ask(PhaseName.INDUCE, tools.agent.simplify, best.text):
+            if _same(rule) not in pool:
+                pool[_same(rule)] = edit = Candidate("edit", rule, minibatch=best.minibatch)
+                edit.right, edit.scored = tools.score(rule, window), len(window)
+                edits.append(edit)
+        return edits
+
+    def _decide(self, candidate: Candidate, best: Candidate, incumbent: Candidate | None, bank: list[Candidate],
+                needed: float, n: int) -> tuple[str, str]:
+        scored = f"{percent(candidate.right, n)} of the last {n} samples"
+        if candidate is best:
+            if incumbent is None or best is incumbent:
+                beaten = [c for c in bank if c is not best and c.right > best.right]
+                return "chosen", scored + (f"; it stays the notes: no rule beat it by more than the margin "
+                                           f"({needed:g} samples)" if beaten else "; the best of the bank")
+            return "chosen", scored + (f"; it beats the notes' {percent(incumbent.right, n)} by more than the margin "
+                                       f"({needed:g} samples)")
+        if candidate is incumbent:
+            return "replaced", scored + (f"; beaten by more than the margin by a rule with {best.right} right"
+                                         + ("; it stays in the bank" if candidate in bank else ""))
+        if candidate in bank:
+            return "kept", scored + "; kept in the bank, behind the notes"
+        dropped = "replaced" if candidate.origin == "bank" else "rejected"
+        return dropped, scored + f"; below the bank's {len(bank)} best"
