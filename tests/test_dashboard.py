@@ -600,7 +600,7 @@ def test_live_and_compare_draw_the_baselines_a_button_computed(db):
     at = app_at("pages/live.py")
     assert baseline_labels(at) == []
     button = at.button(key="live_baselines")
-    assert "(no notes, in-context, oracle, majority) of 1 run(s) (no model calls)" in button.label
+    assert "(no notes, majority, in-context, oracle) of 1 run(s) (no model calls)" in button.label
     button.click()
     at.run()
     assert not at.exception

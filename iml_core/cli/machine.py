@@ -45,8 +45,8 @@ def add(commands) -> None:
 
     serve = command(commands, "serve", cmd_serve, "serve a GGUF here to other machines: the managed llama-server "
                     "of this project's build, in the foreground (Ctrl-C stops it)", db=False)
-    serve.add_argument("model", help="a GGUF path or a listed model's name (`iml models`); clients ask for it by "
-                                     "this name")
+    serve.add_argument("served", metavar="MODEL",
+                       help="a GGUF path or a listed model's name (`iml models`); clients ask for it by this name")
     serve.add_argument("--port", type=int, required=True, help="the port to listen on, e.g. 8080")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this "
                                                            "machine only; 0.0.0.0 for every network, unauthenticated)")
@@ -156,10 +156,10 @@ def cmd_serve(args) -> int:
     from iml_core.backends.llama_server import foreground_command
 
     settings = RunConfig().replace(**given(args, SERVE_SETTINGS))
-    command_line = foreground_command(args.model, host=args.host, port=args.port, n_gpu_layers=settings.n_gpu_layers,
+    command_line = foreground_command(args.served, host=args.host, port=args.port, n_gpu_layers=settings.n_gpu_layers,
                                       n_ctx=settings.n_ctx, n_threads=settings.n_threads or None,
                                       chat_format=settings.chat_format or None, slots=settings.slots)
-    print(f"serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI-compatible; Ctrl-C stops it)",
+    print(f"serving {args.served} at http://{args.host}:{args.port}/v1 (OpenAI-compatible; Ctrl-C stops it)",
           file=sys.stderr, flush=True)
     sys.stdout.flush()
     os.execv(command_line[0], command_line)  # the server is this process now: signals and exit code are its own
