@@ -32,7 +32,11 @@ def endpoint(config: RunConfig) -> str | None:
 class RunManager:
     """Submitted runs wait as `queued` until fewer than their submission's `parallel` are running
     (and fewer than `max_parallel` in all, when set: a cluster's capacity), and fewer than their
-    `max_per_endpoint` call the same model server. Side jobs (baselines) run beside them."""
+    `max_per_endpoint` call the same model server. Side jobs (baselines) run beside them.
+
+    It knows a run only while the run is queued or running here: a finished or cancelled run is
+    forgotten (a dashboard serves for weeks). Its lock guards its own tables and nothing else: the
+    database is read and written outside it, so a slow query never holds up dispatch or a page."""
 
     def __init__(self, store: Store, max_parallel: int | None = None, source: StepSource = local_steps):
         self.store = store
@@ -63,8 +67,9 @@ class RunManager:
             shared = Budget(sweep, what=study or f"the sweep of runs {run_ids[0]}-{run_ids[-1]}", sweep=True)
             SWEEP_BUDGETS.share(str(self.store.path), run_ids, shared)
         if observer is not None:
-            self._observers.update(dict.fromkeys(run_ids, observer))
-        self._enqueue(run_ids, limits)
+            with self._lock:
+                self._observers.update(dict.fromkeys(run_ids, observer))
+        self._enqueue(run_ids, limits, [endpoint(config) for config in configs])
         return run_ids
 
     def resume(self, run_ids: Sequence[int], limits: Submission = DEFAULT_SUBMISSION) -> None:
@@ -72,22 +77,33 @@ class RunManager:
         limits.check()
         for run_id in run_ids:
             check_resumable(self.store, run_id)
+        targets = [endpoint(RunConfig.from_dict(self.store.run(run_id)["config"])) for run_id in run_ids]
         for run_id in run_ids:
             self.store.set_status(run_id, Status.QUEUED)
-        self._enqueue(run_ids, limits)
+        self._enqueue(run_ids, limits, targets)
 
-    def _enqueue(self, run_ids: Sequence[int], limits: Submission) -> None:
+    def _enqueue(self, run_ids: Sequence[int], limits: Submission, targets: Sequence[str | None]) -> None:
+        """Queues runs with their submission's limits and the model server each calls (read from
+        their configs by the caller, outside the lock)."""
         with self._lock:
             submission = next(self._submissions)
-            for run_id in run_ids:
+            for run_id, target in zip(run_ids, targets, strict=True):
                 self._limits[run_id] = (submission, limits)
+                self._endpoints[run_id] = target
             self._queue.extend(run_ids)
         self._dispatch()
 
-    def parallel_of(self, run_id: int) -> int:
-        """How many runs of this run's submission may go at once."""
+    def parallel_of(self, run_id: int) -> int | None:
+        """How many runs of this run's submission may go at once; None for a run not queued or
+        running here (finished ones are forgotten)."""
         with self._lock:
-            return self._limits[run_id][1].parallel
+            known = self._limits.get(run_id)
+            return None if known is None else known[1].parallel
+
+    def _forget(self, run_id: int) -> None:
+        """Drops what the manager kept for a run that ended here; the caller holds the lock."""
+        for table in (self._threads, self._cancels, self._endpoints, self._limits, self._observers):
+            table.pop(run_id, None)
 
     def _dispatch(self) -> None:
         with self._lock:
@@ -98,8 +114,6 @@ class RunManager:
                 submission, limits = self._limits[run_id]
                 if sum(self._limits[i][0] == submission for i in running) >= limits.parallel:
                     continue  # a run of another submission may start
-                if run_id not in self._endpoints:
-                    self._endpoints[run_id] = endpoint(RunConfig.from_dict(self.store.run(run_id)["config"]))
                 target = self._endpoints[run_id]
                 if (target is not None and limits.max_per_endpoint is not None
                         and sum(self._endpoints.get(i) == target for i in running) >= limits.max_per_endpoint):
@@ -112,7 +126,8 @@ class RunManager:
                 thread.start()
 
     def _work(self, run_id: int, cancel: threading.Event) -> None:
-        observer = self._observers.get(run_id)
+        with self._lock:
+            observer = self._observers.get(run_id)
         on_step = None if observer is None else (lambda record: observer.step(self.store, run_id, record))
         try:
             execute_run(self.store, run_id, cancel=cancel, source=self.source, on_step=on_step)
@@ -125,19 +140,21 @@ class RunManager:
             if observer is not None:  # before the thread counts as done, so that `join` waits for it
                 observer.end(self.store, run_id)
             with self._lock:
-                self._threads.pop(run_id, None)
+                self._forget(run_id)
             self._dispatch()
 
     def cancel(self, run_id: int) -> None:
         """A queued run is cancelled at once; a running one after the step in flight."""
         with self._lock:
-            if run_id in self._queue:
+            queued = run_id in self._queue
+            if queued:
                 self._queue.remove(run_id)
-                self.store.set_status(run_id, Status.CANCELLED)
-                SWEEP_BUDGETS.forget(str(self.store.path), run_id)
-                return
+                self._forget(run_id)
             event = self._cancels.get(run_id)
-        if event is not None:
+        if queued:
+            self.store.set_status(run_id, Status.CANCELLED)
+            SWEEP_BUDGETS.forget(str(self.store.path), run_id)
+        elif event is not None:
             event.set()
 
     def run_beside(self, name: str, work: Callable[[], None]) -> None:

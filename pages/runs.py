@@ -105,12 +105,23 @@ if delete_col.button("Delete", disabled=not confirm or bool(busy), key="delete_r
     st.rerun()
 
 st.subheader("Export")
-steps, predictions = store.steps_frame(chosen, notes=True), store.predictions_frame(chosen)
+# Built when asked, not on every rerun: a selection of long runs makes files of many megabytes.
+prepared = st.session_state.get("runs_exports")
+if prepared is None or prepared["runs"] != chosen:
+    if st.button(f"Prepare the exports of {len(chosen)} run(s)", key="prepare_exports",
+                 help="steps and predictions as CSV and Parquet, and each run's notes history as Markdown"):
+        steps, predictions = store.steps_frame(chosen, notes=True), store.predictions_frame(chosen)
+        prepared = st.session_state["runs_exports"] = {
+            "runs": chosen, "steps_csv": export.to_csv(steps), "steps_parquet": export.to_parquet(steps),
+            "pred_csv": export.to_csv(predictions), "pred_parquet": export.to_parquet(predictions),
+            "notes": {run_id: export.notes_markdown(store, run_id) for run_id in chosen}}
+    else:
+        st.stop()
 a, b, c, d = st.columns(4)
-a.download_button("Steps (CSV)", export.to_csv(steps), "steps.csv", "text/csv", key="steps_csv")
-b.download_button("Steps (Parquet)", export.to_parquet(steps), "steps.parquet", key="steps_parquet")
-c.download_button("Predictions (CSV)", export.to_csv(predictions), "predictions.csv", "text/csv", key="pred_csv")
-d.download_button("Predictions (Parquet)", export.to_parquet(predictions), "predictions.parquet", key="pred_parquet")
-for run_id in chosen:
-    st.download_button(f"Notes history of run {run_id} (Markdown)", export.notes_markdown(store, run_id),
-                       f"run-{run_id}-notes.md", "text/markdown", key=f"notes_md_{run_id}")
+a.download_button("Steps (CSV)", prepared["steps_csv"], "steps.csv", "text/csv", key="steps_csv")
+b.download_button("Steps (Parquet)", prepared["steps_parquet"], "steps.parquet", key="steps_parquet")
+c.download_button("Predictions (CSV)", prepared["pred_csv"], "predictions.csv", "text/csv", key="pred_csv")
+d.download_button("Predictions (Parquet)", prepared["pred_parquet"], "predictions.parquet", key="pred_parquet")
+for run_id, notes in prepared["notes"].items():
+    st.download_button(f"Notes history of run {run_id} (Markdown)", notes, f"run-{run_id}-notes.md", "text/markdown",
+                       key=f"notes_md_{run_id}")

@@ -150,12 +150,17 @@ def test_a_sweep_queues_the_grid(db):
     at.number_input(key="sweep_parallel").set_value(3)
     at.run()
     assert at.button(key="launch").label == "Queue 8 runs"
-    at.button(key="launch").click()
-    at.run()
-    assert not at.exception
     store, manager = engine(db)
-    run_ids = [row["id"] for row in store.runs()]
-    assert {manager.parallel_of(i) for i in run_ids} == {3} and manager.max_parallel is None  # this submit only
+    submitted = []
+    submit = manager.submit
+    manager.submit = lambda configs, **kwargs: submitted.append(kwargs["limits"]) or submit(configs, **kwargs)
+    try:
+        at.button(key="launch").click()
+        at.run()
+    finally:
+        del manager.submit  # the engine outlives this test's page
+    assert not at.exception
+    assert [limits.parallel for limits in submitted] == [3] and manager.max_parallel is None  # this submit only
     manager.join(timeout=120)
     grid = sorted((r["config"]["momentum"], r["config"]["accumulation"], r["config"]["seed"])
                   for r in (store.run(row["id"]) for row in store.runs()))
@@ -214,6 +219,32 @@ def test_runs_page_deletes_selected_runs_only_after_confirmation(db):
     at.run()
     assert [r["id"] for r in store.runs()] == [i for i in run_ids if i != chosen]
     assert store.steps(chosen) == []
+
+
+def test_runs_page_builds_exports_only_when_asked(db, monkeypatch):
+    from iml_core import export
+
+    store, run_ids = with_runs(db, RunConfig(steps=2, eval_size=20), RunConfig(steps=2, eval_size=20, seed=1))
+    built = []
+    for name in ("to_csv", "to_parquet", "notes_markdown"):
+        real = getattr(export, name)
+        monkeypatch.setattr(export, name, lambda *args, _real=real, _name=name: built.append(_name) or _real(*args))
+    at = app_at("pages/runs.py")
+    at.session_state["runs_table"] = {"selection": {"rows": [0, 1], "columns": []}}
+    at.run()
+    at.run()  # reruns (a tick, a refresh) build nothing
+    assert not at.exception and built == [] and not at.get("download_button")
+    at.button(key="prepare_exports").click()
+    at.run()
+    assert sorted(built) == ["notes_markdown"] * 2 + ["to_csv"] * 2 + ["to_parquet"] * 2
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels[:4] == ["Steps (CSV)", "Steps (Parquet)", "Predictions (CSV)", "Predictions (Parquet)"]
+    assert sorted(labels[4:]) == sorted(f"Notes history of run {i} (Markdown)" for i in run_ids)
+    at.run()
+    assert len(built) == 6 and len(at.get("download_button")) == 6  # kept for this selection, not built again
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not at.get("download_button") and at.button(key="prepare_exports").label == "Prepare the exports of 1 run(s)"
 
 
 def test_models_page_makes_one_real_call_and_shows_its_latency(db, tiny_model):

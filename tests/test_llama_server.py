@@ -265,3 +265,37 @@ def test_every_slot_holds_the_whole_context_a_run_asks_for(pool, tiny_model):
     assert pool.servers()[0].slot_ctx == 512
     prompt = [{"role": "user", "content": "fur " * 300}]  # about 300 tokens: more than 512 / 4
     assert backend.text(prompt, temperature=0.0, seed=0, max_tokens=8).tokens_in > 300
+
+
+def test_iml_serve_runs_the_managed_server_in_the_foreground_for_other_machines(tiny_model, tmp_path):
+    # What the README's Ray section does: one machine serves, another runs with --backend openai.
+    import socket
+
+    from conftest import free_port, wait_until_answers
+
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "iml_core", "serve", str(tiny_model), "--port", str(port),
+                              "--n-ctx", "1024"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/health", serve, "iml serve", seconds=120)
+        command = open(f"/proc/{serve.pid}/cmdline", "rb").read().split(b"\0")
+        assert command[0].endswith(b"/bin/llama-server")  # the project's build, in the foreground: the same pid
+        assert b"--alias" in command and b"-np" in command
+        url = f"http://127.0.0.1:{port}/v1"
+        doctor = subprocess.run([sys.executable, "-m", "iml_core", "doctor", "--base-url", url, "--model",
+                                 str(tiny_model), "--backend", "openai", "--timeout", "60"],
+                                capture_output=True, text=True, timeout=300)
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert f"server {url}: answers; models: {tiny_model}" in doctor.stdout
+        assert f"model OpenAI-compatible: {tiny_model} at {url}: answered" in doctor.stdout
+        # The port is taken now: a second one is refused before it starts anything.
+        again = subprocess.run([sys.executable, "-m", "iml_core", "serve", str(tiny_model), "--port", str(port)],
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in again.stderr
+    finally:
+        serve.send_signal(signal.SIGINT)  # Ctrl-C
+        output = serve.communicate(timeout=30)[0]
+    assert f"serving {tiny_model} at http://127.0.0.1:{port}/v1" in output
+    assert serve.returncode is not None
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", port))  # nothing listens there any more

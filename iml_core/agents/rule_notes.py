@@ -51,13 +51,16 @@ class RuleNotes:
                 return name, body[len(name) + 1:]
         return None
 
+    def _class_lines(self, text: str):
+        """(class, rest of the line) for every line of `text` about one of the classes."""
+        for line in text.splitlines():
+            parsed = self._class_of_line(line)
+            if parsed is not None:
+                yield parsed
+
     def parse_notes(self, notes: str) -> dict[str, Rule]:
         rules: dict[str, Rule] = {}
-        for line in notes.splitlines():
-            parsed = self._class_of_line(line)
-            if parsed is None:
-                continue
-            name, rest = parsed
+        for name, rest in self._class_lines(notes):
             mentioned: Rule = {}
             for match in self._share_pattern.finditer(rest):
                 attribute, value = self._trait_lookup[match.group(1)]
@@ -90,11 +93,7 @@ class RuleNotes:
 
     def _parse_batch_note(self, text: str) -> dict[str, tuple[int, Counts]]:
         evidence: dict[str, tuple[int, Counts]] = {}
-        for line in text.splitlines():
-            parsed = self._class_of_line(line)
-            if parsed is None:
-                continue
-            name, rest = parsed
+        for name, rest in self._class_lines(text):
             counts: Counts = {}
             total = 0
             for match in self._count_pattern.finditer(rest):

@@ -35,6 +35,11 @@ def _close_models() -> None:
         _models.clear()
 
 
+def compute_of(build, n_gpu_layers: int) -> str:
+    """Where a model's layers run: the build's device (cuda-ARCH), or the CPU when none is offloaded."""
+    return build.compute if n_gpu_layers != 0 else "cpu"
+
+
 def check_model_file(path: str | Path) -> Path:
     """Refuses, before any run starts, a path that is missing, a folder, unreadable or not GGUF."""
     path = Path(path).expanduser()
@@ -108,7 +113,7 @@ class GrammarBackend:
 
         self.path = check_model_file(resolve_model(model_path))
         self.build = require_build()
-        self.compute = self.build.compute if n_gpu_layers != 0 else "cpu"
+        self.compute = compute_of(self.build, n_gpu_layers)
         stat = self.path.stat()
         # The file's size and time stand in for its content: hashing 40 GB per run is too slow.
         # Where the answer was computed (CPU or CUDA, and by which build) is part of it, so one

@@ -35,7 +35,7 @@ from typing import Iterator, Sequence
 
 from iml_core import llama_build
 from iml_core.backends import BackendError, Completion, Messages, prompt_too_long
-from iml_core.backends.llama_cpp import GrammarBackend, label_grammar
+from iml_core.backends.llama_cpp import GrammarBackend, check_model_file, compute_of, label_grammar
 from iml_core.errors import UserError
 
 IDLE_SECONDS = float(os.environ.get("IML_SERVER_IDLE_SECONDS", "300"))
@@ -282,6 +282,37 @@ SERVERS = ServerPool()
 atexit.register(SERVERS.stop_all)
 
 
+def server_key(path: Path, build: llama_build.Build, *, n_gpu_layers: int, n_ctx: int, n_threads: int | None,
+               chat_format: str | None, slots: int) -> ServerKey:
+    """What a server for these settings is, and so which one runs share (slots: 0 for the device's default)."""
+    return ServerKey(str(path.resolve()), n_gpu_layers, n_ctx, slots or default_slots(compute_of(build, n_gpu_layers)),
+                     n_threads or os.cpu_count() or 1, _chat_template_name(chat_format), build.key)
+
+
+def foreground_command(model: str, *, host: str, port: int, n_gpu_layers: int = -1, n_ctx: int = 4096,
+                       n_threads: int | None = None, chat_format: str | None = None, slots: int = 0) -> list[str]:
+    """The llama-server command `iml serve` runs in the foreground, for other machines (runs there
+    use `--backend openai`): the same build and arguments a managed server of these settings gets,
+    on the host and port given, answering to the model's name as given."""
+    from iml_core.gguf_header import read_gguf_header
+    from iml_core.models import resolve_model
+
+    path = check_model_file(resolve_model(model))
+    read_gguf_header(path)
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port} is no port; give one from 1 to 65535 (e.g. 8080)")
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port, or stop what "
+                            "holds it") from None
+    build = llama_build.require_build()  # the command line builds it here first, when it is missing
+    key = server_key(path, build, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, n_threads=n_threads,
+                     chat_format=chat_format, slots=slots)
+    return [str(build.server), *_server_arguments(key), "--host", host, "--port", str(port), "--alias", model]
+
+
 def _server_arguments(key: ServerKey) -> list[str]:
     # llama-server splits -c between its slots: each slot gets the whole context a run asks for.
     arguments = ["-m", key.model, "-c", str(key.n_ctx * key.slots), "-np", str(key.slots), "-t", str(key.threads),
@@ -298,9 +329,9 @@ class LlamaServerBackend(GrammarBackend):
                  pool: ServerPool = SERVERS):
         self._describe("llama-server", model_path, n_gpu_layers=n_gpu_layers, chat_format=chat_format,
                        repeat_penalty=repeat_penalty)
-        self.max_parallel = slots or default_slots(self.compute)
-        self.key = ServerKey(str(self.path.resolve()), n_gpu_layers, n_ctx, self.max_parallel,
-                             n_threads or os.cpu_count() or 1, _chat_template_name(chat_format), self.build.key)
+        self.key = server_key(self.path, self.build, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, n_threads=n_threads,
+                              chat_format=chat_format, slots=slots)
+        self.max_parallel = self.key.slots
         self._arguments = _server_arguments(self.key)
         self.pool = pool
         # Started now, so a file llama.cpp cannot load is refused before the run is created.

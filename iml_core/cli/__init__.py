@@ -5,7 +5,7 @@
 - a study as one HTML file (report.py): report
 - runs logged to MLflow (export.py): export
 - scoring notes (evaluate.py): evaluate, baseline, ablate
-- this machine (machine.py): doctor, models, build, data
+- this machine (machine.py): doctor, models, build, data, serve
 
 Every setting's flag is made from its row in iml_core.config.SETTINGS (common.py).
 Exit codes: one table, exits.py (0 success, 1 a run that failed, 2 bad input, 3 a run stopped at

@@ -1,4 +1,4 @@
-"""This machine: doctor, models, build, data."""
+"""This machine: doctor, models, build, data, serve."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from iml_core import llama_build
 from iml_core.backends.openai_compat import check_base_url
-from iml_core.cli.common import add_settings, command
+from iml_core.cli.common import add_settings, command, given
 from iml_core.cli.exits import Exit
 from iml_core.config import RunConfig
 from iml_core.errors import RunFailed
@@ -47,6 +47,16 @@ def add(commands) -> None:
     build.add_argument("--gpu", choices=("auto", "cpu", "cuda"), default="auto",
                        help="auto: CUDA where an NVIDIA GPU and nvcc are here, else the CPU")
     build.add_argument("--jobs", type=int, help="compile jobs at once (default: every core)")
+
+    serve = command(commands, "serve", cmd_serve, "serve a GGUF here to other machines: the managed llama-server "
+                    "of this project's build, in the foreground (Ctrl-C stops it)", db=False)
+    serve.add_argument("served", metavar="MODEL",
+                       help="a GGUF path or a listed model's name (`iml models`); clients ask for it by this name")
+    serve.add_argument("--port", type=int, required=True, help="the port to listen on, e.g. 8080")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this "
+                                                           "machine only; 0.0.0.0 for every network, unauthenticated)")
+    add_settings(serve, SERVE_SETTINGS, into=serve)
+    serve.epilog = "other machines run with --backend openai --base-url http://THIS-HOST:PORT/v1 --model MODEL"
 
     data = command(commands, "data", cmd_data, "write the benchmark files (CSV and rule card) into data/", db=False)
     data.add_argument("--if-missing", action="store_true", help="only write files that are not there yet")
@@ -186,6 +196,22 @@ def cmd_models(args) -> int:
         for row in missing:
             print(f"  {row.name:<24} {row.size / 1e6:>6,.0f} MB  {row.title}, {row.licence}. {row.about}")
     return 0
+
+
+SERVE_SETTINGS = ["n_gpu_layers", "n_ctx", "n_threads", "chat_format", "slots"]
+
+
+def cmd_serve(args) -> int:
+    from iml_core.backends.llama_server import foreground_command
+
+    settings = RunConfig().replace(**given(args, SERVE_SETTINGS))
+    command_line = foreground_command(args.served, host=args.host, port=args.port, n_gpu_layers=settings.n_gpu_layers,
+                                      n_ctx=settings.n_ctx, n_threads=settings.n_threads or None,
+                                      chat_format=settings.chat_format or None, slots=settings.slots)
+    print(f"serving {args.served} at http://{args.host}:{args.port}/v1 (OpenAI-compatible; Ctrl-C stops it)",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.execv(command_line[0], command_line)  # the server is this process now: signals and exit code are its own
 
 
 def cmd_data(args) -> int:
