@@ -66,6 +66,7 @@ if __name__ == "__main__":
                 for record in records:
                     store.save_step(run_id, record)
                 store.set_status(run_id, "completed")
+        store.let_go()  # checkpointed: every mode starts from the same file
         size_mb = db.stat().st_size / 1e6
 
         def commits():
@@ -80,19 +81,17 @@ if __name__ == "__main__":
             runs = store.runs_frame()
             store.steps_frame([int(runs["id"].max())])
 
-        figures = {}
+        # The three modes in turn within each try, so that the machine's other load falls on all alike.
+        times = {(burst, mode): [] for burst in ("commit", "read") for mode in ("open", "cold", "warm")}
         for burst in ("commit", "read"):
-            for mode in ("open", "cold", "warm"):
-                steps = commits() if burst == "commit" else None
-                times = []
-                if mode == "open":
-                    with store.held():
-                        for _ in range(TRIES):
-                            times.append(timed(next(steps) if steps else live_read, cold=False, store=store))
-                else:
-                    for _ in range(TRIES):
-                        times.append(timed(next(steps) if steps else live_read, cold=mode == "cold", store=store))
-                figures[burst, mode] = median_ms(times)
+            steps = commits()
+            for _ in range(TRIES):
+                work = (lambda: next(steps)()) if burst == "commit" else live_read
+                with store.held():
+                    times[burst, "open"].append(timed(work, cold=False, store=store))
+                times[burst, "cold"].append(timed(work, cold=True, store=store))
+                times[burst, "warm"].append(timed(work, cold=False, store=store))
+        figures = {key: median_ms(values) for key, values in times.items()}
         ok = True
         for burst, what in (("commit", "a step's commit (save_step)"), ("read", "a Live tick's read")):
             held_open = figures[burst, "open"]
