@@ -86,7 +86,7 @@ if __name__ == "__main__":
         for burst in ("commit", "read"):
             steps = commits()
             for _ in range(TRIES):
-                work = (lambda: next(steps)()) if burst == "commit" else live_read
+                work = (lambda s=steps: next(s)()) if burst == "commit" else live_read
                 with store.held():
                     times[burst, "open"].append(timed(work, cold=False, store=store))
                 times[burst, "cold"].append(timed(work, cold=True, store=store))
