@@ -60,6 +60,11 @@ class Owners:
             if self._fd is not None:
                 self._stop()
 
+    def process_of(self, run_id: int) -> int | None:
+        """The pid of the live process running `run_id` (this one's included), or None."""
+        with _LOCK:
+            return os.getpid() if run_id in self._runs else self._others().get(run_id)
+
     def going(self) -> set[int]:
         """The runs a live process (this one included) is running. The files of processes that
         ended are removed on the way."""
