@@ -1,5 +1,6 @@
 """IML Studio: the dashboard's entry point. Pages only lay out widgets and call iml_core; runs
-execute in worker threads of this server process, which owns the DuckDB file (docs/ARCHITECTURE.md §4)."""
+execute in worker threads of this server process, which shares the DuckDB file with the command line
+(docs/ARCHITECTURE.md §4)."""
 
 import streamlit as st
 

@@ -1,6 +1,6 @@
 """Runs on a Ray cluster: each run's learning happens in a Ray task, and each finished step travels
-back (a Ray streaming generator) to the process that owns the DuckDB file, which commits it as if
-the run were local (docs/ARCHITECTURE.md §4). Ray is optional: `requirements-ray.txt`.
+back (a Ray streaming generator) to the process that started the run (the driver), which commits
+it as if the run were local (docs/ARCHITECTURE.md §4). Ray is optional: `requirements-ray.txt`.
 
 A worker lost mid-run (its process killed, its node gone) leaves the run's committed steps; the run
 goes on from the last of them in a new task, up to `worker_retries` times, saying so in its status

@@ -32,6 +32,7 @@ def step_progress(progress, uses_model: bool) -> str:
 
 @st.fragment(run_every=1.0)
 def live() -> None:
+    store.mark_interrupted()  # a command killed while this page was open left its run `running`
     runs = store.runs_frame()
     if runs.empty:
         st.info("No runs yet. Start one on the New run page.")
@@ -78,7 +79,11 @@ def live() -> None:
     else:
         d.metric("Model tokens", "none (no LLM)")
 
-    if run["status"] in GOING:
+    elsewhere = run["status"] in GOING and run_id not in manager.busy()
+    if elsewhere:
+        st.caption(f"Run {run_id} goes in process {store.owners.process_of(run_id) or 'unknown'} (a command or "
+                   "another dashboard); stop it there, e.g. with Ctrl-C in its terminal.")
+    if run["status"] in GOING and not elsewhere:
         left_col, right_col = st.columns(2)
         if left_col.button("Cancel after the step in flight", key=f"cancel_{run_id}"):
             manager.cancel(run_id)

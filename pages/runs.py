@@ -9,6 +9,7 @@ from studio.ui import SELECTED, alarm_text, current, show_problem, table
 from studio.widgets import setting_input
 
 store, manager = current()
+store.mark_interrupted()  # a command killed while this page was open left its run `running`
 st.title("Runs")
 
 ALL = "all runs"
@@ -18,8 +19,11 @@ COLUMNS = ["id", "status", "study", "task", "agent_description", "momentum", "ac
            "tokens_out", "started_at", "notice", "error"]
 
 
-# Refreshed every 2 s while any run goes; a table of finished runs stays still for reading.
-REFRESH = 2.0 if manager.busy() else None
+# Refreshed every 2 s while any run goes, here or in a command; a table of finished runs stays still
+# for reading.
+_all_runs = store.runs_frame()
+GOING_ANYWHERE = set(_all_runs.loc[_all_runs["status"].isin(GOING), "id"].astype(int))
+REFRESH = 2.0 if manager.busy() or GOING_ANYWHERE else None
 
 
 @st.fragment(run_every=REFRESH)
@@ -94,7 +98,7 @@ if open_col.button("Open notes", key="open_notes"):
     st.switch_page("pages/notes.py")
 if compare_col.button("Compare", key="compare_runs"):
     st.switch_page("pages/compare.py")
-busy = set(manager.busy()) & set(chosen)
+busy = (set(manager.busy()) | GOING_ANYWHERE) & set(chosen)
 confirm = delete_col.checkbox("Yes, delete", key="confirm_delete", disabled=bool(busy),
                               help="deletes the ticked runs with all their steps, notes and evaluations; runs "
                                    "still going cannot be deleted: cancel them first")

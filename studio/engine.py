@@ -34,12 +34,13 @@ def key_from_secrets() -> None:
 
 @st.cache_resource
 def engine(db_path: str) -> tuple[Store, RunManager]:
-    """One store and one run manager per server process and database file: this process owns
-    the file, and runs started from any tab go on in its worker threads; with IML_RAY_ADDRESS
-    set, those threads only wait for the steps computed on the Ray cluster and commit them."""
+    """One store and one run manager per server process and database file: runs started from any
+    tab go on in its worker threads (commands run theirs beside them, on the same file: the store
+    takes turns with them); with IML_RAY_ADDRESS set, those threads only wait for the steps
+    computed on the Ray cluster and commit them."""
     key_from_secrets()
     store = Store(db_path)
-    store.mark_interrupted()  # whatever a previous server left running is not running any more
+    store.mark_interrupted()  # runs whose process has ended (a previous server, a killed command)
     address = cluster.ray_address()
     if not address:
         return store, RunManager(store, source=local_steps)

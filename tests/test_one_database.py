@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from iml_core.config import RunConfig
+from iml_core.errors import UserError
 from iml_core.status import GOING
 from iml_core.store import Store
 from studio.engine import engine
@@ -151,18 +152,22 @@ def test_the_command_line_works_beside_the_dashboards_store_and_shows_there(tmp_
         at.run()
         at.switch_page("pages/live.py")
         at.run()
-        seen, shown_on_live, deadline = [], [], time.monotonic() + 240
+        seen, shown_on_live, elsewhere, deadline = [], [], [], time.monotonic() + 240
         while cli.poll() is None and time.monotonic() < deadline:
             runs = store.runs_frame()
             going = runs[runs["status"].isin(GOING) & (runs["id"] != dashboard_run)]
             if not going.empty:  # the command's run, as Runs lists it
                 seen.append(int(going["steps_done"].iloc[0]))
+                if len(seen) == 1:  # nobody deletes a run under the process running it
+                    with pytest.raises(UserError, match=f"still going \\(process {cli.pid}\\)"):
+                        store.delete_runs([int(going["id"].iloc[0])])
                 at.run()  # Live lists it
                 if at.selectbox(key="live_run").value != int(going["id"].iloc[0]):
                     at.selectbox(key="live_run").set_value(int(going["id"].iloc[0]))
                     at.run()
                 assert not at.exception, at.exception
                 shown_on_live += [p.proto.text for p in at.get("progress")]
+                elsewhere += [c.value for c in at.caption if f"goes in process {cli.pid} " in c.value]
             time.sleep(0.2)
         summary = finished(cli)
         assert summary["status"] == "completed"
@@ -170,6 +175,7 @@ def test_the_command_line_works_beside_the_dashboards_store_and_shows_there(tmp_
         assert len(set(moving)) >= 2, f"the command's run did not move on the dashboard's store: {seen}"
         live = {int(m.group(1)) for text in shown_on_live if (m := re.match(r"running: step (\d+) of 30", text))}
         assert len(live) >= 2, f"Live did not show the command's run moving: {shown_on_live}"
+        assert elsewhere, "Live offered to cancel a run another process runs"
 
         shown = iml("show", str(summary["run_id"]), "--db", db)
         assert shown.returncode == 0 and "completed" in shown.stdout, shown.stderr

@@ -42,8 +42,8 @@ def db_path(args) -> Path:
 
 
 def open_store(args) -> Store:
-    """The database, opened by this process alone (DuckDB's lock): a run it finds `running` or
-    `queued` was left so by a process that died, and is marked `interrupted`, ready to resume."""
+    """The database, shared with the dashboard and other commands (docs/ARCHITECTURE.md §4): a run
+    it finds `running` or `queued` whose process has ended is marked `interrupted`, ready to resume."""
     store = Store(db_path(args))
     store.mark_interrupted()
     return store

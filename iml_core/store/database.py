@@ -61,6 +61,10 @@ class Database:
         """Lets go of the runs this store was running: any it left going are interrupted for every
         other process. The file itself is held only by bursts, never by an open store."""
         self.owners.release_all()
+        self.let_go()
+
+    def let_go(self) -> None:
+        """Closes the file now, not after the linger, unless a burst of this process is using it."""
         self._file.let_go()
 
     def __enter__(self) -> Self:

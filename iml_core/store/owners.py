@@ -11,6 +11,7 @@ status and then the files finds the run's owner there.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
@@ -59,6 +60,11 @@ class Owners:
             if self._fd is not None:
                 self._stop()
 
+    def process_of(self, run_id: int) -> int | None:
+        """The pid of the live process running `run_id` (this one's included), or None."""
+        with _LOCK:
+            return os.getpid() if run_id in self._runs else self._others().get(run_id)
+
     def going(self) -> set[int]:
         """The runs a live process (this one included) is running. The files of processes that
         ended are removed on the way."""
@@ -99,20 +105,33 @@ class Owners:
     def _start(self) -> None:
         # Locked under a hidden name, then renamed: no other process sees it unlocked and takes it for dead.
         name = f"{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            self.folder.mkdir(exist_ok=True)
-            fd = os.open(self.folder / f".{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.rename(self.folder / f".{name}", self.folder / name)
-        except OSError as e:
-            raise RunFailed(f"cannot note which runs this process runs in {self.folder} ({e.strerror}); make "
-                            "the database's folder writable or pass --db with a file in a writable folder") from None
+        hidden = self.folder / f".{name}"
+        for _ in range(3):  # another process may remove the folder, empty, between mkdir and open
+            try:
+                self.folder.mkdir(exist_ok=True)
+                fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                break
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise self._unwritable(e) from None
+        else:
+            raise self._unwritable(FileNotFoundError(2, "the folder keeps disappearing"))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(hidden, self.folder / name)
         self._fd, self._name = fd, name
 
+    def _unwritable(self, error: OSError) -> RunFailed:
+        return RunFailed(f"cannot note which runs this process runs in {self.folder} ({error.strerror}); make "
+                         "the database's folder writable or pass --db with a file in a writable folder")
+
     def _stop(self) -> None:
+        """No run of this process any more: its file goes, and the folder too when no other is left."""
         (self.folder / self._name).unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = self._name = None
+        with contextlib.suppress(OSError):  # not empty: another process's file, or who waits for the file
+            self.folder.rmdir()
 
 
 def _ids(fd: int) -> list[int]:

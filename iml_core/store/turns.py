@@ -67,7 +67,10 @@ class Waiting:
         self.path = Path(f"{path}.owners") / ".waiting"
 
     def _fd(self) -> int:
-        self.path.parent.mkdir(exist_ok=True)
+        for _ in range(3):  # the folder goes when its last owner file does (iml_core.store.owners)
+            self.path.parent.mkdir(exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
 
     @contextlib.contextmanager

@@ -7,6 +7,7 @@ import threading
 
 from iml_core.agents import PhaseName
 from iml_core.config import RunConfig
+from iml_core.errors import UserError
 from iml_core.learner import StepRecord
 from iml_core.status import ACTIVE, GOING, TERMINAL, Status
 from iml_core.store.database import Database
@@ -129,6 +130,10 @@ class RunWrites(Database):
         of both."""
         ids = [[int(i)] for i in run_ids]
         with self._transaction() as cursor:
+            going = sorted(self.owners.going() & {i for (i,) in ids})
+            if going:
+                raise UserError(f"run {going[0]} is still going (process {self.owners.process_of(going[0])}); "
+                                "cancel it or let it end, then delete it")
             for table in ("predictions", "model_calls"):
                 cursor.executemany(f"""DELETE FROM {table} WHERE run_id = $1
                                        OR evaluation_id IN (SELECT id FROM evaluations WHERE run_id = $1)""", ids)
