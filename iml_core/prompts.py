@@ -75,12 +75,16 @@ LEARNER_PROMPTS = {
     "propose_user": (
         "Here are {noun}s whose class is known, grouped by class:\n{groups}\n\n"
         "Write {count} different candidate rules that would sort these {noun}s correctly. Each rule is one line "
-        "that says, for every class, which {noun}s belong to it.{style} Number the rules 1 to {count}. "
+        "that names, for every class, the {noun}s that belong to it.{style} Number the rules 1 to {count}. "
         "Write only the rules."
     ),
+    # A rule that names one class and calls the rest "any other" is one this model size does not apply
+    # (Qwen2.5-Coder-1.5B answered one class for all 24 samples with it, and 24 of 24 right with the same
+    # feature named for each class): each class gets its own sentence.
     "propose_one_feature": (
-        " Each rule must use exactly one feature, a different one in each rule, like: "
-        "\"A {noun} that <has one feature> is a {first}; any other is a {second}.\""
+        " Each rule must use exactly one feature, a different one in each rule, and give each class its own "
+        "sentence, like: \"A {noun} that <has one value of the feature> is a {first}. A {noun} that <has "
+        "another value of it> is a {second}.\""
     ),
     "propose_group": "{label}:\n{observations}",
     "operate_system": "You keep a playbook of numbered bullets on how to sort each {noun} into one of: {classes}.",
