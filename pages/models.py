@@ -8,7 +8,7 @@ from iml_core.registry import BACKENDS, model_agent
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError
 from iml_core.catalogue import catalogue, install_job, start_install
-from iml_core.layout_probe import probe_job, start_probe, stored_probe
+from iml_core.layout_probe import probe_job, start_probe, stored_probe, suggested_layout
 from iml_core.probe import QUESTION, probe
 from studio.ui import model_settings, models_here, save_model_settings, show_problem, table
 from studio.widgets import setting_input
@@ -108,6 +108,8 @@ def probe_panel(name: str, left, right) -> None:
     if job is not None and job.problem:
         show_problem(job.problem)
     probe = stored_probe(name)
+    if probe is None and (advice := suggested_layout(name)) is not None:
+        left.html(render.caption(f"Reads the {advice.layout} layout best, {advice.reason}."))
     if probe is not None:
         left.caption(f"Reads the **{probe['best']}** layout best: its oracle answered {probe['best_right']} of "
                      f"{probe['samples']} right on ladder rung {probe['best_rung']} (measured here on "
