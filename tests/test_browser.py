@@ -391,3 +391,31 @@ def test_the_models_page_installs_a_model_with_a_progress_bar_until_verified(tmp
         wait_idle(page)
         expect(page.get_by_text("Choose a model above.")).to_have_count(0)
     assert (tmp_path / "model-cache" / "tiny-test" / "verified.json").is_file()
+
+
+def test_a_run_started_in_a_terminal_shows_on_live_and_moves_there(page):
+    """The dashboard serving and a command running on its file at once (docs/ARCHITECTURE.md §4)."""
+    page, url, tmp_path = page
+    db = tmp_path / "browser.duckdb"
+    page.goto(url)
+    nav(page, "Live")
+    command = subprocess.Popen([sys.executable, "-m", "iml_core", "run", "--steps", "80", "--eval-size", "50",
+                                "--db", str(db), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        shown, listed, elsewhere, deadline = set(), "", False, time.monotonic() + 180
+        while command.poll() is None and time.monotonic() < deadline and len(shown) < 2:
+            progress = page.get_by_text(re.compile(r"running: step \d+ of 80"))
+            if progress.count():
+                shown.add(int(re.search(r"step (\d+) of", progress.first.inner_text()).group(1)))
+                elsewhere |= page.get_by_text(f"goes in process {command.pid} ").count() > 0
+                if not listed:  # the command line reads the file beside both
+                    listed = subprocess.run([sys.executable, "-m", "iml_core", "runs", "--db", str(db)],
+                                            capture_output=True, text=True, timeout=120).stdout
+            time.sleep(0.3)
+        assert len(shown) >= 2, f"Live showed the command's run at steps {shown} only"
+        assert re.search(r"^\s+2\s+(running|completed)\s", listed, re.M), listed
+        assert elsewhere, "Live did not say which process runs the command's run"
+    finally:
+        out, err = command.communicate(timeout=300)
+    assert command.returncode == 0 and '"status": "completed"' in out, err
+    assert page.dialogs == [] and page.console_errors == [], (page.dialogs, page.console_errors)

@@ -86,10 +86,9 @@ def assert_whole(store: Store, run_id: int, steps: int) -> None:
 
 
 def test_two_writers_and_a_reader_at_once_lose_nothing(tmp_path):
-    db = tmp_path / "shared.duckdb"
-    Store(db).close()  # migrated once, so that the two writers race on steps, not on the schema
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(db)], stdout=subprocess.PIPE, text=True)
+    db = tmp_path / "shared.duckdb"  # new: the writers meet on its migrations too
     writers = [start_run(db, "--steps", "15", "--seed", str(seed)) for seed in (1, 2)]
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(db)], stdout=subprocess.PIPE, text=True)
     summaries = [finished(w) for w in writers]
     out, _ = reader.communicate(timeout=300)
     assert reader.returncode == 0

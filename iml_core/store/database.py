@@ -74,17 +74,20 @@ class Database:
         self.close()
 
     def _migrate(self, target: int) -> None:
-        with self._transaction() as cursor:
-            cursor.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
-                version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,
-                applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""")
-            done = {row[0] for row in cursor.execute("SELECT version FROM schema_migrations").fetchall()}
-        for version, name, sql in MIGRATIONS:
-            if version in done or version > target:
-                continue
+        """In one burst: two processes opening a new file at once migrate it one after the other,
+        the second finding every migration done."""
+        with self.held():
             with self._transaction() as cursor:
-                cursor.execute(sql)
-                cursor.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+                cursor.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,
+                    applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""")
+                done = {row[0] for row in cursor.execute("SELECT version FROM schema_migrations").fetchall()}
+            for version, name, sql in MIGRATIONS:
+                if version in done or version > target:
+                    continue
+                with self._transaction() as cursor:
+                    cursor.execute(sql)
+                    cursor.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
 
     @contextlib.contextmanager
     def _transaction(self):

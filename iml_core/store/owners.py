@@ -65,6 +65,11 @@ class Owners:
         with _LOCK:
             return os.getpid() if run_id in self._runs else self._others().get(run_id)
 
+    def elsewhere(self) -> dict[int, int]:
+        """Run id -> pid of every run another live process is running."""
+        with _LOCK:
+            return self._others()
+
     def going(self) -> set[int]:
         """The runs a live process (this one included) is running. The files of processes that
         ended are removed on the way."""

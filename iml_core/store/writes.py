@@ -130,10 +130,11 @@ class RunWrites(Database):
         of both."""
         ids = [[int(i)] for i in run_ids]
         with self._transaction() as cursor:
-            going = sorted(self.owners.going() & {i for (i,) in ids})
+            elsewhere = self.owners.elsewhere()  # this process's own runs are its caller's to stop first
+            going = sorted(set(elsewhere) & {i for (i,) in ids})
             if going:
-                raise UserError(f"run {going[0]} is still going (process {self.owners.process_of(going[0])}); "
-                                "cancel it or let it end, then delete it")
+                raise UserError(f"run {going[0]} is still going (process {elsewhere[going[0]]}); "
+                                "stop it there or let it end, then delete it")
             for table in ("predictions", "model_calls"):
                 cursor.executemany(f"""DELETE FROM {table} WHERE run_id = $1
                                        OR evaluation_id IN (SELECT id FROM evaluations WHERE run_id = $1)""", ids)
