@@ -80,6 +80,10 @@ def test_the_bank_finds_the_deciding_attribute_and_says_why_each_candidate_won_o
     assert later[0].origin == "notes" and later[0].text == history[2].notes
     assert [c.text for c in later if c.origin in ("notes", "bank")] == json.loads(history[2].state)
     assert later[0].scored == 24  # the window grows to the samples seen: 3 steps of 8
+    # Notes right on every sample cannot be beaten by the margin: the proposals are not scored.
+    proposals = [c for c in later if c.origin == "proposal"]
+    assert proposals and all(c.scored is None and c.decision == "rejected" and "not scored" in c.reason
+                             for c in proposals)
 
 
 def test_a_free_proposal_joins_a_spurious_feature_that_one_feature_proposals_leave_out():
