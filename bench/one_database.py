@@ -1,4 +1,4 @@
-"""Figure 12: what taking turns on the DuckDB file costs (docs/ARCHITECTURE.md §4). Each process holds
+"""Figure 13: what taking turns on the DuckDB file costs (docs/ARCHITECTURE.md §4). Each process holds
 the file only for a burst; the alternative, measured here in the same process run, is the file held
 open all along (one connection for the process's life, as before). Two bursts: a step's commit
 (Store.save_step) and a page's read (Live's tick: runs_frame, then steps_frame of one run).

@@ -80,6 +80,10 @@ def test_the_bank_finds_the_deciding_attribute_and_says_why_each_candidate_won_o
     assert later[0].origin == "notes" and later[0].text == history[2].notes
     assert [c.text for c in later if c.origin in ("notes", "bank")] == json.loads(history[2].state)
     assert later[0].scored == 24  # the window grows to the samples seen: 3 steps of 8
+    # Notes right on every sample cannot be beaten by the margin: the proposals are not scored.
+    proposals = [c for c in later if c.origin == "proposal"]
+    assert proposals and all(c.scored is None and c.decision == "rejected" and "not scored" in c.reason
+                             for c in proposals)
 
 
 def test_a_free_proposal_joins_a_spurious_feature_that_one_feature_proposals_leave_out():
@@ -240,3 +244,29 @@ def test_playbook_operations_from_a_model_are_applied_in_order_and_one_naming_no
     decisions = [(c.text, c.decision) for c in records[1].candidates]
     assert decisions == [("ADD: Red ones are Florp.", "chosen"), ("EDIT 1: Blue ones are Zindle.", "rejected"),
                          ("REMOVE 7", "rejected")]
+
+
+def test_the_ladder_compares_learners_per_rung_on_the_baselines_their_rung_and_seed_share():
+    import pandas as pd
+
+    from iml_core import analysis
+    from iml_core.studies import LADDER, ladder_study
+
+    configs = ladder_study(RunConfig(), seeds=2, rungs=[1], learners=["iml", "bank"])
+    assert [(c.learner, c.seed) for c in configs] == [("iml", 0), ("iml", 1), ("bank", 0), ("bank", 1)]
+    runs = pd.DataFrame({"id": [1, 2, 3, 4], "task": [c.task for c in configs], "seed": [c.seed for c in configs],
+                         "learner": [c.learner for c in configs], "final_eval_accuracy": [0.5, 0.5, 1.0, 0.9]})
+    # The shared baselines were computed on the first learner's runs; each run has its own equal-token one.
+    baselines = pd.DataFrame([(1, "no notes", 0.5), (2, "no notes", 0.4), (1, "oracle", 1.0), (2, "oracle", 0.9),
+                              (1, "equal-token", 0.7), (2, "equal-token", 0.5), (3, "equal-token", 0.45),
+                              (4, "equal-token", 0.55)], columns=["run_id", "kind", "accuracy"])
+    table = analysis.ladder_table(runs, baselines).set_index("learner")
+    assert list(table.index) == ["iml", "bank"] and set(table["task"]) == {LADDER[0].name}
+    assert table.loc["bank", "no notes"] == table.loc["iml", "no notes"] == pytest.approx(0.45)
+    assert table.loc["bank", "oracle"] == pytest.approx(0.95)
+    assert table.loc["iml", "equal-token"] == pytest.approx(0.6) and table.loc["bank", "equal-token"] == 0.5
+    assert table.loc["bank", "learned"] == pytest.approx(0.95) and bool(table.loc["bank", "learns"])
+    assert not table.loc["iml", "learns"]
+    verdict = analysis.ladder_verdict(table.reset_index())
+    assert "With the iml learner it stops learning at rung 1" in verdict
+    assert "With the bank learner it learns on every rung" in verdict

@@ -52,13 +52,15 @@ class BankLearner:
         candidates = list(pool.values())
         if not candidates:  # no notes yet and no rule proposed: nothing to choose from
             return Update(enforce_revision("", notes, self.config.max_note_words), [], json.dumps(self.bank))
+        incumbent = candidates[0] if held else None
         for candidate in candidates:
             candidate.right, candidate.scored = tools.score(candidate.text, window), n
+            if candidate is incumbent and candidate.right == n:
+                return self._unbeatable(incumbent, candidates)
         if self.config.edit:
             candidates += self._edits(tools, candidates, pool, window)
         # Best first; on a tie the shorter rule, then the one held longer (the sort is stable).
         ranked = sorted(candidates, key=lambda c: (-c.right, len(c.text.split())))
-        incumbent = candidates[0] if held else None
         best = ranked[0]
         needed = self.config.margin * n
         if incumbent is not None and best is not incumbent and best.right - incumbent.right <= needed:
@@ -68,6 +70,17 @@ class BankLearner:
             candidate.decision, candidate.reason = self._decide(candidate, best, incumbent, bank, needed, n)
         self.bank = [c.text for c in bank]
         return Update(enforce_revision("", best.text, self.config.max_note_words), candidates, json.dumps(self.bank))
+
+    def _unbeatable(self, notes: Candidate, candidates: list[Candidate]) -> Update:
+        """The notes answered every sample of the window right: no rule can beat them by the margin, so
+        the others are not scored (their calls saved) and the bank stays as it was."""
+        notes.decision = "chosen"
+        notes.reason = f"{percent(notes.right, notes.scored)} of the last {notes.scored} samples; it stays the notes"
+        for candidate in candidates[1:]:
+            candidate.decision = "kept" if candidate.origin == "bank" else "rejected"
+            candidate.reason = (f"not scored: the notes answered all {notes.scored} samples right, which no rule "
+                                "can beat by more than the margin")
+        return Update(enforce_revision("", notes.text, self.config.max_note_words), candidates, json.dumps(self.bank))
 
     @staticmethod
     def _edits(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
