@@ -209,11 +209,12 @@ def server_models(base_url: str, *, api_key: str | None = None, timeout: float =
     server when it cannot say (UserError for a base URL that is no URL)."""
     import openai
 
+    from iml_core.backends import OPENAI_URL
     from iml_core.backends.openai_compat import check_base_url
 
     url = check_base_url(base_url)
     client = openai.OpenAI(api_key=api_key or "not-needed", base_url=url or None, timeout=timeout, max_retries=0)
-    where = url or "https://api.openai.com/v1"
+    where = url or OPENAI_URL
     try:
         return sorted(m.id for m in client.models.list())
     except openai.APIStatusError as e:

@@ -6,11 +6,11 @@ import streamlit as st
 from iml_core import cluster
 from iml_core.manager import RunManager
 from iml_core.steps import local_steps
-from iml_core.store import DEFAULT_DB, Store
+from iml_core.store import Store, database_path as resolved_database_path
 
 
 def database_path() -> str:
-    return os.environ.get("IML_DB") or str(DEFAULT_DB)
+    return str(resolved_database_path())
 
 
 def tasks_dir() -> Path:
@@ -44,7 +44,5 @@ def engine(db_path: str) -> tuple[Store, RunManager]:
     address = cluster.ray_address()
     if not address:
         return store, RunManager(store, source=local_steps)
-    resources = cluster.resources_from_env()
-    cluster.connect(address)
-    cluster.check_feasible(resources)
-    return store, RunManager(store, max_parallel=cluster.capacity(resources), source=cluster.RaySteps(resources))
+    source, capacity = cluster.on_cluster(address, cluster.resources_from_env())
+    return store, RunManager(store, max_parallel=capacity, source=source)
