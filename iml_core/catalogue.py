@@ -23,13 +23,13 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from iml_core.background import BackgroundJob, BackgroundJobs
 from iml_core.errors import RunFailed, UserError
 from iml_core.formats import percent
 
@@ -156,7 +156,6 @@ class InstallProgress:
     total_bytes: int
     stage: str  # what is happening, in words: "downloading part 3 of 22", "verified"...
     finished: bool = False
-    problem: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -164,8 +163,6 @@ class InstallProgress:
 
     @property
     def text(self) -> str:
-        if self.problem:
-            return f"{self.model}: {self.problem}"
         return (f"{self.model}: {self.stage} ({self.done_bytes / 1e6:,.0f} of {self.total_bytes / 1e6:,.0f} MB, "
                 f"{percent(self.fraction)})")
 
@@ -313,52 +310,25 @@ def install(name: str, on_progress: Callable[[InstallProgress], None] = lambda p
     return model.path
 
 
-def remove(name: str) -> None:
-    shutil.rmtree(catalogue_model(name).folder, ignore_errors=True)
-
-
 # --- installing beside a page ------------------------------------------------------------------------
 
 @dataclass
-class InstallJob:
-    """An install running in a thread of this process, for a page to draw its progress bar from."""
-    name: str
-    progress: InstallProgress
-    thread: threading.Thread | None = field(default=None, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+class InstallJob(BackgroundJob):
+    progress: InstallProgress | None = None
 
 
-_JOBS: dict[str, InstallJob] = {}
-_JOBS_LOCK = threading.Lock()
+_INSTALLS: BackgroundJobs[InstallJob] = BackgroundJobs("install")
 
 
 def start_install(name: str) -> InstallJob:
     """Starts installing in a background thread (or returns the install already running)."""
     model = catalogue_model(name)
-    with _JOBS_LOCK:
-        job = _JOBS.get(name)
-        if job is not None and job.running:
-            return job
-        job = InstallJob(name, InstallProgress(name, 0, model.size, "starting"))
 
-        def report(progress: InstallProgress) -> None:
-            job.progress = progress
+    def work(job: InstallJob) -> None:
+        install(name, lambda progress: setattr(job, "progress", progress))
 
-        def work() -> None:
-            try:
-                install(name, report)
-            except Exception as e:  # noqa: BLE001 - the page shows whatever stopped it
-                job.progress = replace(job.progress, problem=str(e), finished=True)
-
-        job.thread = threading.Thread(target=work, name=f"install {name}", daemon=True)
-        _JOBS[name] = job
-        job.thread.start()
-        return job
+    return _INSTALLS.start(InstallJob(name, InstallProgress(name, 0, model.size, "starting")), work)
 
 
 def install_job(name: str) -> InstallJob | None:
-    with _JOBS_LOCK:
-        return _JOBS.get(name)
+    return _INSTALLS.get(name)

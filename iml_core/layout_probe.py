@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from iml_core.background import BackgroundJob, BackgroundJobs
 from iml_core.baseline_kinds import Baseline
 from iml_core.builders import build_task
 from iml_core.catalogue import catalogue, model_cache
@@ -119,43 +119,19 @@ def suggested_layout(model: str) -> LayoutAdvice | None:
 
 
 @dataclass
-class ProbeJob:
-    """A probe running in a thread of this process, for a page to draw its progress from."""
-    model: str
-    planned: int
+class ProbeJob(BackgroundJob):
+    planned: int = 0
     scores: list[LayoutScore] = field(default_factory=list)
-    problem: str | None = None
-    thread: threading.Thread | None = field(default=None, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
 
 
-_PROBES: dict[str, ProbeJob] = {}
-_PROBES_LOCK = threading.Lock()
+_PROBES: BackgroundJobs[ProbeJob] = BackgroundJobs("probe")
 
 
 def start_probe(model: str) -> ProbeJob:
     """Probes every layout on rung 1 in a background thread (or returns the probe already running)."""
-    with _PROBES_LOCK:
-        job = _PROBES.get(model)
-        if job is not None and job.running:
-            return job
-        job = ProbeJob(model, len(PROMPT_LAYOUTS))
-
-        def work() -> None:
-            try:
-                probe_layouts(model, on_score=job.scores.append)
-            except Exception as e:  # noqa: BLE001 - the page shows whatever stopped it
-                job.problem = str(e)
-
-        job.thread = threading.Thread(target=work, name=f"probe {model}", daemon=True)
-        _PROBES[model] = job
-        job.thread.start()
-        return job
+    return _PROBES.start(ProbeJob(model, len(PROMPT_LAYOUTS)),
+                         lambda job: probe_layouts(model, on_score=job.scores.append))
 
 
 def probe_job(model: str) -> ProbeJob | None:
-    with _PROBES_LOCK:
-        return _PROBES.get(model)
+    return _PROBES.get(model)

@@ -92,8 +92,8 @@ def installable_models() -> None:
             right.progress(job.progress.fraction)
             right.html(render.caption(job.progress.text))
         else:
-            if job is not None and job.progress.problem:
-                show_problem(job.progress.problem)
+            if job is not None and job.problem:
+                show_problem(job.problem)
             if right.button(f"Install ({row.size / 1e6:,.0f} MB)", key=f"install_{row.name}"):
                 start_install(row.name)
                 st.rerun()
