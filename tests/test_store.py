@@ -160,3 +160,18 @@ def test_studies_are_numbered_per_label_and_a_deleted_ones_name_is_not_given_aga
     assert store.new_study("sweep") == "sweep 3"
     store.delete_runs([run_id])
     assert store.new_study("sweep") == "sweep 4"
+
+
+def test_run_ids_are_never_drawn_twice_even_after_a_kill_9(tmp_path):
+    """Each process draws a run's id and writes its row in one transaction: one killed right after
+    creating a run (its file not yet closed) leaves no id for the next process to draw again."""
+    db = tmp_path / "ids.duckdb"
+    code = ("import os, sys; from iml_core.config import RunConfig; from iml_core.store import Store; "
+            "store = Store(sys.argv[1]); "
+            "print(store.create_run(RunConfig(), task_name='paper', task_source={}, agent_description='x'), "
+            "flush=True); sys.argv[2:] and os.kill(os.getpid(), 9)")
+    ids = [subprocess.run([sys.executable, "-c", code, str(db), *kill], capture_output=True, text=True).stdout
+           for kill in (["kill"], ["kill"], [])]
+    assert [int(i) for i in ids] == [1, 2, 3]
+    with Store(db) as store:
+        assert [r["id"] for r in store.runs()] == [1, 2, 3]
