@@ -136,7 +136,12 @@ def test_a_writer_killed_mid_run_leaves_the_other_going_and_its_steps_resumable(
         assert_whole(store, run_id, 20)
 
 
-def test_the_command_line_works_beside_the_dashboards_store_and_shows_there(tmp_path, monkeypatch):
+def command(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "iml_core", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_every_command_works_beside_the_dashboards_store_and_its_run_shows_there(tmp_path, monkeypatch):
     db = str(tmp_path / "dash.duckdb")
     monkeypatch.setenv("IML_DB", db)
     store, manager = engine(db)  # the dashboard's store and manager, as its server holds them
@@ -146,7 +151,9 @@ def test_the_command_line_works_beside_the_dashboards_store_and_shows_there(tmp_
         assert listed.returncode == 0, listed.stderr
         assert f"{dashboard_run:>4}  " in listed.stdout
 
-        cli = start_run(db, "--steps", "30", "--seed", "5")
+        cli = start_run(db, "--steps", "30", "--seed", "5")  # watched on Live below
+        writers = [command("sweep", "--momentum", "0,0.5", "--steps", "3", "--eval-size", "20", "--db", db),
+                   command("ladder", "--agent", "offline", "--steps", "2", "--eval-size", "20", "--db", db)]
         at = AppTest.from_file(APP, default_timeout=60)
         at.run()
         at.switch_page("pages/live.py")
@@ -154,15 +161,16 @@ def test_the_command_line_works_beside_the_dashboards_store_and_shows_there(tmp_
         seen, shown_on_live, elsewhere, deadline = [], [], [], time.monotonic() + 240
         while cli.poll() is None and time.monotonic() < deadline:
             runs = store.runs_frame()
-            going = runs[runs["status"].isin(GOING) & (runs["id"] != dashboard_run)]
+            going = runs[runs["status"].isin(GOING) & (runs["steps_total"] == 30)]
             if not going.empty:  # the command's run, as Runs lists it
+                run_id = int(going["id"].iloc[0])
                 seen.append(int(going["steps_done"].iloc[0]))
                 if len(seen) == 1:  # nobody deletes a run under the process running it
                     with pytest.raises(UserError, match=f"still going \\(process {cli.pid}\\)"):
-                        store.delete_runs([int(going["id"].iloc[0])])
+                        store.delete_runs([run_id])
                 at.run()  # Live lists it
-                if at.selectbox(key="live_run").value != int(going["id"].iloc[0]):
-                    at.selectbox(key="live_run").set_value(int(going["id"].iloc[0]))
+                if at.selectbox(key="live_run").value != run_id:
+                    at.selectbox(key="live_run").set_value(run_id)
                     at.run()
                 assert not at.exception, at.exception
                 shown_on_live += [p.proto.text for p in at.get("progress")]
@@ -175,12 +183,19 @@ def test_the_command_line_works_beside_the_dashboards_store_and_shows_there(tmp_
         live = {int(m.group(1)) for text in shown_on_live if (m := re.match(r"running: step (\d+) of 30", text))}
         assert len(live) >= 2, f"Live did not show the command's run moving: {shown_on_live}"
         assert elsewhere, "Live offered to cancel a run another process runs"
+        for writer in writers:
+            out, err = writer.communicate(timeout=300)
+            assert writer.returncode == 0, err
 
-        shown = iml("show", str(summary["run_id"]), "--db", db)
-        assert shown.returncode == 0 and "completed" in shown.stdout, shown.stderr
-        report = iml("report", str(summary["run_id"]), "--db", db, "--out", str(tmp_path / "r.html"))
-        assert report.returncode == 0, report.stderr
+        run_id = str(summary["run_id"])
+        readers = [command("show", run_id, "--db", db),
+                   command("report", run_id, "--db", db, "--out", str(tmp_path / "r.html")),
+                   command("export", run_id, "--db", db, "--mlflow", f"sqlite:///{tmp_path / 'mlflow.db'}")]
+        for reader in readers:
+            out, err = reader.communicate(timeout=300)
+            assert reader.returncode == 0, err
         assert (tmp_path / "r.html").stat().st_size > 0
     finally:
         manager.join(timeout=120)
-    assert store.run(dashboard_run)["status"] == "completed"
+    statuses = store.runs_frame().set_index("id")["status"]
+    assert len(statuses) == 1 + 1 + 2 + 15 and set(statuses) == {"completed"}, statuses  # dashboard, run, sweep, ladder

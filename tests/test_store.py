@@ -187,3 +187,18 @@ def test_the_database_is_the_one_given_else_iml_db_else_the_default(monkeypatch,
     monkeypatch.setenv("IML_DB", str(tmp_path / "env.duckdb"))
     assert database_path() == tmp_path / "env.duckdb"
     assert database_path(tmp_path / "flag.duckdb") == tmp_path / "flag.duckdb"
+
+
+def test_run_ids_are_never_drawn_twice_even_after_a_kill_9(tmp_path):
+    """Each process draws a run's id and writes its row in one transaction: one killed right after
+    creating a run (its file not yet closed) leaves no id for the next process to draw again."""
+    db = tmp_path / "ids.duckdb"
+    code = ("import os, sys; from iml_core.config import RunConfig; from iml_core.store import Store; "
+            "store = Store(sys.argv[1]); "
+            "print(store.create_run(RunConfig(), task_name='paper', task_source={}, agent_description='x'), "
+            "flush=True); sys.argv[2:] and os.kill(os.getpid(), 9)")
+    ids = [subprocess.run([sys.executable, "-c", code, str(db), *kill], capture_output=True, text=True).stdout
+           for kill in (["kill"], ["kill"], [])]
+    assert [int(i) for i in ids] == [1, 2, 3]
+    with Store(db) as store:
+        assert [r["id"] for r in store.runs()] == [1, 2, 3]

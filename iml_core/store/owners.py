@@ -36,7 +36,7 @@ class Owners:
             if run_id in self._runs:
                 return
             other = self._others().get(run_id)
-            if other is not None:
+            if other is not None and other != os.getpid():  # another store of this process may hand it over
                 raise UserError(f"run {run_id} is being run by process {other}; wait for it to end or stop it "
                                 "there (the dashboard's Live page or Ctrl-C in its terminal)")
             if self._fd is None:

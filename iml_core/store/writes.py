@@ -26,9 +26,11 @@ class RunWrites(Database):
     def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str,
                    prompts: dict | None = None, parent: tuple[int, int] | None = None,
                    study: str | None = None) -> int:
-        """A queued run, owned by this process (iml_core.store.owners) before any other can see it."""
+        """A queued run, owned by this process (iml_core.store.owners) before any other can see it.
+        Its id is drawn in the insert's transaction: a nextval alone is not kept when the file closes,
+        and the next process would draw the same id."""
         parent_run_id, parent_step = parent or (None, None)
-        with self.held() as cursor:
+        with self._transaction() as cursor:
             run_id = cursor.execute("SELECT nextval('run_ids')").fetchone()[0]
             self.owners.claim(run_id)
             try:
