@@ -1003,3 +1003,24 @@ def test_new_run_and_the_ladder_suggest_the_layout_a_model_was_measured_to_read(
         assert "Suggested for this model: the plain layout, measured for the catalogue: 40 of 40 right on rung 1." \
             in said
     st.cache_data.clear()
+
+
+def test_the_notes_page_shows_what_a_bank_weighed_and_new_run_offers_each_learners_settings(db):
+    store, (run_id,) = with_runs(db, RunConfig(task="rules:classes=2,attributes=6,relevant=1,noise=0.0,seed=1",
+                                               learner="bank", steps=2, batch_size=8, eval_size=40,
+                                               initial_notes="<b>red</b> ones are Florp"))
+    at = app_at("pages/notes.py")
+    at.selectbox(key=f"notes_from_{run_id}").set_value(0)
+    at.selectbox(key=f"notes_to_{run_id}").set_value(1)
+    at.run()
+    assert not at.exception
+    shown = "".join(h.proto.body for h in at.get("html"))
+    cards = [c for c in store.candidates(run_id, 1)]
+    assert shown.count('class="iml-candidate"') == len(cards) >= 2
+    assert "&lt;b&gt;red&lt;/b&gt; ones are Florp" in shown and "<b>red</b>" not in shown
+    assert all(c["reason"] in html.unescape(shown) for c in cards)
+    at = app_at("pages/new_run.py")
+    assert not [w for w in at.number_input if w.key == "proposals"]
+    at.selectbox(key="learner").set_value("bank")
+    at.run()
+    assert {"proposals", "score_window", "bank_size", "margin"} <= {w.key for w in at.number_input}
