@@ -125,7 +125,8 @@ def test_every_layout_is_found_with_its_metadata(machine, tiny_model):
         "tiny:latest": "ollama", "gone:7b": "ollama", "someone/theirs:q4": "ollama",
     }
     assert {name: found[name].source for name in expected} == expected
-    assert set(found) - set(expected) <= {"starter"}
+    from iml_core.catalogue import catalogue
+    assert set(found) - set(expected) <= set(catalogue())  # the models installed from the catalogue
     reference = reference_header(tiny_model)
     for name in ("tiny.Q8_0.gguf", "sub/other.gguf", "TheOrg/Tiny-GGUF/tiny.Q4_K_M.gguf", "pub/repo/lm.gguf",
                  "tiny:latest"):
