@@ -4,7 +4,6 @@ two steps, reaches 90% or more with notes that name the deciding attribute: the 
 applying the model's one-feature proposals to the labelled samples and keeping the best.
 Missing, the model fails the test, saying how to get it: it never skips quietly."""
 
-from pathlib import Path
 
 import pytest
 
@@ -16,17 +15,12 @@ from iml_core.truth import TruthScorer
 
 pytestmark = pytest.mark.real_model
 
-QWEN = (Path.home() / ".cache" / "iml-studio" / "models" / "qwen2.5-coder-1.5b"
-        / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
 SEED = 1  # the seed of issue 29's hand test, where the free-form bank kept a spurious feature
 
 
 @pytest.fixture(scope="module")
-def qwen_file():
-    if not QWEN.is_file():
-        pytest.fail(f"Qwen2.5-Coder-1.5B is not in the model cache ({QWEN}): install it (`make model-qwen`, or "
-                    "`python -m iml_core models --install qwen2.5-coder-1.5b`), then run the tests again")
-    return QWEN
+def qwen_file(qwen_model):
+    return qwen_model  # installed from the catalogue (conftest), verified by its SHA-256
 
 
 def test_the_bank_learner_takes_qwen_from_its_floor_to_the_rule_on_rung_1(store, qwen_file):
