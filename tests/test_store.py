@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import duckdb
@@ -202,3 +203,23 @@ def test_run_ids_are_never_drawn_twice_even_after_a_kill_9(tmp_path):
     assert [int(i) for i in ids] == [1, 2, 3]
     with Store(db) as store:
         assert [r["id"] for r in store.runs()] == [1, 2, 3]
+
+
+def test_a_run_that_ends_while_interrupted_runs_are_marked_keeps_its_status(tmp_path):
+    """The Live page marks interrupted runs every second while the dashboard's own runs end: one
+    that ends between the page's read of statuses and its read of owners is neither marked nor a
+    crash of the page (DuckDB refuses the stale update as a conflict)."""
+    with Store(tmp_path / "race.duckdb") as store:
+        run_id = create_run(store, RunConfig(steps=2, eval_size=20))
+        store.set_status(run_id, "running")
+        read_owners = store.owners.going
+
+        def run_ends_meanwhile():
+            ender = threading.Thread(target=store.set_status, args=(run_id, "completed"))
+            ender.start()
+            ender.join()
+            return read_owners()
+
+        store.owners.going = run_ends_meanwhile
+        assert store.mark_interrupted() == 0
+        assert store.run(run_id)["status"] == "completed"

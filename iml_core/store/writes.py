@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
+import duckdb
+
 from iml_core.agents import PhaseName
 from iml_core.config import RunConfig
 from iml_core.errors import UserError
@@ -117,6 +119,16 @@ class RunWrites(Database):
     def mark_interrupted(self) -> int:
         """Runs left `running` or `queued` by a process that has ended: no live process owns them
         (iml_core.store.owners). Every process may ask at any time; runs going elsewhere stay."""
+        for _ in range(3):
+            try:
+                return self._mark_interrupted_once()
+            except duckdb.TransactionException:
+                # A run ended after this transaction read its status (its owner let go after the
+                # commit): the stale update is refused, and a fresh read sees how it ended.
+                continue
+        return 0  # runs that keep changing under us are being run; the next call looks again
+
+    def _mark_interrupted_once(self) -> int:
         with self._transaction() as cursor:
             listed = [row[0] for row in cursor.execute(
                 "SELECT id FROM runs WHERE list_contains(?, status)", [[s.value for s in GOING]]).fetchall()]
