@@ -20,6 +20,10 @@ from iml_core.store import Store
 from studio.engine import engine
 from test_dashboard import APP
 
+# The command's run on Live: long enough to be seen at several steps between two renders of Live,
+# which take seconds under load (with 30 steps, a loaded run was seen only at steps 0 and 20).
+CLI_STEPS = 120
+
 
 def iml(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "iml_core", *args], capture_output=True, text=True, timeout=300,
@@ -151,7 +155,7 @@ def test_every_command_works_beside_the_dashboards_store_and_its_run_shows_there
         assert listed.returncode == 0, listed.stderr
         assert f"{dashboard_run:>4}  " in listed.stdout
 
-        cli = start_run(db, "--steps", "30", "--seed", "5")  # watched on Live below
+        cli = start_run(db, "--steps", str(CLI_STEPS), "--seed", "5")  # watched on Live below
         writers = [command("sweep", "--momentum", "0,0.5", "--steps", "3", "--eval-size", "20", "--db", db),
                    command("ladder", "--agent", "offline", "--steps", "2", "--eval-size", "20", "--db", db)]
         at = AppTest.from_file(APP, default_timeout=60)
@@ -161,7 +165,7 @@ def test_every_command_works_beside_the_dashboards_store_and_its_run_shows_there
         seen, shown_on_live, elsewhere, deadline = [], [], [], time.monotonic() + 240
         while cli.poll() is None and time.monotonic() < deadline:
             runs = store.runs_frame()
-            going = runs[runs["status"].isin(GOING) & (runs["steps_total"] == 30)]
+            going = runs[runs["status"].isin(GOING) & (runs["steps_total"] == CLI_STEPS)]
             if not going.empty:  # the command's run, as Runs lists it
                 run_id = int(going["id"].iloc[0])
                 seen.append(int(going["steps_done"].iloc[0]))
@@ -178,9 +182,10 @@ def test_every_command_works_beside_the_dashboards_store_and_its_run_shows_there
             time.sleep(0.2)
         summary = finished(cli)
         assert summary["status"] == "completed"
-        moving = [done for done in seen if 0 < done < 30]
+        moving = [done for done in seen if 0 < done < CLI_STEPS]
         assert len(set(moving)) >= 2, f"the command's run did not move on the dashboard's store: {seen}"
-        live = {int(m.group(1)) for text in shown_on_live if (m := re.match(r"running: step (\d+) of 30", text))}
+        progress = re.compile(rf"running: step (\d+) of {CLI_STEPS}")
+        live = {int(m.group(1)) for text in shown_on_live if (m := progress.match(text))}
         assert len(live) >= 2, f"Live did not show the command's run moving: {shown_on_live}"
         assert elsewhere, "Live offered to cancel a run another process runs"
         for writer in writers:
