@@ -171,6 +171,21 @@ def test_a_probe_scores_every_layout_stores_it_with_the_model_and_new_run_sugges
     assert f"answered {best['right']} of 6 right on ladder rung 1 (rules:" in advice.reason
 
 
+def test_a_tie_on_rung_1_goes_to_the_layout_better_on_the_harder_rungs_not_the_faster_one():
+    from iml_core.layout_probe import LayoutScore, best_layout
+
+    def score(rung, layout, right, seconds):
+        return LayoutScore(rung, f"rung {rung}", layout, right, 40, 0, 0.5, seconds)
+
+    # Rung 1 as the 1.5B measured it here (40 of 40 twice); rung 2 made up, plain the better there.
+    scores = [score(1, "plain", 40, 20.2), score(1, "user-plain", 40, 19.9), score(1, "user", 23, 34.1),
+              score(2, "plain", 29, 22.0), score(2, "user-plain", 22, 21.0), score(2, "user", 12, 37.0)]
+    assert best_layout(scores).layout == "plain"
+    assert best_layout(scores[:3]).layout == "user-plain"  # rung 1 alone: the seconds decide
+    rung_1_first = [score(1, "plain", 39, 20.2), *scores[1:3], score(2, "plain", 40, 22.0), *scores[4:]]
+    assert best_layout(rung_1_first).layout == "user-plain"  # rung 1 decides before the harder rungs
+
+
 def test_a_catalogue_row_may_carry_a_layout_measured_elsewhere(tmp_path, monkeypatch, tiny_bytes):
     from iml_core.layout_probe import suggested_layout
 
