@@ -12,8 +12,8 @@ Measured here (llama.cpp 0.3.36's server): both orders evaluate the same tokens,
 keeps earlier prompts' states in host memory (`--cache-ram`, 8 GiB by default) and restores the
 best match, so the order of the calls does not matter to it. The target is therefore the cached
 share in both orders: at least 0.6 of the prompt tokens come from the cache, as they do when only
-the sample at the end is evaluated (0.704 measured here, about 39 of 131 tokens a call). The time ratio is
-reported and not the target (it carries each call's fixed overhead and the machine's load)."""
+the sample at the end is evaluated (0.704 measured here, about 39 of 131 tokens a call). The time
+ratio is reported and not the target (it carries each call's fixed overhead and the machine's load)."""
 
 import sys
 import tempfile
@@ -77,8 +77,8 @@ if __name__ == "__main__":
         for _ in range(REPEATS):
             for side in sides:
                 sides[side].append(score(agent, rules, window, by_rule=side == "by_rule"))
-        (seconds, prompt, cached), = sides["by_rule"][-1:]
-        (seconds_other, prompt_other, cached_other), = sides["by_sample"][-1:]
+        _, prompt, cached = sides["by_rule"][-1]
+        _, prompt_other, cached_other = sides["by_sample"][-1]
         evaluated, evaluated_other = prompt - cached, prompt_other - cached_other
         share, share_other = cached / prompt, cached_other / prompt_other
         ok = report("scoring_prefix", evaluated, "prompt tokens evaluated", evaluated_other,
