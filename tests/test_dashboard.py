@@ -10,6 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from iml_core.config import RunConfig
 from iml_core import render
+from iml_core.layout_probe import suggested_layout
+from iml_core.prompts import DEFAULT_LAYOUT
 from studio.engine import engine
 
 ANOTHER_FILE = "Another GGUF file..."
@@ -689,7 +691,12 @@ def test_a_run_with_the_starter_model_starts_from_the_dashboard(db, starter_mode
     at.run()
     store = launch_one_step_llm_run(at, db, max_note_words=40)
     run = store.run(store.runs()[0]["id"])
-    assert run["status"] == "completed" and run["agent_description"] == "llama-server: starter"
+    # New run preselects the layout probed for the model on this machine (`iml models --probe`), if any.
+    advice = suggested_layout("starter")
+    layout = advice.layout if advice else DEFAULT_LAYOUT
+    assert run["config"]["prompt_layout"] == layout
+    named = "" if layout == DEFAULT_LAYOUT else f" (prompt layout {layout})"
+    assert run["status"] == "completed" and run["agent_description"] == f"llama-server: starter{named}"
     assert run["config"]["model"] == str(starter_model) and run["config"]["backend"] == "llama-server"
     assert all(p["predicted"] in {"Florp", "Zindle", "Quarrow", "Brimlet"} for p in store.predictions(run["id"]))
 
