@@ -27,6 +27,7 @@ from iml_core.config import RUN_SETTINGS, RunConfig
 from iml_core.diff import word_count
 from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.registry import AGENTS
+from iml_core.status import GOING
 from iml_core.learner import PredictionRecord, SampleStream, score_answers
 from iml_core.prompts import fill
 from iml_core.tasks import Sample, Task
@@ -282,32 +283,42 @@ def compute_baselines(store, run_id: int, kinds=None, shots: int | None = None,
     return done
 
 
-def missing_baselines(store, run_id: int, shared: bool = True) -> list[str]:
-    """The baselines a run lacks: its own (equal-token), and unless `shared` is False, those it shares."""
+def missing_baselines(store, run_id: int) -> list[str]:
+    """The baselines a run lacks: those it shares and its own (equal-token)."""
     config = run_config(store.run(run_id))
     stored = set(store.baselines([run_id])["kind"])
     learned = learned_so_far(store, run_id) is not None
-    return [kind for kind in applicable_baselines(config, learned) if kind not in stored
-            and (shared or Baseline(kind).of_the_run)]
+    return [kind for kind in applicable_baselines(config, learned) if kind not in stored]
 
 
-def baselines_job(store, run_ids) -> Callable[[], None]:
+def baselines_job(store, run_ids, poll_seconds: float = 0.5) -> Callable[[], None]:
     """The missing baselines of some runs as one job to run beside them (RunManager.run_beside).
-    Runs whose baselines would be the same (they differ only in how they learn) get them once, on
-    the first of them; one run's failure does not stop the others'."""
+    The shared ones come first, and once per set of runs that differ only in how they learn (on the
+    first of them): they do not depend on the learning. Each run's own (equal-token) waits for the
+    run to end, because it reads the run's last notes; computed mid-run it would score notes the run
+    has since revised, or none at all before its first step. One run's failure does not stop the
+    others'."""
     firsts = {}
     for run_id in run_ids:
         firsts.setdefault(baseline_key(run_config(store.run(run_id))), run_id)
 
     def work() -> None:
         failures = []
-        for run_id in run_ids:
+
+        def compute_missing(run_id: int, own: bool) -> None:
             try:
-                missing = missing_baselines(store, run_id, shared=run_id in firsts.values())
+                missing = [kind for kind in missing_baselines(store, run_id) if Baseline(kind).of_the_run == own]
                 if missing:
                     compute_baselines(store, run_id, missing)
             except IMLError as e:
                 failures.append(f"run {run_id}: {e}")
+
+        for run_id in firsts.values():
+            compute_missing(run_id, own=False)
+        for run_id in run_ids:
+            while store.run(run_id)["status"] in GOING:
+                time.sleep(poll_seconds)
+            compute_missing(run_id, own=True)
         if failures:
             raise RunFailed("the baselines of " + "; ".join(failures))
 

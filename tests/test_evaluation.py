@@ -153,6 +153,46 @@ def test_the_cost_of_missing_baselines_is_told_before_they_are_computed(store):
     assert plan_baselines(store, [run_id]).missing == {}
 
 
+def test_a_study_s_baselines_started_beside_its_runs_score_each_run_s_last_notes(store):
+    import threading
+    import time
+
+    from iml_core.evaluation import baselines_job, learned_so_far
+
+    # Two runs that differ only in how they learn share one set of baselines, on the first.
+    configs = [RunConfig(steps=4, eval_size=60, seed=2), RunConfig(steps=4, eval_size=60, seed=2, momentum=0.5)]
+    run_ids = [create_run(store, config) for config in configs]
+    failures = []
+    job = threading.Thread(target=lambda: _catching(baselines_job(store, run_ids, poll_seconds=0.05), failures))
+    job.start()
+    # The job has begun (the shared baselines are stored) before either run has learned a step:
+    # what the dashboard does when it queues a study with its baselines beside it.
+    deadline = time.monotonic() + 60
+    while "oracle" not in set(store.baselines(run_ids)["kind"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.is_alive(), "the job ended before the runs it waits for ran"
+    for run_id in run_ids:
+        execute_run(store, run_id)
+    job.join(timeout=60)
+    assert not job.is_alive() and failures == []
+    stored = store.baselines(run_ids)
+    assert sorted(stored[stored["run_id"] == run_ids[0]]["kind"]) == [
+        "equal-token", "in-context", "majority", "no notes", "oracle"]
+    assert list(stored[stored["run_id"] == run_ids[1]]["kind"]) == ["equal-token"]
+    own = store.evaluations_frame(run_ids).query("kind == 'equal-token'").set_index("run_id")
+    for run_id in run_ids:
+        _, seen = learned_so_far(store, run_id)
+        assert seen == 4 * configs[0].batch_size * configs[0].accumulation
+        assert f"of {seen} training samples seen" in own.loc[run_id, "notes_source"]
+
+
+def _catching(work, failures: list) -> None:
+    try:
+        work()
+    except Exception as e:  # the test asserts none, with its message
+        failures.append(repr(e))
+
+
 def test_every_baseline_kind_is_computed_drawn_and_stored_by_one_table_each():
     from iml_core.baseline_kinds import Baseline
     from iml_core.charts import BASELINE_STYLES
