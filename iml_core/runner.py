@@ -19,6 +19,7 @@ from iml_core.registry import LEARNERS
 from iml_core.status import RESUMABLE, Status
 from iml_core.steps import StepSource, local_steps
 from iml_core.store import Store
+from iml_core.store.integrity import LostSteps
 from iml_core.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
     computed; returns its summary. `cancel` stops it after the step in flight."""
     run = store.run(run_id)
     config = RunConfig.from_dict(run["config"])
+    hole = store.hole(run_id)
+    if hole is not None:  # resumed from its first missing step: what follows a hole grew from it
+        log.warning("%s; it goes on from step %s, and its steps from there are computed again",
+                    hole.describe(), hole.first)
+        store.drop_steps_from(run_id, hole.first)
     done = store.steps(run_id)
     after_step, notes = (done[-1]["step"], done[-1]["notes"]) if done else (None, None)
     store.set_status(run_id, Status.RUNNING)
@@ -77,6 +83,10 @@ def execute_run(store: Store, run_id: int, *, cancel: threading.Event | None = N
                 raise RuntimeError(f"the steps stopped after step {last} of {config.steps} without being cancelled")
             store.set_status(run_id, Status.CANCELLED)
             return run_summary(store, run_id)
+        hole = store.hole(run_id)
+        if hole is not None:  # never `completed` with a hole: it stays resumable from there
+            raise LostSteps(f"{hole.describe()} in {store.path}, though every step was committed: the run is not "
+                            f"complete. Resume it (`iml resume {run_id}`) to compute it again from step {hole.first}")
     except BudgetReached as e:  # an outcome the user asked for, not a failure: the summary says it
         _record_stop(store, run_id, Status.BUDGET_REACHED, str(e))
         return run_summary(store, run_id)
@@ -112,7 +122,8 @@ def raise_limits(store: Store, run_id: int, limits: dict) -> None:
 
 def check_resumable(store: Store, run_id: int) -> None:
     run = store.run(run_id)
-    if run["status"] not in RESUMABLE:
+    # A run stored `completed` with a hole (before the runner checked for one) resumes from the hole.
+    if run["status"] not in RESUMABLE and not (run["status"] == Status.COMPLETED and store.hole(run_id)):
         raise UserError(f"run {run_id} is {run['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
     moved = task_moved(run)
     if moved:

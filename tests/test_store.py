@@ -79,14 +79,15 @@ def test_migrations_upgrade_an_older_file_and_keep_its_runs(tmp_path):
 
 def test_a_step_is_all_or_nothing(store):
     run_id = create_run(store, RunConfig(steps=1, eval_size=20))
-    record = offline_history(steps=1, eval_size=20)[1]
+    start, record = offline_history(steps=1, eval_size=20)
+    store.save_step(run_id, start)
     # A prediction without a label violates the schema after the step row is already inserted.
     record.predictions.append(PredictionRecord("infer", 0, 1, "Florp", None, False, "Florp"))
     with pytest.raises(duckdb.ConstraintException):
         store.save_step(run_id, record)
-    assert store.steps(run_id) == []
+    assert [s["step"] for s in store.steps(run_id)] == [0]
     assert store.batch_notes(run_id, 1) == []
-    assert store.predictions(run_id) == []
+    assert store.predictions(run_id, 1) == []
     assert store.run(run_id)["steps_done"] == 0
 
 
@@ -169,7 +170,7 @@ def test_each_phase_s_seconds_land_in_its_own_column_whatever_the_enum_s_order(s
 
     assert set(SECONDS_COLUMNS) == set(PhaseName)
     run_id = create_run(store, RunConfig(steps=1, eval_size=20))
-    record = offline_history(steps=1, eval_size=20)[1]
+    record = offline_history(steps=1, eval_size=20)[0]
     record.seconds.clear()
     record.seconds.update({PhaseName.EVAL: 4.0, PhaseName.INFER: 1.0, PhaseName.REVISE: 3.0, PhaseName.INDUCE: 2.0})
     store.save_step(run_id, record)

@@ -1,4 +1,4 @@
-"""Reading what runs did: runs, show, notes."""
+"""Reading what runs did: runs, show, notes, check."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import json
 
 from iml_core.formats import percent
 from iml_core.cli.common import command, db_path, open_store
+from iml_core.cli.exits import Exit
+from iml_core.errors import UserError
+from iml_core.store.integrity import ranges
 
 
 def add(commands) -> None:
@@ -20,6 +23,30 @@ def add(commands) -> None:
     notes = command(commands, "notes", cmd_notes, "the notes of a run at one step")
     notes.add_argument("run_id", type=int)
     notes.add_argument("--step", type=int, help="the step (default: the last)")
+
+    command(commands, "check", cmd_check, "whether every run's stored steps are whole (steps 0..N, each with its "
+            "predictions); exit 1 naming each run with a hole",
+            json="one JSON object: runs and steps checked, and each hole with its first missing step")
+
+
+def cmd_check(args) -> int:
+    path = db_path(args)
+    if not path.is_file():  # a check creates nothing
+        raise UserError(f"there is no database at {path}; pass --db with the file to check")
+    with open_store(args) as store:
+        holes = store.holes()
+        runs = store.runs()
+    steps = sum(r["steps_done"] + 1 for r in runs if r["steps_done"] or r["status"] != "queued")
+    if args.json:
+        print(json.dumps({"db": str(path), "runs": len(runs), "steps": steps,
+                          "holes": [hole.as_dict() for hole in holes.values()]}))
+    else:
+        for hole in holes.values():
+            print(f"{hole.describe()}; `iml resume {hole.run_id}` computes it again from "
+                  f"step {hole.first}")
+        print(f"{len(runs)} runs, {steps} steps checked in {path}: " +
+              (f"{len(holes)} with a hole (runs {ranges(holes)})" if holes else "every run whole"))
+    return Exit.FAILED if holes else Exit.OK
 
 
 def cmd_runs(args) -> int:

@@ -11,7 +11,8 @@ transaction: a crash loses at most the step in flight. The Store is made of one 
 - reads.py: what pages and the command line read of runs;
 - evaluations.py: notes scored without learning, baselines and ablations;
 - records.py: the one write path of predictions and model calls, for steps and evaluations;
-- responses.py: the response cache.
+- responses.py: the response cache;
+- integrity.py: whether a run's stored steps are whole (every step 0..N, with its predictions).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from iml_core.store.database import DEFAULT_DB, Database
 from iml_core.store.evaluations import Evaluations
+from iml_core.store.integrity import Integrity
 from iml_core.store.reads import RunReads
 from iml_core.store.records import Served
 from iml_core.store.responses import StoredResponseCache
@@ -38,7 +40,7 @@ def database_path(given: str | Path | None = None) -> Path:
     return Path(given or os.environ.get("IML_DB") or DEFAULT_DB)
 
 
-class Store(RunWrites, RunReads, Evaluations):
+class Store(RunWrites, RunReads, Evaluations, Integrity):
     def __init__(self, path: str | Path = DEFAULT_DB, *, migrate_to: int = SCHEMA_VERSION,
                  wait: float | None = None):
         super().__init__(path, migrate_to=migrate_to, wait=wait)

@@ -6,6 +6,16 @@ closes it soon after the last is done: at once when another process is waiting, 
 LINGER_SECONDS, so that a page's reads or a run's next commit need not open it again. A process
 that finds the file taken waits with backoff, saying so under FILE.owners/.waiting, and gives up
 after `wait` seconds naming the holder.
+
+Who holds the file is decided by our own lock, an exclusive flock on FILE.owners/.holder taken
+before DuckDB opens the file and let go only after it has closed it, not by DuckDB's lock alone:
+DuckDB's is a POSIX record lock, which the kernel drops for the whole process when any descriptor
+of the file is closed in it (DuckDB itself opens the file twice to read its header before each
+open), so it cannot promise that two processes never have the file open at once. A flock belongs
+to its open file description and goes only with it, or with the process. The file is handed over
+clean: checkpointed before it is closed (DuckDB's own checkpoint at close swallows its errors), and
+checkpointed at once by whoever opens it after a holder died, so that nothing is ever appended to
+a dead process's write-ahead log.
 """
 
 from __future__ import annotations
@@ -59,6 +69,52 @@ def _holder(message: str) -> str:
     return f"process {pid.group(1)}" + (f" ({command[:120]})" if command else "")
 
 
+def _open_beside(path: Path) -> int:
+    """A file of FILE.owners/, made if need be. The folder goes when its last file does
+    (iml_core.store.owners), so it may vanish between the mkdir and the open."""
+    for _ in range(3):
+        path.parent.mkdir(exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+class Holder:
+    """The one process that may have the DuckDB file open: it holds an exclusive flock on
+    FILE.owners/.holder, with its pid written in the file, from before DuckDB opens the file until
+    after DuckDB has closed it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(f"{path}.owners") / ".holder"
+        self._fd: int | None = None
+
+    def take(self) -> bool:
+        """True when this process now holds the file; False at once when another does."""
+        fd = _open_beside(self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        data = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        self._fd = fd
+        return True
+
+    def let_go(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # the flock goes with its only descriptor
+            self._fd = None
+
+    def pid(self) -> str | None:
+        """The pid of the process holding the file, as it wrote it."""
+        with contextlib.suppress(OSError):
+            text = self.path.read_text().strip()
+            return text if text.isdigit() else None
+        return None
+
+
 class Waiting:
     """Processes waiting for the file hold a shared flock on FILE.owners/.waiting; the holder tries
     an exclusive one to see whether anyone does."""
@@ -67,11 +123,7 @@ class Waiting:
         self.path = Path(f"{path}.owners") / ".waiting"
 
     def _fd(self) -> int:
-        for _ in range(3):  # the folder goes when its last owner file does (iml_core.store.owners)
-            self.path.parent.mkdir(exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        return _open_beside(self.path)
 
     @contextlib.contextmanager
     def announced(self):
@@ -110,6 +162,7 @@ class SharedFile:
     def __init__(self, path: Path, wait: float):
         self.path, self.wait = path, wait
         self.waiting = Waiting(path)
+        self.holder = Holder(path)
         self._state = threading.Condition()  # guards everything below
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._holders = 0
@@ -176,34 +229,64 @@ class SharedFile:
         for cursor in self._cursors:
             cursor.close()
         self._cursors.clear()
-        self._connection.close()
-        self._connection = None
-        self._closed_at = time.monotonic()
+        try:
+            # The next process finds everything in the file itself and no write-ahead log. A failed
+            # checkpoint leaves the log, which the next process replays: nothing is lost either way.
+            with contextlib.suppress(duckdb.Error):
+                self._connection.execute("CHECKPOINT")
+            self._connection.close()
+        finally:
+            self._connection = None
+            self.holder.let_go()  # only now: DuckDB has closed the file
+            self._closed_at = time.monotonic()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         """The file, opened as soon as no other process holds it, within `wait` seconds."""
         deadline, delay, announced = time.monotonic() + self.wait, 0.002, False
         with contextlib.ExitStack() as waiting:
             while True:
-                try:
-                    return duckdb.connect(str(self.path))
-                except duckdb.IOException as e:
-                    message = str(e)
-                    if "lock" not in message.lower():
-                        raise disk_problem(e, self.path) or UserError(
-                            f"cannot open the database {self.path} ({message}); "
-                            "pass --db with a DuckDB file or the name of a new one") from None
-                    if time.monotonic() >= deadline:
-                        raise DatabaseLocked(
-                            f"the database {self.path} is in use by {_holder(message)}, which has held it for over "
-                            f"{self.wait:g} s (IML processes take turns on a file, each holding it only while it "
-                            "writes a step or reads a page); stop that process, wait longer with "
-                            "IML_DB_WAIT=SECONDS, or pass --db with another file") from None
-                except duckdb.Error as e:
-                    raise UserError(f"{self.path} is not a usable DuckDB database ({e}); "
-                                    "pass --db with another file") from None
+                if self.holder.take():
+                    try:
+                        return self._connect()
+                    except duckdb.IOException as e:
+                        self.holder.let_go()
+                        message = str(e)  # held by a process that is not ours (the duckdb shell)
+                        if "lock" not in message.lower():
+                            raise disk_problem(e, self.path) or UserError(
+                                f"cannot open the database {self.path} ({message}); "
+                                "pass --db with a DuckDB file or the name of a new one") from None
+                    except duckdb.Error as e:
+                        self.holder.let_go()
+                        raise UserError(f"{self.path} is not a usable DuckDB database ({e}); "
+                                        "pass --db with another file") from None
+                    except BaseException:
+                        self.holder.let_go()
+                        raise
+                else:
+                    pid = self.holder.pid()
+                    message = f"PID {pid}" if pid else ""
+                if time.monotonic() >= deadline:
+                    raise DatabaseLocked(
+                        f"the database {self.path} is in use by {_holder(message)}, which has held it for over "
+                        f"{self.wait:g} s (IML processes take turns on a file, each holding it only while it "
+                        "writes a step or reads a page); stop that process, wait longer with "
+                        "IML_DB_WAIT=SECONDS, or pass --db with another file") from None
                 if not announced:
                     announced = waiting.enter_context(self.waiting.announced()) or True
                 # Jittered, so that two waiting processes do not retry in step.
                 time.sleep(min(delay, max(deadline - time.monotonic(), 0)) * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, RETRY_CAP_SECONDS)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """DuckDB's connection, with this process holding the file. A write-ahead log found here was
+        left by a holder that died: it is replayed by the open and checkpointed before anything is
+        written, so no commit of ours ever lands after a torn end of that log."""
+        left_behind = Path(f"{self.path}.wal").exists()
+        connection = duckdb.connect(str(self.path))
+        if left_behind:
+            try:
+                connection.execute("CHECKPOINT")
+            except BaseException:
+                connection.close()
+                raise
+        return connection

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Callable
 
 import duckdb
 
@@ -24,6 +25,7 @@ SECONDS_COLUMNS = {PhaseName.INFER: "seconds_infer", PhaseName.INDUCE: "seconds_
 
 class RunWrites(Database):
     _notice_lock: threading.Lock  # set by Store: see set_retrying
+    check_follows: Callable  # iml_core.store.integrity
 
     def create_run(self, config: RunConfig, *, task_name: str, task_source: dict, agent_description: str,
                    prompts: dict | None = None, parent: tuple[int, int] | None = None,
@@ -80,8 +82,9 @@ class RunWrites(Database):
 
     def save_step(self, run_id: int, record: StepRecord) -> None:
         """All of a step or nothing of it: the step row, its batch notes, predictions, model calls
-        and the run's running totals commit together."""
+        and the run's running totals commit together, after the step before it, or not at all."""
         with self._transaction() as cursor:
+            self.check_follows(cursor, run_id, record.step)
             cursor.execute(
                 f"""INSERT INTO steps (run_id, step, notes, train_accuracy, train_invalid, eval_accuracy,
                        eval_invalid, per_class, notes_words, words_changed, prefix_words,
