@@ -424,6 +424,9 @@ def run_report(run: dict, steps: pd.DataFrame, costs: pd.DataFrame, scorer=None)
                 "words_changed": int(row.words_changed),
                 "alarms": [{"kind": f.kind, "message": f.message} for f in flags.itertuples() if f.step == row.step],
                 "phases": by_step.get(int(row.step), {})}
+        if run["config"].get("notes_form") == "rule":  # both, named so that nobody takes one for the other
+            step["rule_applied_accuracy"] = number(row.rule_eval_accuracy)
+            step["model_applied_accuracy"] = number(row.model_eval_accuracy)
         if scorer is not None:
             score = scorer.score(row.notes)
             step["rule_recall"] = score.rule_recall

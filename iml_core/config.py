@@ -24,6 +24,11 @@ STRUCTURED_OUTPUT = {"auto": "the best the server accepts: json_schema, else jso
                      "json_schema": "a JSON schema with the classes as an enum",
                      "json_object": "any JSON object, the label checked afterwards",
                      "text": "plain text, the label read from it"}
+# Notes a program can apply (iml_core.decision_list, issue 35): what the notes are, and who applies them.
+NOTES_FORMS = {"text": "notes in words, as the paper's",
+               "rule": "a decision list (IF attribute = value ... THEN class, ELSE class) under the task's grammar"}
+APPLIERS = {"model": "the model reads the notes and answers (the paper's protocol)",
+            "rule": "the engine runs the notes' decision list: no model call"}
 KINDS = ("integer", "number", "text", "choice", "flag")
 
 
@@ -127,6 +132,13 @@ SETTINGS = {s.name: s for s in (
             "revise), bank (candidate rules scored by applying them), gated (IML, a revision kept only if it scores "
             "as well), playbook (bullets edited by operations, harmful ones dropped)", choices=LEARNERS,
             learning=True, column=True),
+    Setting("notes_form", "choice", "Notes form", "text: notes in words (the paper's); rule: a decision list "
+            "(IF attribute = value [AND ...] THEN class, ELSE class) that every learner writes under the task's "
+            "grammar and the engine can run", choices=NOTES_FORMS, learning=True, column=True, scorer=True),
+    Setting("apply", "choice", "Applied by", "who applies the notes in inference and evaluation: model (the paper's "
+            "protocol) or rule (the engine runs the decision list, no model call; needs notes form rule). Rule "
+            "notes are scored both ways at every evaluated step", choices=APPLIERS, learning=True, column=True,
+            scorer=True),
     _integer("proposals", "Proposals per minibatch", 1, 16, "bank: candidate rules the model proposes from each "
              "minibatch", learning=True),
     Setting("proposal_style", "choice", "Proposal style", "bank: free (rules as the model writes them) or "
@@ -235,6 +247,8 @@ class RunConfig:
     label_noise: float | None = None  # None: the preset's own
     initial_notes: str = ""
     learner: str = "iml"  # the paper's, the learner of every run before learners were a choice
+    notes_form: str = "text"
+    apply: str = "model"
     proposals: int = 4
     proposal_style: str = "one-feature"
     edit: bool = False
@@ -284,6 +298,12 @@ class RunConfig:
         if self.learner in LEARNERS and LEARNERS[self.learner].needs_labels and self.feedback != "label":
             found.append(f"the {self.learner} learner reads the right class of each sample: it needs feedback "
                          f"label, got {self.feedback!r}; choose another learner or --feedback label")
+        if self.notes_form == "rule" and self.learner == "playbook":
+            found.append("the playbook learner edits numbered bullets, which a decision list has not: with notes "
+                         "form rule choose the iml, bank or gated learner")
+        if self.apply == "rule" and self.notes_form != "rule":
+            found.append("Applied by rule runs the notes as a decision list, which needs notes form rule: set notes "
+                         "form to rule (--notes-form rule), or apply by model")
         if not str(self.task).strip():
             found.append("task is empty; give a preset name, a generated task (rules:...) or the path of a CSV file")
         return found
@@ -295,7 +315,13 @@ class RunConfig:
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        # A run in words, applied by the model, stores the settings it stored before these existed, so
+        # that its stored config, like everything else it stores, is what it always was.
+        for name in UNSTORED_AT_DEFAULT:
+            if data[name] == getattr(RUN_DEFAULTS, name):
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
@@ -307,6 +333,10 @@ class RunConfig:
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+RUN_DEFAULTS = RunConfig()
+UNSTORED_AT_DEFAULT = ("notes_form", "apply")
 
 
 @dataclass(frozen=True)

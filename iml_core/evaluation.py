@@ -24,6 +24,8 @@ from iml_core.attribution import note_units
 from iml_core.baseline_kinds import Baseline
 from iml_core.builders import build_agent, build_task, task_moved
 from iml_core.config import RUN_SETTINGS, RunConfig
+from iml_core.agents.rules import RuleApplier
+from iml_core.decision_list import rule_card_list
 from iml_core.diff import word_count
 from iml_core.errors import IMLError, RunFailed, UserError
 from iml_core.registry import AGENTS
@@ -51,6 +53,8 @@ class Evaluation:
     shots: int | None = None  # in-context: the examples in the prompt
     removed_sentence: int | None = None  # ablation: the sentence left out (None: the notes whole)
     prompt_layout: str | None = None  # how a model was asked (iml_core.prompts); None: no model was
+    # Rule notes (notes form rule) scored both ways: run by the engine, and read by the model (None: no model)
+    both: dict | None = None
 
     @property
     def eval_size(self) -> int:
@@ -62,7 +66,8 @@ class Evaluation:
                 "shots": self.shots, "removed_sentence": self.removed_sentence, "agent": self.agent_description,
                 "prompt_layout": self.prompt_layout,
                 "tokens_in": sum(c.tokens_in for c in self.calls), "tokens_out": sum(c.tokens_out for c in self.calls),
-                "cost": sum(c.cost for c in self.calls), "seconds": self.seconds}
+                "cost": sum(c.cost for c in self.calls), "seconds": self.seconds,
+                **({} if self.both is None else self.both)}
 
 
 def _eval_split(task: Task, config: RunConfig) -> list[Sample]:
@@ -75,24 +80,39 @@ def score_notes(config: RunConfig, notes: str, *, kind: str = "notes", source: s
     task = build_task(config)
     agent = build_agent(config, task, cache=cache)
     samples = _eval_split(task, config)
+    observations, phase = [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL)
+    rules, both = None, None
+    if config.notes_form == "rule":
+        rules = RuleApplier(task)
+        rules.form.parse(notes)  # notes that are no decision list: the parser's error, and nothing scored
     started = time.perf_counter()
-    answers = agent.infer(notes, [s.observation for s in samples], Phase(config.seed, 0, PhaseName.EVAL))
+    answers = (rules if config.apply == "rule" else agent).infer(notes, observations, phase)
     seconds = time.perf_counter() - started
     records, accuracy, invalid, per_class = score_answers(task, "eval", None, samples, answers)
+    if rules is not None:  # both, named so that nobody takes one for the other
+        model_read = (answers if config.apply == "model" else agent.infer(notes, observations, phase)) \
+            if config.uses_model else None
+        both = {"rule_applied_accuracy": score_answers(task, "eval", None, samples,
+                                                       rules.infer(notes, observations))[1],
+                "model_applied_accuracy": None if model_read is None else
+                score_answers(task, "eval", None, samples, model_read)[1]}
     return Evaluation(kind, source, notes, agent.description, accuracy, invalid, per_class, records,
                       agent.drain_calls(), seconds, removed_sentence=removed_sentence,
-                      prompt_layout=_layout(config))
+                      prompt_layout=_layout(config), both=both)
 
 
 def _layout(config: RunConfig) -> str | None:
     return config.prompt_layout if config.uses_model else None
 
 
-def oracle_notes(task: Task, agent: str) -> str:
-    """The rule card written as notes the way the agent reads notes (iml_core.registry.AgentKind)."""
+def oracle_notes(task: Task, agent: str, notes_form: str = "text") -> str:
+    """The rule card written as notes the way the agent reads notes (iml_core.registry.AgentKind), or
+    as a decision list in rule form."""
     if not task.rule_card:
         raise UserError(f"{task.name} has no rule card (a CSV task without one): oracle notes need the rule; put "
                         f"a {task.name}.rules.json beside the CSV, in the format `iml data` writes for the presets")
+    if notes_form == "rule":
+        return rule_card_list(task)
     return AGENTS[agent].rule_card_notes(task)
 
 
@@ -177,8 +197,8 @@ BASELINE_MAKERS: dict[Baseline, Callable[[RunConfig, int | None, object, tuple[s
     Baseline.IN_CONTEXT: lambda config, shots, cache, learned: in_context(config, shots, cache=cache),
     Baseline.EQUAL_TOKEN: lambda config, shots, cache, learned: equal_tokens(config, *_learned(learned), cache=cache),
     Baseline.ORACLE: lambda config, shots, cache, learned: score_notes(
-        config, oracle_notes(build_task(config), config.agent), kind=Baseline.ORACLE, source="the rule card",
-        cache=cache),
+        config, oracle_notes(build_task(config), config.agent, config.notes_form), kind=Baseline.ORACLE,
+        source="the rule card", cache=cache),
 }
 
 

@@ -29,7 +29,8 @@ from iml_core.agents import Agent, ModelCall, Phase, PhaseName, Prediction, Traj
 from iml_core.config import RunConfig
 from iml_core.budget import Budget
 from iml_core.progress import StepWatch
-from iml_core.registry import LEARNERS
+from iml_core.agents.rules import RuleApplier
+from iml_core.registry import AGENTS, LEARNERS
 from iml_core.diff import repetition, word_count, words_changed
 # Momentum and what a learner's step leaves live with the learners (iml_core.learners); named here
 # too, as the loop's vocabulary.
@@ -99,6 +100,10 @@ class StepRecord:
     notes_repetition: float = 0.0  # iml_core.diff.repetition of the notes
     eval_top_class: str | None = None  # the class the eval answers named most often...
     eval_top_share: float | None = None  # ...and the share of the eval answers that named it
+    # Rule notes (notes_form rule) are scored both ways at every evaluated step, whichever the run learns
+    # by: run by the engine, and read by the model (None where no model reads them: the offline agent).
+    rule_eval_accuracy: float | None = None
+    model_eval_accuracy: float | None = None
     batch_notes: list[str] = field(default_factory=list)
     predictions: list[PredictionRecord] = field(default_factory=list)
     calls: list[tuple[str, ModelCall]] = field(default_factory=list)
@@ -153,6 +158,8 @@ class StepTools:
     def __init__(self, agent: Agent, task: Task, config: RunConfig, stream: SampleStream, record: StepRecord,
                  clock: _Clock, phase: Callable[[PhaseName], Phase]):
         self.agent, self.task, self.config, self.stream = agent, task, config, stream
+        # Rule notes are scored by running them: the engine answers, and no model call is spent.
+        self.scorer = RuleApplier(task) if config.notes_form == "rule" else agent
         self.record, self.clock, self.phase = record, clock, phase
         self.samples: list[Sample] = []  # this step's training samples, in the order answered
 
@@ -164,10 +171,10 @@ class StepTools:
 
     def score(self, notes: str, samples: Sequence[Sample]) -> int:
         """How many of `samples` the agent answers right reading `notes`: the notes applied, as
-        inference applies them. The answer to one note on one sample does not depend on the step (its
-        seed is step 0's), so a note scored again on a sample it met before is answered by the
-        response cache."""
-        predictions = self.ask(PhaseName.SCORE, lambda notes, observations, phase: self.agent.infer(
+        inference applies them (rule notes: run by the engine). The answer to one note on one sample
+        does not depend on the step (its seed is step 0's), so a note scored again on a sample it met
+        before is answered by the response cache."""
+        predictions = self.ask(PhaseName.SCORE, lambda notes, observations, phase: self.scorer.infer(
             notes, observations, dataclasses.replace(phase, step=0)), notes, [s.observation for s in samples])
         return sum(p.label == s.label for p, s in zip(predictions, samples, strict=True))
 
@@ -190,6 +197,8 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
     notes = config.initial_notes if notes is None else notes
     learner = LEARNERS[config.learner].build(config, state)
     eval_observations = [s.observation for s in stream.eval]
+    rules = RuleApplier(task) if config.notes_form == "rule" else None
+    applier = rules if config.apply == "rule" else agent  # who answers, in inference and evaluation
 
     def evaluates(step: int) -> bool:
         return step % config.eval_every == 0 or step == config.steps
@@ -202,18 +211,29 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
         if budget is not None:
             budget.before_step()
         if watch is not None:
-            expected = {PhaseName.EVAL: len(eval_observations) if step == 0 or evaluates(step) else 0}
+            model_reads = applier is agent or AGENTS[config.agent].uses_model  # rule notes: read once more
+            expected = {PhaseName.EVAL: len(eval_observations) if (step == 0 or evaluates(step)) and model_reads
+                        else 0}
             if step:
-                expected |= {PhaseName.INFER: config.accumulation * config.batch_size,
+                expected |= {PhaseName.INFER: config.accumulation * config.batch_size if applier is agent else 0,
                              **LEARNERS[config.learner].calls(config)}
             watch.begin_step(step, expected)
         return _Clock(watch)
 
     def evaluate(record: StepRecord, clock: _Clock) -> None:
-        predictions = clock.time(PhaseName.EVAL, agent.infer, record.notes, eval_observations,
+        predictions = clock.time(PhaseName.EVAL, applier.infer, record.notes, eval_observations,
                                  phase(record.step, PhaseName.EVAL))
         records, record.eval_accuracy, record.eval_invalid, record.per_class["eval"] = score_answers(
             task, PhaseName.EVAL, None, stream.eval, predictions)
+        if rules is not None:
+            record.rule_eval_accuracy = record.eval_accuracy if applier is rules else score_answers(
+                task, PhaseName.EVAL, None, stream.eval, rules.infer(record.notes, eval_observations))[1]
+            if applier is agent:
+                record.model_eval_accuracy = record.eval_accuracy if AGENTS[config.agent].uses_model else None
+            elif AGENTS[config.agent].uses_model:  # the paper's protocol beside it, at its calls' cost
+                read = clock.time(PhaseName.EVAL, agent.infer, record.notes, eval_observations,
+                                  phase(record.step, PhaseName.EVAL))
+                record.model_eval_accuracy = score_answers(task, PhaseName.EVAL, None, stream.eval, read)[1]
         named = Counter(r.predicted for r in records if r.predicted is not None)
         if named:
             record.eval_top_class, count = named.most_common(1)[0]
@@ -237,7 +257,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
         train_predictions: list[Prediction] = []
         for k in range(config.accumulation):
             minibatch = stream.minibatch((step - 1) * config.accumulation + k, config.batch_size)
-            predictions = tools.ask(PhaseName.INFER, agent.infer, notes, [s.observation for s in minibatch])
+            predictions = tools.ask(PhaseName.INFER, applier.infer, notes, [s.observation for s in minibatch])
             scored, _, _, _ = score_answers(task, PhaseName.INFER, k, minibatch, predictions)
             trajectories = [
                 Trajectory(s.observation, p, r.correct, s.label if config.feedback == "label" else None)

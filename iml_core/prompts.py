@@ -100,7 +100,34 @@ LEARNER_PROMPTS = {
         "keeping only that one feature and dropping the others. Number the rewrites. Write only the rules."
     ),
 }
-_ALL_PROMPTS = {**PROMPTS, **LEARNER_PROMPTS}
+
+# What a learner asks when the notes are a decision list (notes form rule, iml_core.decision_list):
+# apart, so that a run in words stores exactly the prompts it stored before. The samples are shown
+# as the rules read them (attribute = value), so a rule's words are the sample's.
+RULE_PROMPTS = {
+    "rule_system": ("You write decision lists that sort each {noun} into one of these classes: {classes}. A list "
+                    "is read from the top: the first IF line whose conditions all hold names the class, and the "
+                    "last line, ELSE, names it when none does."),
+    "rule_form": ("Write it as lines \"IF attribute = value THEN class\" (conditions joined by AND when one is not "
+                  "enough), then a last line \"ELSE class\". Use the attributes and values as they are written "
+                  "above. Use as few lines and conditions as sort them all. Write only the list."),
+    "rule_attribute_user": ("Here is how {noun}s of each class split on {attribute}, counted over recent {noun}s "
+                            "whose class is known:\n{split}\n\nDoes {attribute} help tell the classes apart, that "
+                            "is, do the {noun}s of a class all have the same {attribute}, while some other class has "
+                            "another? Answer yes or no."),
+    "rule_refine_user": ("This decision list sorts {noun}s:\n{rule}\n\nIt sorts these {noun}s wrong; each is "
+                         "shown with its right class:\n{wrong}\n\nWrite a corrected decision list that sorts "
+                         "them right and keeps what the list got right. {form}"),
+    "rule_wrong": "- {features}: the list says {said}, the right class is {label}",
+    "rule_induce_user": ("Your notes, a decision list:\n{notes}\n\nWhat happened with them in this batch:\n"
+                         "{trajectories}\n\nWrite the decision list this batch teaches. {form}"),
+    "rule_revise_user": ("Your notes, a decision list:\n{notes}\n\nWhat recent batches taught, each as a "
+                         "decision list:\n{batch_notes}\n\nRewrite your notes as one decision list that "
+                         "holds what is right in all of them.{keep} {form}"),
+    "rule_revise_keep": " Keep its first lines exactly as they are.",
+    "rule_trajectory": "- {features}: you answered {answer}; the right class was {label}",
+}
+_ALL_PROMPTS = {**PROMPTS, **LEARNER_PROMPTS, **RULE_PROMPTS}
 
 
 def fill(name: str, **values) -> str:

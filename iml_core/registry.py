@@ -142,13 +142,13 @@ def default_backend(model: str, base_url: str = "") -> str:
 
 def _offline(config: RunSettings, task, cache, on_retry) -> Agent:
     from iml_core.agents.offline import OfflineRuleLearner
-    return OfflineRuleLearner(task.attributes, task.classes)
+    return OfflineRuleLearner(task.attributes, task.classes, notes_form=config.notes_form)
 
 
 def _llm(config: RunSettings, task, cache, on_retry) -> Agent:
     from iml_core.agents.llm import LLMAgent
     return LLMAgent(task, BACKENDS[config.backend].build(config, on_retry), temperature=config.temperature,
-                    cache=cache, layout=config.prompt_layout)
+                    cache=cache, layout=config.prompt_layout, notes_form=config.notes_form)
 
 
 @dataclass(frozen=True)
@@ -237,8 +237,9 @@ LEARNERS = {kind.name: kind for kind in (
                 ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1}, needs_labels=False),
     LearnerKind("bank", "Hypothesis bank: candidate rules scored by applying them, the best kept (after HypoGeniC)",
                 _bank, ("proposals", "proposal_style", "edit", "score_window", "bank_size", "margin"),
-                lambda c: {"induce": c.accumulation + c.edit,
-                           "score": (c.accumulation * c.proposals + c.bank_size + c.edit * EDITS) * c.score_window},
+                lambda c: {"induce": c.accumulation * c.proposals + 1, "score": 0} if c.notes_form == "rule" else
+                {"induce": c.accumulation + c.edit,
+                 "score": (c.accumulation * c.proposals + c.bank_size + c.edit * EDITS) * c.score_window},
                 needs_labels=True, own_prompts=True),
     LearnerKind("gated", "Score-gated IML: a revision replaces the notes only if it scores as well (after GEPA)",
                 _gated, ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1,

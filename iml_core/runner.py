@@ -14,7 +14,7 @@ from iml_core.builders import prepare_run, task_moved
 from iml_core.config import RunConfig
 from iml_core.errors import BudgetReached, IMLError, UserError
 from iml_core.learner import StepRecord
-from iml_core.prompts import LEARNER_PROMPTS, PROMPTS
+from iml_core.prompts import LEARNER_PROMPTS, PROMPTS, RULE_PROMPTS
 from iml_core.registry import LEARNERS
 from iml_core.status import RESUMABLE, Status
 from iml_core.steps import StepSource, local_steps
@@ -41,7 +41,8 @@ def create_run(store: Store, config: RunConfig, parent: tuple[int, int] | None =
 
 def _prompts(config: RunConfig) -> dict:
     """The prompts a run of a model asks, stored with it: an IML run stores what it always did."""
-    return {**PROMPTS, **LEARNER_PROMPTS} if LEARNERS[config.learner].own_prompts else PROMPTS
+    asked = {**PROMPTS, **LEARNER_PROMPTS} if LEARNERS[config.learner].own_prompts else PROMPTS
+    return {**asked, **RULE_PROMPTS} if config.notes_form == "rule" else asked
 
 
 def fork_config(store: Store, run_id: int, step: int, **changes) -> RunConfig:

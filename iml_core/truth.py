@@ -23,14 +23,22 @@ is red" (the rule learner), the preset's phrase ("has a long tail"), the phrase 
 
 A value right after a negation in the same clause ("not blue", "never red or blue") is not a
 citation; beyond that the scorer reads names, not logic.
+
+Notes that are a decision list (iml_core.decision_list) are read by their logic instead: the list is
+run on every row of the truth table, with every value of each other attribute the list tests. A
+class's deciding attributes are recalled when the list names the class for all of its rows, whatever
+the other attributes are; the class's correctness is the share of those (row, other values) it gets
+right, and distractors are the irrelevant attributes the list tests.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
 from iml_core.attribution import note_units
+from iml_core.decision_list import RuleError, RuleForm
 from iml_core.tasks import Attribute, Task
 
 # Words that begin a preset phrase without saying which value it is about.
@@ -117,6 +125,8 @@ class TruthScorer:
         all_values = {a.name: set(a.values) for a in task.attributes}
         self.deciding = {name: tuple(a for a in self.relevant if self.allowed[name][a] != all_values[a])
                          for name in self.classes}
+        self.table = card["table"]
+        self.form = RuleForm(task.attributes, task.classes)
 
     def descriptions(self, notes: str) -> dict[str, list[str]]:
         """The parts of the notes about each class."""
@@ -139,6 +149,9 @@ class TruthScorer:
         return out
 
     def score(self, notes: str) -> TruthScore:
+        rules = self._list(notes)
+        if rules is not None:
+            return self._score_list(rules)
         verdicts, pairs, recalled_pairs, distractors = [], 0, 0, set()
         for name, parts in self.descriptions(notes).items():
             cited = self.cited(" \n ".join(parts))
@@ -153,6 +166,36 @@ class TruthScorer:
             distractors.update(irrelevant)
         judged = [v.discovery for v in verdicts if v.discovery is not None]
         return TruthScore(recalled_pairs / pairs if pairs else 1.0, len(distractors), tuple(verdicts),
+                          sum(judged) / len(judged) if judged else None)
+
+    def _list(self, notes: str):
+        try:
+            return self.form.parse(notes)
+        except RuleError:
+            return None
+
+    def _score_list(self, rules) -> TruthScore:
+        tested = {a for line in rules.lines for a, _ in line.conditions}
+        others = sorted(tested - set(self.relevant))
+        verdicts, pairs, recalled_pairs = [], 0, 0
+        for name in self.classes:
+            rows = [row for row in self.table if row["class"] == name]
+            right = total = 0
+            for row in rows:
+                for values in itertools.product(*(self.form.values[a] for a in others)):
+                    right += rules.apply({**row["when"], **dict(zip(others, values, strict=True))}) == name
+                    total += 1
+            correctness = right / total if total else 0.0
+            deciding = self.deciding[name]
+            recalled = deciding if total and right == total else ()
+            named = any(line.label == name for line in rules.lines) or rules.default == name
+            verdicts.append(ClassVerdict(name, named, recalled, deciding if named and right == 0 else (),
+                                         tuple(a for a in deciding if a not in recalled), tuple(others),
+                                         correctness if deciding else None))
+            pairs += len(deciding)
+            recalled_pairs += len(recalled)
+        judged = [v.discovery for v in verdicts if v.discovery is not None]
+        return TruthScore(recalled_pairs / pairs if pairs else 1.0, len(others), tuple(verdicts),
                           sum(judged) / len(judged) if judged else None)
 
     def _discovery(self, name: str, cited: dict[str, set[str]]) -> float | None:

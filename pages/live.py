@@ -79,6 +79,18 @@ def live() -> None:
     else:
         d.metric("Model tokens", "none (no LLM)")
 
+    if run["config"].get("notes_form") == "rule":
+        scored = steps.dropna(subset=["rule_eval_accuracy"])
+        if not scored.empty:
+            latest = scored.iloc[-1]
+            read = latest["model_eval_accuracy"]
+            stored = read is not None and read == read  # None or NaN: no model read them
+            by_model = (f"**read by the model {percent(read)}** (the paper's protocol)" if stored
+                        else "no model reads them (the offline learner)")
+            st.caption(f"The notes are a decision list, scored two ways at step {int(latest['step'])}: "
+                       f"**run by the engine {percent(latest['rule_eval_accuracy'])}**; {by_model}. The curve is "
+                       f"the one this run learns by: applied by {run['config'].get('apply', 'model')}.")
+
     elsewhere = run["status"] in GOING and run_id not in manager.busy()
     if elsewhere:
         st.caption(f"Run {run_id} goes in process {store.owners.process_of(run_id) or 'unknown'} (a command or "

@@ -14,8 +14,8 @@ ENGINE = ROOT / "iml_core"
 # imports must still form no circle.
 LAYERS = [
     ["errors", "status", "baseline_kinds", "formats", "diff", "attribution", "prompts", "gguf_header", "progress",
-     "budget", "background"],
-    ["tasks", "llama_build", "truth", "catalogue"],
+     "budget", "background", "grammar"],
+    ["tasks", "llama_build", "decision_list", "truth", "catalogue"],
     ["backends", "agents", "models"],  # models finds GGUF files for the backends and asks servers through one
     ["learners"],  # how a step turns experience into notes; the loop above hands them its tools
     ["registry"],

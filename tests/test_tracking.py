@@ -233,7 +233,8 @@ def test_run_with_mlflow_logs_live_from_the_command_line(tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)  # MLflow printed nothing on stdout
     assert summary["status"] == "completed"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.duckdb", "new"]  # MLflow wrote only where told
+    # MLflow wrote only where told (cli.duckdb.owners: who holds and runs what, docs/ARCHITECTURE.md §4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.duckdb", "cli.duckdb.owners", "new"]
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     [logged] = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
     assert logged.info.status == "FINISHED"

@@ -21,6 +21,8 @@ from typing import Protocol, Sequence
 from iml_core.agents import ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.attribution import note_units, numbered
 from iml_core.backends import LINE_SEPARATOR, Backend, Completion
+from iml_core.agents.llm_rules import RuleWriter
+from iml_core.decision_list import RuleForm
 from iml_core.errors import IMLError, UserError
 from iml_core.prompts import DEFAULT_LAYOUT, PROMPT_LAYOUTS, PROMPTS, fill
 from iml_core.tasks import Observation, Task, rule_sentence
@@ -39,9 +41,9 @@ class ResponseCache(Protocol):
     def put(self, key: str, value: dict) -> None: ...
 
 
-class LLMAgent:
+class LLMAgent(RuleWriter):
     def __init__(self, task: Task, backend: Backend, *, temperature: float = 0.2, cache: ResponseCache | None = None,
-                 layout: str = DEFAULT_LAYOUT):
+                 layout: str = DEFAULT_LAYOUT, notes_form: str = "text"):
         if layout not in PROMPT_LAYOUTS:
             raise UserError(f"unknown prompt layout {layout!r}; choose one of {', '.join(PROMPT_LAYOUTS)}")
         self.task, self.backend, self.temperature, self.cache = task, backend, temperature, cache
@@ -52,6 +54,8 @@ class LLMAgent:
         self._shared = {"noun": task.noun, "classes": ", ".join(task.classes)}
         self._calls: list[ModelCall] = []
         self._calls_lock = threading.Lock()
+        # Rule notes: every note this agent writes is a decision list over the task, under its grammar.
+        self.rules = RuleForm(task.attributes, task.classes) if notes_form == "rule" else None
 
     # --- calls -------------------------------------------------------------------------------
 
@@ -159,6 +163,8 @@ class LLMAgent:
             return list(pool.map(one, observations))  # map keeps the samples' order
 
     def induce(self, notes: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        if self.rules is not None:
+            return self._induce_rule(notes, trajectories, phase)
         messages = [{"role": "system", "content": fill("induce_system", **self._shared)},
                     {"role": "user", "content": fill("induce_user", notes=notes.strip() or PROMPTS["no_notes"],
                                                      trajectories=self._trajectories(trajectories))}]
@@ -221,6 +227,8 @@ class LLMAgent:
 
     def revise(self, notes: str, batch_notes: Sequence[str], required_prefix: str, max_words: int,
                phase: Phase) -> str:
+        if self.rules is not None:
+            return self._revise_rule(notes, batch_notes, required_prefix, phase)
         keep = fill("revise_keep", prefix=required_prefix) if required_prefix.strip() else ""
         messages = [{"role": "system", "content": fill("revise_system", **self._shared)},
                     {"role": "user", "content": fill(

@@ -22,6 +22,7 @@ from typing import Sequence
 
 from iml_core.agents import ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.agents.rule_notes import SMOOTHING, Counts, Rule, RuleNotes, percent
+from iml_core.agents.offline_rules import RuleListLearner
 from iml_core.diff import take_words, word_count, words
 from iml_core.tasks import Attribute, Observation
 
@@ -32,7 +33,7 @@ CORRECTION = 5
 TIE = 1e-9
 
 
-class OfflineRuleLearner(RuleNotes):
+class OfflineRuleLearner(RuleListLearner, RuleNotes):
     """The agent: what to infer, induce and revise, in the notes RuleNotes reads and writes."""
 
     description = "rule learner (no LLM)"
@@ -55,6 +56,9 @@ class OfflineRuleLearner(RuleNotes):
         return max(units, key=lambda unit: (sum(observation.features.get(a) == v for a, v in unit[1]), unit[0]))[0]
 
     def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]:
+        run = self._run_list(notes, observations)
+        if run is not None:
+            return run
         units = self._units_by_class(notes)
         rules = self.parse_notes(notes)
         tables = {name: self._log_shares(rules.get(name)) for name in self.classes}
@@ -74,6 +78,8 @@ class OfflineRuleLearner(RuleNotes):
     # --- induction -------------------------------------------------------------------------
 
     def induce(self, notes: str, trajectories: Sequence[Trajectory], phase: Phase) -> str:
+        if self.rules is not None:
+            return self._induce_rules(trajectories)
         right = sum(t.correct for t in trajectories)
         told = all(t.true_label is not None for t in trajectories)
         by_class: dict[str, list[Observation]] = {}
@@ -129,6 +135,8 @@ class OfflineRuleLearner(RuleNotes):
 
     def revise(self, notes: str, batch_notes: Sequence[str], required_prefix: str, max_words: int,
                phase: Phase) -> str:
+        if self.rules is not None:
+            return self._revise_rules(notes, batch_notes, required_prefix)
         wanted = self._updated_rules(self.parse_notes(notes), batch_notes)
         if not required_prefix.strip():
             return "\n".join(self.render_line(name, wanted[name]) for name in self.classes if name in wanted)

@@ -70,10 +70,12 @@ class Backend(Protocol):
         """One of `labels`; with `sentences` > 0, also the number (1..sentences) of the notes sentence relied on."""
 
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
-             prefix: str = "") -> Completion:
+             prefix: str = "", grammar: str | None = None) -> Completion:
         """Free text. A model run here is made to continue `prefix` (the momentum prefix), so its text
         begins with it; a remote server cannot be made to, so it ignores `prefix` and the prompt
-        asks for it instead (the loop repairs and records a missing prefix either way)."""
+        asks for it instead (the loop repairs and records a missing prefix either way). A model run
+        here writes only what the GBNF `grammar` allows; a remote server is asked for text, and the
+        caller checks it (a decision list: its parser)."""
 
     def cost(self, tokens_in: int, tokens_out: int) -> float: ...
 

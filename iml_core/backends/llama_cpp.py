@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from iml_core.grammar import gbnf_literal
 from iml_core.backends import LINE_SEPARATOR, Completion, Messages, prompt_too_long, split_label_sentence
 from iml_core.errors import UserError
 
@@ -58,12 +59,6 @@ def check_model_file(path: str | Path) -> Path:
     return path
 
 
-def gbnf_literal(text: str) -> str:
-    """A GBNF string literal that matches `text` exactly, whatever quotes or backslashes it holds."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return f'"{escaped}"'
-
-
 def label_grammar(labels: Sequence[str], sentences: int = 0) -> str:
     """Exactly one label; with `sentences`, then " | line " and a sentence number from 1 to sentences."""
     grammar = "label ::= " + " | ".join(gbnf_literal(label) for label in labels)
@@ -79,6 +74,13 @@ def compiled_label_grammar(labels: tuple[str, ...], sentences: int):
     of its own, so the cache keeps no backend, and no model, alive."""
     from iml_core.llama_build import import_llama_cpp
     return import_llama_cpp().LlamaGrammar.from_string(label_grammar(labels, sentences), verbose=False)
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_grammar(grammar: str):
+    """A GBNF text compiled once (a task's decision-list grammar is asked for every proposal)."""
+    from iml_core.llama_build import import_llama_cpp
+    return import_llama_cpp().LlamaGrammar.from_string(grammar, verbose=False)
 
 
 def _formatter(llm, chat_format: str | None):
@@ -140,14 +142,18 @@ class GrammarBackend:
         label, sentence = split_label_sentence(out.raw, labels, sentences)
         return Completion(out.raw, label, out.tokens_in, out.tokens_out, out.tokens_cached, sentence)
 
+    def _text_grammar(self, grammar: str): ...
+
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
-             prefix: str = "") -> Completion:
+             prefix: str = "", grammar: str | None = None) -> Completion:
         # The answer is the prefix plus what the model wrote. A space after a prefix that ends
-        # inside a line keeps the model from gluing its first word onto the last one kept.
-        if prefix and not prefix[-1].isspace():
+        # inside a line keeps the model from gluing its first word onto the last one kept (a
+        # grammar's prefix ends with its line).
+        if prefix and not prefix[-1].isspace() and grammar is None:
             prefix += " "
         out = self._complete(messages, prefix=prefix, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             repeat_penalty=self.repeat_penalty)
+                             repeat_penalty=self.repeat_penalty,
+                             grammar=None if grammar is None else self._text_grammar(grammar))
         return Completion(out.raw, prefix + out.raw, out.tokens_in, out.tokens_out, out.tokens_cached)
 
 
@@ -191,6 +197,9 @@ class LlamaCppBackend(GrammarBackend):
 
     def _grammar(self, labels: Sequence[str], sentences: int):
         return compiled_label_grammar(tuple(labels), sentences)
+
+    def _text_grammar(self, grammar: str):
+        return compiled_grammar(grammar)
 
     def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
                   grammar=None, repeat_penalty: float = 1.0) -> Completion:

@@ -399,6 +399,9 @@ class LlamaServerBackend(GrammarBackend):
     def _grammar(self, labels: Sequence[str], sentences: int) -> str:
         return label_grammar(labels, sentences)  # sent as text with each request
 
+    def _text_grammar(self, grammar: str) -> str:
+        return grammar
+
     def _complete(self, messages: Messages, *, prefix: str = "", max_tokens: int, temperature: float, seed: int,
                   grammar: str | None = None, repeat_penalty: float = 1.0) -> Completion:
         # llama-cpp-python's sampling defaults, so the two ways of running a GGUF sample alike.

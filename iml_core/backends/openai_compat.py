@@ -168,7 +168,7 @@ class OpenAICompatBackend:
             return "text"
 
     def text(self, messages: Messages, *, temperature: float, seed: int, max_tokens: int,
-             prefix: str = "") -> Completion:
+             prefix: str = "", grammar: str | None = None) -> Completion:
         response = self._create(self.max_retries, messages=messages, temperature=temperature, seed=seed,
                                 max_tokens=max_tokens, **self.penalties)
         raw = response.choices[0].message.content or ""

@@ -1,7 +1,7 @@
 """The command line, `python -m iml_core COMMAND` (or `iml COMMAND`):
 
 - runs (runs.py, sweep.py, ladder.py): run, sweep, fork, resume, ladder
-- reading them (reading.py): runs, show, notes
+- reading them (reading.py): runs, show, notes, check
 - a study as one HTML file (report.py): report
 - runs logged to MLflow (export.py): export
 - scoring notes (evaluate.py): evaluate, baseline, ablate

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
-from iml_core.config import SETTINGS, RunConfig, Setting
+from iml_core.config import RUN_DEFAULTS, SETTINGS, RunConfig, Setting
 from iml_core.errors import UserError
 from iml_core.models import is_local_model, resolve_model
 from iml_core.registry import AGENTS, default_backend, model_agent
 from iml_core.store import DEFAULT_DB, Store, database_path
 
 NUMBERS = ("integer", "number")
-RUN_DEFAULTS = RunConfig()
 
 
 class Parser(argparse.ArgumentParser):

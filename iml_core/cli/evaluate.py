@@ -76,7 +76,8 @@ def cmd_evaluate(args) -> int:
             step = args.step if args.step is not None else run["steps_done"]
             notes, kind, source = store.notes_at(args.run_id, step), "notes", f"run {args.run_id} step {step}"
         elif args.oracle:
-            notes, kind, source = oracle_notes(build_task(config), config.agent), Baseline.ORACLE, "the rule card"
+            notes = oracle_notes(build_task(config), config.agent, config.notes_form)
+            kind, source = Baseline.ORACLE, "the rule card"
         elif args.notes_file:
             try:
                 notes = Path(args.notes_file).read_text(encoding="utf-8")

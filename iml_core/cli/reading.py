@@ -78,10 +78,13 @@ def cmd_show(args) -> int:
     for name, value in run["config"].items():
         if name != "initial_notes" or value:
             print(f"  {name:<15} {value}")
-    print(f"\n{'step':>5}  {'train':>6}  {'eval':>6}  {'words':>5}  {'changed':>7}")
+    both = run["config"].get("notes_form") == "rule"  # rule notes: scored run by the engine and read by the model
+    print(f"\n{'step':>5}  {'train':>6}  {'eval':>6}  {'words':>5}  {'changed':>7}"
+          + (f"  {'rule-applied':>12}  {'model-applied':>13}" if both else ""))
     for s in steps:
         print(f"{s['step']:>5}  {percent(s['train_accuracy'], 6)}  {percent(s['eval_accuracy'], 6)}  "
-              f"{s['notes_words']:>5}  {s['words_changed']:>7}")
+              f"{s['notes_words']:>5}  {s['words_changed']:>7}"
+              + (f"  {percent(s['rule_eval_accuracy'], 12)}  {percent(s['model_eval_accuracy'], 13)}" if both else ""))
     if steps:
         print(f"\nnotes after step {steps[-1]['step']}:\n{steps[-1]['notes']}")
     return 0

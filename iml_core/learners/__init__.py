@@ -47,6 +47,14 @@ def momentum_prefix(notes: str, momentum: float, max_words: int) -> str:
     return take_words(notes, prefix_word_count(momentum, word_count(notes), max_words))
 
 
+def momentum_lines(notes: str, momentum: float) -> str:
+    """Momentum for a decision list: its first ceil(m * n) IF lines (n of them), whole, the line-level
+    form of "begin with the old notes' words"; the ELSE line is never kept, since the lines that
+    follow the kept ones come before it."""
+    lines = [line.strip() for line in notes.splitlines() if line.strip().upper().startswith("IF ")]
+    return "\n".join(lines[:math.ceil(Fraction(str(momentum)) * len(lines))])
+
+
 @dataclass(frozen=True)
 class Revision:
     notes: str

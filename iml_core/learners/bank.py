@@ -7,7 +7,12 @@ replaced only by one that beats it by more than `margin` (a share of the samples
 
 The bank, best first, is the learner's state: stored with each step, so a resumed run starts from
 the same bank. A rule's score is measured afresh each step on the window as it is then; the answers
-to a rule on a sample it met before come from the response cache."""
+to a rule on a sample it met before come from the response cache.
+
+In rule form (notes form rule) every candidate is a decision list written under the task's grammar
+and scored by running it, with no model call; the model is also shown the best list with the
+samples it sorts wrong and asked for a corrected one (refine, after Qiu et al.), and the engine
+tries the best list with each line or condition cut (free)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import json
 from typing import TYPE_CHECKING, Sequence
 
 from iml_core.agents import PhaseName, Trajectory
+from iml_core.agents.rules import RuleApplier
+from iml_core.decision_list import DecisionList, Line, RuleError
 from iml_core.learners import Candidate, Update, enforce_revision, percent
 
 if TYPE_CHECKING:  # the loop and the settings are above the learners
@@ -23,8 +30,23 @@ if TYPE_CHECKING:  # the loop and the settings are above the learners
 
 
 
+REFINE_SHOWN = 8  # samples a list sorts wrong, shown to the model to refine it
+
+
 def _same(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+def _scored_new(tools: StepTools, pool: dict[str, Candidate], window: list, origin: str, parent: Candidate,
+                rules: list[str]) -> list[Candidate]:
+    """The rules not in the pool yet, as candidates of `origin` scored on the window like the rest."""
+    new = []
+    for rule in rules:
+        if _same(rule) not in pool:
+            pool[_same(rule)] = candidate = Candidate(origin, rule, minibatch=parent.minibatch)
+            candidate.right, candidate.scored = tools.score(rule, window), len(window)
+            new.append(candidate)
+    return new
 
 
 class BankLearner:
@@ -34,6 +56,11 @@ class BankLearner:
         self.proposed: list[tuple[int, str]] = []  # (minibatch, rule) of the step in flight
 
     def induce(self, tools: StepTools, notes: str, trajectories: Sequence[Trajectory], minibatch: int) -> str:
+        if self.config.notes_form == "rule":  # decision lists, each a call under the task's grammar
+            rules = tools.ask(PhaseName.INDUCE, tools.agent.propose_rules, trajectories, self.config.proposals,
+                              tools.recent(self.config.score_window))
+            self.proposed += [(minibatch, rule) for rule in rules]
+            return "\n\n".join(rules) or "(no decision list proposed)"
         rules = tools.ask(PhaseName.INDUCE, tools.agent.propose, notes, trajectories, self.config.proposals,
                           self.config.proposal_style)
         self.proposed += [(minibatch, rule) for rule in rules]
@@ -57,7 +84,10 @@ class BankLearner:
             candidate.right, candidate.scored = tools.score(candidate.text, window), n
             if candidate is incumbent and candidate.right == n:
                 return self._unbeatable(incumbent, candidates)
-        if self.config.edit:
+        if self.config.notes_form == "rule":
+            candidates += self._refined(tools, candidates, pool, window)
+            candidates += self._pruned(tools, candidates, pool, window)
+        elif self.config.edit:
             candidates += self._edits(tools, candidates, pool, window)
         # Best first; on a tie the shorter rule, then the one held longer (the sort is stable).
         ranked = sorted(candidates, key=lambda c: (-c.right, len(c.text.split())))
@@ -92,13 +122,52 @@ class BankLearner:
         if not new:
             return []
         best = max(new, key=lambda c: c.right)
-        edits = []
-        for rule in tools.ask(PhaseName.INDUCE, tools.agent.simplify, best.text):
-            if _same(rule) not in pool:
-                pool[_same(rule)] = edit = Candidate("edit", rule, minibatch=best.minibatch)
-                edit.right, edit.scored = tools.score(rule, window), len(window)
-                edits.append(edit)
-        return edits
+        return _scored_new(tools, pool, window, "edit", best, tools.ask(PhaseName.INDUCE, tools.agent.simplify,
+                                                                          best.text))
+
+    @staticmethod
+    def _refined(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
+                 window: list) -> list[Candidate]:
+        """Qiu et al.'s refinement: the model shown the best list and the window's samples it sorts
+        wrong, asked for a corrected list (one call; none when the best sorts every sample right)."""
+        best = max(candidates, key=lambda c: c.right)
+        rules = RuleApplier(tools.task)
+        said = rules.infer(best.text, [s.observation for s in window])
+        wrong = [(s.observation, p.label or "no class", s.label) for s, p in zip(window, said, strict=True)
+                 if p.label != s.label][:REFINE_SHOWN]
+        if not wrong:
+            return []
+        return _scored_new(tools, pool, window, "refine", best,
+                           tools.ask(PhaseName.INDUCE, tools.agent.refine_rule, best.text, wrong))
+
+    @staticmethod
+    def _pruned(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
+                window: list) -> list[Candidate]:
+        """The best list with one line, or one condition, dropped: run by the engine, so free. The
+        best such cut that sorts at least as many right is kept as an edit (a tie goes to the
+        shorter list when the bank ranks them), which takes a spurious condition or line out."""
+        best = max(candidates, key=lambda c: (c.right, -len(c.text.split())))
+        form = RuleApplier(tools.task).form
+        try:
+            rules = form.parse(best.text)
+        except RuleError:
+            return []
+        cuts = []
+        for i, line in enumerate(rules.lines):
+            cuts.append(DecisionList(rules.lines[:i] + rules.lines[i + 1:], rules.default))
+            for j in range(len(line.conditions) if len(line.conditions) > 1 else 0):
+                shorter = Line(line.conditions[:j] + line.conditions[j + 1:], line.label)
+                cuts.append(DecisionList(rules.lines[:i] + (shorter,) + rules.lines[i + 1:], rules.default))
+        scored = []
+        for cut in cuts:
+            text = str(cut)
+            if _same(text) not in pool:
+                scored.append((tools.score(text, window), text))
+        right, text = max(scored, default=(-1, ""))
+        if right < best.right:
+            return []
+        pool[_same(text)] = edit = Candidate("edit", text, right, len(window), minibatch=best.minibatch)
+        return [edit]
 
     def _decide(self, candidate: Candidate, best: Candidate, incumbent: Candidate | None, bank: list[Candidate],
                 needed: float, n: int) -> tuple[str, str]:

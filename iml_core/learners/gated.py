@@ -21,7 +21,8 @@ class GatedLearner(IMLLearner):
     def update(self, tools: StepTools, notes: str, batch_notes: Sequence[str]) -> Update:
         revision = self.revise(tools, notes, batch_notes)
         n = len(tools.samples)
-        old_right = sum(p.correct for p in tools.record.predictions if p.phase == PhaseName.INFER)
+        old_right = (tools.score(notes, tools.samples) if tools.config.notes_form == "rule" else  # both run
+                     sum(p.correct for p in tools.record.predictions if p.phase == PhaseName.INFER))
         new_right = old_right if revision.notes == notes else tools.score(revision.notes, tools.samples)
         accepted = new_right >= old_right
         said = f"the revision answered {percent(new_right, n)} of the step's samples, the notes {percent(old_right, n)}"

@@ -7,7 +7,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from iml_core.agents import PhaseName, Trajectory
-from iml_core.learners import Revision, Update, enforce_revision, momentum_prefix
+from iml_core.decision_list import MAX_CHARACTERS
+from iml_core.learners import Revision, Update, enforce_revision, momentum_lines, momentum_prefix
+
+MAX_RULE_WORDS = MAX_CHARACTERS  # a list's own bound is its grammar; the word cap would cut its ELSE line
 
 if TYPE_CHECKING:  # the loop's tools: the loop is above the learners
     from iml_core.learner import StepTools
@@ -20,6 +23,10 @@ class IMLLearner:
 
     def revise(self, tools: StepTools, notes: str, batch_notes: Sequence[str]) -> Revision:
         cap = tools.config.max_note_words
+        if tools.config.notes_form == "rule":  # whole lines kept; a list is never cut by words
+            prefix = momentum_lines(notes, tools.config.momentum)
+            return enforce_revision(prefix, tools.ask(PhaseName.REVISE, tools.agent.revise, notes, batch_notes,
+                                                      prefix, cap), MAX_RULE_WORDS)
         prefix = momentum_prefix(notes, tools.config.momentum, cap)
         revised = tools.ask(PhaseName.REVISE, tools.agent.revise, notes, batch_notes, prefix, cap)
         return enforce_revision(prefix, revised, cap)

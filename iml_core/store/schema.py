@@ -289,5 +289,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         DROP TABLE model_calls;
         ALTER TABLE model_calls_16 RENAME TO model_calls;
     """),
+    (17, "rule notes scored both ways at each evaluated step: run by the engine, and read by the model", """
+        ALTER TABLE steps ADD COLUMN rule_eval_accuracy DOUBLE;
+        ALTER TABLE steps ADD COLUMN model_eval_accuracy DOUBLE;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

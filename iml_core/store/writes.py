@@ -90,14 +90,15 @@ class RunWrites(Database):
                        eval_invalid, per_class, notes_words, words_changed, prefix_words,
                        prefix_kept_by_model, words_truncated, {", ".join(SECONDS_COLUMNS.values())},
                        tokens_in, tokens_out, tokens_cached, cost, notes_repetition, eval_top_class,
-                       eval_top_share, learner_state)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       eval_top_share, learner_state, rule_eval_accuracy, model_eval_accuracy)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [run_id, record.step, record.notes, record.train_accuracy, record.train_invalid,
                  record.eval_accuracy, record.eval_invalid, json.dumps(record.per_class),
                  record.notes_words, record.words_changed, record.prefix_words, record.prefix_kept_by_model,
                  record.words_truncated, *(record.seconds.get(p, 0.0) for p in SECONDS_COLUMNS),
                  record.tokens("in"), record.tokens("out"), record.tokens("cached"), record.cost(),
-                 record.notes_repetition, record.eval_top_class, record.eval_top_share, record.state])
+                 record.notes_repetition, record.eval_top_class, record.eval_top_share, record.state,
+                 record.rule_eval_accuracy, record.model_eval_accuracy])
             if record.candidates:
                 cursor.executemany(
                     """INSERT INTO candidates (run_id, step, position, origin, minibatch, text, "right", scored,

@@ -1,0 +1,144 @@
+"""Notes a program can apply (issue 35): decision lists parsed against the task, never executed;
+run by the engine; written by a model under a grammar generated from the task; learned in rule
+form by the offline learner; scored both ways; and a run in words stores what it always did."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from iml_core.builders import build_task
+from iml_core.config import RunConfig
+from iml_core.agents.rules import RuleApplier
+from iml_core.decision_list import RuleError, RuleForm, fit, rule_card_list
+from iml_core.learners import momentum_lines
+from iml_core.prompts import RULE_PROMPTS
+from iml_core.runner import _prompts, create_run, execute_run
+from iml_core.truth import TruthScorer
+
+PAPER = build_task(RunConfig(task="paper"))
+FORM = RuleForm(PAPER.attributes, PAPER.classes)
+
+
+def accuracy(text: str) -> float:
+    rules = FORM.parse(text)
+    return sum(rules.apply(s.features) == s.label for s in PAPER.samples) / len(PAPER.samples)
+
+
+def test_the_true_table_as_a_list_sorts_every_sample_and_reads_back_as_written():
+    text = rule_card_list(PAPER)
+    assert text.splitlines()[0] == "IF colour = red AND tail = long THEN Florp" and text.splitlines()[-1] == \
+        "ELSE Quarrow"
+    assert accuracy(text) == 1.0
+    assert str(FORM.parse(text)) == text
+    # Keywords in any case and spaces as a writer leaves them: the same list.
+    assert str(FORM.parse(text.lower().replace("florp", "Florp").replace("zindle", "Zindle")
+                          .replace("brimlet", "Brimlet").replace("quarrow", "Quarrow") + "\n\n")) == text
+    assert TruthScorer(PAPER).score(text).rule_recall == 1.0
+
+
+@pytest.mark.parametrize("text,fault", [
+    ("import os; os.system('touch /tmp/iml-pwned')", "line 1: 'import' where IF or ELSE must begin the line"),
+    ("IF colour = red THEN Florp\n$(touch /tmp/iml-pwned)\nELSE Zindle", "line 2: '$(touch' where IF or ELSE"),
+    ("__import__('os').system('id')", "line 1: \"__import__('os').system('id')\" where IF or ELSE"),
+    ("IF colour = green THEN Florp\nELSE Zindle", "line 1: 'green' is not a value of colour (values: red, blue)"),
+    ("IF color = red THEN Florp\nELSE Zindle", "line 1: 'color' is not an attribute of this task"),
+    ("IF colour = red THEN Dog\nELSE Florp", "line 1: 'Dog' where a class must be"),
+    ("IF colour = red THEN Florp", "line 1: the list has no ELSE line"),
+    ("ELSE Florp\nIF colour = red THEN Zindle", "line 1: ELSE must be the last line"),
+    ("", "the decision list is empty"),
+    ("IF colour = red THEN " + "x" * 200_000, "200,021 characters long, over the 20,000 allowed"),
+])
+def test_hostile_or_broken_text_gets_the_line_and_word_at_fault_and_nothing_runs(text, fault, tmp_path):
+    with pytest.raises(RuleError) as caught:
+        FORM.parse(text)
+    assert fault in str(caught.value)
+    assert len(str(caught.value)) < 400  # a word at fault is named, never echoed whole
+    assert not (tmp_path / "iml-pwned").exists()
+
+
+def test_the_cli_refuses_hostile_notes_with_exit_2_and_no_traceback(tmp_path):
+    hostile = tmp_path / "notes.txt"
+    hostile.write_text("IF colour = red THEN Florp\n`rm -rf ~`\nELSE Zindle\n" + "y" * 100_000)
+    for notes in (["--notes-file", str(hostile)], ["--notes", "os.system('touch pwned')"]):
+        done = subprocess.run([sys.executable, "-m", "iml_core", "evaluate", *notes, "--task", "paper",
+                               "--notes-form", "rule", "--apply", "rule", "--db", str(tmp_path / "e.duckdb")],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("iml: error: ") and "Traceback" not in done.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_rule_apply_needs_rule_notes_and_the_playbook_has_no_rule_form():
+    with pytest.raises(Exception, match="Applied by rule runs the notes as a decision list"):
+        RunConfig(apply="rule").check()
+    with pytest.raises(Exception, match="the playbook learner edits numbered bullets"):
+        RunConfig(notes_form="rule", learner="playbook").check()
+
+
+def test_notes_that_are_no_list_answer_nothing_when_run():
+    answers = RuleApplier(PAPER).infer("Florp are red.", [s.observation for s in PAPER.samples[:3]])
+    assert [a.label for a in answers] == [None] * 3 and "no decision list" in answers[0].raw
+
+
+def test_fitting_to_the_samples_finds_the_table_and_momentum_keeps_whole_lines():
+    fitted = fit([(s.features, s.label) for s in PAPER.samples[:64]], FORM)
+    assert accuracy(str(fitted)) == 1.0
+    assert {a for line in fitted.lines for a, _ in line.conditions} == {"colour", "tail"}
+    text = "IF colour = red AND tail = long THEN Florp\nIF colour = red THEN Zindle\nIF tail = long THEN Brimlet\n" \
+           "ELSE Quarrow"
+    assert momentum_lines(text, 0.5) == "IF colour = red AND tail = long THEN Florp\nIF colour = red THEN Zindle"
+    assert momentum_lines(text, 0.0) == ""
+
+
+def test_a_model_writes_only_valid_lists_under_the_grammar(tiny_model):
+    """A random-weight model, bound by the grammar made from the task, writes a list the parser takes."""
+    from iml_core.backends.llama_cpp import LlamaCppBackend
+
+    backend = LlamaCppBackend(str(tiny_model), n_ctx=512)
+    messages = [{"role": "user", "content": "Write a decision list."}]
+    for seed in range(5):
+        out = backend.text(messages, temperature=1.0, seed=seed, max_tokens=160, grammar=FORM.grammar(max_lines=3))
+        rules = FORM.parse(out.text)
+        assert len(rules.lines) <= 3
+        answer = backend.text(messages, temperature=1.0, seed=seed, max_tokens=24, grammar=FORM.conditions_grammar())
+        FORM.parse(f"IF {answer.text} THEN Florp\nELSE Zindle")
+
+
+def test_the_offline_learner_in_rule_form_learns_the_paper_table_and_both_scores_are_stored(store):
+    run_id = create_run(store, RunConfig(task="paper", notes_form="rule", apply="rule", momentum=0.0, steps=6,
+                                         batch_size=8, accumulation=2, eval_size=200, seed=1))
+    summary = execute_run(store, run_id)
+    steps = store.steps(run_id)
+    final = steps[-1]
+    assert summary["final_eval_accuracy"] >= 0.9, final["notes"]
+    assert final["rule_eval_accuracy"] == final["eval_accuracy"] and final["model_eval_accuracy"] is None
+    assert all(s["rule_eval_accuracy"] is not None for s in steps)
+    FORM.parse(final["notes"])  # every learner's notes in rule form are a list
+    assert TruthScorer(PAPER).score(final["notes"]).rule_recall == 1.0
+    assert store.run(run_id)["config"]["notes_form"] == "rule"
+
+
+def test_the_bank_in_rule_form_scores_by_running_the_lists(store):
+    run_id = create_run(store, RunConfig(task="paper", learner="bank", notes_form="rule", apply="rule", steps=3,
+                                         batch_size=8, eval_size=100, seed=2, score_window=32))
+    execute_run(store, run_id)
+    candidates = store.candidates(run_id)
+    assert {c["origin"] for c in candidates} >= {"proposal"}
+    assert all(c["scored"] == min(32, 8 * c["step"]) for c in candidates if c["right"] is not None)
+    assert store.run(run_id)["final_eval_accuracy"] >= 0.9
+    assert store.model_calls(run_id) == []  # nothing asked a model: the offline agent, run by the engine
+
+
+def test_a_run_in_words_stores_what_it_stored_before(store):
+    config = RunConfig(task="paper", steps=2, eval_size=20)
+    stored = config.to_dict()
+    assert "notes_form" not in stored and "apply" not in stored  # the config JSON of a text run is unchanged
+    assert RunConfig.from_dict(stored) == config
+    assert not set(RULE_PROMPTS) & set(_prompts(config.replace(agent="llm", learner="bank")))
+    assert set(RULE_PROMPTS) <= set(_prompts(config.replace(agent="llm", notes_form="rule")))
+    run_id = create_run(store, config)
+    execute_run(store, run_id)
+    assert all(s["rule_eval_accuracy"] is None and s["model_eval_accuracy"] is None for s in store.steps(run_id))
+    assert json.loads(json.dumps(store.run(run_id)["config"])) == stored
