@@ -41,6 +41,13 @@ for column, name in zip((right, left, middle, right, left, middle), ("batch_size
 chosen["feedback"] = setting_input(right, "feedback", defaults.feedback, key="feedback", radio=True)
 # Under a sweep, its own learners (below) are used; each learner's own settings show while it is chosen.
 chosen["learner"] = setting_input(st, "learner", defaults.learner, key="learner", disabled=bool(swept), help=swept)
+left, right = st.columns(2)
+chosen["notes_form"] = setting_input(left, "notes_form", defaults.notes_form, key="notes_form", radio=True)
+chosen["apply"] = setting_input(right, "apply", defaults.apply, key="apply", radio=True,
+                                disabled=chosen["notes_form"] != "rule",
+                                help=None if chosen["notes_form"] == "rule" else "needs notes form rule")
+if chosen["notes_form"] != "rule":
+    chosen["apply"] = defaults.apply
 learner_settings = [name for name in LEARNERS[chosen["learner"]].settings if name not in chosen]
 for column, name in zip(st.columns(max(1, len(learner_settings))), learner_settings, strict=False):
     chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
@@ -72,6 +79,10 @@ with st.expander("Budget: stop a run before it spends more than..."):
                for column, name in zip(columns, BUDGET_SETTINGS, strict=True)}
 
 base = RunConfig(task=task, agent=agent, **chosen, **model)
+if uses_model and base.notes_form == "rule" and base.apply == "rule":
+    evaluated = len({*range(0, base.steps + 1, base.eval_every), base.steps})
+    st.caption(f"The lists are run by the engine; the model reads them once more at each of the {evaluated} "
+               f"evaluated steps, for the paper's protocol beside: {evaluated * base.eval_size:,} model calls.")
 if uses_model and model.get("model") and not base.problems():
     per_step = analysis.seconds_per_step(store.call_seconds(names), base)
     if per_step is None:
