@@ -97,8 +97,9 @@ class Holder:
             os.close(fd)
             return False
         data = f"{os.getpid()}\n".encode()
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
+        with contextlib.suppress(OSError):  # a full disk: the pid only names the holder in a message
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
         self._fd = fd
         return True
 
@@ -245,7 +246,13 @@ class SharedFile:
         deadline, delay, announced = time.monotonic() + self.wait, 0.002, False
         with contextlib.ExitStack() as waiting:
             while True:
-                if self.holder.take():
+                try:
+                    taken = self.holder.take()
+                except OSError as e:  # the folder beside the file cannot be written: neither can the file
+                    raise disk_problem(e, self.path) or RunFailed(
+                        f"cannot take the database {self.path} ({e.strerror}); make its folder writable or pass "
+                        "--db with a file in a writable folder") from None
+                if taken:
                     try:
                         return self._connect()
                     except duckdb.IOException as e:
