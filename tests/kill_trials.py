@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from iml_core.store.integrity import ranges
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The runs of the report in issue 34: one left alone, one killed and resumed.
@@ -95,22 +97,8 @@ def differences(alone: dict[str, list], shared: dict[str, list]) -> dict[str, st
         extra = sorted(set(theirs) - set(rows), key=lambda r: r[0])
         steps_missing = sorted({r[0] for r in missing})
         found[table] = (f"{len(theirs)} rows against {len(rows)} alone; missing steps "
-                        f"{_ranges(steps_missing)}; {len(extra)} rows not in the run made alone")
+                        f"{ranges(steps_missing)}; {len(extra)} rows not in the run made alone")
     return found
-
-
-def _ranges(steps: list[int]) -> str:
-    if not steps:
-        return "none"
-    parts, start, last = [], steps[0], steps[0]
-    for step in steps[1:] + [None]:
-        if step is not None and step == last + 1:
-            last = step
-            continue
-        parts.append(f"{start}" if start == last else f"{start}-{last}")
-        if step is not None:
-            start = last = step
-    return ", ".join(parts)
 
 
 def trial(seed: int, folder: Path, *, victim: str = "writer", steps: int = 300, kills: int = 6,

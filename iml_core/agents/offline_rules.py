@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Sequence
 
 from iml_core.agents import Phase, Prediction, Trajectory
+from iml_core.agents.rules import answers
 from iml_core.decision_list import DecisionList, RuleError, RuleForm, fit
 from iml_core.tasks import Attribute, Observation
 
@@ -30,8 +31,7 @@ class RuleListLearner:
         rules = self._parsed(notes) if self.rules is not None else None
         if rules is None:
             return None
-        return [Prediction(rules.apply(o.features), rules.apply(o.features), rules.deciding(o.features))
-                for o in observations]
+        return answers(rules, observations)
 
     @staticmethod
     def _examples(trajectories: Sequence[Trajectory]) -> list[tuple[dict, str]]:

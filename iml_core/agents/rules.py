@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from iml_core.agents import ModelCall, Phase, Prediction
-from iml_core.decision_list import RuleError, RuleForm
+from iml_core.decision_list import DecisionList, RuleError, RuleForm
 from iml_core.tasks import Observation, Task
 
 
@@ -22,8 +22,17 @@ class RuleApplier:
             rules = self.form.parse(notes)
         except RuleError as e:
             return [Prediction(None, f"(the notes are no decision list: {e})") for _ in observations]
-        return [Prediction(rules.apply(o.features), rules.apply(o.features), rules.deciding(o.features))
-                for o in observations]
+        return answers(rules, observations)
 
     def drain_calls(self) -> list[ModelCall]:
         return []
+
+
+def answers(rules: DecisionList, observations: Sequence[Observation]) -> list[Prediction]:
+    """A list's answer to each sample, with the line (from 1) that gave it."""
+    found = []
+    for o in observations:
+        line = rules.deciding(o.features)
+        label = rules.lines[line - 1].label if line <= len(rules.lines) else rules.default
+        found.append(Prediction(label, label, line))
+    return found
