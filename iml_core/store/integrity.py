@@ -21,7 +21,8 @@ class Hole:
 
     @property
     def first(self) -> int:
-        return self.missing[0] if self.missing else self.steps_done + 1
+        # No step missing, yet the run's row says more were done: it goes on after its last stored step.
+        return self.missing[0] if self.missing else (0 if self.last_stored is None else self.last_stored + 1)
 
     def describe(self) -> str:
         if self.missing:
