@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import ROOT, report
 
-from iml_core import analysis
+from iml_core import analysis, comparing
 from iml_core.config import RunConfig
 from iml_core.learner import learning_steps
 from iml_core.builders import build_agent, build_task
@@ -94,7 +94,7 @@ if __name__ == "__main__":
             runs = store.runs_frame()
             selected = runs[runs["id"].isin(picked)]
             steps = store.steps_frame(picked)
-            analysis.grouped_curves(selected, steps, "momentum")
+            comparing.grouped_curves(selected, steps, "momentum")
             analysis.heatmaps(selected, steps)
             store.phase_costs(picked)
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from iml_core.agents import PhaseName
 from iml_core.baseline_kinds import Baseline
-from iml_core import formats
+from iml_core import comparing, formats
 from iml_core.registry import LEARNERS
 
 # How many of a run's last evaluated steps its instability (their spread) is taken over.
@@ -28,15 +28,6 @@ def instability(steps: pd.DataFrame, window: int = INSTABILITY_WINDOW) -> pd.Ser
     """Per run: the standard deviation of eval accuracy over its last `window` evaluations."""
     curve = eval_curve(steps)
     return curve.groupby("run_id")["eval_accuracy"].apply(lambda s: float(s.tail(window).std(ddof=0)))
-
-
-def grouped_curves(runs: pd.DataFrame, steps: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Eval accuracy per step, averaged over the runs sharing a value of `by` (usually seeds
-    differ within a group): columns group, step, mean, std, runs."""
-    curve = eval_curve(steps).merge(runs[["id", by]], left_on="run_id", right_on="id")
-    grouped = curve.groupby([by, "step"])["eval_accuracy"]
-    out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "runs": grouped.count()}).reset_index()
-    return out.rename(columns={by: "group"})
 
 
 REACHED_SHARE = 0.95  # a run has "got there" at its first eval within this share of its final accuracy
@@ -299,8 +290,8 @@ def truth_curve(scorer, steps: list[dict], most: int = TRUTH_POINTS) -> pd.DataF
 def paper_curves(runs: pd.DataFrame, steps: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The paper's two figures from a study's runs: eval accuracy by momentum (runs with one
     minibatch per revision) and by accumulation (runs without momentum), mean and spread over seeds."""
-    by_momentum = grouped_curves(runs[runs["accumulation"] == 1], steps, "momentum")
-    by_accumulation = grouped_curves(runs[runs["momentum"] == 0.0], steps, "accumulation")
+    by_momentum = comparing.grouped_curves(runs[runs["accumulation"] == 1], steps, "momentum")
+    by_accumulation = comparing.grouped_curves(runs[runs["momentum"] == 0.0], steps, "accumulation")
     return by_momentum, by_accumulation
 
 
@@ -319,6 +310,10 @@ def final_accuracy_by_cell(runs: pd.DataFrame) -> pd.DataFrame:
 # A rung "applies" or "learns" its rule when the mean over seeds clears the floor by this much.
 LADDER_MARGIN = 0.10
 LADDER_COLUMNS = (*(kind.value for kind in Baseline), "learned")
+# A decision list's final evaluation both ways, beside "learned" (which is the one the run learned by):
+# blank for notes in words.
+APPLIED_COLUMNS = {"learned, run by the engine": "final_rule_applied_accuracy",
+                   "learned, read by the model": "final_model_applied_accuracy"}
 
 
 def _ladder_baselines(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
@@ -345,6 +340,10 @@ def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["final_eval_accuracy"].notna()]
     if "learner" not in done:  # a frame of runs from before learners were a choice: IML's
         done = done.assign(learner="iml")
+    # A learner writing decision lists is another line than the same learner writing words.
+    done = done.assign(learner=[f"{learner} ({comparing.NOTES_FORM_WORDS['rule']})" if form == "rule" else learner
+                                for learner, form in zip(done["learner"], done.get("notes_form", pd.Series(
+                                    "text", index=done.index)), strict=True)])
     accuracy = _ladder_baselines(done, baselines)
     rows = []
     for number, rung in enumerate(LADDER, start=1):
@@ -355,14 +354,17 @@ def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
                 values = accuracy.reindex(runs_of["id"])[kind].dropna() if kind in accuracy else pd.Series()
                 row[kind] = values.mean() if len(values) else None
             row["learned"] = runs_of["final_eval_accuracy"].mean()
+            for column, source in APPLIED_COLUMNS.items():
+                values = runs_of[source].dropna() if source in runs_of else pd.Series()
+                row[column] = values.mean() if len(values) else None
             row["learned spread"] = runs_of["final_eval_accuracy"].std() if len(runs_of) > 1 else None
             floor = max((row[k] for k in Baseline if k.is_floor and row[k] is not None), default=None)
             oracle = row[Baseline.ORACLE]
             row["applies"] = None if floor is None or oracle is None else oracle - floor >= LADDER_MARGIN
             row["learns"] = None if floor is None else row["learned"] - floor >= LADDER_MARGIN
             rows.append(row)
-    return pd.DataFrame(rows, columns=["rung", "task", "learner", "seeds", *LADDER_COLUMNS, "learned spread",
-                                       "applies", "learns"])
+    return pd.DataFrame(rows, columns=["rung", "task", "learner", "seeds", *LADDER_COLUMNS, *APPLIED_COLUMNS,
+                                       "learned spread", "applies", "learns"])
 
 
 def ladder_in_words(table: pd.DataFrame) -> pd.DataFrame:

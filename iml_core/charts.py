@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 
-from iml_core import analysis
+from iml_core import analysis, comparing, formats
 from iml_core.agents import PhaseName
 from iml_core.baseline_kinds import Baseline
 from iml_core.formats import percent
@@ -44,13 +45,21 @@ def accuracy_curves(steps: pd.DataFrame, title: str = "Accuracy per step") -> go
     return figure
 
 
+GROUP_COLOURS = plotly.colors.qualitative.Plotly  # one a group: its two readers in the same colour
+
+
 def grouped_curves(curves: pd.DataFrame, by: str) -> go.Figure:
+    """comparing.grouped_curves drawn: each group's mean and its spread as a band; a decision list's
+    accuracy read by the model dashed beside the same list run by the engine."""
     figure = go.Figure()
-    for group, rows in curves.groupby("group"):
+    colours = {group: GROUP_COLOURS[i % len(GROUP_COLOURS)] for i, group in enumerate(curves["group"].unique())}
+    for (group, reader), rows in curves.groupby(["group", "reader"], sort=False):
         upper, lower = rows["mean"] + rows["std"].fillna(0), rows["mean"] - rows["std"].fillna(0)
         figure.add_scatter(x=list(rows["step"]) + list(rows["step"])[::-1], y=list(upper) + list(lower)[::-1],
-                           fill="toself", line=dict(width=0), opacity=0.2, showlegend=False, hoverinfo="skip")
-        figure.add_scatter(x=rows["step"], y=rows["mean"], mode="lines", name=f"{by} = {group}")
+                           fill="toself", fillcolor=colours[group], line=dict(width=0), opacity=0.2, showlegend=False,
+                           hoverinfo="skip")
+        figure.add_scatter(x=rows["step"], y=rows["mean"], mode="lines", name=f"{group}, {reader}" if reader else group,
+                           line=dict(color=colours[group], dash="dash" if reader == comparing.MODEL else "solid"))
     figure.update_layout(title=f"Eval accuracy by {by}: mean and spread over runs", xaxis=step_axis(curves["step"]),
                          yaxis=dict(title="eval accuracy", **SHARE_AXIS), **LAYOUT)
     return figure
@@ -174,29 +183,39 @@ BASELINE_STYLES = {  # kind -> (label, colour): what frames a learning curve
 }
 
 
-def with_baselines(figure: go.Figure, baselines: pd.DataFrame) -> go.Figure:
+BASELINE_DASHES = ("dot", "dashdot", "longdashdot", "longdash")  # one a family of runs
+
+
+def with_baselines(figure: go.Figure, baselines: pd.DataFrame, families: pd.Series | None = None) -> go.Figure:
     """Horizontal lines at the stored baselines (Store.baselines), named in the legend, where two
-    at the same height cannot overwrite each other; over several runs, each kind's mean. A ceiling
-    under its floor says what it knows of why."""
+    at the same height cannot overwrite each other; over several runs, each kind's mean within each
+    family of runs (comparing.families: runs of another agent, model or task have baselines of their
+    own, never averaged with these), the family named where there are several. A ceiling under its
+    floor says what it knows of why."""
     if baselines.empty:
         return figure
-    means = baselines.groupby("kind")["accuracy"].mean()
-    for kind, rows in baselines.groupby("kind"):
-        label, colour = BASELINE_STYLES[kind]
-        shots = rows["shots"].dropna()
-        if kind in (Baseline.IN_CONTEXT, Baseline.EQUAL_TOKEN) and len(shots):
-            label += f" ({int(shots.iloc[0])} examples)"
-        if len(rows) > 1:
-            label += f", mean of {len(rows)} runs"
-        accuracy = float(rows["accuracy"].mean())
-        label = f"{label}: {percent(accuracy)}"
-        if kind == Baseline.ORACLE and Baseline.NO_NOTES in means and accuracy < means[Baseline.NO_NOTES]:
-            invalid, answered = int(rows["invalid"].sum()), int(rows["eval_size"].sum())
-            label += (f", under the floor: {invalid} of {answered} answers named no class" if invalid else
-                      ", under the floor: the model did not use the true rules it was given")
-        line = dict(color=colour, dash="dot", width=1.5)
-        figure.add_hline(y=accuracy, line=line)
-        figure.add_scatter(x=[None], y=[None], mode="lines", line=line, name=label)  # its legend entry
+    family = (baselines["run_id"].map(families) if families is not None else pd.Series("", index=baselines.index))
+    baselines = baselines.assign(family=family.fillna(""))
+    named = baselines["family"].nunique() > 1
+    dashes = {name: BASELINE_DASHES[i % len(BASELINE_DASHES)] for i, name in enumerate(baselines["family"].unique())}
+    for name, of_family in baselines.groupby("family", sort=False):
+        means = of_family.groupby("kind")["accuracy"].mean()
+        for kind, rows in of_family.groupby("kind"):
+            label, colour = BASELINE_STYLES[kind]
+            shots = rows["shots"].dropna()
+            if kind in (Baseline.IN_CONTEXT, Baseline.EQUAL_TOKEN) and len(shots):
+                label += f" ({formats.counted(int(shots.iloc[0]), 'example')})"
+            if len(rows) > 1:
+                label += f", mean of {len(rows)} runs"
+            accuracy = float(rows["accuracy"].mean())
+            label = f"{label}: {percent(accuracy)}" + (f" ({name})" if named else "")
+            if kind == Baseline.ORACLE and Baseline.NO_NOTES in means and accuracy < means[Baseline.NO_NOTES]:
+                invalid, answered = int(rows["invalid"].sum()), int(rows["eval_size"].sum())
+                label += (f", under the floor: {invalid} of {answered} answers named no class" if invalid else
+                          ", under the floor: the model did not use the true rules it was given")
+            line = dict(color=colour, dash=dashes[name], width=1.5)
+            figure.add_hline(y=accuracy, line=line)
+            figure.add_scatter(x=[None], y=[None], mode="lines", line=line, name=label)  # its legend entry
     return figure
 
 
@@ -234,9 +253,15 @@ def ladder(table: pd.DataFrame) -> go.Figure:
         if rows[Baseline.EQUAL_TOKEN].notna().any():
             figure.add_scatter(x=x, y=rows[Baseline.EQUAL_TOKEN], name=label + suffix, mode="lines+markers",
                                line=dict(color=colour, dash="dot", width=1.5))
+        colour = LEARNED_COLOURS[number % len(LEARNED_COLOURS)]
         figure.add_scatter(x=x, y=rows["learned"], name="learned (final eval)" + suffix, mode="lines+markers",
-                           line=dict(color=LEARNED_COLOURS[number % len(LEARNED_COLOURS)], width=3),
+                           line=dict(color=colour, width=3),
                            error_y=dict(type="data", array=rows["learned spread"].fillna(0), visible=True))
+        read = rows["learned, read by the model"]
+        if read.notna().any() and not rows["learned, run by the engine"].equals(read):
+            # the same decision list read by the model: the paper's protocol, beside the engine's
+            figure.add_scatter(x=x, y=read, name="learned, read by the model" + suffix, mode="lines+markers",
+                               line=dict(color=colour, width=2, dash="dash"))
     # A rung is shaded red when no learner learns there.
     learns = {rung: None if rows["learns"].isna().all() else bool(rows["learns"].fillna(False).astype(bool).any())
               for rung, rows in table.groupby("rung")}

@@ -28,3 +28,10 @@ def points(change: float | None, signed: bool = False) -> str:
     if _missing(change):
         return BLANK
     return f"{100 * change:{'+' if signed else ''}.1f} points"
+
+
+def counted(n: int, noun: str) -> str:
+    """3, "example" -> "3 examples"; 1 -> "1 example"; 0 -> "no examples"."""
+    if n == 0:
+        return f"no {noun}s"
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from iml_core import __version__, analysis, charts, render
+from iml_core import __version__, analysis, charts, comparing, render
 from iml_core.backends import without_credentials
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
@@ -219,15 +219,20 @@ class _Report:
             steps=[f"{d}/{t}" for d, t in zip(self.runs["steps_done"], self.runs["steps_total"], strict=True)])
         for name in self.differing:
             shown[name] = [_short(_value_text(self.configs[int(i)].get(name))) for i in shown["id"]]
+        # A decision list's last evaluation both ways, named so that nobody takes one for the other.
+        both = {"final_rule_applied_accuracy": "final, run by the engine",
+                "final_model_applied_accuracy": "final, read by the model"}
+        both = {column: name for column, name in both.items() if shown[column].notna().any()}
         columns = ["id", "status", *self.differing, *(["agent"] if "agent" not in self.differing else []), "steps",
-                   "final_eval_accuracy", "best_eval_accuracy"]
+                   "final_eval_accuracy", "best_eval_accuracy", *both]
         table = shown[columns].rename(columns={"id": "run", "final_eval_accuracy": "final eval",
-                                               "best_eval_accuracy": "best eval"})
+                                               "best_eval_accuracy": "best eval", **both})
         said = (f"<p>What differs between the runs: <b>{html.escape(', '.join(self.differing))}</b>.</p>"
                 if self.differing else "<p>The runs share every setting.</p>" if len(self.ids) > 1 else "")
         shared = "".join(f"<span><b>{html.escape(name)}</b> {html.escape(_short(value))}</span>"
                          for name, value in self.shared.items())
-        return (said + _table(table, {"final eval": percent, "best eval": percent})
+        shares = {"final eval": percent, "best eval": percent} | dict.fromkeys(both.values(), percent)
+        return (said + _table(table, shares)
                 + f'<h3>Shared by every run</h3><p class="shared">{shared}</p>')
 
     def accuracy(self) -> str:
@@ -237,7 +242,8 @@ class _Report:
             # A column of its own: a setting's column of the same name keeps its numbers for the maps.
             runs = self.runs.assign(condition=[", ".join(_value_text(self.condition_values[n][int(i)])
                                                          for n in self.conditions) for i in self.runs["id"]])
-            curves = charts.grouped_curves(analysis.grouped_curves(runs, self.steps, "condition"), self.condition)
+            curves = charts.grouped_curves(comparing.grouped_curves(runs, self.steps, "condition", self.condition),
+                                           self.condition)
         else:
             curves = charts.accuracy_curves(self.steps, "Accuracy per step")
         said = ('<p class="note">No baselines are stored for these runs: <code>python -m iml_core baseline RUN</code> '
@@ -286,7 +292,8 @@ class _Report:
             return verdict
         shown = analysis.ladder_in_words(rungs)
         return verdict + self.figure(charts.ladder(rungs)) + _table(
-            shown, {**{c: percent for c in analysis.LADDER_COLUMNS}, "learned spread": points})
+            shown, {**{c: percent for c in (*analysis.LADDER_COLUMNS, *analysis.APPLIED_COLUMNS)},
+                    "learned spread": points})
 
     def alarms(self) -> str:
         found = analysis.alarms(self.steps, self.learners)

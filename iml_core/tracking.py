@@ -10,7 +10,8 @@ for users):
   query. Keys come from the environment and are in no setting, so none can be logged.
 - metrics, one value per step (the MLflow step is the IML step, timestamped when the step was
   committed): the numbers of analysis.run_report's step (train_accuracy, eval_accuracy on evaluated
-  steps only, notes_words, words_changed, rule_recall and discovery_rate for tasks with a rule card),
+  steps only, and for a run with decision-list notes rule_applied_accuracy and model_applied_accuracy
+  beside it, notes_words, words_changed, rule_recall and discovery_rate for tasks with a rule card),
   and per phase `tokens_in/PHASE`, `tokens_out/PHASE`, `cost/PHASE`, `seconds/PHASE`.
 - artifacts: the notes after every step, `notes/step-NNNN.md`.
 - tags: `iml.run_id`, `iml.db` (the database file), `iml.key` (below), `iml.task`, `iml.agent`,

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from iml_core import analysis, charts
+from iml_core import analysis, charts, comparing
 from studio.ui import SELECTED, baselines_button, current, report_button, run_label
 
 NEWEST = 24
@@ -17,16 +17,20 @@ labels = {row["id"]: run_label(row) for _, row in finished.iterrows()}
 # The runs picked elsewhere, else the newest ones: a sweep just finished is what one compares.
 preselected = [i for i in st.session_state.get(SELECTED, []) if i in labels] or list(labels)[:NEWEST]
 chosen = st.multiselect("Runs", list(labels), preselected, format_func=labels.get, key="compare_runs")
-by = st.selectbox("Group by", ["momentum", "accumulation", "batch_size", "feedback", "prompt_layout", "task", "id"],
-                  key="compare_by",
-                  help="runs that share this setting form one curve: its mean, and its spread as a band")
+by = st.selectbox("Group by", list(comparing.GROUPINGS), key="compare_by", format_func=comparing.GROUPINGS.get,
+                  help="runs that share this setting form one curve: its mean, and its spread as a band. Runs "
+                       "of another agent, model, learner, notes form or task never share a curve, nor a baseline")
 if not chosen:
     st.stop()
 
 selected = finished[finished["id"].isin(chosen)]
 steps = store.steps_frame(chosen)
-curves = charts.grouped_curves(analysis.grouped_curves(selected, steps, by), by)
-st.plotly_chart(charts.with_baselines(curves, store.baselines(chosen)), key="compare_curves")
+curves = charts.grouped_curves(comparing.grouped_curves(selected, steps, by), comparing.GROUPINGS[by])
+st.plotly_chart(charts.with_baselines(curves, store.baselines(chosen), comparing.families(selected)),
+                key="compare_curves")
+if selected["notes_form"].eq("rule").any():
+    st.caption("A decision list is scored both ways at every evaluated step: run by the engine (solid) and read by "
+               "the model (dashed, the paper's protocol).")
 baselines_button(store, chosen, key="compare_baselines")
 report_button(store, chosen, key="compare_report")
 

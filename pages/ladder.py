@@ -64,7 +64,7 @@ def results(study: str) -> None:
         return
     st.plotly_chart(charts.ladder(rungs), key="ladder_chart")
     shown = analysis.ladder_in_words(rungs)
-    table(shown, key="ladder_table", percent=analysis.LADDER_COLUMNS,
+    table(shown, key="ladder_table", percent=(*analysis.LADDER_COLUMNS, *analysis.APPLIED_COLUMNS),
           spreads=("learned spread",))
 
 

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from iml_core import export
+from iml_core import comparing, export
 from iml_core.config import BUDGET_SETTINGS
 from iml_core.errors import IMLError
 from iml_core.runner import raise_limits
@@ -14,9 +14,12 @@ st.title("Runs")
 
 ALL = "all runs"
 # What a person scans first, left to right; the rest (tokens, times, messages) after.
-COLUMNS = ["id", "status", "study", "task", "agent_description", "momentum", "accumulation", "batch_size", "seed",
-           "steps", "final_eval_accuracy", "best_eval_accuracy", "seconds", "cost", "alarms", "tokens_in",
-           "tokens_out", "started_at", "notice", "error"]
+COLUMNS = ["id", "status", "study", "task", "kind", "learner", "momentum", "accumulation",
+           "batch_size", "seed", "steps", "final_eval_accuracy", "best_eval_accuracy", "final_rule_applied_accuracy",
+           "final_model_applied_accuracy", "seconds", "cost", "alarms", "tokens_in", "tokens_out", "started_at",
+           "agent_description", "notice", "error"]
+ACCURACIES = ("final_eval_accuracy", "best_eval_accuracy", "final_rule_applied_accuracy",
+              "final_model_applied_accuracy")
 
 
 # Refreshed every 2 s while any run goes, here or in a command; a table of finished runs stays still
@@ -39,10 +42,11 @@ def runs_table() -> list[int]:
         runs = runs[runs["study"] == study]
     alarms = alarm_text(runs)
     runs = runs.assign(alarms=[alarms.get(run_id, "") for run_id in runs["id"]],
+                       kind=runs.apply(comparing.run_kind, axis=1),
                        steps=[f"{done} of {total}" for done, total in zip(runs["steps_done"], runs["steps_total"],
                                                                             strict=True)])
     shown = runs[COLUMNS]
-    picked = table(shown, key="runs_table", percent=("final_eval_accuracy", "best_eval_accuracy"),
+    picked = table(shown, key="runs_table", percent=ACCURACIES,
                    on_select="rerun", selection_mode="multi-row",
                    column_config={"cost": "cost ($)", "alarms": st.column_config.TextColumn("alarms", width="medium")})
     going = runs["status"].isin(GOING).any()

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import streamlit as st
 
-from iml_core import analysis, evaluation, render
+from iml_core import analysis, comparing, evaluation, render
 from iml_core import formats
 from iml_core.baseline_kinds import Baseline
 from iml_core.errors import IMLError
@@ -100,8 +100,9 @@ def mlflow_logger(uri: str):
 
 
 def run_label(row) -> str:
-    return (f"run {row['id']} · {row['task']} · m={row['momentum']:g} K={row['accumulation']} "
-            f"B={row['batch_size']} seed={row['seed']} · {row['status']}")
+    return (f"run {row['id']} · {comparing.task_words(row['task'])} · {comparing.run_kind(row)} · "
+            f"momentum {row['momentum']:g}, accumulation {row['accumulation']}, batch {row['batch_size']}, "
+            f"seed {row['seed']} · {row['status']}")
 
 
 def pick_run(runs: pd.DataFrame, key: str, label: str = "Run") -> int | None:
@@ -143,7 +144,10 @@ def baselines_button(store: Store, run_ids, key: str) -> None:
 HEADERS = {"id": "run", "run_id": "run", "agent_description": "agent", "notes_source": "notes from",
            "removed_sentence": "sentence left out", "eval_size": "eval samples", "tokens_in": "tokens in",
            "tokens_out": "tokens out", "created_at": "created", "started_at": "started", "finished_at": "finished",
-           "final_eval_accuracy": "final eval", "best_eval_accuracy": "best eval", "batch_size": "batch"}
+           "final_eval_accuracy": "final eval", "best_eval_accuracy": "best eval", "batch_size": "batch",
+           "kind": "what the run is", "final_rule_applied_accuracy": "final, run by the engine",
+           "final_model_applied_accuracy": "final, read by the model", "notes_form": "notes form",
+           "prompt_layout": "prompt layout"}
 
 
 def header(column: str) -> str:
@@ -160,6 +164,8 @@ def table(frame: pd.DataFrame, *, key: str, percent: tuple[str, ...] = (), point
                | {column: lambda change: formats.points(change, signed=True) for column in points}
                | {column: formats.points for column in spreads})
     formatters |= {column: "{:g}" for column in frame.select_dtypes("float").columns if column not in formatters}
+    formatters |= {column: lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S")  # to the second, as people read
+                   for column in frame.select_dtypes("datetime").columns if column not in formatters}
     styled = frame.style.format(formatters, na_rep=formats.BLANK).format(
         na_rep=formats.BLANK, subset=[column for column in frame.columns if column not in formatters])
     config = {column: header(column) for column in frame.columns} | (column_config or {})

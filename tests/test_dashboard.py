@@ -620,6 +620,25 @@ def baseline_labels(at: AppTest) -> list[str]:
             if "%" in trace.get("name", "")]
 
 
+def test_baselines_of_two_families_of_runs_are_never_averaged_into_one_line():
+    import json
+
+    import pandas as pd
+    import plotly.graph_objects as go
+    from iml_core.charts import with_baselines
+
+    baselines = pd.DataFrame({"run_id": [1, 2, 3, 1], "kind": ["no notes", "no notes", "no notes", "equal-token"],
+                              "accuracy": [0.25, 0.35, 0.9, 0.5], "shots": [None, None, None, 0],
+                              "invalid": [0, 0, 0, 0], "eval_size": [40, 40, 40, 40]})
+    families = pd.Series({1: "qwen · bank", 2: "qwen · bank", 3: "offline rule learner"})
+    names = [t["name"] for t in json.loads(with_baselines(go.Figure(), baselines, families).to_json())["data"]]
+    assert sorted(names) == ["experience in the notes' tokens (no examples): 50.0% (qwen · bank)",
+                             "no notes (floor), mean of 2 runs: 30.0% (qwen · bank)",
+                             "no notes (floor): 90.0% (offline rule learner)"]
+    one_family = [t["name"] for t in json.loads(with_baselines(go.Figure(), baselines[:2]).to_json())["data"]]
+    assert one_family == ["no notes (floor), mean of 2 runs: 30.0%"]
+
+
 def test_live_and_compare_draw_the_baselines_a_button_computed(db):
     store, run_ids = with_runs(db, RunConfig(steps=3, eval_size=60, seed=4))
     at = app_at("pages/live.py")
@@ -815,6 +834,46 @@ def test_compare_reads_a_sweep_that_ends_at_100_percent_by_how_fast_and_steadily
     reach = heat[1]["data"][0]
     assert reach["zmax"] == 12 and all(1 <= int(t) <= 12 for row in reach["text"] for t in row)
     assert any("Every run here ends at 100%" in i.value and "`hard` preset" in i.value for i in at.info)
+
+
+def curve_names(at: AppTest) -> list[str]:
+    """The legend entries of the page's learning curves (baselines, bands and heat maps left out)."""
+    import json
+    return [trace["name"] for chart in at.get("plotly_chart") for trace in json.loads(chart.proto.spec)["data"]
+            if trace.get("mode") == "lines" and trace.get("showlegend", True) and "%" not in trace.get("name", "")
+            and trace.get("x") != [None]]
+
+
+def test_compare_names_what_each_run_is_and_never_mixes_an_llm_run_with_an_offline_one(db, tiny_model):
+    from iml_core import comparing
+
+    store, (offline, llm) = with_runs(db, RunConfig(steps=2, eval_size=12, momentum=0.5), RunConfig(
+        agent="llm", backend="llama-server", model=str(tiny_model), steps=2, batch_size=2, eval_size=4, eval_every=2,
+        momentum=0.5,
+        max_note_words=20))
+    at = app_at("pages/compare.py")
+    at.multiselect(key="compare_runs").set_value([offline, llm])
+    at.run()
+    assert not at.exception
+    options = " | ".join(at.multiselect(key="compare_runs").options)
+    assert f"run {offline} · paper · offline rule learner · iml · notes in words" in options
+    assert f"run {llm} · paper · tiny-llama.gguf · iml · notes in words" in options
+    group_by = at.selectbox(key="compare_by")
+    assert set(group_by.options) == set(comparing.GROUPINGS.values())
+    for by in comparing.GROUPINGS:
+        at.selectbox(key="compare_by").set_value(by)
+        at.run()
+        assert not at.exception, f"group by {by}: {at.exception}"
+        names = curve_names(at)
+        # Both runs share momentum 0.5 and the paper preset, yet each is a curve of its own.
+        assert len(names) == 2, f"group by {by}: {names}"
+        assert sum("offline rule learner" in n for n in names) == 1 and sum("tiny-llama.gguf" in n for n in names) == 1
+    at.switch_page("pages/runs.py")
+    at.run()
+    runs_table = [d.value for d in at.dataframe if "kind" in d.value.columns][0]
+    assert set(runs_table["kind"]) == {"offline rule learner · iml · notes in words",
+                                       "tiny-llama.gguf · iml · notes in words"}
+    assert set(runs_table["learner"]) == {"iml"}
 
 
 def shown_words(at: AppTest) -> tuple[list[str], list[str]]:

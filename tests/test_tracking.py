@@ -346,3 +346,38 @@ def test_the_command_line_and_the_engine_import_mlflow_only_when_asked_to_log():
         capture_output=True, text=True, timeout=120)
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "[]"
+
+
+def test_a_decision_lists_two_accuracies_reach_mlflow_the_report_and_the_ladder(tmp_path, uri, tiny_model):
+    from iml_core import analysis
+    from iml_core.report import report_html
+    from iml_core.studies import LADDER
+
+    db = tmp_path / "rules.duckdb"
+    with Store(db) as store:
+        manager = RunManager(store)
+        # The tiny random model writes lists under the grammar and reads them at chance: the engine and
+        # the model give two different figures, as a real model's do (issue 35).
+        (run_id,) = manager.submit([RunConfig(
+            agent="llm", backend="llama-server", model=str(tiny_model), task=LADDER[0].task(1), seed=1,
+            learner="bank", notes_form="rule", apply="rule", proposals=1, score_window=8, steps=2, batch_size=4,
+            eval_size=12, eval_every=1)])
+        manager.join(timeout=300)
+        steps = store.steps_frame([run_id])
+        assert store.run(run_id)["status"] == "completed"
+        engine_read, model_read = steps["rule_eval_accuracy"].tolist(), steps["model_eval_accuracy"].tolist()
+        assert all(value is not None for value in engine_read + model_read)
+
+        logged = MlflowClient(tracking_uri=uri).get_run(MlflowLogger(uri).export(store, run_id))
+        assert logged.data.metrics["rule_applied_accuracy"] == engine_read[-1]
+        assert logged.data.metrics["model_applied_accuracy"] == model_read[-1]
+
+        runs = store.runs_frame()
+        assert runs.loc[0, "final_rule_applied_accuracy"] == engine_read[-1]
+        assert runs.loc[0, "final_model_applied_accuracy"] == model_read[-1]
+        document = report_html(store, [run_id], "rules")
+        assert "<th>final, run by the engine</th>" in document and "<th>final, read by the model</th>" in document
+        rung = analysis.ladder_table(runs, store.baselines([run_id])).iloc[0]
+        assert rung["learner"] == "bank (decision list)"
+        assert (rung["learned, run by the engine"], rung["learned, read by the model"]) == (
+            engine_read[-1], model_read[-1])

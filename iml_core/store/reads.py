@@ -100,10 +100,19 @@ class RunReads(Database):
         return self._frame(f"""
             SELECT id, status, task, agent, agent_description, {SETTING_COLUMNS},
                    steps_done, steps_total, final_eval_accuracy, best_eval_accuracy,
+                   applied.final_rule_applied_accuracy, applied.final_model_applied_accuracy,
                    tokens_in, tokens_out, cost, error, notice, study, created_at, started_at, finished_at,
                    -- how long it has run: until it finished, or until now while it goes
                    date_diff('second', started_at, coalesce(finished_at, now()::TIMESTAMP)) AS seconds
-            FROM runs ORDER BY id DESC""")
+            FROM runs LEFT JOIN (
+                -- a decision list's last evaluation both ways (only rule-notes runs store them)
+                SELECT run_id,
+                       arg_max(rule_eval_accuracy, step) FILTER (rule_eval_accuracy IS NOT NULL)
+                           AS final_rule_applied_accuracy,
+                       arg_max(model_eval_accuracy, step) FILTER (model_eval_accuracy IS NOT NULL)
+                           AS final_model_applied_accuracy
+                FROM steps WHERE rule_eval_accuracy IS NOT NULL GROUP BY run_id) applied ON applied.run_id = runs.id
+            ORDER BY id DESC""")
 
     def steps_frame(self, run_ids, *, notes: bool = False):
         """The steps of some runs, one row each; the notes themselves (the bulk of a step) only when
