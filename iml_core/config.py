@@ -29,6 +29,12 @@ NOTES_FORMS = {"text": "notes in words, as the paper's",
                "rule": "a decision list (IF attribute = value ... THEN class, ELSE class) under the task's grammar"}
 APPLIERS = {"model": "the model reads the notes and answers (the paper's protocol)",
             "rule": "the engine runs the notes' decision list: no model call"}
+# How the model reads a decision list when it applies one (apply model, and the model-applied figure
+# beside apply rule): the sample in the task's words, or in the list's, or the list a line at a time.
+RULE_READINGS = {"prose": "the sample as the task describes it, the whole list in the prompt (the paper's)",
+                 "aligned": "the sample written as attribute = value, the list's own words",
+                 "stepwise": "one yes/no question per line (does the sample meet its conditions?); the first yes "
+                             "names the class, the ELSE line when none does"}
 KINDS = ("integer", "number", "text", "choice", "flag")
 
 
@@ -139,6 +145,12 @@ SETTINGS = {s.name: s for s in (
             "protocol) or rule (the engine runs the decision list, no model call; needs notes form rule). Rule "
             "notes are scored both ways at every evaluated step", choices=APPLIERS, learning=True, column=True,
             scorer=True),
+    # Not `learning`: the oracle is a decision list read the same way, so runs differing in it do not
+    # share their baselines.
+    Setting("rule_reading", "choice", "Rule reading", "how the model reads a decision list when it applies one: "
+            "prose (the sample in the task's words), aligned (the sample as attribute = value) or stepwise (a "
+            "yes/no question per line, up to one call per line and sample); needs notes form rule",
+            choices=RULE_READINGS, part="model", scorer=True),
     _integer("proposals", "Proposals per minibatch", 1, 16, "bank: candidate rules the model proposes from each "
              "minibatch", learning=True),
     Setting("proposal_style", "choice", "Proposal style", "bank: free (rules as the model writes them) or "
@@ -249,6 +261,7 @@ class RunConfig:
     learner: str = "iml"  # the paper's, the learner of every run before learners were a choice
     notes_form: str = "text"
     apply: str = "model"
+    rule_reading: str = "prose"
     proposals: int = 4
     proposal_style: str = "one-feature"
     edit: bool = False
@@ -304,6 +317,9 @@ class RunConfig:
         if self.apply == "rule" and self.notes_form != "rule":
             found.append("Applied by rule runs the notes as a decision list, which needs notes form rule: set notes "
                          "form to rule (--notes-form rule), or apply by model")
+        if self.rule_reading != RUN_DEFAULTS.rule_reading and self.notes_form != "rule":
+            found.append(f"Rule reading {self.rule_reading} reads a decision list, which needs notes form rule: set "
+                         "notes form to rule (--notes-form rule), or leave rule reading at prose")
         if not str(self.task).strip():
             found.append("task is empty; give a preset name, a generated task (rules:...) or the path of a CSV file")
         return found
@@ -336,7 +352,7 @@ class RunConfig:
 
 
 RUN_DEFAULTS = RunConfig()
-UNSTORED_AT_DEFAULT = ("notes_form", "apply")
+UNSTORED_AT_DEFAULT = ("notes_form", "apply", "rule_reading")
 
 
 @dataclass(frozen=True)

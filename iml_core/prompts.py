@@ -126,6 +126,9 @@ RULE_PROMPTS = {
                          "holds what is right in all of them.{keep} {form}"),
     "rule_revise_keep": " Keep its first lines exactly as they are.",
     "rule_trajectory": "- {features}: you answered {answer}; the right class was {label}",
+    # How the model reads a list it applies (rule reading aligned and stepwise): the sample in the list's words.
+    "rule_aligned_sample": "This {noun} has: {features}.",
+    "rule_step_user": "A {noun} has: {sample}.\n\nDoes it have {conditions}? Answer yes or no.",
 }
 _ALL_PROMPTS = {**PROMPTS, **LEARNER_PROMPTS, **RULE_PROMPTS}
 

@@ -148,7 +148,8 @@ def _offline(config: RunSettings, task, cache, on_retry) -> Agent:
 def _llm(config: RunSettings, task, cache, on_retry) -> Agent:
     from iml_core.agents.llm import LLMAgent
     return LLMAgent(task, BACKENDS[config.backend].build(config, on_retry), temperature=config.temperature,
-                    cache=cache, layout=config.prompt_layout, notes_form=config.notes_form)
+                    cache=cache, layout=config.prompt_layout, notes_form=config.notes_form,
+                    rule_reading=config.rule_reading)
 
 
 @dataclass(frozen=True)

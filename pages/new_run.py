@@ -68,6 +68,9 @@ if uses_model:
                                            key="prompt_layout", disabled=bool(swept), help=swept)
     if advice is not None:
         st.html(render.caption(f"Suggested for this model: the {advice.layout} layout, {advice.reason}."))
+    if chosen["notes_form"] == "rule":
+        model["rule_reading"] = setting_input(st, "rule_reading", defaults.rule_reading, key="rule_reading",
+                                              radio=True)
     backend = BACKENDS.get(model.get("backend", ""))
     sampling = ["temperature", *(backend.sampling if backend else ())]
     for column, name in zip(st.columns(3), sampling, strict=False):
@@ -81,8 +84,10 @@ with st.expander("Budget: stop a run before it spends more than..."):
 base = RunConfig(task=task, agent=agent, **chosen, **model)
 if uses_model and base.notes_form == "rule" and base.apply == "rule":
     evaluated = len({*range(0, base.steps + 1, base.eval_every), base.steps})
+    calls = f"{evaluated * base.eval_size:,} model calls" + (
+        ", times up to one a line of the list (stepwise)" if base.rule_reading == "stepwise" else "")
     st.caption(f"The lists are run by the engine; the model reads them once more at each of the {evaluated} "
-               f"evaluated steps, for the paper's protocol beside: {evaluated * base.eval_size:,} model calls.")
+               f"evaluated steps, for the paper's protocol beside: {calls}.")
 if uses_model and model.get("model") and not base.problems():
     per_step = analysis.seconds_per_step(store.call_seconds(names), base)
     if per_step is None:

@@ -142,3 +142,33 @@ def test_a_run_in_words_stores_what_it_stored_before(store):
     execute_run(store, run_id)
     assert all(s["rule_eval_accuracy"] is None and s["model_eval_accuracy"] is None for s in store.steps(run_id))
     assert json.loads(json.dumps(store.run(run_id)["config"])) == stored
+
+
+@pytest.mark.parametrize("reading", ["aligned", "stepwise"])
+def test_the_model_reads_a_list_in_the_list_s_words_or_a_line_at_a_time(tiny_model, tmp_path, capsys, reading):
+    from iml_core.cli import main
+    from iml_core.store import Store
+
+    db = tmp_path / "reading.duckdb"
+    assert main(["evaluate", "--oracle", "--task", "paper", "--notes-form", "rule", "--apply", "model",
+                 "--rule-reading", reading, "--backend", "llama-server", "--model", str(tiny_model),
+                 "--eval-size", "4", "--db", str(db), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    oracle = FORM.parse(rule_card_list(PAPER))
+    with Store(db) as store:
+        calls = store.evaluation_calls(result["evaluation_id"])
+        predictions = store.evaluation_predictions(result["evaluation_id"])
+    assert f"(rule reading {reading})" in result["agent"]
+    if reading == "aligned":  # one call a sample, the sample written as the list's conditions
+        assert len(calls) == 4
+        assert all("This creature has: " in c["prompt"] and " = " in c["prompt"].split("This creature has: ")[1]
+                   for c in calls)
+    else:  # a yes/no question per line, from the top, until one is answered yes
+        assert 4 <= len(calls) <= 4 * len(oracle.lines)
+        assert all("Does it have " in c["prompt"] and c["response"].strip() in ("yes", "no") for c in calls)
+        for prediction in predictions:  # the class is the line the model said yes to, else the ELSE line's
+            line = prediction["note_sentence"]
+            expected = oracle.lines[line - 1].label if line <= len(oracle.lines) else oracle.default
+            assert prediction["predicted"] == expected
+        # it stops at the first yes: a sample decided at line k asked k questions (the ELSE line none)
+        assert len(calls) == sum(min(p["note_sentence"], len(oracle.lines)) for p in predictions)

@@ -22,7 +22,7 @@ from iml_core.agents import ModelCall, Phase, PhaseName, Prediction, Trajectory
 from iml_core.attribution import note_units, numbered
 from iml_core.backends import LINE_SEPARATOR, Backend, Completion
 from iml_core.agents.llm_rules import RuleWriter
-from iml_core.decision_list import RuleForm
+from iml_core.decision_list import RuleError, RuleForm
 from iml_core.errors import IMLError, UserError
 from iml_core.prompts import DEFAULT_LAYOUT, PROMPT_LAYOUTS, PROMPTS, fill
 from iml_core.tasks import Observation, Task, rule_sentence
@@ -43,14 +43,16 @@ class ResponseCache(Protocol):
 
 class LLMAgent(RuleWriter):
     def __init__(self, task: Task, backend: Backend, *, temperature: float = 0.2, cache: ResponseCache | None = None,
-                 layout: str = DEFAULT_LAYOUT, notes_form: str = "text"):
+                 layout: str = DEFAULT_LAYOUT, notes_form: str = "text", rule_reading: str = "prose"):
         if layout not in PROMPT_LAYOUTS:
             raise UserError(f"unknown prompt layout {layout!r}; choose one of {', '.join(PROMPT_LAYOUTS)}")
         self.task, self.backend, self.temperature, self.cache = task, backend, temperature, cache
         self.layout = PROMPT_LAYOUTS[layout]
         # Named only when not the default, so that the descriptions of earlier runs stay theirs, and
         # evaluations of one run under several layouts (`baseline --prompt-layout`) are told apart.
-        self.description = backend.description + ("" if layout == DEFAULT_LAYOUT else f" (prompt layout {layout})")
+        self.description = backend.description + ("" if layout == DEFAULT_LAYOUT else f" (prompt layout {layout})") + (
+            "" if rule_reading == "prose" else f" (rule reading {rule_reading})")
+        self.rule_reading = rule_reading
         self._shared = {"noun": task.noun, "classes": ", ".join(task.classes)}
         self._calls: list[ModelCall] = []
         self._calls_lock = threading.Lock()
@@ -106,15 +108,21 @@ class LLMAgent(RuleWriter):
     # --- the three phases ------------------------------------------------------------------------
 
     def infer(self, notes: str, observations: Sequence[Observation], phase: Phase) -> list[Prediction]:
+        if self.rules is not None and self.rule_reading == "stepwise":
+            try:
+                return self.read_stepwise(self.rules.parse(notes), observations, phase)
+            except RuleError:
+                pass  # no list yet (step 0's empty notes): the model reads what there is, as a whole
         units, layout = note_units(notes), self.layout
         lines = len(units) if layout.names_line else 0  # the answer names one of these (0: no line asked)
         shown = (numbered(units) if lines else "\n".join(units)) if units else PROMPTS["no_notes"]
         system = fill(layout.system, **self._shared, notes=shown)
 
         def one(observation: Observation) -> Prediction:
-            ask = (fill("infer_user_line", observation=observation.text,
-                        example=f"{self.task.classes[0]}{LINE_SEPARATOR}1") if lines
-                   else fill("infer_user", observation=observation.text))
+            sample = (fill("rule_aligned_sample", noun=self.task.noun, features=self.rules.aligned(observation.features))
+                      if self.rules is not None and self.rule_reading == "aligned" else observation.text)
+            ask = (fill("infer_user_line", observation=sample, example=f"{self.task.classes[0]}{LINE_SEPARATOR}1")
+                   if lines else fill("infer_user", observation=sample))
             user = fill(layout.user, notes=shown, ask=ask) if layout.user else ask
             messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
             out = self._call(

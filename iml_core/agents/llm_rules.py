@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from iml_core.agents import Phase, Trajectory
-from iml_core.decision_list import RuleError, fit
+from iml_core.agents import Phase, Prediction, Trajectory
+from iml_core.decision_list import DecisionList, RuleError, fit
 from iml_core.prompts import PROMPTS, fill
 from iml_core.tasks import Observation
 
 RULE_TOKENS = 160  # a decision list of up to 8 lines under the grammar
-ANSWER_TOKENS = 2  # yes or no
+ANSWER_TOKENS = 4  # yes or no: a tokenizer may spell "yes" in three tokens
 YES_NO_GRAMMAR = 'root ::= "yes" | "no"'
 
 
@@ -65,6 +65,31 @@ class RuleWriter:
             if str(fitted) not in rules:
                 rules.append(str(fitted))
         return rules
+
+    def read_stepwise(self, rules: DecisionList, observations: Sequence[Observation], phase: Phase
+                      ) -> list[Prediction]:
+        """The list applied by the model one line at a time (decomposed, after Ask Me Anything): for each
+        line from the top, does the sample meet its conditions, yes or no under a grammar; the first
+        yes names the class, and the ELSE line names it when no line holds. The model only matches
+        conditions to a sample; the engine walks the list. Up to one call per line and sample."""
+        def one(observation: Observation) -> Prediction:
+            sample = self.rules.aligned(observation.features)
+            said = []
+            for number, line in enumerate(rules.lines, start=1):
+                conditions = " and ".join(f"{a} = {v}" for a, v in line.conditions)
+                user = fill("rule_step_user", noun=self.task.noun, sample=sample, conditions=conditions)
+                messages = self._rule_messages(user)
+                out = self._call(phase, "text", messages,
+                                 key_extra={"sample": observation.id, "conditions": conditions, "form": "rule"},
+                                 call=lambda seed, messages=messages: self.backend.text(
+                                     messages, temperature=self.temperature, seed=seed, max_tokens=ANSWER_TOKENS,
+                                     grammar=YES_NO_GRAMMAR))
+                said.append(f"line {number}: {out.raw.strip()}")
+                if out.text.strip().lower().startswith("yes"):
+                    return Prediction(line.label, "; ".join(said), number)
+            return Prediction(rules.default, "; ".join(said), len(rules.lines) + 1)
+
+        return self._each(one, observations)
 
     def refine_rule(self, rule: str, wrong: Sequence[tuple[Observation, str, str]], phase: Phase) -> list[str]:
         """The rule corrected, shown the samples it sorts wrong as (sample, what it said, right class)."""
