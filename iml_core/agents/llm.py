@@ -120,8 +120,8 @@ class LLMAgent(RuleWriter):
 
         def one(observation: Observation) -> Prediction:
             aligned = self.rules is not None and self.rule_reading == "aligned"
-            sample = (fill("rule_aligned_sample", noun=self.task.noun, features=self.rules.aligned(observation.features))
-                      if aligned else observation.text)
+            sample = (fill("rule_aligned_sample", noun=self.task.noun,
+                           features=self.rules.aligned(observation.features)) if aligned else observation.text)
             ask = (fill("infer_user_line", observation=sample, example=f"{self.task.classes[0]}{LINE_SEPARATOR}1")
                    if lines else fill("infer_user", observation=sample))
             user = fill(layout.user, notes=shown, ask=ask) if layout.user else ask
