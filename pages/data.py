@@ -7,6 +7,7 @@ from iml_core.tasks import (PRESETS, RULE_KNOBS, Task, csv_columns, formula_like
 from iml_core import charts, render
 from studio.engine import tasks_dir
 from studio.ui import keep_generated_task, show_problem, table
+from studio.widgets import keep
 
 st.title("Data")
 preset_tab, generated_tab, upload_tab = st.tabs(["Benchmark presets", "Generated tasks", "Your CSV"])
@@ -24,7 +25,7 @@ def show_task(task: Task, key: str) -> None:
         table(pd.DataFrame([{**row["when"], "class": row["class"]} for row in card["table"]]), key=f"{key}_rules")
     with right:
         st.plotly_chart(charts.class_balance(pd.Series([s.label for s in task.samples])), key=f"{key}_balance")
-    table(pd.DataFrame([{"id": s.id, "sentence": s.text, "label": s.label} for s in task.samples[:50]]),
+    table(pd.DataFrame([{"sample": s.id, "sentence": s.text, "label": s.label} for s in task.samples[:50]]),
           key=f"{key}_samples")
 
 
@@ -61,7 +62,8 @@ with generated_tab:
         if st.button("Use on New run", key="use_generated",
                      help="adds this task to New run's task list (for every tab) and picks it there"):
             keep_generated_task(generated.name)
-            st.session_state["task"] = generated.name  # New run's task selectbox
+            st.session_state.pop("task", None)  # New run's task box, if this session still holds it,
+            keep("task", generated.name)  # starts at this task on the next visit
             st.success("Added; it is picked on the New run page.")
         show_task(generated, "generated")
 

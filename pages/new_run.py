@@ -11,11 +11,11 @@ from iml_core.builders import check_run
 from iml_core.studies import grid_configs
 from iml_core.layout_probe import suggested_layout
 from iml_core.registry import AGENTS, BACKENDS, LEARNERS
-from iml_core.tasks import PRESETS
+from iml_core.tasks import PRESETS, is_rules_spec, parse_rules_spec, rules_spec
 from iml_core import render
-from studio.ui import MLFLOW, SELECTED, current, estimate_caption, mlflow_logger, model_names, model_settings, \
-    show_problem, task_choices
-from studio.widgets import setting_input
+from studio.ui import MLFLOW, SELECTED, current, estimate_caption, generated_tasks, keep_generated_task, \
+    mlflow_logger, model_names, model_settings, show_problem, task_choices
+from studio.widgets import keep, kept, setting_input
 
 store, manager = current()
 defaults = RunConfig()
@@ -24,8 +24,19 @@ st.caption("Every setting has its valid range; a run starts only when all of the
 
 tasks = task_choices()
 left, right = st.columns(2)
-task = left.selectbox("Task", list(tasks), format_func=tasks.get, key="task",
-                      help="a benchmark preset, or a task generated or a CSV task saved on the Data page")
+first = kept("task", defaults.task)
+if first not in tasks:  # typed here earlier, or a task the Data page handed over
+    tasks[first] = first
+task = keep("task", left.selectbox(
+    "Task", list(tasks), index=list(tasks).index(first), format_func=lambda name: tasks.get(name, name), key="task",
+    accept_new_options=True, help="a benchmark preset, a task generated or a CSV task saved on the Data page, or "
+    "type a generated task's spec (rules:classes=3,attributes=6,relevant=2,...; its knobs on the Data page)"),
+    defaults.task)
+if is_rules_spec(task) and task not in generated_tasks():
+    try:
+        keep_generated_task(rules_spec(parse_rules_spec(task)))  # listed from now on, in every tab
+    except IMLError as e:
+        show_problem(f"{e}. Fix the spec, or build one on the Data page.")
 agent = setting_input(right, "agent", defaults.agent, key="agent")
 uses_model = AGENTS[agent].uses_model
 
