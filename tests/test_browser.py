@@ -419,3 +419,52 @@ def test_a_run_started_in_a_terminal_shows_on_live_and_moves_there(page):
         out, err = command.communicate(timeout=300)
     assert command.returncode == 0 and '"status": "completed"' in out, err
     assert page.dialogs == [] and page.console_errors == [], (page.dialogs, page.console_errors)
+
+
+def test_a_generated_task_goes_from_data_to_a_started_run_and_new_run_keeps_its_settings(page):
+    page, url, tmp_path = page
+    page.goto(url)
+    nav(page, "Data")
+    page.get_by_role("tab", name="Generated tasks").click()
+    wait_idle(page)
+    spec = page.get_by_test_id("stCode").first.inner_text().strip()
+    assert spec.startswith("rules:")
+    page.get_by_role("button", name="Use on New run").click()
+    expect(page.get_by_text("Added; it is picked on the New run page.")).to_be_visible()
+
+    nav(page, "New run")
+    task_box = page.get_by_role("combobox", name="Task")
+    expect(task_box).to_have_value(f"{spec.removeprefix('rules:')} (generated)")
+    momentum = page.get_by_role("slider", name="Momentum")
+    wait_idle(page)
+    momentum.focus()
+    momentum.press("End")
+    expect(momentum).to_have_value("1")
+    page.wait_for_timeout(1_000)  # a slider sends its value a moment after the key, then the page reruns
+    wait_idle(page)
+    nav(page, "Runs")  # another page, and back: everything as it was left
+    nav(page, "New run")
+    expect(page.get_by_role("slider", name="Momentum")).to_have_value("1")
+    expect(task_box).to_have_value(f"{spec.removeprefix('rules:')} (generated)")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.get_by_text("Run 2 started.")).to_be_visible()
+    with Store(tmp_path / "browser.duckdb") as store:
+        run = store.run(2)
+    assert run["task"] == spec and run["config"]["momentum"] == 1.0
+
+
+def test_a_rules_spec_typed_on_new_run_starts_a_run_on_that_task(page):
+    page, url, tmp_path = page
+    page.goto(url)
+    wait_idle(page)
+    spec = "rules:classes=3,attributes=5,values=2,relevant=2,form=table,noise=0,domain=creatures,samples=400,seed=4"
+    task_box = page.get_by_role("combobox", name="Task")
+    task_box.click()
+    page.keyboard.type(spec)
+    page.keyboard.press("Enter")
+    wait_idle(page)
+    expect(task_box).to_have_value(spec)
+    page.get_by_role("button", name="Start run").click()
+    expect(page.get_by_text("Run 2 started.")).to_be_visible()
+    with Store(tmp_path / "browser.duckdb") as store:
+        assert store.run(2)["task"] == spec
