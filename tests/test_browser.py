@@ -468,3 +468,36 @@ def test_a_rules_spec_typed_on_new_run_starts_a_run_on_that_task(page):
     expect(page.get_by_text("Run 2 started.")).to_be_visible()
     with Store(tmp_path / "browser.duckdb") as store:
         assert store.run(2)["task"] == spec
+
+
+def test_compare_tells_an_llm_run_from_an_offline_run_under_every_grouping(tmp_path, tiny_model):
+    from iml_core import comparing
+
+    db = tmp_path / "compare.duckdb"
+    with Store(db) as store:
+        for config in (RunConfig(steps=2, eval_size=12), RunConfig(
+                agent="llm", backend="llama-server", model=str(tiny_model), steps=2, batch_size=2, eval_size=4,
+                eval_every=2, max_note_words=20)):
+            execute_run(store, create_run(store, config))
+    with dashboard(db, tmp_path) as url, chromium() as browser:
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        nav(page, "Compare")
+        runs = page.get_by_test_id("stMultiSelect").first
+        expect(runs).to_contain_text("run 1 · paper · offline rule learner · iml · notes in words")
+        expect(runs).to_contain_text("run 2 · paper · tiny-llama.gguf · iml · notes in words")
+        for words in comparing.GROUPINGS.values():
+            wait_idle(page)
+            page.get_by_role("combobox", name="Group by").click()
+            page.get_by_role("option", name=words, exact=True).click()
+            wait_idle(page)
+            assert page.get_by_test_id("stException").count() == 0, words
+            chart = page.get_by_test_id("stPlotlyChart").first
+            expect(chart).to_contain_text("Eval accuracy by " + words)
+            legend = [t.strip() for t in chart.locator(".legendtext").all_text_contents()]
+            curves = [t for t in legend if "%" not in t]  # baselines carry their accuracy
+            # Both runs share momentum, accumulation, batch size and the task, yet never one curve.
+            assert len(curves) == 2, (words, legend)
+            assert sum("offline rule learner" in c for c in curves) == 1, (words, legend)
+            assert sum("tiny-llama.gguf" in c for c in curves) == 1, (words, legend)
