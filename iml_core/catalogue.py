@@ -73,6 +73,9 @@ class CatalogueModel:
     parts: tuple[Part, ...]  # joined in this order
     # The prompt layout it reads best, measured (iml_core.layout_probe): {"best": ..., "measured": "on what"}
     layout: dict | None = None
+    # The run settings measured to learn with it, which New run starts from when it is chosen (and the
+    # README quotes): {"settings": {RunConfig field: value}, "measured": "where, on what, with what result"}
+    recommended: dict | None = None
 
     @property
     def folder(self) -> Path:
@@ -102,7 +105,7 @@ def _row(data: dict, source: Path) -> CatalogueModel:
         model = CatalogueModel(str(data["name"]), str(data.get("title") or data["name"]), str(data["file"]),
                                int(data["size"]), str(data["sha256"]), str(data.get("parameters", "")),
                                str(data.get("licence", "")), str(data.get("upstream", "")),
-                               str(data.get("about", "")), parts, data.get("layout"))
+                               str(data.get("about", "")), parts, data.get("layout"), data.get("recommended"))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{where} has a row ({data.get('name', '?') if isinstance(data, dict) else data!r}) "
                         f"without a valid {e}: every row needs name, file, size, sha256 and parts (each with "
@@ -116,6 +119,10 @@ def _row(data: dict, source: Path) -> CatalogueModel:
     layout = model.layout
     if layout is not None and not (isinstance(layout, dict) and {"best", "measured"} <= layout.keys()):
         problems.append("its layout must be {\"best\": LAYOUT, \"measured\": \"what on\"}")
+    recommended = model.recommended
+    if recommended is not None and not (isinstance(recommended, dict) and {"settings", "measured"} <= recommended.keys()
+                                        and isinstance(recommended["settings"], dict)):
+        problems.append("its recommended must be {\"settings\": {SETTING: VALUE}, \"measured\": \"what on\"}")
     if "/" in model.name or "/" in model.file or model.name.startswith("."):
         problems.append("its name and file must be plain names, without '/'")
     if problems:
@@ -138,6 +145,15 @@ def catalogue() -> dict[str, CatalogueModel]:
             raise UserError(f"the model catalogue {source} must be a JSON list of rows")
         rows |= {row.name: row for row in (_row(item, source) for item in data)}
     return rows
+
+
+def catalogue_row_of(model: str) -> CatalogueModel | None:
+    """The catalogue row of a model chosen by its name or by its installed file's path; None for any
+    other model."""
+    rows = catalogue()
+    if model in rows:
+        return rows[model]
+    return next((row for row in rows.values() if str(row.path) == str(model)), None)
 
 
 def catalogue_model(name: str) -> CatalogueModel:

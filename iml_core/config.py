@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from iml_core.budget import SWEEP, Limits
+from iml_core.catalogue import catalogue_row_of
 from iml_core.errors import UserError
 from iml_core.prompts import DEFAULT_LAYOUT, PROMPT_LAYOUTS
 from iml_core.learners import PROPOSAL_STYLES
@@ -375,3 +376,32 @@ class Submission:
 
 
 DEFAULT_SUBMISSION = Submission()
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The run settings measured to learn with a model (its catalogue row's `recommended`): New run
+    starts from them when the model is chosen, and the README quotes them as `flags`."""
+    model: str
+    settings: dict
+    measured: str
+
+    @property
+    def flags(self) -> str:
+        return " ".join(SETTINGS[name].flag if SETTINGS[name].kind == "flag" else f"{SETTINGS[name].flag} {value}"
+                        for name, value in self.settings.items() if SETTINGS[name].kind != "flag" or value)
+
+
+def recommended(model: str) -> Recommendation | None:
+    """What the catalogue recommends for `model` (a name or an installed file's path); None for a
+    model it does not list or has measured nothing for."""
+    row = catalogue_row_of(model) if model else None
+    if row is None or not row.recommended:
+        return None
+    settings = dict(row.recommended["settings"])
+    wrong = sorted(set(settings) - set(SETTINGS)) or RunConfig(agent="llm", backend="llama-server", model=model,
+                                                                **settings).problems()
+    if wrong:
+        raise UserError(f"the catalogue's recommended settings for {row.name} are not valid ({'; '.join(wrong)}); "
+                        "fix the row's recommended settings")
+    return Recommendation(row.name, settings, str(row.recommended["measured"]))

@@ -5,7 +5,7 @@ import streamlit as st
 from iml_core import analysis
 from iml_core.backends import without_credentials
 from iml_core.config import BUDGET_SETTINGS, DEFAULT_SUBMISSION, SETTINGS, SWEEP_BUDGET_SETTINGS, RunConfig, \
-    Submission
+    Submission, recommended
 from iml_core.errors import IMLError
 from iml_core.builders import check_run
 from iml_core.studies import grid_configs
@@ -39,6 +39,22 @@ if is_rules_spec(task) and task not in generated_tasks():
         show_problem(f"{e}. Fix the spec, or build one on the Data page.")
 agent = setting_input(right, "agent", defaults.agent, key="agent")
 uses_model = AGENTS[agent].uses_model
+model = model_settings() if uses_model else {}
+advised = recommended(model.get("model", "")) if uses_model else None
+# Every widget below starts from the settings measured to learn with this model. When that changes
+# (another model, or the agent), the widgets it covers start anew, except where the user set them.
+ADVISED = "new_run_advised"
+touched = {*st.session_state.get(ADVISED, {}).get("settings", ()), *(advised.settings if advised else ())}
+if st.session_state.get(ADVISED, {}).get("model") != (advised.model if advised else None):
+    for name in touched:
+        if kept(name, None) is None:
+            st.session_state.pop(name, None)
+st.session_state[ADVISED] = {"model": advised.model if advised else None,
+                             "settings": list(advised.settings) if advised else []}
+if advised is not None:
+    defaults = defaults.replace(**advised.settings)
+    st.html(render.caption(f"Settings measured to learn with {advised.model} (the model catalogue's): "
+                           f"{advised.flags}; {advised.measured}. Change any of them below."))
 
 left, middle, right = st.columns(3)
 # Under a sweep, its own momentum and accumulation values (below) are used, not these.
@@ -58,7 +74,7 @@ chosen["apply"] = setting_input(right, "apply", defaults.apply, key="apply", rad
                                 disabled=chosen["notes_form"] != "rule",
                                 help=None if chosen["notes_form"] == "rule" else "needs notes form rule")
 if chosen["notes_form"] != "rule":
-    chosen["apply"] = defaults.apply
+    chosen["apply"] = RunConfig().apply  # the model reads notes in words, whatever a model was measured with
 learner_settings = [name for name in LEARNERS[chosen["learner"]].settings if name not in chosen]
 for column, name in zip(st.columns(max(1, len(learner_settings))), learner_settings, strict=False):
     chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
@@ -66,7 +82,6 @@ if task in PRESETS:
     chosen["label_noise"] = setting_input(left, "label_noise", PRESETS[task].label_noise, key="label_noise",
                                           slider=True)
 
-model = model_settings() if uses_model else {}
 NO_MODEL = "No model is chosen yet: choose one on the Models page, then come back here."
 if uses_model and model.get("model"):
     st.html(render.caption(f"Model: {model['model']}, run by {model.get('backend')}; change it on the Models page"))

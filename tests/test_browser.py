@@ -501,3 +501,41 @@ def test_compare_tells_an_llm_run_from_an_offline_run_under_every_grouping(tmp_p
             assert len(curves) == 2, (words, legend)
             assert sum("offline rule learner" in c for c in curves) == 1, (words, legend)
             assert sum("tiny-llama.gguf" in c for c in curves) == 1, (words, legend)
+
+
+def test_the_recommended_path_with_qwen_learns_a_rung_1_rule_from_new_run(page, qwen_model):
+    """The path the README tells a newcomer to take: Qwen2.5-Coder-1.5B chosen on Models, then New
+    run, which starts from the settings measured to learn with it (the catalogue's), on ladder rung 1,
+    seed 0, where this model applies the true rule it is given 40 of 40 times."""
+    from iml_core.builders import build_task
+    from iml_core.config import recommended
+    from iml_core.studies import LADDER
+    from iml_core.truth import TruthScorer
+
+    page, url, tmp_path = page
+    advised = recommended("qwen2.5-coder-1.5b")
+    spec = LADDER[0].task(0)
+    page.goto(url)
+    nav(page, "Models")
+    choose_option(page, "Model", "qwen2.5-coder-1.5b")
+    wait_idle(page)
+    nav(page, "New run")
+    choose_option(page, "Agent", AGENTS["llm"].label)
+    wait_idle(page)
+    expect(page.get_by_text("Settings measured to learn with qwen2.5-coder-1.5b")).to_be_visible()
+    task_box = page.get_by_role("combobox", name="Task")
+    task_box.click()
+    page.keyboard.type(spec)
+    page.keyboard.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start run").click()
+    expect(page.get_by_text("Run 2 started.")).to_be_visible(timeout=60_000)
+    nav(page, "Live")
+    expect(page.get_by_text(re.compile(rf"completed: step {advised.settings['steps']} of"))).to_be_visible(
+        timeout=900_000)
+    with Store(tmp_path / "browser.duckdb") as store:
+        run, steps = store.run(2), store.steps(2)
+    assert run["task"] == spec and {name: run["config"][name] for name in advised.settings} == advised.settings
+    final = steps[-1]
+    assert final["rule_eval_accuracy"] >= 0.9 and final["model_eval_accuracy"] is not None
+    assert TruthScorer(build_task(RunConfig(task=spec))).score(final["notes"]).rule_recall == 1.0, final["notes"]

@@ -1090,3 +1090,30 @@ def test_the_notes_page_shows_what_a_bank_weighed_and_new_run_offers_each_learne
     at.selectbox(key="learner").set_value("bank")
     at.run()
     assert {"proposals", "score_window", "bank_size", "margin"} <= {w.key for w in at.number_input}
+
+
+def test_new_run_starts_from_the_settings_measured_to_learn_with_the_chosen_model(db):
+    from iml_core.config import recommended
+
+    store, _ = engine(db)
+    store.save_choice("model", {"backend": "llama-server", "model": "qwen2.5-coder-1.5b"})
+    advised = recommended("qwen2.5-coder-1.5b")
+    at = app_at("pages/new_run.py")
+    assert at.selectbox(key="learner").value == RunConfig().learner  # the offline learner: the plain defaults
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    assert not at.exception
+    assert any("Settings measured to learn with qwen2.5-coder-1.5b" in h.proto.body and advised.flags in h.proto.body
+               for h in at.get("html"))
+    shown = {"learner": at.selectbox(key="learner").value, "notes_form": at.radio(key="notes_form").value,
+             "apply": at.radio(key="apply").value,
+             **{name: at.number_input(key=name).value for name in ("proposals", "score_window", "batch_size", "steps",
+                                                                    "eval_size", "eval_every")}}
+    assert shown == advised.settings
+    at.number_input(key="steps").set_value(2)  # the user's own change outlives the page
+    at.run()
+    at.switch_page("pages/runs.py")
+    at.run()
+    at.switch_page("pages/new_run.py")
+    at.run()
+    assert at.number_input(key="steps").value == 2 and at.selectbox(key="learner").value == "bank"
