@@ -14,7 +14,9 @@ import pandas as pd
 from iml_core.agents import PhaseName
 from iml_core.baseline_kinds import Baseline
 from iml_core import comparing, formats
-from iml_core.registry import LEARNERS
+from iml_core.builders import build_task
+from iml_core.errors import IMLError
+from iml_core.registry import step_calls
 
 # How many of a run's last evaluated steps its instability (their spread) is taken over.
 INSTABILITY_WINDOW = 10
@@ -67,23 +69,30 @@ def seconds_left(run: dict, steps: pd.DataFrame) -> float | None:
 
 
 def seconds_per_step(call_seconds: dict[str, float], config) -> float | None:
-    """A learning step's seconds for a config, from the measured seconds of one call per phase
-    (Store.call_seconds): its K*B answers, K inductions, one revision and, every E steps, its eval
-    answers. None until every phase the step needs has been measured."""
-    calls = {PhaseName.INFER: config.accumulation * config.batch_size, **LEARNERS[config.learner].calls(config),
-             PhaseName.EVAL: config.eval_size / config.eval_every}
+    """A learning step's seconds for a config, on average over its steps, from the measured seconds
+    of one call per phase (Store.call_seconds) and the calls its steps make (calls_per_run). None
+    until every phase the run calls has been measured."""
+    calls = {phase: n for phase, n in calls_per_run(config).items() if n}
     if any(phase not in call_seconds for phase in calls):
         return None
-    return sum(n * call_seconds[phase] for phase, n in calls.items())
+    return sum(n * call_seconds[phase] for phase, n in calls.items()) / config.steps
 
 
 def calls_per_run(config) -> dict[str, int]:
-    """The model calls a run of a model makes, per phase: step 0's eval, then per step its K*B
-    answers, K inductions and one revision, and an eval every E steps and after the last."""
+    """The model calls a run of a model makes, per phase: step 0's eval, then each step's calls
+    (iml_core.registry.step_calls: its answers unless the engine applies the notes, and what its
+    learner asks, which for the bank grows with the samples its window holds), and an eval every E
+    steps and after the last."""
     evals = len(range(0, config.steps + 1, config.eval_every)) + (config.steps % config.eval_every != 0)
-    return {PhaseName.INFER: config.steps * config.accumulation * config.batch_size,
-            **{phase: math.ceil(config.steps * n) for phase, n in LEARNERS[config.learner].calls(config).items()},
-            PhaseName.EVAL: evals * config.eval_size}
+    try:
+        attributes = len(build_task(config).attributes)
+    except IMLError:  # a task that does not load: the run says so before it starts
+        attributes = 0
+    calls: dict = {}
+    for step in range(1, config.steps + 1):
+        for phase, n in step_calls(config, attributes, step).items():
+            calls[phase] = calls.get(phase, 0) + n
+    return {**{phase: math.ceil(n) for phase, n in calls.items()}, PhaseName.EVAL: evals * config.eval_size}
 
 
 @dataclass(frozen=True)
@@ -94,14 +103,22 @@ class Estimate:
     calls: int
     tokens: int | None
     cost: float | None
+    # One after another, at the seconds per call this model took here (Store.call_seconds); None
+    # until it has answered each phase the runs call, or when no seconds were given.
+    minutes: float | None = None
 
     def sentence(self) -> str:
         if not self.calls:
             return "These runs call no model: they cost nothing."
         said = f"At most {self.calls:,} model calls"
         if self.tokens is None:
-            return said + "; their tokens and cost are measured by this model's first run here."
-        return said + f", about {self.tokens:,} tokens and a cost of {self.cost:.4g} (at the prices set)."
+            said += "; their tokens and cost are measured by this model's first run here"
+        else:
+            said += f", about {self.tokens:,} tokens and a cost of {self.cost:.4g} (at the prices set)"
+        if self.minutes is not None:
+            said += (f"; about {self.minutes:,.0f} minutes one run after another, at the seconds per call this "
+                     "model took here")
+        return said + "."
 
 
 # The baselines that ask a model each answer the run's eval split: the shared ones once per study's
@@ -110,13 +127,15 @@ SHARED_MODEL_BASELINES = sum(kind.asks_model and not kind.of_the_run for kind in
 OWN_MODEL_BASELINES = sum(kind.asks_model and kind.of_the_run for kind in Baseline)
 
 
-def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=()) -> Estimate:
+def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=(),
+             call_seconds: dict[str, float] | None = None) -> Estimate:
     """The calls, tokens and cost of some runs, and of the baselines of `baselines` (one config per
     set of baselines a study computes), from their settings and the model's measured mean tokens in
-    and out per call and phase (Store.call_tokens); a baseline's call is priced as an eval call."""
+    and out per call and phase (Store.call_tokens); a baseline's call is priced as an eval call. With
+    `call_seconds` (Store.call_seconds), the minutes too."""
     calls = tokens = 0
-    cost = 0.0
-    measured = True
+    cost = seconds = 0.0
+    measured, timed = True, call_seconds is not None
     asked = [(config, calls_per_run(config)) for config in configs]
     asked += [(config, {PhaseName.EVAL: SHARED_MODEL_BASELINES * config.eval_size}) for config in baselines]
     asked += [(config, {PhaseName.EVAL: OWN_MODEL_BASELINES * config.eval_size})
@@ -126,13 +145,16 @@ def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=())
             continue
         for phase, n in per_phase.items():
             calls += n
+            if timed and n:
+                timed = phase in call_seconds
+                seconds += n * call_seconds.get(phase, 0.0)
             if phase not in call_tokens:
                 measured = measured and n == 0
                 continue
             tokens_in, tokens_out = call_tokens[phase]
             tokens += round(n * (tokens_in + tokens_out))
             cost += n * (tokens_in * config.price_in + tokens_out * config.price_out) / 1e6
-    return Estimate(calls, tokens if measured else None, cost if measured else None)
+    return Estimate(calls, tokens if measured else None, cost if measured else None, seconds / 60 if timed else None)
 
 
 def tokens_per_second(run: dict, steps: pd.DataFrame) -> float | None:
@@ -258,6 +280,32 @@ def alarms(steps: pd.DataFrame, learners: frozenset[int] = frozenset()) -> pd.Da
     return found[columns].sort_values(["run_id", "step"], ignore_index=True)
 
 
+def standing(flags: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """The alarms of one run that still hold at its latest step, for a warning on top of the page
+    (the chart marks them all): one class and repetition while the latest eval or notes are still
+    so, a stall while the notes are still unchanged, a drop while the eval is still below where it
+    fell from, a collapse while the notes are still that short."""
+    if flags.empty or steps.empty:
+        return flags
+    last, evaluated = steps.sort_values("step").iloc[-1], steps.dropna(subset=["eval_accuracy"]).sort_values("step")
+    latest_eval = evaluated.iloc[-1] if len(evaluated) else None
+    by_step = steps.set_index("step")
+
+    def holds(flag) -> bool:
+        if flag.kind == "one class":
+            return latest_eval is not None and float(latest_eval["eval_top_share"] or 0) >= ONE_CLASS_SHARE
+        if flag.kind == "repetition":
+            return float(last["notes_repetition"] or 0) >= REPETITION_SHARE
+        if flag.kind == "stall":
+            return bool((by_step.loc[flag.step:, "words_changed"] == 0).all())
+        if flag.kind == "drop":
+            before = evaluated[evaluated["step"] < flag.step]["eval_accuracy"]
+            return latest_eval is None or len(before) == 0 or latest_eval["eval_accuracy"] < before.iloc[-1] - 1e-12
+        return last["notes_words"] <= by_step.loc[flag.step, "notes_words"]  # a collapse
+
+    return flags[[holds(flag) for flag in flags.itertuples()]]
+
+
 def alarm_counts(steps: pd.DataFrame) -> pd.Series:
     """Per run: its alarms as one short text ("2 drop, 1 stall"), for tables."""
     found = alarms(steps)
@@ -308,102 +356,6 @@ def final_accuracy_by_cell(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # A rung "applies" or "learns" its rule when the mean over seeds clears the floor by this much.
-LADDER_MARGIN = 0.10
-LADDER_COLUMNS = (*(kind.value for kind in Baseline), "learned")
-# A decision list's final evaluation both ways, beside "learned" (which is the one the run learned by):
-# blank for notes in words.
-APPLIED_COLUMNS = {"learned, run by the engine": "final_rule_applied_accuracy",
-                   "learned, read by the model": "final_model_applied_accuracy"}
-
-
-def _ladder_baselines(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
-    """Each run's baselines (run x kind accuracy): its own where stored, else those of a run on the same
-    task and seed, since the runs of one rung and seed differ only in how they learn and share them
-    (iml_core.evaluation.baseline_key; the run's own ones, equal-token, are not shared)."""
-    if not len(baselines):
-        return pd.DataFrame(index=runs["id"])
-    own = baselines.pivot_table(index="run_id", columns="kind", values="accuracy")
-    cells = runs[["id", "task", "seed"]].merge(own, left_on="id", right_index=True, how="left")
-    shared = [kind for kind in own.columns if not Baseline(kind).of_the_run]
-    by_cell = cells.groupby(["task", "seed"])[shared].transform("first")
-    return own.reindex(runs["id"]).combine_first(by_cell.set_index(cells["id"]))
-
-
-def ladder_table(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
-    """A ladder study's runs (iml_core.studies.LADDER) rung by rung and learner by learner: the mean
-    over seeds of each baseline and of the learned (final eval) accuracy, the learned spread, and two
-    verdicts against the floor (the better of no notes and the majority class, which a model answering
-    one class reaches): *applies*, the oracle notes clear it (the model can use a rule it is given),
-    and *learns*, its own notes do (LADDER_MARGIN). A rung none of whose runs has finished is left out."""
-    from iml_core.studies import LADDER, rung_of
-
-    done = runs[runs["final_eval_accuracy"].notna()]
-    if "learner" not in done:  # a frame of runs from before learners were a choice: IML's
-        done = done.assign(learner="iml")
-    # A learner writing decision lists is another line than the same learner writing words.
-    done = done.assign(learner=[f"{learner} ({comparing.NOTES_FORM_WORDS['rule']})" if form == "rule" else learner
-                                for learner, form in zip(done["learner"], done.get("notes_form", pd.Series(
-                                    "text", index=done.index)), strict=True)])
-    accuracy = _ladder_baselines(done, baselines)
-    rows = []
-    for number, rung in enumerate(LADDER, start=1):
-        on_rung = done[[rung_of(task) == rung for task in done["task"]]]
-        for learner, runs_of in on_rung.groupby("learner", sort=False):
-            row = {"rung": number, "task": rung.name, "learner": learner, "seeds": len(runs_of)}
-            for kind in Baseline:
-                values = accuracy.reindex(runs_of["id"])[kind].dropna() if kind in accuracy else pd.Series()
-                row[kind] = values.mean() if len(values) else None
-            row["learned"] = runs_of["final_eval_accuracy"].mean()
-            for column, source in APPLIED_COLUMNS.items():
-                values = runs_of[source].dropna() if source in runs_of else pd.Series()
-                row[column] = values.mean() if len(values) else None
-            row["learned spread"] = runs_of["final_eval_accuracy"].std() if len(runs_of) > 1 else None
-            floor = max((row[k] for k in Baseline if k.is_floor and row[k] is not None), default=None)
-            oracle = row[Baseline.ORACLE]
-            row["applies"] = None if floor is None or oracle is None else oracle - floor >= LADDER_MARGIN
-            row["learns"] = None if floor is None else row["learned"] - floor >= LADDER_MARGIN
-            rows.append(row)
-    return pd.DataFrame(rows, columns=["rung", "task", "learner", "seeds", *LADDER_COLUMNS, *APPLIED_COLUMNS,
-                                       "learned spread", "applies", "learns"])
-
-
-def ladder_in_words(table: pd.DataFrame) -> pd.DataFrame:
-    """The ladder table as people read it: its verdicts as yes and no, empty where not measured."""
-    words = {True: "yes", False: "no"}
-    return table.assign(applies=table["applies"].map(words), learns=table["learns"].map(words))
-
-
-def ladder_verdict(table: pd.DataFrame) -> str:
-    """Where on the ladder the model stops applying rules and where each learner stops learning them,
-    in words; only rungs whose verdicts are measured (their baselines computed) count."""
-    if table.empty:
-        return "No rung has finished a run yet."
-    applies = table[table["applies"].notna()]
-    if applies.empty:
-        return "Not measured yet: no rung's baselines have been computed."
-    said = []
-    rungs = applies.drop_duplicates("rung")
-    failing = rungs[~rungs["applies"].astype(bool)]
-    if len(failing):
-        first = failing.iloc[0]
-        said.append(f"It stops applying a rule it is given at rung {first['rung']} ({first['task']}): the oracle "
-                    "notes no longer lift it clear of its floor.")
-    else:
-        said.append(f"It applies the rule it is given on every rung measured ({len(rungs)} of "
-                    f"{table['rung'].nunique()}).")
-    several = table["learner"].nunique() > 1
-    for learner, rows in applies[applies["applies"].astype(bool)].groupby("learner", sort=False):
-        who = f"With the {learner} learner it" if several else "It"
-        stops_learning = rows[~rows["learns"].astype(bool)]
-        if len(stops_learning):
-            first = stops_learning.iloc[0]
-            said.append(f"{who} stops learning at rung {first['rung']} ({first['task']}): its own notes end near "
-                        "its floor while the oracle's are still clear of it.")
-        else:
-            said.append(f"{who} learns on every rung where it applies a rule it is given.")
-    return " ".join(said)
-
-
 def run_report(run: dict, steps: pd.DataFrame, costs: pd.DataFrame, scorer=None) -> dict:
     """One run for scripts and notebooks, without SQL: its settings, and per step the accuracies,
     the notes' length and churn, rule recall, discovery rate and verdicts (with a `scorer`: tasks

@@ -234,7 +234,7 @@ LEARNED_COLOURS = ("#1f4e79", "#117a65", "#a04000", "#6c3483")  # one learned li
 
 
 def ladder(table: pd.DataFrame) -> go.Figure:
-    """A ladder study (iml_core.analysis.ladder_table): each baseline and the learned accuracy per
+    """A ladder study (iml_core.ladder_results.ladder_table): each baseline and the learned accuracy per
     rung (one line per learner, with its equal-token baseline), the learned spread over seeds as error
     bars, and the rungs where the model stops applying a given rule (grey) or no learner learns one
     (red) shaded."""

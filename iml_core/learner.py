@@ -30,7 +30,7 @@ from iml_core.config import RunConfig
 from iml_core.budget import Budget
 from iml_core.progress import StepWatch
 from iml_core.agents.rules import RuleApplier
-from iml_core.registry import AGENTS, LEARNERS
+from iml_core.registry import AGENTS, LEARNERS, step_calls
 from iml_core.diff import repetition, word_count, words_changed
 # Momentum and what a learner's step leaves live with the learners (iml_core.learners); named here
 # too, as the loop's vocabulary.
@@ -215,8 +215,7 @@ def learning_steps(task: Task, agent: Agent, config: RunConfig, *, after_step: i
             expected = {PhaseName.EVAL: len(eval_observations) if (step == 0 or evaluates(step)) and model_reads
                         else 0}
             if step:
-                expected |= {PhaseName.INFER: config.accumulation * config.batch_size if applier is agent else 0,
-                             **LEARNERS[config.learner].calls(config)}
+                expected |= step_calls(config, len(task.attributes), step)
             watch.begin_step(step, expected)
         return _Clock(watch)
 

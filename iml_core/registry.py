@@ -223,28 +223,43 @@ class LearnerKind:
     # (settings, the state the last committed step left, or None) -> the learner (iml_core.learners)
     build: Callable[[RunSettings, str | None], Any]
     settings: tuple[str, ...]  # the run settings it reads besides the loop's: its fields on New run
-    # (settings) -> the model calls one step asks at most besides its inference answers, by phase
-    # (iml_core.agents.PhaseName values): for the Live page and the estimates before a run
-    step_calls: Callable[[RunSettings], dict[str, float]]
+    # (settings, the task's attributes, the labelled samples seen before the step) -> the model calls
+    # one step asks besides its inference answers, by phase (iml_core.agents.PhaseName values), as
+    # many as it will make, not a bound: for the Live page's time left and the estimates before a run
+    step_calls: Callable[[RunSettings, int, int], dict[str, float]]
     needs_labels: bool  # it reads the right class of each sample: only under label feedback
     own_prompts: bool = False  # it asks prompts of iml_core.prompts.LEARNER_PROMPTS, stored with its runs
 
-    def calls(self, config: RunSettings) -> dict:
-        return {_phase(name): n for name, n in self.step_calls(config).items()}
+    def calls(self, config: RunSettings, attributes: int, seen: int) -> dict:
+        return {_phase(name): n for name, n in self.step_calls(config, attributes, seen).items()}
+
+
+def step_calls(config: RunSettings, attributes: int, step: int) -> dict:
+    """The model calls learning step `step` (from 1) makes, by phase: its K*B answers unless the
+    engine applies the notes, and its learner's (LearnerKind.step_calls)."""
+    seen = step * config.accumulation * config.batch_size  # the labelled samples a bank's window can hold
+    return {_phase("infer"): 0 if config.apply == "rule" else config.accumulation * config.batch_size,
+            **LEARNERS[config.learner].calls(config, attributes, seen)}
 
 
 LEARNERS = {kind.name: kind for kind in (
     LearnerKind("iml", "IML: induce per minibatch, revise the notes with momentum (the paper's)", _iml,
-                ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1}, needs_labels=False),
+                ("momentum",), lambda c, attributes, seen: {"induce": c.accumulation, "revise": 1},
+                needs_labels=False),
+    # In rule form the bank asks a yes/no question per attribute and minibatch, then one refinement,
+    # and the engine scores; in words every candidate is read by the model on the samples in its window.
     LearnerKind("bank", "Hypothesis bank: candidate rules scored by applying them, the best kept (after HypoGeniC)",
                 _bank, ("proposals", "proposal_style", "edit", "score_window", "bank_size", "margin"),
-                lambda c: {"induce": c.accumulation * c.proposals + 1, "score": 0} if c.notes_form == "rule" else
+                lambda c, attributes, seen: {"induce": c.accumulation * attributes + 1, "score": 0}
+                if c.notes_form == "rule" else
                 {"induce": c.accumulation + c.edit,
-                 "score": (c.accumulation * c.proposals + c.bank_size + c.edit * EDITS) * c.score_window},
+                 "score": (c.accumulation * c.proposals + c.bank_size + c.edit * EDITS) * min(c.score_window, seen)},
                 needs_labels=True, own_prompts=True),
     LearnerKind("gated", "Score-gated IML: a revision replaces the notes only if it scores as well (after GEPA)",
-                _gated, ("momentum",), lambda c: {"induce": c.accumulation, "revise": 1,
-                                                  "score": c.accumulation * c.batch_size}, needs_labels=False),
+                _gated, ("momentum",), lambda c, attributes, seen: {
+                    "induce": c.accumulation, "revise": 1,
+                    "score": 0 if c.notes_form == "rule" else c.accumulation * c.batch_size}, needs_labels=False),
     LearnerKind("playbook", "Delta playbook: bullets added, edited and removed, the harmful ones dropped (after ACE)",
-                _playbook, (), lambda c: {"induce": c.accumulation}, needs_labels=False, own_prompts=True),
+                _playbook, (), lambda c, attributes, seen: {"induce": c.accumulation}, needs_labels=False,
+                own_prompts=True),
 )}

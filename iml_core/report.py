@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from iml_core import __version__, analysis, charts, comparing, render
+from iml_core import __version__, analysis, charts, comparing, ladder_results, render
 from iml_core.backends import without_credentials
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
@@ -286,13 +286,13 @@ class _Report:
     def ladder(self) -> str:
         if not any(rung_of(task) for task in self.runs["task"]):
             return ""
-        rungs = analysis.ladder_table(self.runs, self.baselines)
-        verdict = f"<p>{html.escape(analysis.ladder_verdict(rungs))}</p>"
+        rungs = ladder_results.ladder_table(self.runs, self.baselines)
+        verdict = f"<p>{html.escape(ladder_results.ladder_verdict(rungs))}</p>"
         if rungs.empty:
             return verdict
-        shown = analysis.ladder_in_words(rungs)
+        shown = ladder_results.ladder_in_words(rungs)
         return verdict + self.figure(charts.ladder(rungs)) + _table(
-            shown, {**{c: percent for c in (*analysis.LADDER_COLUMNS, *analysis.APPLIED_COLUMNS)},
+            shown, {**{c: percent for c in (*ladder_results.LADDER_COLUMNS, *ladder_results.APPLIED_COLUMNS)},
                     "learned spread": points})
 
     def alarms(self) -> str:

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from iml_core import analysis
+from iml_core import ladder_results
 from iml_core.builders import check_run
 from iml_core.config import DEFAULT_SUBMISSION, SETTINGS, RunConfig, Submission
 from iml_core.registry import AGENTS
@@ -40,8 +40,12 @@ learner = SETTINGS["learner"]
 learners = st.multiselect("Learners", learner.values, [defaults.learner], format_func=learner.describe,
                           key="ladder_learners", help="each learner climbs the same rungs and seeds; " + learner.help)
 
+numbers = list(range(1, len(LADDER) + 1))
+rungs = st.multiselect("Rungs", numbers, numbers, key="ladder_rungs",
+                       format_func=lambda n: f"{n}. {LADDER[n - 1].name}",
+                       help="climb all of them, or only those where the model's answer is in doubt") or numbers
 base = RunConfig(agent=agent, **chosen, **model)
-configs = ladder_study(base, int(seeds), learners=learners or [defaults.learner])
+configs = ladder_study(base, int(seeds), rungs=rungs, learners=learners or [defaults.learner])
 problems = check_run(configs[-1])  # the hardest rung: its task asks the most of the settings
 for problem in problems:
     show_problem(problem)
@@ -58,13 +62,13 @@ study = chosen_study("ladder", state_key="ladder_study", empty="No ladder yet: p
 @st.fragment(run_every=1.0)
 def results(study: str) -> None:
     runs = study_runs(study)
-    rungs = analysis.ladder_table(runs, store.baselines(runs["id"].tolist()))
-    st.markdown(analysis.ladder_verdict(rungs))
+    rungs = ladder_results.ladder_table(runs, store.baselines(runs["id"].tolist()))
+    st.markdown(ladder_results.ladder_verdict(rungs))
     if rungs.empty:
         return
     st.plotly_chart(charts.ladder(rungs), key="ladder_chart")
-    shown = analysis.ladder_in_words(rungs)
-    table(shown, key="ladder_table", percent=(*analysis.LADDER_COLUMNS, *analysis.APPLIED_COLUMNS),
+    shown = ladder_results.ladder_in_words(rungs)
+    table(shown, key="ladder_table", percent=(*ladder_results.LADDER_COLUMNS, *ladder_results.APPLIED_COLUMNS),
           spreads=("learned spread",))
 
 

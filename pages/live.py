@@ -30,7 +30,13 @@ def step_progress(progress, uses_model: bool) -> str:
 
 
 
-@st.fragment(run_every=1.0)
+# Every second while a run goes, here or in a command; an idle tab looks every 10 s for a run started
+# elsewhere, so that it does not take the model's cores on a small machine.
+_runs = store.runs_frame()
+REFRESH = 1.0 if manager.busy() or _runs["status"].isin(GOING).any() else 10.0
+
+
+@st.fragment(run_every=REFRESH)
 def live() -> None:
     store.mark_interrupted()  # a command killed while this page was open left its run `running`
     runs = store.runs_frame()
@@ -38,7 +44,7 @@ def live() -> None:
         st.info("No runs yet. Start one on the New run page.")
         return
     going = runs[runs["status"].isin(GOING)].sort_values(["status", "id"], ascending=[False, True])
-    st.caption(f"{len(going)} run(s) going · refreshes every second")
+    st.caption(f"{len(going)} run(s) going · refreshes every {REFRESH:g} s")
     run_id = pick_run(going if not going.empty else runs, key="live_run")
     run = store.run(run_id)
     steps = store.steps_frame([run_id])
@@ -46,7 +52,7 @@ def live() -> None:
     done, total = run["steps_done"], run["steps_total"]
     left = analysis.seconds_left(run, steps) if run["status"] in ACTIVE else None
     eta = "" if left is None else f" · about {left:.1f} s left" if left < 10 else f" · about {left:.0f} s left"
-    st.progress(done / total if total else 0.0, text=f"{run['status']}: step {done} of {total}{eta}")
+    st.progress(done / total if total else 0.0, text=f"{run['status']}: {done} of {total} steps done{eta}")
     worker = getattr(manager.source, "worker", None)  # only a cluster source knows where a run is
     where = worker(run_id) if worker is not None and run["status"] in GOING else None
     if where:
@@ -106,7 +112,7 @@ def live() -> None:
             st.toast(f"Cancelling the {len(cancelled)} run(s) of {study} still going.")
 
     flags = analysis.alarms(steps, frozenset() if AGENTS[run["agent"]].uses_model else frozenset({run_id}))
-    for flag in flags.itertuples():
+    for flag in analysis.standing(flags, steps).itertuples():  # the chart marks those that no longer hold
         show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
     curve = charts.with_baselines(charts.accuracy_curves(steps), store.baselines([run_id]))
     st.plotly_chart(charts.mark_alarms(curve, flags), key="live_curve")

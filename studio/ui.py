@@ -64,7 +64,8 @@ def estimate_caption(configs, *, with_baselines: bool = False) -> None:
     if models:
         names = [name for model in models for name in model_names(model)]
         shared = evaluation.shared_baselines(configs) if with_baselines else []
-        said = analysis.estimate(configs, current()[0].call_tokens(names), shared).sentence()
+        store = current()[0]
+        said = analysis.estimate(configs, store.call_tokens(names), shared, store.call_seconds(names)).sentence()
         st.caption("Before you start" + (", with the baselines" if with_baselines else "") + ": " + said)
 
 

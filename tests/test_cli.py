@@ -191,7 +191,7 @@ def test_the_offline_learner_learns_a_generated_task_and_show_reports_its_discov
 def test_ladder_runs_every_rung_over_three_seeds_with_its_baselines(tmp_path):
     import pandas as pd
 
-    from iml_core import analysis
+    from iml_core import ladder_results
     from iml_core.studies import LADDER
 
     result = iml("ladder", "--steps", "20", "--eval-size", "100", "--db", str(tmp_path / "ladder.duckdb"), "--json")
@@ -206,10 +206,11 @@ def test_ladder_runs_every_rung_over_three_seeds_with_its_baselines(tmp_path):
     assert rungs[-1]["learned"] < first["learned"]  # the ladder gets harder
     assert ladder["verdict"].startswith("It applies the rule it is given on every rung measured (5 of 5). It stops "
                                         "learning at rung 4 (3 relevant, 3 classes, noise 0.1)")
-    without_baselines = analysis.ladder_table(pd.DataFrame([
+    without_baselines = ladder_results.ladder_table(pd.DataFrame([
         {"id": i, "task": rung.task(0), "final_eval_accuracy": 0.9} for i, rung in enumerate(LADDER)]),
         pd.DataFrame(columns=["run_id", "kind", "accuracy"]))
-    assert analysis.ladder_verdict(without_baselines) == "Not measured yet: no rung's baselines have been computed."
+    assert (ladder_results.ladder_verdict(without_baselines)
+            == "Not measured yet: no rung's baselines have been computed.")
 
 
 def test_one_table_of_exit_codes_and_a_command_s_code_from_its_runs_statuses():

@@ -932,8 +932,9 @@ def test_new_run_says_how_long_a_step_of_this_model_took_here_before(db, tiny_mo
     config = RunConfig(agent="llm", backend="llama-server", model=str(tiny_model), steps=10, batch_size=2,
                        eval_size=4)
     expected = analysis.seconds_per_step(measured, config)
+    # Each step's answers, note and revision, and the 11 evals of 4 (step 0's among them) spread over 10 steps.
     assert expected == pytest.approx(2 * measured["infer"] + measured["induce"] + measured["revise"]
-                                     + 4 * measured["eval"])
+                                     + 11 * 4 / 10 * measured["eval"])
     said = [c.value for c in at.caption if c.value.startswith("Earlier runs of this model here")]
     assert said == [f"Earlier runs of this model here: about {expected:,.1f} s per step, so about "
                     f"{expected * 10 / 60:,.1f} min for 10 steps (the response cache can make repeats faster)."]

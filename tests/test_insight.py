@@ -264,3 +264,23 @@ def test_settling_tells_apart_runs_that_all_end_at_100_percent():
     assert found["steps_to_reach"].to_dict() == {1: 2, 2: 4, 3: 1}  # the first eval at 95% of the final or more
     assert found.loc[1, "spread_after"] == 0.0 and found.loc[2, "spread_after"] == pytest.approx(0.02)
     assert found.loc[3, "spread_after"] == pytest.approx(pd.Series([1.0, 0.8, 1.0, 0.8, 1.0]).std(ddof=0))
+
+
+def test_a_warning_clears_once_its_alarm_no_longer_holds():
+    from iml_core.analysis import standing
+
+    def steps_of(rows):  # (notes words, words changed, eval accuracy, repetition, top share)
+        return pd.DataFrame([{"run_id": 1, "step": step, "notes_words": w, "words_changed": c, "eval_accuracy": a,
+                              "notes_repetition": r, "eval_top_class": "Florp", "eval_top_share": share}
+                             for step, (w, c, a, r, share) in enumerate(rows)])
+
+    one_class_at_start = [(0, 0, 0.25, 0.0, 1.0), (30, 30, 0.6, 0.0, 0.5), (32, 4, 0.7, 0.0, 0.4)]
+    steps = steps_of(one_class_at_start)
+    assert alarms(steps)["kind"].tolist() == ["one class"]  # the chart keeps the mark...
+    assert standing(alarms(steps), steps).empty  # ...the warning is gone once the answers differ
+    still = steps_of(one_class_at_start[:1] + [(30, 30, 0.25, 0.0, 0.95)])
+    assert standing(alarms(still), still)["kind"].tolist() == ["one class"]
+    recovered = steps_of([(40, 40, 0.8, 0, 0.3), (45, 5, 0.6, 0, 0.3), (47, 2, 0.85, 0, 0.3)])
+    assert alarms(recovered)["kind"].tolist() == ["drop"] and standing(alarms(recovered), recovered).empty
+    fallen = recovered.iloc[:2]
+    assert standing(alarms(fallen), fallen)["kind"].tolist() == ["drop"]

@@ -249,7 +249,7 @@ def test_playbook_operations_from_a_model_are_applied_in_order_and_one_naming_no
 def test_the_ladder_compares_learners_per_rung_on_the_baselines_their_rung_and_seed_share():
     import pandas as pd
 
-    from iml_core import analysis
+    from iml_core import ladder_results
     from iml_core.studies import LADDER, ladder_study
 
     configs = ladder_study(RunConfig(), seeds=2, rungs=[1], learners=["iml", "bank"])
@@ -260,13 +260,28 @@ def test_the_ladder_compares_learners_per_rung_on_the_baselines_their_rung_and_s
     baselines = pd.DataFrame([(1, "no notes", 0.5), (2, "no notes", 0.4), (1, "oracle", 1.0), (2, "oracle", 0.9),
                               (1, "equal-token", 0.7), (2, "equal-token", 0.5), (3, "equal-token", 0.45),
                               (4, "equal-token", 0.55)], columns=["run_id", "kind", "accuracy"])
-    table = analysis.ladder_table(runs, baselines).set_index("learner")
+    table = ladder_results.ladder_table(runs, baselines).set_index("learner")
     assert list(table.index) == ["iml", "bank"] and set(table["task"]) == {LADDER[0].name}
     assert table.loc["bank", "no notes"] == table.loc["iml", "no notes"] == pytest.approx(0.45)
     assert table.loc["bank", "oracle"] == pytest.approx(0.95)
     assert table.loc["iml", "equal-token"] == pytest.approx(0.6) and table.loc["bank", "equal-token"] == 0.5
     assert table.loc["bank", "learned"] == pytest.approx(0.95) and bool(table.loc["bank", "learns"])
     assert not table.loc["iml", "learns"]
-    verdict = analysis.ladder_verdict(table.reset_index())
+    verdict = ladder_results.ladder_verdict(table.reset_index())
     assert "With the iml learner it stops learning at rung 1" in verdict
     assert "With the bank learner it learns on every rung" in verdict
+
+
+def test_the_calls_a_step_is_expected_to_make_are_those_it_makes_not_a_bound():
+    from iml_core import analysis
+    from iml_core.registry import step_calls
+
+    text_bank = RunConfig(agent="llm", backend="llama-server", model="m", learner="bank", proposals=2, bank_size=3,
+                          score_window=32, batch_size=8, steps=6)
+    # The window holds the samples seen so far: 8 at step 1, 32 from step 4.
+    assert [step_calls(text_bank, 10, step)["score"] for step in (1, 2, 4, 6)] == [5 * 8, 5 * 16, 5 * 32, 5 * 32]
+    rule_bank = text_bank.replace(notes_form="rule", apply="rule")
+    # A yes/no question per attribute (the paper preset has 10) and one refinement; the engine scores
+    # and applies, so no answers and no scoring calls.
+    assert step_calls(rule_bank, 10, 3) == {"infer": 0, "induce": 11, "score": 0}
+    assert analysis.calls_per_run(rule_bank) == {"infer": 0, "induce": 66, "score": 0, "eval": 7 * 200}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from plotly.offline import get_plotlyjs
 
-from iml_core import analysis, evaluation
+from iml_core import analysis, evaluation, ladder_results
 from iml_core.cli import main
 from iml_core.config import RunConfig
 from iml_core.manager import RunManager
@@ -132,11 +132,11 @@ def test_a_ladder_study_report_has_the_ladder_and_the_ladder_page_offers_it(tmp_
         manager.join(timeout=120)
         evaluation.baselines_job(store, run_ids)()
         document = report_html(store, run_ids, "ladder 1: offline")
-        table = analysis.ladder_table(store.runs_frame(), store.baselines(run_ids))
+        table = ladder_results.ladder_table(store.runs_frame(), store.baselines(run_ids))
     parts = sections(document)
     assert "ladder" in parts and "paper" not in parts
     ladder = parts["ladder"]
-    assert html.escape(analysis.ladder_verdict(table)) in ladder
+    assert html.escape(ladder_results.ladder_verdict(table)) in ladder
     assert "Accuracy up the ladder" in ladder and ladder.count("<tr>") == 1 + 2
     assert "What differs between the runs: <b>task, seed</b>" in parts["settings"]
     assert "<th>rung</th>" in parts["final"] and parts["final"].count("<tr>") == 1 + 2  # seeds are one rung's repeats

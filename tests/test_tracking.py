@@ -349,7 +349,7 @@ def test_the_command_line_and_the_engine_import_mlflow_only_when_asked_to_log():
 
 
 def test_a_decision_lists_two_accuracies_reach_mlflow_the_report_and_the_ladder(tmp_path, uri, tiny_model):
-    from iml_core import analysis
+    from iml_core import ladder_results
     from iml_core.report import report_html
     from iml_core.studies import LADDER
 
@@ -377,7 +377,7 @@ def test_a_decision_lists_two_accuracies_reach_mlflow_the_report_and_the_ladder(
         assert runs.loc[0, "final_model_applied_accuracy"] == model_read[-1]
         document = report_html(store, [run_id], "rules")
         assert "<th>final, run by the engine</th>" in document and "<th>final, read by the model</th>" in document
-        rung = analysis.ladder_table(runs, store.baselines([run_id])).iloc[0]
+        rung = ladder_results.ladder_table(runs, store.baselines([run_id])).iloc[0]
         assert rung["learner"] == "bank (decision list)"
         assert (rung["learned, run by the engine"], rung["learned, read by the model"]) == (
             engine_read[-1], model_read[-1])

@@ -38,7 +38,7 @@ def add(commands) -> None:
 
 
 def cmd_ladder(args) -> int:
-    from iml_core import analysis  # pandas: here only, not in every command
+    from iml_core import ladder_results  # pandas: here only, not in every command
 
     settings = with_model_defaults(given(args, LADDER_FLAGS))
     if settings.get("model") and "prompt_layout" not in settings \
@@ -69,8 +69,8 @@ def cmd_ladder(args) -> int:
             failed = str(e)
         runs = store.runs_frame()
         statuses = set(runs[runs["id"].isin(run_ids)]["status"])
-        table = analysis.ladder_table(runs[runs["id"].isin(run_ids)], store.baselines(run_ids))
-    verdict = analysis.ladder_verdict(table)
+        table = ladder_results.ladder_table(runs[runs["id"].isin(run_ids)], store.baselines(run_ids))
+    verdict = ladder_results.ladder_verdict(table)
     if args.json:
         rows = json.loads(table.to_json(orient="records"))
         print(json.dumps({"study": study, "db": str(store.path), "run_ids": run_ids, "rungs": rows,
@@ -78,10 +78,10 @@ def cmd_ladder(args) -> int:
     else:
         heads = {Baseline.NO_NOTES: "floor", Baseline.MAJORITY: "major", Baseline.IN_CONTEXT: "in-ctx",
                  Baseline.EQUAL_TOKEN: "eq-tok", Baseline.ORACLE: "oracle", "learned": "learned"}
-        print(f"{'rung':<42} {'learner':<8} " + " ".join(f"{heads[c]:>7}" for c in analysis.LADDER_COLUMNS)
+        print(f"{'rung':<42} {'learner':<8} " + " ".join(f"{heads[c]:>7}" for c in ladder_results.LADDER_COLUMNS)
               + "  applies learns")
-        for row in analysis.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).to_dict("records"):
-            shares = " ".join(percent(row[c], 7) for c in analysis.LADDER_COLUMNS)
+        for row in ladder_results.ladder_in_words(table).fillna({"applies": "-", "learns": "-"}).to_dict("records"):
+            shares = " ".join(percent(row[c], 7) for c in ladder_results.LADDER_COLUMNS)
             print(f"{row['rung']}. {row['task']:<39} {row['learner']:<8} {shares}   {row['applies']:<7} "
                   f"{row['learns']}")
         print(verdict)
