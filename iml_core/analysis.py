@@ -116,8 +116,8 @@ class Estimate:
         else:
             said += f", about {self.tokens:,} tokens and a cost of {self.cost:.4g} (at the prices set)"
         if self.minutes is not None:
-            said += (f"; about {self.minutes:,.0f} minutes one run after another, at the seconds per call this "
-                     "model took here")
+            time = "under a minute" if self.minutes < 1 else f"about {self.minutes:,.0f} minutes"
+            said += f"; {time} one run after another, at the seconds per call this model took here"
         return said + "."
 
 

@@ -146,7 +146,7 @@ def phase_costs(costs: pd.DataFrame, measure: str, by: str = "step") -> go.Figur
     table = frame.pivot_table(index=by, columns="phase", values=measure, aggfunc="sum", fill_value=0)
     figure = go.Figure()
     for phase, label in PHASE_LABELS.items():
-        if phase in table.columns:
+        if phase in table.columns and table[phase].any():  # a phase the learner never runs is no bar
             figure.add_bar(x=[f"run {i}" for i in table.index] if by == "run_id" else table.index,
                            y=table[phase], name=label)
     figure.update_layout(barmode="stack", title=f"{PHASE_MEASURES[measure].capitalize()} by phase",

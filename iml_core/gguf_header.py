@@ -44,7 +44,7 @@ TENSOR_TYPES = {
 DEFAULT_ALIGNMENT = 32  # where the tensors' data begins, unless general.alignment says otherwise
 # Metadata we keep; everything else (the vocabulary above all) is skipped without being decoded.
 _WANTED = {"general.architecture", "general.name", "general.file_type", "general.alignment",
-           "tokenizer.chat_template"}
+           "general.size_label", "tokenizer.chat_template"}
 _MAX_STRING = 16 << 20  # no real key or template is this long: a larger length means a corrupt header
 
 
@@ -61,6 +61,9 @@ class GGUFHeader:
     quantization: str
     context_length: int | None  # the context the model was trained for
     chat_template: bool
+    # general.size_label, the size its makers name ("1.5B"), '' when absent: the tensors' sum counts a
+    # tied embedding twice (1.8B for Qwen2.5-1.5B)
+    size_label: str = ""
 
 
 class _Reader:
@@ -167,7 +170,8 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
                       name=str(metadata.get("general.name") or ""),
                       parameters=parameters, quantization=quantization,
                       context_length=int(context) if context is not None else None,
-                      chat_template=bool(metadata.get("tokenizer.chat_template")))
+                      chat_template=bool(metadata.get("tokenizer.chat_template")),
+                      size_label=str(metadata.get("general.size_label") or ""))
 
 
 def parameter_text(count: int) -> str:

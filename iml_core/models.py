@@ -40,6 +40,7 @@ class FoundModel:
     context_length: int | None = None
     chat_template: bool | None = None
     problem: str | None = None  # why it cannot be used; None when it can
+    size_label: str = ""  # the size its makers name, when the file says (GGUFHeader.size_label)
 
     @property
     def usable(self) -> bool:
@@ -47,7 +48,7 @@ class FoundModel:
 
     @property
     def parameters_text(self) -> str:
-        return parameter_text(self.parameters) if self.parameters else ""
+        return self.size_label or (parameter_text(self.parameters) if self.parameters else "")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +65,7 @@ def describe(name: str, path: Path, source: str) -> FoundModel:
     except GGUFError as e:
         return FoundModel(name, str(path), source, size, problem=str(e))
     return FoundModel(name, str(path), source, size, header.architecture, header.parameters, header.quantization,
-                      header.context_length, header.chat_template)
+                      header.context_length, header.chat_template, size_label=header.size_label)
 
 
 def starter_model_path() -> Path | None:

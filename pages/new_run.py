@@ -56,18 +56,24 @@ if advised is not None:
     st.html(render.caption(f"Settings measured to learn with {advised.model} (the model catalogue's): "
                            f"{advised.flags}; {advised.measured}. Change any of them below."))
 
-left, middle, right = st.columns(3)
-# Under a sweep, its own momentum and accumulation values (below) are used, not these.
+# Under a sweep, its own learners, momentum and accumulation values (below) are used, not these.
 swept = "the sweep's values below are used" if st.session_state.get("sweep") else None
+learner = setting_input(st, "learner", defaults.learner, key="learner", disabled=bool(swept), help=swept)
+left, middle, right = st.columns(3)
+# Momentum shapes a revision: a learner that keeps the best-scoring rule instead (the bank) has none.
+with_momentum = swept or "momentum" in LEARNERS[learner].settings
 chosen = {name: setting_input(column, name, getattr(defaults, name), key=name, slider=True, disabled=bool(swept),
                               help=swept)
-          for column, name in zip((left, middle), ("momentum", "accumulation"), strict=True)}
+          for column, name in zip((left, middle), ("momentum", "accumulation"), strict=True)
+          if name != "momentum" or with_momentum}
+if not with_momentum:
+    left.caption(f"No momentum: the {learner} learner keeps the rule that scores best rather than revising its "
+                 "notes.")
+chosen["learner"] = learner
 for column, name in zip((right, left, middle, right, left, middle), ("batch_size", "steps", "eval_size", "eval_every",
                                                                      "max_note_words", "seed"), strict=True):
     chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
 chosen["feedback"] = setting_input(right, "feedback", defaults.feedback, key="feedback", radio=True)
-# Under a sweep, its own learners (below) are used; each learner's own settings show while it is chosen.
-chosen["learner"] = setting_input(st, "learner", defaults.learner, key="learner", disabled=bool(swept), help=swept)
 left, right = st.columns(2)
 chosen["notes_form"] = setting_input(left, "notes_form", defaults.notes_form, key="notes_form", radio=True)
 chosen["apply"] = setting_input(right, "apply", defaults.apply, key="apply", radio=True,
@@ -75,9 +81,11 @@ chosen["apply"] = setting_input(right, "apply", defaults.apply, key="apply", rad
                                 help=None if chosen["notes_form"] == "rule" else "needs notes form rule")
 if chosen["notes_form"] != "rule":
     chosen["apply"] = RunConfig().apply  # the model reads notes in words, whatever a model was measured with
-learner_settings = [name for name in LEARNERS[chosen["learner"]].settings if name not in chosen]
-for column, name in zip(st.columns(max(1, len(learner_settings))), learner_settings, strict=False):
-    chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
+# Each learner's own settings, three to a row: six in one row cut their labels short.
+learner_settings = [name for name in LEARNERS[learner].settings if name not in chosen]
+for row in range(0, len(learner_settings), 3):
+    for column, name in zip(st.columns(3), learner_settings[row:row + 3], strict=False):
+        chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
 if task in PRESETS:
     chosen["label_noise"] = setting_input(left, "label_noise", PRESETS[task].label_noise, key="label_noise",
                                           slider=True)

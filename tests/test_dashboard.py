@@ -940,7 +940,10 @@ def test_new_run_says_how_long_a_step_of_this_model_took_here_before(db, tiny_mo
                     f"{expected * 10 / 60:,.1f} min for 10 steps (the response cache can make repeats faster)."]
     # And what the run will ask of the model, before it starts: 10 steps of 2 answers, 1 note and 1
     # revision, and 11 evals of 4.
-    estimate = analysis.estimate([config], store.call_tokens([str(tiny_model)]))
+    estimate = analysis.estimate([config], store.call_tokens([str(tiny_model)]),
+                                 call_seconds=store.call_seconds([str(tiny_model)]))
+    assert estimate.minutes == pytest.approx(sum(
+        n * measured[phase] for phase, n in analysis.calls_per_run(config).items()) / 60)
     assert estimate.calls == 10 * 4 + 11 * 4 and estimate.tokens > estimate.calls
     assert f"Before you start: {estimate.sentence()}" in [c.value for c in at.caption]
 

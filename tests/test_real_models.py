@@ -209,6 +209,15 @@ def test_the_user_layout_keeps_the_shared_part_first_so_the_kv_cache_is_reused(s
     assert all("which line" not in c.prompt and "[1]" not in c.prompt for c in plain.calls)
 
 
+def test_a_model_is_said_at_the_size_its_makers_name(qwen_model, starter_model):
+    from iml_core.models import describe
+
+    # The tensors of Qwen2.5-Coder-1.5B add up to 1.8B: its tied embedding is stored twice.
+    qwen = describe("qwen2.5-coder-1.5b", qwen_model, "registry")
+    assert qwen.parameters > 1.7e9 and qwen.parameters_text == "1.5B"
+    assert describe("starter", starter_model, "registry").parameters_text == "135M"
+
+
 def test_qwen_applies_the_rung_1_rule_in_the_plain_layout_and_stays_near_the_floor_without_it(qwen_model):
     """Qwen2.5-Coder-1.5B (from the registry's packages, by its catalogue name) answers with the rule
     card as notes, and not by guessing well: with no notes it is near the majority class's share."""
