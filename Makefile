@@ -26,7 +26,7 @@ $(VENV)/.runtime: requirements.txt | $(UV)
 llama: $(VENV)/.runtime
 	$(PY) -m iml_core build
 
-# A CUDA build for the NVIDIA GPU that is here, then the GPU check (one JSON line for the README).
+# A CUDA build for the NVIDIA GPU that is here, then the GPU check (one JSON line for docs/models.md).
 gpu: $(VENV)/.runtime model
 	$(PY) -m iml_core build --gpu cuda
 	$(PY) scripts/gpu-check

@@ -3,7 +3,7 @@
 run, fork, resume and sweep; the tracking URI on New run). MLflow is optional
 (requirements-mlflow.txt): it is imported here alone, and only when asked for.
 
-One IML run is one MLflow run in the experiment EXPERIMENT. What it holds (the README says the same
+One IML run is one MLflow run in the experiment EXPERIMENT. What it holds (docs/operations.md says the same
 for users):
 - params: every setting (RunConfig), by its name; `initial_notes` says how many words the run started
   from, the words themselves being the notes at step 0; a model server's URL without user, password or

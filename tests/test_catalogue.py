@@ -195,3 +195,16 @@ def test_a_catalogue_row_may_carry_a_layout_measured_elsewhere(tmp_path, monkeyp
     advice = suggested_layout("tiny-test")
     assert (advice.layout, advice.reason) == ("plain", "measured for the catalogue: 40 of 40 on rung 1 on a "
                                                        "2-core machine")
+
+
+def test_the_readme_quotes_the_settings_the_catalogue_recommends_for_the_model_it_tells_newcomers_to_try():
+    from pathlib import Path
+
+    from iml_core.config import recommended
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    said = " ".join(readme.read_text(encoding="utf-8").replace("\\\n", " ").split())
+    advised = recommended("qwen2.5-coder-1.5b")
+    assert f"--model qwen2.5-coder-1.5b {advised.flags}" in said
+    first_screen = "\n".join(readme.read_text(encoding="utf-8").splitlines()[:60])
+    assert "qwen2.5-coder-1.5b" in first_screen  # what to try first with a real model, on the first screen

@@ -185,7 +185,7 @@ def test_a_server_killed_mid_step_fails_one_run_which_resumes_to_the_same_steps(
         assert store.run(run_id)["status"] == "completed"
         got = [(s["step"], s["notes"], s["train_accuracy"], s["eval_accuracy"]) for s in store.steps(run_id)]
         # The steps before the crash are the uncrashed run's; those after ran on a server whose
-        # prompt cache started cold, and may differ (the README says how often).
+        # prompt cache started cold, and may differ (docs/operations.md says how often).
         assert got[:done_before] == expected[:done_before] and len(got) == len(expected)
         calls = store.model_calls(run_id)
         assert len(calls) == calls_uncrashed
@@ -268,7 +268,7 @@ def test_every_slot_holds_the_whole_context_a_run_asks_for(pool, tiny_model):
 
 
 def test_iml_serve_runs_the_managed_server_in_the_foreground_for_other_machines(tiny_model, tmp_path):
-    # What the README's Ray section does: one machine serves, another runs with --backend openai.
+    # What docs/operations.md's Ray section does: one machine serves, another runs with --backend openai.
     import socket
 
     from conftest import free_port, wait_until_answers
