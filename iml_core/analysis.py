@@ -157,6 +157,25 @@ def estimate(configs, call_tokens: dict[str, tuple[float, float]], baselines=(),
     return Estimate(calls, tokens if measured else None, cost if measured else None, seconds / 60 if timed else None)
 
 
+def baseline_words(baselines: pd.DataFrame) -> list[str]:
+    """One line of words per height of a run's baseline lines (Store.baselines), highest first:
+    what each measures, and which lie on top of each other, which a chart cannot show."""
+    heights: dict[float, list] = {}
+    for kind, rows in baselines.groupby("kind"):
+        heights.setdefault(round(float(rows["accuracy"].mean()), 4), []).append((Baseline(kind), rows))
+    lines = []
+    for accuracy, kinds in sorted(heights.items(), reverse=True):
+        said = []
+        for kind, rows in kinds:
+            meaning = kind.meaning
+            if kind is Baseline.EQUAL_TOKEN and not rows["shots"].fillna(0).any():
+                meaning = "the run's own samples in its notes' tokens, but not one sample fits them: the floor again"
+            said.append(f"{kind.value}, {meaning}")
+        together = f" ({len(kinds)} lines drawn as one)" if len(kinds) > 1 else ""
+        lines.append(f"{formats.percent(accuracy)}{together}: " + "; ".join(said) + ".")
+    return lines
+
+
 def tokens_per_second(run: dict, steps: pd.DataFrame) -> float | None:
     """A run's model tokens (in and out) per second of its steps; None when it used no model."""
     tokens = run["tokens_in"] + run["tokens_out"]

@@ -33,10 +33,23 @@ class Baseline(StrEnum):
         """A floor a model reaches without learning: no notes, or always one class."""
         return self in (Baseline.NO_NOTES, Baseline.MAJORITY)
 
+    @property
+    def meaning(self) -> str:
+        """What it measures, in one line of words for the page that draws it."""
+        return _MEANINGS[self]
+
     @classmethod
     def of(cls, kind: str) -> Baseline | None:
         """The baseline an evaluation kind names, or None for the other kinds (notes, ablation)."""
         return cls._value2member_map_.get(kind)
 
 
+_MEANINGS = {
+    Baseline.NO_NOTES: "the same agent with empty notes: what it knows before learning",
+    Baseline.MAJORITY: "always answering the class most training samples have: no reading at all",
+    Baseline.IN_CONTEXT: "labelled training samples in the prompt instead of notes",
+    Baseline.EQUAL_TOKEN: "the run's own latest samples, as many as fit the tokens its notes take: learning is "
+                          "more than compressing experience if the notes beat it",
+    Baseline.ORACLE: "the true rule given as notes: the most notes can do for this reader",
+}
 BASELINES = tuple(Baseline)

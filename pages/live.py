@@ -114,8 +114,12 @@ def live() -> None:
     flags = analysis.alarms(steps, frozenset() if AGENTS[run["agent"]].uses_model else frozenset({run_id}))
     for flag in analysis.standing(flags, steps).itertuples():  # the chart marks those that no longer hold
         show_problem(f"Step {flag.step}, {flag.kind}: {flag.message}", "warning")
-    curve = charts.with_baselines(charts.accuracy_curves(steps), store.baselines([run_id]))
+    baselines = store.baselines([run_id])
+    curve = charts.with_baselines(charts.accuracy_curves(steps), baselines)
     st.plotly_chart(charts.mark_alarms(curve, flags), key="live_curve")
+    if not baselines.empty:
+        st.caption("The dotted lines, highest first:\n" + "\n".join(
+            f"- {line}" for line in analysis.baseline_words(baselines)))
     evaluated = steps.dropna(subset=["eval_accuracy"])
     if not evaluated.empty:
         latest = evaluated.iloc[-1]

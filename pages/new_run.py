@@ -2,7 +2,7 @@ import itertools
 
 import streamlit as st
 
-from iml_core import analysis
+from iml_core import analysis, evaluation
 from iml_core.backends import without_credentials
 from iml_core.config import BUDGET_SETTINGS, DEFAULT_SUBMISSION, SETTINGS, SWEEP_BUDGET_SETTINGS, RunConfig, \
     Submission, recommended
@@ -167,8 +167,13 @@ if sweep and not configs:
                     + (" and one prompt layout" if uses_model else ""))
 for problem in problems:
     show_problem(problem)
+# A model's curve means little without its floor and ceiling: computed beside its runs by default.
+with_baselines = st.toggle("Baselines beside the runs: no notes, majority class, in-context, oracle, equal-token",
+                           value=uses_model, key=f"with_baselines_{agent}",
+                           help="scored on the run's eval split as it goes, and drawn on Live, Compare and the "
+                                "report; each that asks the model costs one call per eval sample")
 if uses_model and model.get("model") and configs:
-    estimate_caption(configs)
+    estimate_caption(configs, with_baselines=with_baselines)
 
 saved_uri = (store.choice(MLFLOW) or {}).get("uri", "")
 mlflow_uri = st.text_input("MLflow tracking URI (optional)", saved_uri, key="mlflow_uri",
@@ -188,6 +193,8 @@ if st.button(label, type="primary", disabled=bool(problems), key="launch"):
             store.save_choice(MLFLOW, {"uri": mlflow_uri})
         run_ids = manager.submit(configs, study=store.new_study("sweep") if sweep else None, limits=limits,
                                  observer=observer)
+        if with_baselines:
+            manager.run_beside("baselines", evaluation.baselines_job(store, run_ids))
     except IMLError as e:
         show_problem(str(e))
     else:

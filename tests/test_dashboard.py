@@ -275,11 +275,15 @@ def models_page_with_file(path) -> AppTest:
     return at
 
 
-def start_llm_run(at: AppTest, steps: int, eval_size: int, max_note_words: int, batch_size: int | None = None):
-    """From the Models page, where a model is chosen: New run with the LLM agent, launched."""
+def start_llm_run(at: AppTest, steps: int, eval_size: int, max_note_words: int, batch_size: int | None = None,
+                  baselines: bool = False):
+    """From the Models page, where a model is chosen: New run with the LLM agent, launched (with its
+    baselines beside it, as New run does by default, only when asked: most tests count its calls)."""
     at.switch_page("pages/new_run.py")
     at.run()
     at.selectbox(key="agent").set_value("llm")
+    at.run()
+    at.toggle(key="with_baselines_llm").set_value(baselines)
     at.number_input(key="steps").set_value(steps)
     if batch_size is not None:
         at.number_input(key="batch_size").set_value(batch_size)
@@ -298,6 +302,30 @@ def launch_one_step_llm_run(at: AppTest, db, max_note_words: int):
     store, manager = engine(db)
     manager.join(timeout=300)
     return store
+
+
+def test_an_llm_run_from_new_run_has_its_baselines_beside_it_by_default_and_says_what_they_cost(db, tiny_model):
+    at = models_page_with_file(tiny_model)
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("llm")
+    at.run()
+    assert at.toggle(key="with_baselines_llm").value is True  # on for a model's runs...
+    assert any(c.value.startswith("Before you start, with the baselines: At most") for c in at.caption)
+    start_llm_run(at, steps=1, eval_size=4, max_note_words=30, batch_size=2, baselines=True)
+    store, manager = engine(db)
+    manager.join(timeout=300)
+    run_id = store.runs()[0]["id"]
+    assert sorted(store.baselines([run_id])["kind"]) == ["equal-token", "in-context", "majority", "no notes", "oracle"]
+    at.switch_page("pages/live.py")
+    at.run()
+    words = [c.value for c in at.caption if c.value.startswith("The dotted lines, highest first")]
+    assert words and "oracle, the true rule given as notes" in words[0] and "majority, always answering" in words[0]
+    at.switch_page("pages/new_run.py")
+    at.run()
+    at.selectbox(key="agent").set_value("offline")
+    at.run()
+    assert at.toggle(key="with_baselines_offline").value is False  # ...off for the offline learner's
 
 
 def test_an_llm_run_starts_from_new_run_with_the_models_page_settings(db, tiny_model):
