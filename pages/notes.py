@@ -6,6 +6,7 @@ from iml_core.attribution import note_units
 from iml_core.config import RunConfig
 from iml_core.errors import IMLError
 from iml_core.builders import build_task, check_run
+from iml_core.prompts import PROMPT_LAYOUTS
 from iml_core.registry import AGENTS
 from iml_core.runner import fork_config
 from iml_core.truth import TruthScorer
@@ -71,13 +72,17 @@ with helped:
                "training answers): green when they were right, red when wrong, stronger with more use.")
     st.html(render.sentence_heatmap(note_units(new), {int(r.note_sentence): (int(r.right), int(r.wrong))
                                                       for r in usage.itertuples()}))
+    run_settings = evaluation.run_config(store.run(run_id))
+    if usage.empty and run_settings.uses_model and not PROMPT_LAYOUTS[run_settings.prompt_layout].names_line:
+        st.caption(f"No answer names a sentence: the {run_settings.prompt_layout} layout asks the model for the "
+                   "class alone (a small model answers better so), so every sentence shows as not used. The "
+                   "ablation below says which sentences carry the accuracy.")
     ablation = store.ablation(run_id, after)
     st.caption("Citing is not carrying: the last column scores the notes again without each sentence (an "
                "ablation). A sentence whose removal costs accuracy carries it, whatever the answers say they "
                "relied on.")
     table(analysis.sentence_table(note_units(new), usage, ablation), key="notes_sentences",
           percent=("right when cited",), points=("accuracy change without it",))
-    run_settings = evaluation.run_config(store.run(run_id))
     calls = evaluation.ablation_calls(run_settings, new)
     if note_units(new) and st.button(f"Score the notes at step {after} without each sentence"
                                      + (f" (at most {calls} model calls)" if calls else ""), key="notes_ablate"):
@@ -121,7 +126,9 @@ with caused:
             st.markdown(f"**Batch note {k}**")
             st.html(render.escaped_block(text))
         st.markdown("**Trajectories** (observation, answer, feedback)")
-        table(analysis.trajectories(task, store.predictions(run_id, after)), key="trajectories")
+        # Wide: an observation names every attribute, the deciding one perhaps last.
+        table(analysis.trajectories(task, store.predictions(run_id, after)), key="trajectories",
+              column_config={"observation": st.column_config.TextColumn("observation", width="large")})
     else:
         st.caption("Step 0 holds the notes the run started with: no revision made them.")
 
