@@ -285,3 +285,26 @@ def test_the_calls_a_step_is_expected_to_make_are_those_it_makes_not_a_bound():
     # and applies, so no answers and no scoring calls.
     assert step_calls(rule_bank, 10, 3) == {"infer": 0, "induce": 11, "score": 0}
     assert analysis.calls_per_run(rule_bank) == {"infer": 0, "induce": 66, "score": 0, "eval": 7 * 200}
+
+
+def test_the_bank_scores_a_two_class_rule_again_with_its_classes_swapped_when_it_is_far_below_chance(
+        store, monkeypatch):
+    """A fault a real model makes on its own time, injected here: the proposal names the deciding
+    feature with the two classes the wrong way round (Qwen2.5-Coder-1.5B on rung 1: 0 of 8)."""
+    from iml_core.agents.offline import OfflineRuleLearner, rule_card_notes
+    from iml_core.builders import build_task
+    from iml_core.studies import LADDER
+
+    config = RunConfig(task=LADDER[0].task(0), learner="bank", proposals=1, score_window=16, batch_size=8,
+                       steps=2, eval_size=40, seed=1)
+    task = build_task(config)
+    true_rule = rule_card_notes(task)
+    a, b = task.classes
+    swapped = true_rule.replace(a, "\0").replace(b, a).replace("\0", b)
+    monkeypatch.setattr(OfflineRuleLearner, "propose", lambda self, *args: [swapped])
+    run_id = create_run(store, config)
+    execute_run(store, run_id)
+    weighed = {c["origin"]: c for c in store.candidates(run_id, 1)}
+    assert weighed["proposal"]["right"] <= 0.25 * weighed["proposal"]["scored"]
+    assert weighed["flip"]["text"] == true_rule and weighed["flip"]["right"] == weighed["flip"]["scored"]
+    assert weighed["flip"]["decision"] == "chosen" and store.steps(run_id)[-1]["eval_accuracy"] == 1.0

@@ -79,7 +79,7 @@ def enforce_revision(prefix: str, revised: str, max_words: int) -> Revision:
 class Candidate:
     """A note a learner weighed in a step: where it came from, what applying it to labelled
     experience scored (right of scored; None when it was not scored), and what became of it."""
-    origin: str  # "proposal" (of a minibatch), "bank", "notes" (the notes before the step), "revision", "edit"
+    origin: str  # "proposal" (of a minibatch), "bank", "notes" (the notes before the step), "revision", "edit", "flip"
     text: str
     right: int | None = None
     scored: int | None = None

@@ -17,6 +17,7 @@ tries the best list with each line or condition cut (free)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Sequence
 
 from iml_core.agents import PhaseName, Trajectory
@@ -31,6 +32,9 @@ if TYPE_CHECKING:  # the loop and the settings are above the learners
 
 
 REFINE_SHOWN = 8  # samples a list sorts wrong, shown to the model to refine it
+# Two classes: a rule right on at most this share of the window has its classes the wrong way round
+# (0 of 8 means its swap is right every time), so it is scored again with them swapped.
+FLIP_BELOW = 0.25
 
 
 def _same(text: str) -> str:
@@ -87,8 +91,10 @@ class BankLearner:
         if self.config.notes_form == "rule":
             candidates += self._refined(tools, candidates, pool, window)
             candidates += self._pruned(tools, candidates, pool, window)
-        elif self.config.edit:
-            candidates += self._edits(tools, candidates, pool, window)
+        else:
+            candidates += self._flipped(tools, candidates, pool, window)
+            if self.config.edit:
+                candidates += self._edits(tools, candidates, pool, window)
         # Best first; on a tie the shorter rule, then the one held longer (the sort is stable).
         ranked = sorted(candidates, key=lambda c: (-c.right, len(c.text.split())))
         best = ranked[0]
@@ -111,6 +117,23 @@ class BankLearner:
             candidate.reason = (f"not scored: the notes answered all {notes.scored} samples right, which no rule "
                                 "can beat by more than the margin")
         return Update(enforce_revision("", notes.text, self.config.max_note_words), candidates, json.dumps(self.bank))
+
+    @staticmethod
+    def _flipped(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
+                 window: list) -> list[Candidate]:
+        """On two classes, each proposal far below chance with its two class names swapped, scored as
+        the rest were: a small model often names the deciding feature and the classes the wrong way
+        round ("scales is a Zindle ... fur is a Florp", 0 of 8), and the swap is the rule it saw."""
+        classes = list(tools.task.classes)
+        if len(classes) != 2 or not window:
+            return []
+        swap = {classes[0]: classes[1], classes[1]: classes[0]}
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, classes)) + r")\b")
+        flipped = []
+        for candidate in [c for c in candidates if c.origin == "proposal" and c.right <= FLIP_BELOW * len(window)]:
+            flipped += _scored_new(tools, pool, window, "flip", candidate,
+                                   [pattern.sub(lambda m: swap[m.group(1)], candidate.text)])
+        return flipped
 
     @staticmethod
     def _edits(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
