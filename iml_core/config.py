@@ -213,7 +213,7 @@ SETTINGS = {s.name: s for s in (
     _integer("n_threads", "CPU threads", 0, 1024, "llama.cpp CPU threads; 0 lets llama.cpp choose (llama-server: "
              "every core)", part="model", scorer=True),
     _integer("slots", "Sequences at once", 0, 64, "llama-server: sequences decoded at once, each with its own "
-             "n_ctx of KV cache (memory grows with them); 0 chooses by device (1 on a CPU, 8 on a GPU)",
+             "context length of KV cache (memory grows with them); 0 chooses by device (1 on a CPU, 8 on a GPU)",
              part="model", scorer=True),
     _integer("max_parallel", "Requests at once", 1, 256, "requests sent at once in the inference phase "
              "(OpenAI-compatible)", part="model"),

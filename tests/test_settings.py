@@ -155,3 +155,14 @@ def test_the_budget_settings_are_the_limits_a_budget_reads():
     config = RunConfig(max_cost=1.5, max_tokens=10, max_calls=3, max_minutes=2.0)
     assert Limits.of(config) == Limits(1.5, 10, 3, 2.0)
     assert Limits.of(Submission(sweep_max_calls=7), prefix="sweep_") == Limits(calls=7)
+
+
+def test_no_setting_s_help_names_another_by_its_code_name():
+    import re
+
+    from iml_core.config import SETTINGS
+
+    code_names = {name for name in SETTINGS if "_" in name}
+    said = {name: sorted(set(re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", setting.help)) & code_names)
+            for name, setting in SETTINGS.items()}
+    assert {name: found for name, found in said.items() if found} == {}
