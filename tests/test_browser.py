@@ -258,6 +258,16 @@ def choose_option(page, label: str, option: str) -> None:
     wait_idle(page)
 
 
+def new_run_with(page, url: str, model: str) -> None:
+    """The model chosen on Models, then New run with the LLM agent."""
+    page.goto(url)
+    nav(page, "Models")
+    choose_option(page, "Model", model)
+    wait_idle(page)
+    nav(page, "New run")
+    choose_option(page, "Agent", AGENTS["llm"].label)
+
+
 def set_baselines_beside(page, on: bool) -> None:
     """New run's switch for the baselines beside a run (on by default for a model's runs)."""
     wait_idle(page)
@@ -300,12 +310,7 @@ def test_a_chosen_model_survives_a_reload_and_a_new_tab(page, tiny_model):
 
 def test_live_shows_the_phase_of_a_starter_step_as_it_runs(page, starter_model):
     page, url, tmp_path = page
-    page.goto(url)
-    nav(page, "Models")
-    choose_option(page, "Model", "starter")
-    wait_idle(page)
-    nav(page, "New run")
-    choose_option(page, "Agent", AGENTS["llm"].label)
+    new_run_with(page, url, "starter")
     set_baselines_beside(page, False)  # the step's own calls, counted on Live
     for name, value in (("Steps", "1"), ("Eval size", "2"), ("Max note words", "40")):
         wait_idle(page)
@@ -526,13 +531,7 @@ def test_the_recommended_path_with_qwen_learns_a_rung_1_rule_from_new_run(page, 
     page, url, tmp_path = page
     advised = recommended("qwen2.5-coder-1.5b")
     spec = LADDER[0].task(0)
-    page.goto(url)
-    nav(page, "Models")
-    choose_option(page, "Model", "qwen2.5-coder-1.5b")
-    wait_idle(page)
-    nav(page, "New run")
-    choose_option(page, "Agent", AGENTS["llm"].label)
-    wait_idle(page)
+    new_run_with(page, url, "qwen2.5-coder-1.5b")
     expect(page.get_by_text("Settings measured to learn with qwen2.5-coder-1.5b")).to_be_visible()
     set_baselines_beside(page, False)  # on by default; this test reads the run's own learning
     task_box = page.get_by_role("combobox", name="Task")

@@ -275,14 +275,19 @@ def models_page_with_file(path) -> AppTest:
     return at
 
 
-def start_llm_run(at: AppTest, steps: int, eval_size: int, max_note_words: int, batch_size: int | None = None,
-                  baselines: bool = False):
-    """From the Models page, where a model is chosen: New run with the LLM agent, launched (with its
-    baselines beside it, as New run does by default, only when asked: most tests count its calls)."""
+def new_run_with_the_model(at: AppTest) -> None:
+    """New run with the LLM agent, the model chosen on the Models page."""
     at.switch_page("pages/new_run.py")
     at.run()
     at.selectbox(key="agent").set_value("llm")
     at.run()
+
+
+def start_llm_run(at: AppTest, steps: int, eval_size: int, max_note_words: int, batch_size: int | None = None,
+                  baselines: bool = False):
+    """From the Models page, where a model is chosen: New run with the LLM agent, launched (with its
+    baselines beside it, as New run does by default, only when asked: most tests count its calls)."""
+    new_run_with_the_model(at)
     at.toggle(key="with_baselines_llm").set_value(baselines)
     at.number_input(key="steps").set_value(steps)
     if batch_size is not None:
@@ -306,10 +311,7 @@ def launch_one_step_llm_run(at: AppTest, db, max_note_words: int):
 
 def test_an_llm_run_from_new_run_has_its_baselines_beside_it_by_default_and_says_what_they_cost(db, tiny_model):
     at = models_page_with_file(tiny_model)
-    at.switch_page("pages/new_run.py")
-    at.run()
-    at.selectbox(key="agent").set_value("llm")
-    at.run()
+    new_run_with_the_model(at)
     assert at.toggle(key="with_baselines_llm").value is True  # on for a model's runs...
     assert any(c.value.startswith("Before you start, with the baselines: At most") for c in at.caption)
     start_llm_run(at, steps=1, eval_size=4, max_note_words=30, batch_size=2, baselines=True)
@@ -943,10 +945,7 @@ def test_new_run_says_how_long_a_step_of_this_model_took_here_before(db, tiny_mo
     from iml_core import analysis
 
     at = models_page_with_file(tiny_model)
-    at.switch_page("pages/new_run.py")
-    at.run()
-    at.selectbox(key="agent").set_value("llm")
-    at.run()
+    new_run_with_the_model(at)
     assert any("measured by its first run here" in c.value for c in at.caption)
     store = launch_one_step_llm_run(at, db, max_note_words=30)
     measured = store.call_seconds([str(tiny_model)])
