@@ -30,10 +30,23 @@ def step_progress(progress, uses_model: bool) -> str:
 
 
 
-# Every second while a run goes, here or in a command; an idle tab looks every 10 s for a run started
-# elsewhere, so that it does not take the model's cores on a small machine.
-_runs = store.runs_frame()
-REFRESH = 1.0 if manager.busy() or _runs["status"].isin(GOING).any() else 10.0
+# Every second while a run goes, here or in a command. An idle tab draws nothing anew: every 3 s it
+# looks whether the file has been written (a stat, no open), and only then whether a run has started,
+# so that it leaves a small machine's cores to the model.
+GOING_NOW = frozenset(store.going_runs())
+REFRESH = 1.0 if manager.busy() or GOING_NOW else None
+IDLE_LOOK = 3.0
+
+
+def written_at() -> tuple:
+    return tuple(path.stat().st_mtime_ns if path.exists() else 0
+                 for path in (store.path, store.path.with_name(store.path.name + ".wal")))
+
+
+@st.fragment(run_every=IDLE_LOOK)
+def look_for_runs(seen: tuple) -> None:
+    if written_at() != seen and frozenset(store.going_runs()) != GOING_NOW:
+        st.rerun()  # the whole page, now refreshing every second
 
 
 @st.fragment(run_every=REFRESH)
@@ -44,7 +57,8 @@ def live() -> None:
         st.info("No runs yet. Start one on the New run page.")
         return
     going = runs[runs["status"].isin(GOING)].sort_values(["status", "id"], ascending=[False, True])
-    st.caption(f"{len(going)} run(s) going · refreshes every {REFRESH:g} s")
+    st.caption(f"{len(going)} run(s) going · " + ("refreshes every second" if REFRESH else
+                                                  f"looks every {IDLE_LOOK:g} s for a run that starts"))
     run_id = pick_run(going if not going.empty else runs, key="live_run")
     run = store.run(run_id)
     steps = store.steps_frame([run_id])
@@ -52,7 +66,10 @@ def live() -> None:
     done, total = run["steps_done"], run["steps_total"]
     left = analysis.seconds_left(run, steps) if run["status"] in ACTIVE else None
     eta = "" if left is None else f" · about {left:.1f} s left" if left < 10 else f" · about {left:.0f} s left"
-    st.progress(done / total if total else 0.0, text=f"{run['status']}: {done} of {total} steps done{eta}")
+    # The step in flight, as the line below names it: "step 1" while step 1 runs, not the 0 done.
+    at = f"step {done + 1} of {total} in flight" if run["status"] == Status.RUNNING and done < total else \
+        f"step {done} of {total}"
+    st.progress(done / total if total else 0.0, text=f"{run['status']}: {at}{eta}")
     worker = getattr(manager.source, "worker", None)  # only a cluster source knows where a run is
     where = worker(run_id) if worker is not None and run["status"] in GOING else None
     if where:
@@ -143,5 +160,7 @@ def live() -> None:
 
 
 live()
+if REFRESH is None:
+    look_for_runs(written_at())
 if st.session_state.get("live_run") is not None:  # outside the fragment: a computation must not be re-ticked
     baselines_button(store, [st.session_state["live_run"]], key="live_baselines")

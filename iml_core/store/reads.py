@@ -11,6 +11,7 @@ import json
 from iml_core.budget import Spent
 from iml_core.config import SETTINGS, RunConfig
 from iml_core.errors import UserError
+from iml_core.status import GOING
 from iml_core.store.database import Database
 from iml_core.store.writes import SECONDS_COLUMNS
 
@@ -94,6 +95,11 @@ class RunReads(Database):
                           [run_id])
 
     # --- for the dashboard: frames, not rows ---------------------------------------------------
+
+    def going_runs(self) -> list[int]:
+        """The runs queued or computing steps, in this process or another: a cheap look for a page."""
+        return [row[0] for row in self._all("SELECT id FROM runs WHERE list_contains(?, status) ORDER BY id",
+                                            [[str(status) for status in GOING]])]
 
     def runs_frame(self):
         """One row per run with the settings a table sorts and groups by pulled out of the config."""
