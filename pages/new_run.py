@@ -40,7 +40,11 @@ if is_rules_spec(task) and task not in generated_tasks():
 agent = setting_input(right, "agent", defaults.agent, key="agent")
 uses_model = AGENTS[agent].uses_model
 model = model_settings() if uses_model else {}
-advised = recommended(model.get("model", "")) if uses_model else None
+try:
+    advised = recommended(model.get("model", "")) if uses_model else None
+except IMLError as e:  # a catalogue of one's own (IML_CATALOGUE) with a broken row: said, and not used
+    show_problem(str(e), "warning")
+    advised = None
 # Every widget below starts from the settings measured to learn with this model. When that changes
 # (another model, or the agent), the widgets it covers start anew, except where the user set them.
 ADVISED = "new_run_advised"
