@@ -1138,7 +1138,7 @@ def test_new_run_starts_from_the_settings_measured_to_learn_with_the_chosen_mode
                for h in at.get("html"))
     shown = {"learner": at.selectbox(key="learner").value, "notes_form": at.radio(key="notes_form").value,
              "apply": at.radio(key="apply").value,
-             "prompt_layout": at.selectbox(key="prompt_layout").value,
+             "prompt_layout": at.selectbox(key="prompt_layout").value, "rule_reading": at.radio(key="rule_reading").value,
              **{name: at.number_input(key=name).value for name in ("proposals", "score_window", "batch_size", "steps",
                                                                     "eval_size", "eval_every")}}
     assert shown == advised.settings
