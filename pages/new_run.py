@@ -45,16 +45,15 @@ try:
 except IMLError as e:  # a catalogue of one's own (IML_CATALOGUE) with a broken row: said, and not used
     show_problem(str(e), "warning")
     advised = None
-# Every widget below starts from the settings measured to learn with this model. When that changes
-# (another model, or the agent), the widgets it covers start anew, except where the user set them.
-ADVISED = "new_run_advised"
-touched = {*st.session_state.get(ADVISED, {}).get("settings", ()), *(advised.settings if advised else ())}
-if st.session_state.get(ADVISED, {}).get("model") != (advised.model if advised else None):
-    for name in touched:
-        if kept(name, None) is None:
-            st.session_state.pop(name, None)
-st.session_state[ADVISED] = {"model": advised.model if advised else None,
-                             "settings": list(advised.settings) if advised else []}
+# Every widget below starts from the settings measured to learn with this model. A widget those
+# settings cover is keyed by the model too: Streamlit's browser side keeps a widget's value under its
+# key, so only a widget of another key starts anew when the model (or the agent) changes.
+
+
+def keyed(name: str) -> str:
+    return f"{name}@{advised.model}" if advised is not None and name in advised.settings else name
+
+
 if advised is not None:
     defaults = defaults.replace(**advised.settings)
     st.html(render.caption(f"Settings measured to learn with {advised.model} (the model catalogue's): "
@@ -62,11 +61,11 @@ if advised is not None:
 
 # Under a sweep, its own learners, momentum and accumulation values (below) are used, not these.
 swept = "the sweep's values below are used" if st.session_state.get("sweep") else None
-learner = setting_input(st, "learner", defaults.learner, key="learner", disabled=bool(swept), help=swept)
+learner = setting_input(st, "learner", defaults.learner, key=keyed("learner"), disabled=bool(swept), help=swept)
 left, middle, right = st.columns(3)
 # Momentum shapes a revision: a learner that keeps the best-scoring rule instead (the bank) has none.
 with_momentum = swept or "momentum" in LEARNERS[learner].settings
-chosen = {name: setting_input(column, name, getattr(defaults, name), key=name, slider=True, disabled=bool(swept),
+chosen = {name: setting_input(column, name, getattr(defaults, name), key=keyed(name), slider=True, disabled=bool(swept),
                               help=swept)
           for column, name in zip((left, middle), ("momentum", "accumulation"), strict=True)
           if name != "momentum" or with_momentum}
@@ -76,11 +75,11 @@ if not with_momentum:
 chosen["learner"] = learner
 for column, name in zip((right, left, middle, right, left, middle), ("batch_size", "steps", "eval_size", "eval_every",
                                                                      "max_note_words", "seed"), strict=True):
-    chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
+    chosen[name] = setting_input(column, name, getattr(defaults, name), key=keyed(name))
 chosen["feedback"] = setting_input(right, "feedback", defaults.feedback, key="feedback", radio=True)
 left, right = st.columns(2)
-chosen["notes_form"] = setting_input(left, "notes_form", defaults.notes_form, key="notes_form", radio=True)
-chosen["apply"] = setting_input(right, "apply", defaults.apply, key="apply", radio=True,
+chosen["notes_form"] = setting_input(left, "notes_form", defaults.notes_form, key=keyed("notes_form"), radio=True)
+chosen["apply"] = setting_input(right, "apply", defaults.apply, key=keyed("apply"), radio=True,
                                 disabled=chosen["notes_form"] != "rule",
                                 help=None if chosen["notes_form"] == "rule" else "needs notes form rule")
 if chosen["notes_form"] != "rule":
@@ -89,7 +88,7 @@ if chosen["notes_form"] != "rule":
 learner_settings = [name for name in LEARNERS[learner].settings if name not in chosen]
 for row in range(0, len(learner_settings), 3):
     for column, name in zip(st.columns(3), learner_settings[row:row + 3], strict=False):
-        chosen[name] = setting_input(column, name, getattr(defaults, name), key=name)
+        chosen[name] = setting_input(column, name, getattr(defaults, name), key=keyed(name))
 if task in PRESETS:
     chosen["label_noise"] = setting_input(left, "label_noise", PRESETS[task].label_noise, key="label_noise",
                                           slider=True)
@@ -103,11 +102,11 @@ if uses_model:
     # Only a model reads a prompt; under a sweep, its own layouts (below) are used.
     advice = suggested_layout(model["model"]) if model.get("model") else None
     model["prompt_layout"] = setting_input(st, "prompt_layout", advice.layout if advice else defaults.prompt_layout,
-                                           key="prompt_layout", disabled=bool(swept), help=swept)
+                                           key=keyed("prompt_layout"), disabled=bool(swept), help=swept)
     if advice is not None:
         st.html(render.caption(f"Suggested for this model: the {advice.layout} layout, {advice.reason}."))
     if chosen["notes_form"] == "rule":
-        model["rule_reading"] = setting_input(st, "rule_reading", defaults.rule_reading, key="rule_reading",
+        model["rule_reading"] = setting_input(st, "rule_reading", defaults.rule_reading, key=keyed("rule_reading"),
                                               radio=True)
     backend = BACKENDS.get(model.get("backend", ""))
     sampling = ["temperature", *(backend.sampling if backend else ())]

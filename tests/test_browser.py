@@ -534,6 +534,9 @@ def test_the_recommended_path_with_qwen_learns_a_rung_1_rule_from_new_run(page, 
     spec = LADDER[0].task(0)
     new_run_with(page, url, "qwen2.5-coder-1.5b")
     expect(page.get_by_text("Settings measured to learn with qwen2.5-coder-1.5b")).to_be_visible()
+    # What the browser shows, not only what the server holds: the widgets start from the catalogue's.
+    expect(page.get_by_role("combobox", name="Learner")).to_have_value(re.compile("^Hypothesis bank"))
+    expect(page.get_by_role("spinbutton", name="Steps")).to_have_value(str(advised.settings["steps"]))
     set_baselines_beside(page, False)  # on by default; this test reads the run's own learning
     task_box = page.get_by_role("combobox", name="Task")
     task_box.click()

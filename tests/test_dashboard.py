@@ -1136,16 +1136,23 @@ def test_new_run_starts_from_the_settings_measured_to_learn_with_the_chosen_mode
     assert not at.exception
     assert any("Settings measured to learn with qwen2.5-coder-1.5b" in h.proto.body and advised.flags in h.proto.body
                for h in at.get("html"))
-    shown = {"learner": at.selectbox(key="learner").value, "notes_form": at.radio(key="notes_form").value,
-             "apply": at.radio(key="apply").value,
-             "prompt_layout": at.selectbox(key="prompt_layout").value, "rule_reading": at.radio(key="rule_reading").value,
-             **{name: at.number_input(key=name).value for name in ("proposals", "score_window", "batch_size", "steps",
-                                                                    "eval_size", "eval_every")}}
+    # The widgets the recommendation covers are keyed by the model, so that they start anew with it.
+    def key(name):
+        return f"{name}@{advised.model}"
+
+    shown = {"learner": at.selectbox(key=key("learner")).value, "notes_form": at.radio(key=key("notes_form")).value,
+             "apply": at.radio(key=key("apply")).value, "prompt_layout": at.selectbox(key=key("prompt_layout")).value,
+             "rule_reading": at.radio(key=key("rule_reading")).value,
+             **{name: at.number_input(key=key(name)).value for name in ("proposals", "score_window", "batch_size",
+                                                                         "steps", "eval_size", "eval_every")}}
     assert shown == advised.settings
-    at.number_input(key="steps").set_value(2)  # the user's own change outlives the page
+    at.number_input(key=key("steps")).set_value(2)  # the user's own change outlives the page
     at.run()
     at.switch_page("pages/runs.py")
     at.run()
     at.switch_page("pages/new_run.py")
     at.run()
-    assert at.number_input(key="steps").value == 2 and at.selectbox(key="learner").value == "bank"
+    assert at.number_input(key=key("steps")).value == 2 and at.selectbox(key=key("learner")).value == "bank"
+    at.selectbox(key="agent").set_value("offline")  # back to the plain defaults, under the plain keys
+    at.run()
+    assert at.selectbox(key="learner").value == RunConfig().learner
