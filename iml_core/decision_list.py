@@ -26,6 +26,13 @@ MAX_CHARACTERS = 20_000
 MAX_LINES = 64
 MAX_CONDITIONS = 8
 KEYWORDS = ("IF", "AND", "THEN", "ELSE")
+# What a condition costs a list, in examples it must sort right to earn its place. With none, a list
+# fitted to 32 samples with a tenth of the labels wrong grows a line per wrong label (rung 3: 7
+# lines, 55-80% held out). Swept over 0.25-2 on the ladder rungs and the presets, rule seeds 1-3
+# (docs/learning.md): 0.25-0.75 fitted the same rules, 1 and more dropped true conditions.
+CONDITION_COST = 0.5
+# The most attributes a fitted list reads: every generated task here decides by at most three.
+FIT_ATTRIBUTES = 3
 
 
 class RuleError(UserError):
@@ -61,6 +68,14 @@ class DecisionList:
             if line.holds(features):
                 return number
         return len(self.lines) + 1
+
+    @property
+    def conditions(self) -> int:
+        return sum(len(line.conditions) for line in self.lines)
+
+    def worth(self, examples: Sequence[tuple[Mapping[str, str], str]]) -> float:
+        """Examples sorted right, less CONDITION_COST per condition: what a list is ranked by."""
+        return sum(self.apply(features) == label for features, label in examples) - CONDITION_COST * self.conditions
 
     def __str__(self) -> str:
         return "\n".join([*(str(line) for line in self.lines), f"ELSE {self.default}"])
@@ -261,6 +276,43 @@ def fit(examples: Sequence[tuple[Mapping[str, str], str]], form: RuleForm, *, ma
     left = Counter(label for _, label in (remaining or examples))
     default = left.most_common(1)[0][0] if left else form.classes[0]
     return DecisionList(tuple(lines), default)
+
+
+def simplest_fits(examples: Sequence[tuple[Mapping[str, str], str]], form: RuleForm, *, count: int = 1,
+                  most_attributes: int = FIT_ATTRIBUTES) -> list[DecisionList]:
+    """The `count` lists worth most on `examples` (sorted right, less CONDITION_COST per condition),
+    best first, each over one subset of at most `most_attributes` of the attributes the examples
+    have. Per subset, every combination of its values seen takes the class most of its examples
+    have, which outvotes a wrong label among right ones; `fit` then writes that table as a short
+    list. A subset is fitted only while the least it could cost (its table's errors, and a condition
+    per class but one) can still make the `count` best."""
+    from collections import Counter, defaultdict
+    from itertools import combinations
+
+    names = [name for name in form.values if any(name in features for features, _ in examples)]
+    bounds = []
+    for size in range(min(most_attributes, len(names)) + 1):
+        for subset in combinations(names, size):
+            cells: dict[tuple, Counter] = defaultdict(Counter)
+            for features, label in examples:
+                cells[tuple(features.get(name) for name in subset)][label] += 1
+            majority = {cell: labels.most_common(1)[0][0] for cell, labels in cells.items()}
+            errors = sum(sum(labels.values()) - labels[majority[cell]] for cell, labels in cells.items())
+            bounds.append((errors + CONDITION_COST * (len(set(majority.values())) - 1), size, subset, majority))
+    bounds.sort(key=lambda b: (b[0], b[1]))
+    best: list[tuple[float, int, DecisionList]] = []
+    for bound, size, subset, majority in bounds:
+        if len(best) >= count and bound > best[-1][0]:
+            break
+        table = [({name: features.get(name) for name in subset},
+                  majority[tuple(features.get(name) for name in subset)]) for features, _ in examples]
+        rules = fit(table, form, max_conditions=max(size, 1), min_cover=1)
+        if any(str(rules) == str(other) for _, _, other in best):
+            continue
+        best.append((len(examples) - rules.worth(examples), rules.conditions, rules))  # its cost
+        best.sort(key=lambda b: (b[0], b[1]))
+        del best[count:]
+    return [rules for _, _, rules in best]
 
 
 def rule_card_list(task) -> str:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from iml_core.agents import Phase, Prediction, Trajectory
 from iml_core.agents.rules import answers
-from iml_core.decision_list import DecisionList, RuleError, RuleForm, fit
+from iml_core.decision_list import DecisionList, RuleError, RuleForm, fit, simplest_fits
 from iml_core.tasks import Attribute, Observation
 
 MAX_RULE_LINES = 8  # as many IF lines as the grammar lets a model write
@@ -69,15 +69,10 @@ class RuleListLearner:
 
     def propose_rules(self, trajectories: Sequence[Trajectory], count: int, evidence: Sequence,
                       phase: Phase) -> list[str]:
-        """Lists fitted to the recent labelled samples, each with other bounds (conditions per line,
-        samples a line must cover), so that they differ where the samples allow."""
+        """The `count` lists worth most on the recent labelled samples, as a model's proposals are
+        fitted once it has chosen attributes; this agent chooses them all."""
         examples = [(s.features, s.label) for s in evidence]
-        found = []
-        for conditions, cover in ((2, 2), (1, 2), (2, 1), (3, 2), (1, 1), (3, 1))[:count]:
-            if examples and (rule := str(fit(examples, self.rules, max_conditions=conditions,
-                                             min_cover=cover))) not in found:
-                found.append(rule)
-        return found
+        return [str(rules) for rules in simplest_fits(examples, self.rules, count=count)] if examples else []
 
     def refine_rule(self, rule: str, wrong, phase: Phase) -> list[str]:
         """The rule with lines fitted to the samples it sorts wrong put first."""

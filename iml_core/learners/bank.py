@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from iml_core.agents import PhaseName, Trajectory
 from iml_core.agents.rules import RuleApplier
-from iml_core.decision_list import DecisionList, Line, RuleError
+from iml_core.decision_list import CONDITION_COST, DecisionList, Line, RuleError
 from iml_core.learners import Candidate, Update, enforce_revision, percent
 
 if TYPE_CHECKING:  # the loop and the settings are above the learners
@@ -58,6 +58,20 @@ class BankLearner:
         self.config = config
         self.bank: list[str] = json.loads(state) if state else []
         self.proposed: list[tuple[int, str]] = []  # (minibatch, rule) of the step in flight
+        self._conditions: dict[str, int] = {}
+
+    def worth(self, tools: StepTools, candidate: Candidate) -> float:
+        """What a scored candidate is ranked by: samples right; in rule form less CONDITION_COST per
+        condition, so that a list with a line per wrong label does not win the window it was fitted
+        to (a tie between lists still goes to the shorter one)."""
+        if self.config.notes_form != "rule":
+            return candidate.right
+        if candidate.text not in self._conditions:
+            try:
+                self._conditions[candidate.text] = RuleApplier(tools.task).form.parse(candidate.text).conditions
+            except RuleError:
+                self._conditions[candidate.text] = 0  # it sorts nothing right: no cost makes it worth less
+        return candidate.right - CONDITION_COST * self._conditions[candidate.text]
 
     def induce(self, tools: StepTools, notes: str, trajectories: Sequence[Trajectory], minibatch: int) -> str:
         if self.config.notes_form == "rule":  # decision lists, each a call under the task's grammar
@@ -84,11 +98,14 @@ class BankLearner:
         if not candidates:  # no notes yet and no rule proposed: nothing to choose from
             return Update(enforce_revision("", notes, self.config.max_note_words), [], json.dumps(self.bank))
         incumbent = candidates[0] if held else None
+        rule_form = self.config.notes_form == "rule"
         for candidate in candidates:
             candidate.right, candidate.scored = tools.score(candidate.text, window), n
-            if candidate is incumbent and candidate.right == n:
+            # Scoring a list is free, and one that sorts every sample may still be worth less than a
+            # shorter one: in rule form all are scored.
+            if candidate is incumbent and candidate.right == n and not rule_form:
                 return self._unbeatable(incumbent, candidates)
-        if self.config.notes_form == "rule":
+        if rule_form:
             candidates += self._refined(tools, candidates, pool, window)
             candidates += self._pruned(tools, candidates, pool, window)
         else:
@@ -96,14 +113,15 @@ class BankLearner:
             if self.config.edit:
                 candidates += self._edits(tools, candidates, pool, window)
         # Best first; on a tie the shorter rule, then the one held longer (the sort is stable).
-        ranked = sorted(candidates, key=lambda c: (-c.right, len(c.text.split())))
+        ranked = sorted(candidates, key=lambda c: (-self.worth(tools, c), len(c.text.split())))
         best = ranked[0]
         needed = self.config.margin * n
-        if incumbent is not None and best is not incumbent and best.right - incumbent.right <= needed:
+        if (incumbent is not None and best is not incumbent
+                and self.worth(tools, best) - self.worth(tools, incumbent) <= needed):
             best = incumbent
         bank = [best] + [c for c in ranked if c is not best][:self.config.bank_size - 1]
         for candidate in candidates:
-            candidate.decision, candidate.reason = self._decide(candidate, best, incumbent, bank, needed, n)
+            candidate.decision, candidate.reason = self._decide(candidate, best, incumbent, bank, needed, n, tools)
         self.bank = [c.text for c in bank]
         return Update(enforce_revision("", best.text, self.config.max_note_words), candidates, json.dumps(self.bank))
 
@@ -148,12 +166,11 @@ class BankLearner:
         return _scored_new(tools, pool, window, "edit", best, tools.ask(PhaseName.INDUCE, tools.agent.simplify,
                                                                           best.text))
 
-    @staticmethod
-    def _refined(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
+    def _refined(self, tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
                  window: list) -> list[Candidate]:
         """Qiu et al.'s refinement: the model shown the best list and the window's samples it sorts
         wrong, asked for a corrected list (one call; none when the best sorts every sample right)."""
-        best = max(candidates, key=lambda c: c.right)
+        best = max(candidates, key=lambda c: self.worth(tools, c))
         rules = RuleApplier(tools.task)
         said = rules.infer(best.text, [s.observation for s in window])
         wrong = [(s.observation, p.label or "no class", s.label) for s, p in zip(window, said, strict=True)
@@ -163,13 +180,13 @@ class BankLearner:
         return _scored_new(tools, pool, window, "refine", best,
                            tools.ask(PhaseName.INDUCE, tools.agent.refine_rule, best.text, wrong))
 
-    @staticmethod
-    def _pruned(tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
+    def _pruned(self, tools: StepTools, candidates: list[Candidate], pool: dict[str, Candidate],
                 window: list) -> list[Candidate]:
         """The best list with one line, or one condition, dropped: run by the engine, so free. The
-        best such cut that sorts at least as many right is kept as an edit (a tie goes to the
-        shorter list when the bank ranks them), which takes a spurious condition or line out."""
-        best = max(candidates, key=lambda c: (c.right, -len(c.text.split())))
+        cut worth the most is kept as an edit when it is worth at least as much as the list (a tie
+        goes to the shorter list when the bank ranks them), which takes a spurious condition or
+        line out."""
+        best = max(candidates, key=lambda c: (self.worth(tools, c), -len(c.text.split())))
         form = RuleApplier(tools.task).form
         try:
             rules = form.parse(best.text)
@@ -185,25 +202,33 @@ class BankLearner:
         for cut in cuts:
             text = str(cut)
             if _same(text) not in pool:
-                scored.append((tools.score(text, window), text))
-        right, text = max(scored, default=(-1, ""))
-        if right < best.right:
+                right = tools.score(text, window)
+                scored.append((right - CONDITION_COST * cut.conditions, right, text))
+        worth, right, text = max(scored, default=(float("-inf"), 0, ""))
+        if worth < self.worth(tools, best):
             return []
         pool[_same(text)] = edit = Candidate("edit", text, right, len(window), minibatch=best.minibatch)
         return [edit]
 
     def _decide(self, candidate: Candidate, best: Candidate, incumbent: Candidate | None, bank: list[Candidate],
-                needed: float, n: int) -> tuple[str, str]:
+                needed: float, n: int, tools: StepTools) -> tuple[str, str]:
+        rule_form = self.config.notes_form == "rule"
         scored = f"{percent(candidate.right, n)} of the last {n} samples"
+        if rule_form:
+            worth = self.worth(tools, candidate)
+            conditions = self._conditions[candidate.text]
+            scored += (f" with {conditions} condition{'' if conditions == 1 else 's'}: worth {worth:g}, "
+                       f"{CONDITION_COST:g} less a condition")
         if candidate is best:
             if incumbent is None or best is incumbent:
-                beaten = [c for c in bank if c is not best and c.right > best.right]
+                beaten = [c for c in bank if c is not best and self.worth(tools, c) > self.worth(tools, best)]
                 return "chosen", scored + (f"; it stays the notes: no rule beat it by more than the margin "
                                            f"({needed:g} samples)" if beaten else "; the best of the bank")
-            return "chosen", scored + (f"; it beats the notes' {percent(incumbent.right, n)} by more than the margin "
-                                       f"({needed:g} samples)")
+            notes = f"worth {self.worth(tools, incumbent):g}" if rule_form else percent(incumbent.right, n)
+            return "chosen", scored + f"; it beats the notes' {notes} by more than the margin ({needed:g} samples)"
         if candidate is incumbent:
-            return "replaced", scored + (f"; beaten by more than the margin by a rule with {best.right} right"
+            winner = f"worth {self.worth(tools, best):g}" if rule_form else f"with {best.right} right"
+            return "replaced", scored + (f"; beaten by more than the margin by a rule {winner}"
                                          + ("; it stays in the bank" if candidate in bank else ""))
         if candidate in bank:
             return "kept", scored + "; kept in the bank, behind the notes"
