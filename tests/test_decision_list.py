@@ -179,6 +179,18 @@ def test_the_bank_in_rule_form_ranks_lists_by_worth_not_by_samples_right(store):
     assert "worth 5.5" in step["proposal"]["reason"] and "worth 5," in step["notes"]["reason"]
 
 
+def test_notes_in_words_rank_below_any_list_in_rule_form(store):
+    """Notes that are no list sort nothing; a list of many conditions that sorts little is worth
+    less than 0, and still replaces them."""
+    run_id = create_run(store, RunConfig(task="paper", learner="bank", notes_form="rule", apply="rule", proposals=1,
+                                         steps=1, batch_size=8, eval_size=40, seed=1,
+                                         initial_notes="A creature with scales is a Florp."))
+    execute_run(store, run_id)
+    notes = next(c for c in store.candidates(run_id) if c["origin"] == "notes")
+    assert notes["decision"] == "replaced" and "no decision list, worth less than any" in notes["reason"]
+    FORM.parse(store.steps(run_id)[-1]["notes"])
+
+
 def test_a_run_in_words_stores_what_it_stored_before(store):
     config = RunConfig(task="paper", steps=2, eval_size=20)
     stored = config.to_dict()

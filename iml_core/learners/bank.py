@@ -70,8 +70,11 @@ class BankLearner:
             try:
                 self._conditions[candidate.text] = RuleApplier(tools.task).form.parse(candidate.text).conditions
             except RuleError:
-                self._conditions[candidate.text] = 0  # it sorts nothing right: no cost makes it worth less
-        return candidate.right - CONDITION_COST * self._conditions[candidate.text]
+                self._conditions[candidate.text] = None
+        conditions = self._conditions[candidate.text]
+        # Text that is no list sorts nothing, and a long list that sorts little is worth less than
+        # nothing: below every list, whatever it scores.
+        return float("-inf") if conditions is None else candidate.right - CONDITION_COST * conditions
 
     def induce(self, tools: StepTools, notes: str, trajectories: Sequence[Trajectory], minibatch: int) -> str:
         if self.config.notes_form == "rule":  # decision lists, each a call under the task's grammar
@@ -215,22 +218,25 @@ class BankLearner:
         rule_form = self.config.notes_form == "rule"
         scored = f"{percent(candidate.right, n)} of the last {n} samples"
         if rule_form:
-            worth = self.worth(tools, candidate)
             conditions = self._conditions[candidate.text]
-            scored += (f" with {conditions} condition{'' if conditions == 1 else 's'}: worth {worth:g}, "
-                       f"{CONDITION_COST:g} less a condition")
+            scored += ("" if conditions is None else f" with {conditions} condition{'' if conditions == 1 else 's'}") \
+                + f": {self._said_worth(tools, candidate)}, {CONDITION_COST:g} less a condition"
         if candidate is best:
             if incumbent is None or best is incumbent:
                 beaten = [c for c in bank if c is not best and self.worth(tools, c) > self.worth(tools, best)]
                 return "chosen", scored + (f"; it stays the notes: no rule beat it by more than the margin "
                                            f"({needed:g} samples)" if beaten else "; the best of the bank")
-            notes = f"worth {self.worth(tools, incumbent):g}" if rule_form else percent(incumbent.right, n)
+            notes = self._said_worth(tools, incumbent) if rule_form else percent(incumbent.right, n)
             return "chosen", scored + f"; it beats the notes' {notes} by more than the margin ({needed:g} samples)"
         if candidate is incumbent:
-            winner = f"worth {self.worth(tools, best):g}" if rule_form else f"with {best.right} right"
+            winner = self._said_worth(tools, best) if rule_form else f"with {best.right} right"
             return "replaced", scored + (f"; beaten by more than the margin by a rule {winner}"
                                          + ("; it stays in the bank" if candidate in bank else ""))
         if candidate in bank:
             return "kept", scored + "; kept in the bank, behind the notes"
         dropped = "replaced" if candidate.origin == "bank" else "rejected"
         return dropped, scored + f"; below the bank's {len(bank)} best"
+
+    def _said_worth(self, tools: StepTools, candidate: Candidate) -> str:
+        worth = self.worth(tools, candidate)
+        return "no decision list, worth less than any" if worth == float("-inf") else f"worth {worth:g}"
