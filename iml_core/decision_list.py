@@ -35,6 +35,11 @@ CONDITION_COST = 0.5
 FIT_ATTRIBUTES = 3
 
 
+def worth(right: int, conditions: int) -> float:
+    """What a list is ranked by: the examples it sorts right, less CONDITION_COST per condition."""
+    return right - CONDITION_COST * conditions
+
+
 class RuleError(UserError):
     """Text that is not a decision list over the task: names the line and the word at fault."""
 
@@ -74,8 +79,7 @@ class DecisionList:
         return sum(len(line.conditions) for line in self.lines)
 
     def worth(self, examples: Sequence[tuple[Mapping[str, str], str]]) -> float:
-        """Examples sorted right, less CONDITION_COST per condition: what a list is ranked by."""
-        return sum(self.apply(features) == label for features, label in examples) - CONDITION_COST * self.conditions
+        return worth(sum(self.apply(features) == label for features, label in examples), self.conditions)
 
     def __str__(self) -> str:
         return "\n".join([*(str(line) for line in self.lines), f"ELSE {self.default}"])

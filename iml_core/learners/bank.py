@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from iml_core.agents import PhaseName, Trajectory
 from iml_core.agents.rules import RuleApplier
-from iml_core.decision_list import CONDITION_COST, DecisionList, Line, RuleError
+from iml_core.decision_list import CONDITION_COST, DecisionList, Line, RuleError, worth
 from iml_core.learners import Candidate, Update, enforce_revision, percent
 
 if TYPE_CHECKING:  # the loop and the settings are above the learners
@@ -74,7 +74,7 @@ class BankLearner:
         conditions = self._conditions[candidate.text]
         # Text that is no list sorts nothing, and a long list that sorts little is worth less than
         # nothing: below every list, whatever it scores.
-        return float("-inf") if conditions is None else candidate.right - CONDITION_COST * conditions
+        return float("-inf") if conditions is None else worth(candidate.right, conditions)
 
     def induce(self, tools: StepTools, notes: str, trajectories: Sequence[Trajectory], minibatch: int) -> str:
         if self.config.notes_form == "rule":  # decision lists, each a call under the task's grammar
@@ -206,9 +206,9 @@ class BankLearner:
             text = str(cut)
             if _same(text) not in pool:
                 right = tools.score(text, window)
-                scored.append((right - CONDITION_COST * cut.conditions, right, text))
-        worth, right, text = max(scored, default=(float("-inf"), 0, ""))
-        if worth < self.worth(tools, best):
+                scored.append((worth(right, cut.conditions), right, text))
+        most, right, text = max(scored, default=(float("-inf"), 0, ""))
+        if most < self.worth(tools, best):
             return []
         pool[_same(text)] = edit = Candidate("edit", text, right, len(window), minibatch=best.minibatch)
         return [edit]
